@@ -1,0 +1,59 @@
+"""Frame compression: zstd (default), gzip, lzma, none. Each frame compresses on its own."""
+from __future__ import annotations
+
+import gzip
+import lzma
+import zlib
+
+import zstandard
+
+from .errors import ArchiveError, ConfigError
+
+IDS = {"none": 0, "zstd": 1, "gzip": 2, "lzma": 3}
+NAMES = {v: k for k, v in IDS.items()}
+DEFAULT_LEVEL = {"zstd": 3, "gzip": 6, "lzma": 6, "none": 0}
+
+
+class Compressor:
+    def __init__(self, name: str = "zstd", level: int | None = None) -> None:
+        if name not in IDS:
+            raise ConfigError(f"unknown compression {name!r}; expected one of {', '.join(IDS)}")
+        self.name = name
+        self.id = IDS[name]
+        self.level = DEFAULT_LEVEL[name] if level is None else level
+        self._zc = zstandard.ZstdCompressor(level=self.level) if name == "zstd" else None
+
+    def compress(self, data: bytes) -> bytes:
+        if self.name == "zstd":
+            return self._zc.compress(data)
+        if self.name == "gzip":
+            return gzip.compress(data, compresslevel=self.level, mtime=0)
+        if self.name == "lzma":
+            return lzma.compress(data, preset=self.level)
+        return data
+
+
+def decompress(comp_id: int, data: bytes, max_size: int, where: str) -> bytes:
+    """Decompress one frame, refusing output larger than ``max_size`` (a bomb or damage)."""
+    try:
+        if comp_id == 0:
+            return data
+        if comp_id == 1:
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=max_size)
+        if comp_id == 2:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(data, max_size)
+            if d.unconsumed_tail or not d.eof:
+                raise ValueError("frame larger than its limit or truncated")
+            return out
+        if comp_id == 3:
+            d2 = lzma.LZMADecompressor()
+            out = d2.decompress(data, max_length=max_size)
+            if not d2.eof:
+                raise ValueError("frame larger than its limit or truncated")
+            return out
+    except ArchiveError:
+        raise
+    except Exception as exc:
+        raise ArchiveError(f"{where}: cannot decompress ({exc})") from None
+    raise ArchiveError(f"{where}: unknown compression id {comp_id}")

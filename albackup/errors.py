@@ -1,0 +1,113 @@
+"""One exception tree. Each class carries its exit code; the codes are a contract.
+
+The README's exit-code table is generated from ``exit_code_table()``; a test checks the
+codes are unique and that the README shows them.
+"""
+from __future__ import annotations
+
+
+class AlbackupError(Exception):
+    """Unexpected internal error (a bug: please report it with --debug output)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(AlbackupError):
+    """Wrong command-line usage (unknown option, missing argument)."""
+
+    exit_code = 2
+
+
+class ConfigError(AlbackupError):
+    """The configuration file is missing, not YAML/JSON, or has unknown keys or wrong types."""
+
+    exit_code = 3
+
+
+class DatabaseUnavailable(AlbackupError):
+    """A database could not be reached, refused the login, or the URL/driver is wrong."""
+
+    exit_code = 4
+
+
+class RestoreRefused(AlbackupError):
+    """Restore refused: allow_restore not set, target not empty, or lossy without --accept-lossy."""
+
+    exit_code = 5
+
+
+class BackupNotFound(AlbackupError):
+    """The backup folder or its manifest does not exist (an incomplete backup has no manifest)."""
+
+    exit_code = 6
+
+
+class ArchiveError(AlbackupError):
+    """The backup is damaged or unreadable: bad manifest, checksum mismatch, truncated or corrupt chunk."""
+
+    exit_code = 7
+
+
+class UnsupportedFormat(AlbackupError):
+    """The backup was written in a format version or with a feature this albackup does not know."""
+
+    exit_code = 8
+
+
+class DumpError(AlbackupError):
+    """The dump failed; no backup was left behind."""
+
+    exit_code = 9
+
+
+class RestoreError(AlbackupError):
+    """The restore failed; what it had created in the target was removed."""
+
+    exit_code = 10
+
+
+class IntegrityError(AlbackupError):
+    """Data does not match: row counts, content hashes or referential integrity differ."""
+
+    exit_code = 11
+
+
+class CompareFailed(AlbackupError):
+    """test_all found differences between a source and its restored copy, or compared nothing."""
+
+    exit_code = 12
+
+
+class StorageError(AlbackupError):
+    """A storage location could not be read or written."""
+
+    exit_code = 13
+
+
+def all_error_classes() -> list[type[AlbackupError]]:
+    out: list[type[AlbackupError]] = []
+
+    def walk(cls: type[AlbackupError]) -> None:
+        out.append(cls)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(AlbackupError)
+    return sorted(out, key=lambda c: c.exit_code)
+
+
+def exit_code_table() -> str:
+    """Markdown table of exit codes, generated from the classes (kept in the README)."""
+    lines = ["| exit code | error | meaning |", "|---|---|---|", "| 0 | — | success |"]
+    for cls in all_error_classes():
+        doc = " ".join((cls.__doc__ or "").split())
+        lines.append(f"| {cls.exit_code} | `{cls.__name__}` | {doc} |")
+    lines.append("| 130 | — | interrupted (Ctrl-C) |")
+    return "\n".join(lines)

@@ -1,0 +1,276 @@
+"""The engine-neutral schema model. Standard library only.
+
+Everything here serialises to plain JSON-able dicts (``to_dict``/``from_dict``) for the manifest.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Logical type kinds. See docs/FORMAT.md for the value encoding of each.
+KINDS = (
+    "integer", "decimal", "float", "boolean", "string", "text", "char", "binary",
+    "date", "time", "datetime", "interval", "uuid", "json", "enum", "array", "native",
+)
+
+
+@dataclass(frozen=True)
+class LogicalType:
+    kind: str
+    bits: int | None = None          # integer 16/32/64, float 32/64
+    unsigned: bool = False           # integer
+    length: int | None = None        # string/char/binary (None: unbounded)
+    precision: int | None = None     # decimal precision; datetime/time fractional digits
+    scale: int | None = None         # decimal scale
+    timezone: bool = False           # datetime/time: aware
+    values: tuple[str, ...] | None = None   # enum labels
+    item: "LogicalType | None" = None       # array element type
+    native: str | None = None        # native: the engine's own type name
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown logical type kind {self.kind!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "kind" or v in (None, False):
+                continue
+            if f.name == "item":
+                v = v.to_dict()
+            elif f.name == "values":
+                v = list(v)
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LogicalType":
+        kw = dict(d)
+        if kw.get("item") is not None:
+            kw["item"] = cls.from_dict(kw["item"])
+        if kw.get("values") is not None:
+            kw["values"] = tuple(kw["values"])
+        return cls(**kw)
+
+    def describe(self) -> str:
+        k = self.kind
+        if k == "integer":
+            return f"{'u' if self.unsigned else ''}int{self.bits or 64}"
+        if k == "float":
+            return f"float{self.bits or 64}"
+        if k == "decimal":
+            return f"decimal({self.precision},{self.scale})" if self.precision else "decimal"
+        if k in ("string", "char", "binary"):
+            return f"{k}({self.length})" if self.length else k
+        if k in ("datetime", "time"):
+            tz = " tz" if self.timezone else ""
+            p = f"({self.precision})" if self.precision is not None else ""
+            return f"{k}{p}{tz}"
+        if k == "enum":
+            return f"enum({','.join(self.values or ())})"
+        if k == "array":
+            return f"array<{self.item.describe() if self.item else '?'}>"
+        if k == "native":
+            return f"native({self.native})"
+        return k
+
+
+@dataclass
+class Column:
+    name: str
+    type: LogicalType
+    original_type: str
+    nullable: bool = True
+    default: str | None = None
+    autoincrement: bool = False
+    identity: dict[str, Any] | None = None   # {"start":..,"increment":..,"always":..}
+    sequence: str | None = None               # PostgreSQL: sequence this column's default draws from
+    comment: str | None = None
+    computed: str | None = None               # generated column expression (engine SQL)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if v not in (None, False) or k == "nullable"}
+        d["type"] = self.type.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Column":
+        kw = dict(d)
+        kw["type"] = LogicalType.from_dict(kw["type"])
+        return cls(**kw)
+
+
+@dataclass
+class ForeignKey:
+    name: str | None
+    columns: list[str]
+    ref_table: str
+    ref_columns: list[str]
+    ref_schema: str | None = None
+    on_delete: str | None = None
+    on_update: str | None = None
+
+
+@dataclass
+class Unique:
+    name: str | None
+    columns: list[str]
+
+
+@dataclass
+class Check:
+    name: str | None
+    sqltext: str
+
+
+@dataclass
+class Index:
+    name: str | None
+    columns: list[str]
+    unique: bool = False
+    expressions: list[str] | None = None   # expression index: engine SQL, same engine only
+
+
+@dataclass
+class Table:
+    name: str
+    schema: str | None = None
+    columns: list[Column] = field(default_factory=list)
+    primary_key: list[str] = field(default_factory=list)
+    primary_key_name: str | None = None
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    uniques: list[Unique] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+    comment: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The table's name in the archive: ``schema.name`` outside the default schema."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "schema": self.schema,
+            "columns": [c.to_dict() for c in self.columns],
+            "primary_key": self.primary_key,
+            "primary_key_name": self.primary_key_name,
+            "foreign_keys": [asdict(f) for f in self.foreign_keys],
+            "uniques": [asdict(u) for u in self.uniques],
+            "checks": [asdict(c) for c in self.checks],
+            "indexes": [asdict(i) for i in self.indexes],
+            "comment": self.comment,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Table":
+        return cls(
+            name=d["name"],
+            schema=d.get("schema"),
+            columns=[Column.from_dict(c) for c in d["columns"]],
+            primary_key=list(d.get("primary_key") or []),
+            primary_key_name=d.get("primary_key_name"),
+            foreign_keys=[ForeignKey(**f) for f in d.get("foreign_keys") or []],
+            uniques=[Unique(**u) for u in d.get("uniques") or []],
+            checks=[Check(**c) for c in d.get("checks") or []],
+            indexes=[Index(**i) for i in d.get("indexes") or []],
+            comment=d.get("comment"),
+        )
+
+
+@dataclass
+class Sequence:
+    name: str
+    schema: str | None = None
+    start: int | None = None
+    increment: int | None = None
+    min_value: int | None = None
+    max_value: int | None = None
+    cycle: bool = False
+    last_value: int | None = None
+    is_called: bool = True
+    data_type: str | None = None
+
+
+@dataclass
+class EnumType:
+    name: str
+    values: list[str]
+    schema: str | None = None
+
+
+@dataclass
+class Routine:
+    """A view, trigger, function or procedure, kept as engine SQL for the same engine."""
+
+    kind: str
+    name: str
+    sql: str
+    schema: str | None = None
+    table: str | None = None
+
+
+@dataclass
+class Schema:
+    engine: str
+    tables: list[Table] = field(default_factory=list)
+    sequences: list[Sequence] = field(default_factory=list)
+    enums: list[EnumType] = field(default_factory=list)
+    routines: list[Routine] = field(default_factory=list)
+
+    def table(self, key: str) -> Table:
+        for t in self.tables:
+            if t.key == key:
+                return t
+        raise KeyError(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "tables": [t.to_dict() for t in self.tables],
+            "sequences": [asdict(s) for s in self.sequences],
+            "enums": [asdict(e) for e in self.enums],
+            "routines": [asdict(r) for r in self.routines],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Schema":
+        return cls(
+            engine=d["engine"],
+            tables=[Table.from_dict(t) for t in d.get("tables") or []],
+            sequences=[Sequence(**s) for s in d.get("sequences") or []],
+            enums=[EnumType(**e) for e in d.get("enums") or []],
+            routines=[Routine(**r) for r in d.get("routines") or []],
+        )
+
+
+def dependency_order(tables: list[Table]) -> list[Table]:
+    """Tables ordered so referenced tables come first (cycles broken by name order)."""
+    by_key = {t.key: t for t in tables}
+    done: set[str] = set()
+    visiting: set[str] = set()
+    out: list[Table] = []
+
+    def visit(t: Table) -> None:
+        if t.key in done or t.key in visiting:
+            return
+        visiting.add(t.key)
+        for fk in t.foreign_keys:
+            ref = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
+            if ref in by_key and ref != t.key:
+                visit(by_key[ref])
+        visiting.discard(t.key)
+        done.add(t.key)
+        out.append(t)
+
+    for t in sorted(tables, key=lambda t: t.key):
+        visit(t)
+    return out

@@ -1,0 +1,296 @@
+"""Canonical value forms, one per logical type, and converters into them. Standard library only.
+
+Every engine adapter reads rows into these forms, the archive stores them, and every adapter
+writes them. docs/FORMAT.md lists them:
+
+========== ===========================================================================
+integer    int
+decimal    str, plain notation, padded to the column's scale ("-12.50"; "NaN")
+float      float (float32 columns hold the value rounded to float32)
+boolean    bool
+string,
+text, enum str
+char       str with trailing spaces removed (CHAR(n) padding is not data)
+binary     bytes
+date       str "YYYY-MM-DD"
+time       str "HH:MM:SS[.ffffff]" (aware: "+HH:MM" appended)
+datetime   str ISO 8601 "YYYY-MM-DDTHH:MM:SS[.ffffff]"; aware values in UTC with "+00:00"
+interval   str, the source engine's interval text
+uuid       str, lowercase with hyphens
+json       str, the JSON text
+array      list of the item type's canonical values (None for NULL items)
+native     str (or bytes) as the engine gave it
+========== ===========================================================================
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import struct
+import uuid
+from typing import Any, Callable
+
+from .model import LogicalType
+
+Converter = Callable[[Any], Any]
+_CTX = decimal.Context(prec=200)
+UTC = dt.timezone.utc
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+def decimal_text(v: Any, scale: int | None) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        d = decimal.Decimal(repr(v))
+    elif isinstance(v, decimal.Decimal):
+        d = v
+    else:
+        d = decimal.Decimal(str(v).strip())
+    if d.is_nan():
+        return "NaN"
+    if d.is_infinite():
+        return "Infinity" if d > 0 else "-Infinity"
+    if scale is not None:
+        d = d.quantize(decimal.Decimal(1).scaleb(-scale), context=_CTX)
+    s = format(d, "f")
+    return "0" + s[1:] if s.startswith("-0") and d.is_zero() else s
+
+
+def _float32(v: Any) -> float:
+    f = float(v)
+    if math.isnan(f) or math.isinf(f):
+        return f
+    return struct.unpack("<f", struct.pack("<f", f))[0]
+
+
+def time_text(v: Any) -> str:
+    if isinstance(v, dt.timedelta):  # MySQL TIME: may exceed 24h or be negative
+        neg = v < dt.timedelta(0)
+        v = -v if neg else v
+        total = v.days * 86400 + v.seconds
+        h, rem = divmod(total, 3600)
+        m, s = divmod(rem, 60)
+        out = f"{'-' if neg else ''}{h:02d}:{m:02d}:{s:02d}"
+        return out + (f".{v.microseconds:06d}" if v.microseconds else "")
+    if isinstance(v, dt.time):
+        return v.isoformat()
+    s = str(v)
+    try:
+        return dt.time.fromisoformat(s).isoformat()
+    except ValueError:
+        return s
+
+
+def date_text(v: Any) -> str:
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return dt.date.fromisoformat(str(v)[:10]).isoformat()
+
+
+def datetime_text(v: Any, aware: bool) -> str:
+    if not isinstance(v, dt.datetime):
+        if isinstance(v, dt.date):
+            v = dt.datetime(v.year, v.month, v.day)
+        else:
+            v = dt.datetime.fromisoformat(str(v).strip())
+    if v.tzinfo is not None:
+        v = v.astimezone(UTC)
+        if not aware:
+            v = v.replace(tzinfo=None)
+    elif aware:
+        v = v.replace(tzinfo=UTC)   # a naive value in an aware column is read as UTC
+    return v.isoformat()
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, (bytes, bytearray)):
+        return any(v)
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "t", "true", "y", "yes", "on")
+    return bool(v)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8")
+    return v if isinstance(v, str) else str(v)
+
+
+def _json(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        v = v.decode("utf-8")
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _native(v: Any) -> Any:
+    if isinstance(v, (bytes, str, int, float, bool)):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    return str(v)
+
+
+def canonicalizer(t: LogicalType) -> Converter:
+    """A function turning a DBAPI value of logical type ``t`` into its canonical form.
+
+    ``None`` passes through every converter unchanged.
+    """
+    k = t.kind
+    if k == "integer":
+        f: Converter = int
+    elif k == "decimal":
+        scale = t.scale if t.precision is not None else None
+        f = lambda v: decimal_text(v, scale)  # noqa: E731
+    elif k == "float":
+        f = _float32 if t.bits == 32 else float
+    elif k == "boolean":
+        f = _bool
+    elif k in ("string", "text", "enum", "interval"):
+        f = _text
+    elif k == "char":
+        f = lambda v: _text(v).rstrip(" ")  # noqa: E731
+    elif k == "binary":
+        f = bytes
+    elif k == "date":
+        f = date_text
+    elif k == "time":
+        f = time_text
+    elif k == "datetime":
+        aware = t.timezone
+        f = lambda v: datetime_text(v, aware)  # noqa: E731
+    elif k == "uuid":
+        f = lambda v: str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))  # noqa: E731
+    elif k == "json":
+        f = _json
+    elif k == "array":
+        item = canonicalizer(t.item) if t.item else _native
+
+        def f(v: Any) -> Any:
+            if isinstance(v, str):   # an array that came back as JSON text
+                v = json.loads(v)
+            return [None if x is None else item(x) for x in v]
+    else:
+        f = _native
+
+    def convert(v: Any, _f: Converter = f) -> Any:
+        return None if v is None else _f(v)
+
+    return convert
+
+
+# ---------------------------------------------------------------------------------------------
+# The canonical content hash.
+#
+# Each value is normalised by its logical type (decimals by value, JSON by structure, floats by
+# IEEE bits), encoded with a tag and a length, and each row hashed with SHA-256. A chunk's hash
+# is the sum of its row hashes modulo 2**256: the same multiset of rows gives the same hash in any
+# order, so a restored table can be rehashed without sorting. Row count is always compared too.
+# ---------------------------------------------------------------------------------------------
+
+_NAN = struct.pack(">d", float("nan"))
+
+
+def _norm_decimal(v: str) -> bytes:
+    d = decimal.Decimal(v)
+    if not d.is_finite():
+        return str(d).encode()
+    if d.is_zero():
+        return b"0"
+    return format(d.normalize(_CTX), "f").encode()
+
+
+def _norm_json(v: Any) -> bytes:
+    obj = json.loads(v) if isinstance(v, (str, bytes)) else v
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _enc(v: Any) -> bytes:
+    if v is None:
+        return b"N"
+    if v is True:
+        return b"T"
+    if v is False:
+        return b"F"
+    if isinstance(v, int):
+        b = str(v).encode()
+        return b"I" + len(b).to_bytes(4, "big") + b
+    if isinstance(v, float):
+        return b"R" + (_NAN if math.isnan(v) else struct.pack(">d", v))
+    if isinstance(v, str):
+        b = v.encode("utf-8")
+        return b"S" + len(b).to_bytes(4, "big") + b
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        b = bytes(v)
+        return b"X" + len(b).to_bytes(4, "big") + b
+    if isinstance(v, (list, tuple)):
+        parts = b"".join(_enc(x) for x in v)
+        return b"L" + len(parts).to_bytes(4, "big") + parts
+    raise TypeError(f"value of type {type(v).__name__} has no canonical encoding")
+
+
+def hash_normalizer(t: LogicalType) -> Callable[[Any], bytes]:
+    """Value (canonical form) → bytes fed to the row hash."""
+    k = t.kind
+    if k == "decimal":
+        def f(v: Any) -> bytes:
+            if v is None:
+                return b"N"
+            b = _norm_decimal(v)
+            return b"D" + len(b).to_bytes(4, "big") + b
+        return f
+    if k == "json":
+        def g(v: Any) -> bytes:
+            if v is None:
+                return b"N"
+            b = _norm_json(v)
+            return b"J" + len(b).to_bytes(4, "big") + b
+        return g
+    if k == "float":
+        def h(v: Any) -> bytes:
+            return _enc(None if v is None else float(v))
+        return h
+    return _enc
+
+
+MOD = 1 << 256
+
+
+class ContentHash:
+    """Order-independent hash of a stream of rows for a fixed list of column types."""
+
+    def __init__(self, types: list[LogicalType]) -> None:
+        import hashlib
+
+        self._sha = hashlib.sha256
+        self._norm = [hash_normalizer(t) for t in types]
+        self.total = 0
+        self.rows = 0
+
+    def update(self, rows: list[list[Any]]) -> None:
+        sha = self._sha
+        norm = self._norm
+        total = self.total
+        for row in rows:
+            h = sha(b"".join([n(v) for n, v in zip(norm, row)])).digest()
+            total += int.from_bytes(h, "big")
+        self.total = total % MOD
+        self.rows += len(rows)
+
+    def hexdigest(self) -> str:
+        return f"{self.total:064x}"
+
+
+def combine_hashes(hexes: list[str]) -> str:
+    return f"{sum(int(h, 16) for h in hexes) % MOD:064x}"
