@@ -198,6 +198,7 @@ class Sequence:
     last_value: int | None = None
     is_called: bool = True
     data_type: str | None = None
+    owned_by: str | None = None      # "table.column" whose drop drops the sequence
 
 
 @dataclass

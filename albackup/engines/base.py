@@ -1,0 +1,305 @@
+"""The engine adapter: everything that differs between database engines lives in a subclass.
+
+An adapter is found by SQLAlchemy dialect name (``for_engine``); nothing outside ``engines/``
+tests a dialect name. The base class holds what most engines share; each subclass overrides
+what its engine does differently.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import types as sat
+from sqlalchemy.engine import Connection
+
+from ..mapping import ColumnMove
+from ..model import Column, LogicalType, Routine, Schema, Table
+from ..values import Converter, canonicalizer
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type["Adapter"]] = {}
+
+
+def register(cls: type["Adapter"]) -> type["Adapter"]:
+    for n in cls.dialect_names:
+        _REGISTRY[n] = cls
+    return cls
+
+
+def adapter_class(dialect_name: str) -> type["Adapter"]:
+    from . import mssql, mysql, postgresql, sqlite  # noqa: F401  (they register themselves)
+
+    try:
+        return _REGISTRY[dialect_name]
+    except KeyError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"database engine {dialect_name!r} is not supported "
+                          f"(supported: postgresql, mysql/mariadb, sqlite, mssql)") from None
+
+
+def for_engine(engine: sa.Engine) -> "Adapter":
+    return adapter_class(engine.dialect.name)(engine.dialect)
+
+
+class Verbatim(sat.UserDefinedType):
+    """A column type spelled exactly as the source engine spelled it (same-engine restores)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str, affinity: type | None = None) -> None:
+        self.spec = spec
+        self._affinity = affinity
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
+
+    @property
+    def _type_affinity(self) -> Any:  # lets SQLAlchemy see an integer column as one
+        return self._affinity or super()._type_affinity
+
+
+@dataclass
+class Snapshot:
+    method: str
+    consistent: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "consistent": self.consistent, "detail": self.detail}
+
+
+class Adapter:
+    name = "base"
+    dialect_names: tuple[str, ...] = ()
+    max_identifier = 63
+    max_params = 30000
+    #: longest text a key (PK, unique, index) column may hold, in characters; None: unlimited
+    key_text_chars: int | None = None
+    #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
+    inline_constraints = False
+    #: index and constraint names are unique per schema (PostgreSQL) rather than per table
+    schema_wide_index_names = False
+    supports_schemas = True
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self.prep = dialect.identifier_preparer
+
+    # ---------------------------------------------------------------- naming and quoting
+    def q(self, name: str) -> str:
+        return self.prep.quote_identifier(name)
+
+    def qtable(self, name: str, schema: str | None) -> str:
+        return f"{self.q(schema)}.{self.q(name)}" if schema else self.q(name)
+
+    def placeholders(self, n: int) -> str:
+        style = self.dialect.paramstyle
+        mark = "?" if style == "qmark" else "%s"
+        return ", ".join([mark] * n)
+
+    @staticmethod
+    def dbapi(conn: Connection) -> Any:
+        return conn.connection.dbapi_connection
+
+    # ---------------------------------------------------------------- dump side
+    def server_version(self, conn: Connection) -> str:
+        info = self.dialect.server_version_info or ()
+        return ".".join(str(x) for x in info)
+
+    def begin_snapshot(self, conn: Connection) -> Snapshot:
+        raise NotImplementedError  # every adapter defines its own
+
+    def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
+        """Adjust a reflected column (logical type, autoincrement) for engine specifics."""
+
+    def refine_table(self, table: Table, conn: Connection) -> None:
+        """Adjust a reflected table (drop checks the engine makes itself, …)."""
+
+    def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
+                       kinds: set[str]) -> None:
+        """Sequences, enum types and the routines named in ``kinds`` (view/trigger/routine)."""
+        insp = sa.inspect(conn)
+        if "view" in kinds:
+            for s in schemas:
+                for v in insp.get_view_names(schema=s):
+                    try:
+                        sql = insp.get_view_definition(v, schema=s)
+                    except Exception as exc:  # pragma: no cover - engine-specific permission issues
+                        log.warning("view %s: definition not readable (%s); skipped", v, exc)
+                        continue
+                    schema.routines.append(Routine("view", v, self.view_sql(v, s, sql), s))
+
+    def view_sql(self, name: str, schema: str | None, definition: str) -> str:
+        d = definition.strip()
+        if d.upper().startswith("CREATE"):
+            return d
+        return f"CREATE VIEW {self.qtable(name, schema)} AS {d}"
+
+    def select_sql(self, table: Table) -> str:
+        cols = ", ".join(self.q(c.name) for c in table.columns)
+        return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+
+    def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
+        """Raw DBAPI rows of ``table``, a batch at a time, through a streaming cursor."""
+        cur = self.dbapi(conn).cursor()
+        try:
+            cur.execute(self.select_sql(table))
+            while True:
+                rows = cur.fetchmany(batch_rows)
+                if not rows:
+                    break
+                yield rows
+        finally:
+            cur.close()
+
+    def reader(self, t: LogicalType) -> Converter:
+        """DBAPI value → canonical value of logical type ``t``."""
+        return canonicalizer(t)
+
+    # ---------------------------------------------------------------- restore side
+    def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
+        """The logical type and SQLAlchemy type a column gets on this engine (cross-engine)."""
+        raise NotImplementedError  # every adapter defines its own
+
+    def exact_type(self, col: Column) -> sat.TypeEngine:
+        """The column's original type, for a restore into the same engine."""
+        return Verbatim(col.original_type, sa.Integer if col.type.kind == "integer" else None)
+
+    def add_losses(self, move: "ColumnMove", src: LogicalType) -> None:
+        """Add the losses this engine causes beyond the change of logical type (NaN, NUL, …)."""
+
+    def writer(self, t: LogicalType) -> Converter:
+        """Canonical value → the DBAPI parameter this engine's load path wants."""
+        return _ident
+
+    def server_default(self, col: Column, same_engine: bool) -> str | None:
+        if same_engine:
+            return col.default
+        return portable_default(col.default)
+
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        """Create what tables depend on (enum types, sequences, schemas)."""
+
+    def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
+        """Things to do after CREATE TABLE (sequence ownership, …)."""
+
+    def begin_load(self, conn: Connection) -> None:
+        """Session settings for loading (foreign key checks off, strict modes)."""
+
+    def end_load(self, conn: Connection) -> None:
+        pass
+
+    def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
+             batches: Iterator[list[list[Any]]], identity: bool) -> int:
+        """Insert all batches; returns rows inserted. Default: executemany in parameter-limited slices."""
+        sql = (f"INSERT INTO {self.qtable(table.name, table.schema)} "
+               f"({', '.join(self.q(c) for c in columns)}) VALUES ({self.placeholders(len(columns))})")
+        cur = self.dbapi(conn).cursor()
+        n = 0
+        try:
+            for batch in batches:
+                params = [tuple(None if v is None else w(v) for w, v in zip(writers, row)) for row in batch]
+                cur.executemany(sql, params)
+                n += len(params)
+        finally:
+            cur.close()
+        return n
+
+    def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
+        conn.execute(sa.schema.AddConstraint(fk))
+
+    def validate_foreign_keys(self, conn: Connection, table: Table, sa_table: sa.Table) -> list[str]:
+        """Names of the foreign keys of ``table`` that have orphan rows (generic orphan query)."""
+        bad = []
+        for fk in sa_table.foreign_key_constraints:
+            if self.count_orphans(conn, sa_table, fk):
+                bad.append(fk.name or ",".join(c.name for c in fk.columns))
+        return bad
+
+    def count_orphans(self, conn: Connection, sa_table: sa.Table, fk: sa.ForeignKeyConstraint) -> int:
+        child = sa_table.alias("c")
+        parent = fk.referred_table.alias("p")
+        pairs = [(child.c[e.parent.name], parent.c[e.column.name]) for e in fk.elements]
+        cond = sa.and_(*[c.isnot(None) for c, _ in pairs])
+        exists = sa.exists().where(sa.and_(*[p == c for c, p in pairs]))
+        q = sa.select(sa.func.count()).select_from(child).where(cond, ~exists)
+        return int(conn.execute(q).scalar() or 0)
+
+    def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
+                       schema: Schema) -> None:
+        """Make the next generated value follow the restored rows."""
+
+    def existing_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        return set(sa.inspect(conn).get_table_names(schema=schema))
+
+    def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
+
+    def set_foreign_key_checks(self, conn: Connection, enabled: bool) -> None:
+        pass
+
+    def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
+        """Create views/triggers/routines (same engine). Returns failures as messages."""
+        pending = list(routines)
+        failures: list[str] = []
+        while pending:
+            progress = False
+            errors: list[str] = []
+            for r in list(pending):
+                try:
+                    with conn.begin_nested():
+                        conn.exec_driver_sql(r.sql)
+                    pending.remove(r)
+                    progress = True
+                except sa.exc.DBAPIError as exc:
+                    errors.append(f"{r.kind} {r.name}: {str(exc.orig).splitlines()[0]}")
+            if not progress:
+                failures = errors
+                break
+        return failures
+
+
+def _ident(v: Any) -> Any:
+    return v
+
+
+_CAST = re.compile(r"^('(?:[^']|'')*'|\(?-?[\d.]+\)?)::[\w\s\[\]\"().]+$")
+
+
+def portable_default(default: str | None) -> str | None:
+    """A server default another engine understands: literals and the current timestamp only."""
+    if default is None:
+        return None
+    d = default.strip()
+    while d.startswith("(") and d.endswith(")"):
+        d = d[1:-1].strip()
+    m = _CAST.match(d)
+    if m:  # PostgreSQL spells literals with a cast: 'abc'::character varying, (0)::numeric
+        d = m.group(1).strip()
+        while d.startswith("(") and d.endswith(")"):
+            d = d[1:-1].strip()
+    up = d.upper()
+    if up in ("CURRENT_TIMESTAMP", "NOW()", "CURRENT_TIMESTAMP()", "GETDATE()", "SYSDATETIME()", "LOCALTIMESTAMP"):
+        return "CURRENT_TIMESTAMP"
+    if up in ("CURRENT_DATE", "CURDATE()"):
+        return "CURRENT_DATE"
+    if up in ("NULL",):
+        return None
+    if up in ("TRUE", "FALSE"):
+        return "1" if up == "TRUE" else "0"
+    try:
+        float(d)
+        return d
+    except ValueError:
+        pass
+    if len(d) >= 2 and d[0] == "'" and d[-1] == "'" and "'" not in d[1:-1].replace("''", ""):
+        return d
+    return None
+
+
+Fn = Callable[..., Any]

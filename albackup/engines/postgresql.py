@@ -1,0 +1,395 @@
+"""PostgreSQL: REPEATABLE READ READ ONLY snapshot, named (server-side) cursors, COPY for the load."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import types as sat
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.engine import Connection
+
+from ..errors import IntegrityError
+from ..mapping import ColumnMove, Loss
+from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
+from ..values import Converter
+from .base import Adapter, Snapshot, Verbatim, register
+
+_NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
+
+
+def _register_text_casters(dbapi_conn: Any) -> None:
+    """Values we keep as exact text: json/jsonb (no parsing), interval; uuids as UUID objects."""
+    import psycopg2.extensions as ext
+    import psycopg2.extras as extras
+
+    extras.register_default_json(dbapi_conn, loads=lambda s: s)
+    extras.register_default_jsonb(dbapi_conn, loads=lambda s: s)
+    extras.register_uuid(conn_or_curs=dbapi_conn)
+    interval = ext.new_type((1186,), "ALBACKUP_INTERVAL", lambda s, cur: s)
+    ext.register_type(interval, dbapi_conn)
+    ext.register_type(ext.new_array_type((1187,), "ALBACKUP_INTERVAL[]", interval), dbapi_conn)
+
+
+@register
+class PostgreSQLAdapter(Adapter):
+    name = "postgresql"
+    dialect_names = ("postgresql",)
+    max_identifier = 63
+    max_params = 32767
+    schema_wide_index_names = True
+
+    def begin_snapshot(self, conn: Connection) -> Snapshot:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
+        _register_text_casters(self.dbapi(conn))
+        return Snapshot("postgresql-repeatable-read", True,
+                        "one REPEATABLE READ, READ ONLY transaction for reflection and every table")
+
+    def server_version(self, conn: Connection) -> str:
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+
+    def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
+        if info.get("identity"):
+            ident = info["identity"]
+            col.identity = {"always": bool(ident.get("always")), "start": ident.get("start"),
+                            "increment": ident.get("increment")}
+            col.autoincrement = True
+        m = _NEXTVAL.match(col.default or "")
+        if m:
+            col.sequence = m.group("seq").replace("''", "'")
+            col.autoincrement = True
+
+    def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
+                       kinds: set[str]) -> None:
+        super().reflect_extras(conn, schema, schemas, kinds)
+        insp = sa.inspect(conn)
+        names = [s or insp.default_schema_name for s in schemas]
+        default = insp.default_schema_name
+        for e in insp.get_enums(schema="*"):
+            if e["schema"] in names:
+                schema.enums.append(EnumType(e["name"], list(e["labels"]),
+                                             None if e["schema"] == default else e["schema"]))
+        rows = conn.exec_driver_sql(
+            """
+            SELECT s.schemaname, s.sequencename, s.start_value, s.increment_by, s.min_value,
+                   s.max_value, s.cycle, s.last_value, s.data_type::text,
+                   (SELECT d.deptype FROM pg_depend d WHERE d.objid = c.oid
+                      AND d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                      LIMIT 1) AS deptype,
+                   (SELECT t.relname || '.' || a.attname FROM pg_depend d
+                      JOIN pg_class t ON t.oid = d.refobjid
+                      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+                     WHERE d.objid = c.oid AND d.deptype = 'a' LIMIT 1) AS owner
+              FROM pg_sequences s
+              JOIN pg_namespace n ON n.nspname = s.schemaname
+              JOIN pg_class c ON c.relname = s.sequencename AND c.relnamespace = n.oid
+             WHERE s.schemaname = ANY(%(names)s)
+            """, {"names": names}).fetchall()
+        for r in rows:
+            if r.deptype == "i":   # an identity column's own sequence: handled with the column
+                continue
+            schema.sequences.append(Sequence(
+                r.sequencename, None if r.schemaname == default else r.schemaname, r.start_value,
+                r.increment_by, r.min_value, r.max_value, bool(r.cycle),
+                r.last_value if r.last_value is not None else r.start_value, r.last_value is not None,
+                r.data_type, r.owner))
+        if "trigger" in kinds:
+            for r in conn.exec_driver_sql(
+                    """SELECT n.nspname, t.tgname, c.relname, pg_get_triggerdef(t.oid)
+                         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE NOT t.tgisinternal AND n.nspname = ANY(%(names)s)""", {"names": names}):
+                schema.routines.append(Routine("trigger", r[1], r[3], None if r[0] == default else r[0], r[2]))
+        if "routine" in kinds:
+            for r in conn.exec_driver_sql(
+                    """SELECT n.nspname, p.proname, pg_get_functiondef(p.oid)
+                         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                        WHERE n.nspname = ANY(%(names)s) AND p.prokind IN ('f', 'p')
+                          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid
+                                          AND d.deptype = 'e')""", {"names": names}):
+                schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0]))
+
+    def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
+        cur = self.dbapi(conn).cursor(name=f"albackup_{abs(hash(table.key))}")
+        cur.itersize = batch_rows
+        try:
+            cur.execute(self.select_sql(table))
+            while True:
+                rows = cur.fetchmany(batch_rows)
+                if not rows:
+                    break
+                yield rows
+        finally:
+            cur.close()
+
+    # ------------------------------------------------------------------ restore
+    def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
+        t = col.type
+        k = t.kind
+        if k == "integer":
+            bits, uns = t.bits or 64, t.unsigned
+            if uns:
+                bits = {16: 32, 32: 64, 64: 0}[bits]
+            if bits == 0:
+                return LogicalType("decimal", precision=20, scale=0), sa.NUMERIC(20, 0)
+            typ = {16: sa.SMALLINT(), 32: sa.INTEGER(), 64: sa.BIGINT()}[bits]
+            return LogicalType("integer", bits=bits), typ
+        if k == "decimal":
+            if t.precision and t.precision <= 1000:
+                return t, sa.NUMERIC(t.precision, t.scale)
+            return LogicalType("decimal"), sa.NUMERIC()
+        if k == "float":
+            return t, (pg.REAL() if t.bits == 32 else pg.DOUBLE_PRECISION())
+        if k == "boolean":
+            return t, sa.BOOLEAN()
+        if k == "string":
+            return t, sa.VARCHAR(t.length) if t.length and t.length <= 10485760 else sa.TEXT()
+        if k == "char":
+            return t, sa.CHAR(t.length)
+        if k == "text":
+            return t, sa.TEXT()
+        if k == "binary":
+            return LogicalType("binary"), pg.BYTEA()
+        if k == "date":
+            return t, sa.DATE()
+        if k == "time":
+            p = min(t.precision if t.precision is not None else 6, 6)
+            return LogicalType("time", precision=p, timezone=t.timezone), pg.TIME(timezone=t.timezone, precision=p)
+        if k == "datetime":
+            p = min(t.precision if t.precision is not None else 6, 6)
+            return (LogicalType("datetime", precision=p, timezone=t.timezone),
+                    pg.TIMESTAMP(timezone=t.timezone, precision=p))
+        if k == "interval":
+            return t, pg.INTERVAL()
+        if k == "uuid":
+            return t, pg.UUID(as_uuid=False)
+        if k == "json":
+            return t, pg.JSONB()
+        if k == "enum":
+            return t, pg.ENUM(*(t.values or ()), name=self._enum_name(col), create_type=False)
+        if k == "array":
+            item_t, item_sa = self.target_type(Column(col.name, t.item or LogicalType("text"), ""), None)
+            return LogicalType("array", item=item_t), pg.ARRAY(item_sa)
+        return LogicalType("text"), sa.TEXT()
+
+    def _enum_name(self, col: Column) -> str:
+        return f"{col.name}_enum"[: self.max_identifier]
+
+    def add_losses(self, move: ColumnMove, src: LogicalType) -> None:
+        if move.target.kind in ("string", "text", "char", "json"):
+            move.losses.append(Loss("PostgreSQL text cannot hold NUL characters",
+                                    lambda v: isinstance(v, str) and "\x00" in v))
+        if move.target.kind in ("date", "datetime") and src.kind == move.target.kind:
+            move.losses.append(Loss("dates before 4713 BC or after 294276 AD", lambda v: False))
+
+    def writer(self, t: LogicalType) -> Converter:
+        return copy_text_writer(t)
+
+    def exact_type(self, col: Column) -> sat.TypeEngine:
+        return Verbatim(col.original_type, sa.Integer if col.type.kind == "integer" else None)
+
+    def server_default(self, col: Column, same_engine: bool) -> str | None:
+        if not same_engine and col.autoincrement:
+            return None
+        if same_engine and col.identity:
+            return None
+        return super().server_default(col, same_engine)
+
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        for s in sorted({t.schema for t in tables if t.schema}):
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.q(s)}")
+        if same_engine:
+            used = {c.original_type for t in tables for c in t.columns}
+            for e in schema.enums:
+                qname = self.qtable(e.name, e.schema)
+                if not ({e.name, qname, f"{e.name}[]", f"{qname}[]"} & used):
+                    continue
+                exists = conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE t.typname = %(n)s AND n.nspname = coalesce(%(s)s, current_schema())",
+                    {"n": e.name, "s": e.schema}).first()
+                if exists:
+                    continue
+                labels = ", ".join("'" + v.replace("'", "''") + "'" for v in e.values)
+                conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
+            needed = {c.sequence for t in tables for c in t.columns if c.sequence}
+            for s in schema.sequences:
+                if s.name not in needed and self.qtable(s.name, s.schema) not in needed:
+                    continue
+                parts = [f"CREATE SEQUENCE IF NOT EXISTS {self.qtable(s.name, s.schema)}"]
+                if s.data_type:
+                    parts.append(f"AS {s.data_type}")
+                for kw, v in (("INCREMENT BY", s.increment), ("MINVALUE", s.min_value),
+                              ("MAXVALUE", s.max_value), ("START WITH", s.start)):
+                    if v is not None:
+                        parts.append(f"{kw} {int(v)}")
+                parts.append("CYCLE" if s.cycle else "NO CYCLE")
+                conn.exec_driver_sql(" ".join(parts))
+        else:
+            for t in tables:
+                for c in t.columns:
+                    if c.type.kind == "enum":
+                        name = self._enum_name(c)
+                        exists = conn.exec_driver_sql(
+                            "SELECT 1 FROM pg_type WHERE typname = %(n)s", {"n": name}).first()
+                        if not exists:
+                            labels = ", ".join("'" + v.replace("'", "''") + "'" for v in c.type.values or ())
+                            conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
+
+    def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
+        if not same_engine:
+            return
+        keys = {t.name for t in tables}
+        for s in schema.sequences:
+            if s.owned_by and s.owned_by.split(".")[0] in keys:
+                tname, cname = s.owned_by.split(".", 1)
+                conn.exec_driver_sql(
+                    f"ALTER SEQUENCE {self.qtable(s.name, s.schema)} OWNED BY "
+                    f"{self.qtable(tname, s.schema)}.{self.q(cname)}")
+
+    def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
+             batches: Iterator[list[list[Any]]], identity: bool) -> int:
+        cols = ", ".join(self.q(c) for c in columns)
+        sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN"
+        counter = [0]
+
+        def lines() -> Iterator[bytes]:
+            for batch in batches:
+                out = []
+                for row in batch:
+                    out.append("\t".join("\\N" if v is None else w(v) for w, v in zip(writers, row)))
+                counter[0] += len(batch)
+                yield ("\n".join(out) + "\n").encode("utf-8")
+
+        cur = self.dbapi(conn).cursor()
+        try:
+            cur.copy_expert(sql, _IterFile(lines()), size=1 << 16)
+        finally:
+            cur.close()
+        return counter[0]
+
+    def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
+        ddl = str(sa.schema.AddConstraint(fk).compile(dialect=self.dialect)) + " NOT VALID"
+        conn.exec_driver_sql(ddl)
+        if validate:
+            table = fk.table
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {self.qtable(table.name, table.schema)} VALIDATE CONSTRAINT {self.q(fk.name)}"
+                        )
+            except sa.exc.DBAPIError as exc:
+                raise IntegrityError(f"table {table.name}: foreign key {fk.name} does not hold "
+                                     f"({str(exc.orig).splitlines()[0]})") from None
+
+    def validate_foreign_keys(self, conn: Connection, table: Table, sa_table: sa.Table) -> list[str]:
+        return []   # VALIDATE CONSTRAINT already checked every row
+
+    def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
+                       schema: Schema) -> None:
+        qt = self.qtable(table.name, table.schema)
+        seqs = {s.name: s for s in schema.sequences}
+        for c in table.columns:
+            if not c.autoincrement or c.type.kind != "integer":
+                continue
+            seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%(t)s, %(c)s)",
+                                       {"t": qt, "c": c.name}).scalar()
+            if not seq:
+                continue
+            mx = conn.exec_driver_sql(f"SELECT max({self.q(c.name)}) FROM {qt}").scalar()
+            rec = seqs.get(c.sequence or "") if same_engine else None
+            last = rec.last_value if rec and rec.is_called else None
+            target = max(x for x in (mx, last) if x is not None) if (mx is not None or last is not None) else None
+            if target is None:
+                conn.exec_driver_sql("SELECT setval(%(s)s, 1, false)", {"s": seq})
+            else:
+                conn.exec_driver_sql("SELECT setval(%(s)s, %(v)s, true)", {"s": seq, "v": int(target)})
+
+    def existing_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        return set(sa.inspect(conn).get_table_names(schema=schema))
+
+    def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
+
+
+class _IterFile:
+    """A read()-able file over an iterator of byte strings, for COPY FROM STDIN."""
+
+    def __init__(self, it: Iterator[bytes]) -> None:
+        self._it = it
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._it)
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+    readline = read
+
+
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_str(v: str) -> str:
+    return v.translate(_ESC) if ("\\" in v or "\t" in v or "\n" in v or "\r" in v) else v
+
+
+def _float_text(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return repr(v)
+
+
+def _array_item_text(t: LogicalType) -> Converter:
+    k = t.kind
+    if k == "boolean":
+        return lambda v: "t" if v else "f"
+    if k == "float":
+        return _float_text
+    if k == "binary":
+        return lambda v: '"\\\\x' + v.hex() + '"'
+    if k == "array":
+        inner = _array_literal(t.item or LogicalType("text"))
+        return inner
+    if k in ("integer",):
+        return str
+
+    def quoted(v: Any) -> str:
+        s = str(v)
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return quoted
+
+
+def _array_literal(item: LogicalType) -> Converter:
+    f = _array_item_text(item)
+    return lambda v: "{" + ",".join("NULL" if x is None else f(x) for x in v) + "}"
+
+
+def copy_text_writer(t: LogicalType) -> Converter:
+    """Canonical value → one field of COPY's text format (without the NULL marker)."""
+    k = t.kind
+    if k == "boolean":
+        return lambda v: "t" if v else "f"
+    if k == "integer":
+        return str
+    if k == "float":
+        return _float_text
+    if k == "binary":
+        return lambda v: "\\\\x" + v.hex()
+    if k == "array":
+        lit = _array_literal(t.item or LogicalType("text"))
+        return lambda v: _copy_str(lit(v))
+    return lambda v: _copy_str(v if isinstance(v, str) else str(v))

@@ -1,0 +1,141 @@
+"""SQLite: one read transaction for the dump; executemany in one transaction for the load."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import types as sat
+from sqlalchemy.engine import Connection
+
+from ..model import Column, LogicalType, Routine, Schema, Table
+from ..values import Converter, canonicalizer
+from .base import Adapter, Snapshot, register
+
+
+@register
+class SQLiteAdapter(Adapter):
+    name = "sqlite"
+    dialect_names = ("sqlite",)
+    max_identifier = 10_000
+    max_params = 32766
+    inline_constraints = True
+    supports_schemas = False
+
+    def server_version(self, conn: Connection) -> str:
+        return str(conn.exec_driver_sql("select sqlite_version()").scalar())
+
+    def begin_snapshot(self, conn: Connection) -> Snapshot:
+        conn.exec_driver_sql("BEGIN")
+        # The first read takes the shared lock that holds the snapshot for the whole dump.
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return Snapshot("sqlite-read-transaction", True, "one BEGIN ... read transaction")
+
+    def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
+        t = col.type
+        if t.kind == "integer" and not t.unsigned:
+            col.type = LogicalType("integer", bits=64)   # SQLite integers are 64-bit
+        if col.original_type.upper() == "INTEGER" and table.primary_key == [col.name]:
+            col.autoincrement = True                      # rowid alias
+
+    def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
+                       kinds: set[str]) -> None:
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger') "
+            "AND sql IS NOT NULL ORDER BY rowid").fetchall()
+        for typ, name, tbl, sql in rows:
+            if typ in kinds:
+                schema.routines.append(Routine(typ, name, sql, None, tbl))
+        try:
+            seqs = dict(conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence").fetchall())
+        except sa.exc.DBAPIError:
+            seqs = {}
+        for t in schema.tables:
+            if t.name in seqs:
+                for c in t.columns:
+                    if c.autoincrement:
+                        c.identity = {"next": int(seqs[t.name]) + 1, "sqlite_autoincrement": True}
+
+    def reader(self, t: LogicalType) -> Converter:
+        if t.kind == "float":
+            base = canonicalizer(t)
+            return lambda v: None if v is None else base(v)
+        return canonicalizer(t)
+
+    # ------------------------------------------------------------------ restore
+    def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
+        t = col.type
+        k = t.kind
+        if k == "integer":
+            if t.unsigned and (t.bits or 64) == 64:
+                return LogicalType("string", length=20), sa.VARCHAR(20)
+            return LogicalType("integer", bits=64), sa.INTEGER()
+        if k == "decimal":
+            return t, sa.NUMERIC(t.precision, t.scale) if t.precision else sa.NUMERIC()
+        if k == "float":
+            return LogicalType("float", bits=64), sa.REAL()
+        if k == "boolean":
+            return t, sa.BOOLEAN()
+        if k in ("string", "char"):
+            return t, (sa.VARCHAR(t.length) if k == "string" else sa.CHAR(t.length))
+        if k == "text":
+            return t, sa.TEXT()
+        if k == "binary":
+            return LogicalType("binary"), sa.BLOB()
+        if k == "date":
+            return t, sa.DATE()
+        if k == "time":
+            return t, sa.TIME()
+        if k == "datetime":
+            return t, sa.DATETIME()
+        if k == "uuid":
+            return LogicalType("char", length=36), sa.CHAR(36)
+        if k == "json":
+            return t, sa.JSON()
+        if k == "enum":
+            n = max((len(v) for v in t.values or ("",)), default=1)
+            return t, sa.Enum(*(t.values or ()), native_enum=False, create_constraint=True, length=max(n, 1))
+        if k == "array":
+            return LogicalType("json"), sa.JSON()
+        return LogicalType("text"), sa.TEXT()
+
+    def writer(self, t: LogicalType) -> Converter:
+        if t.kind == "datetime":
+            return lambda v: v.replace("T", " ")   # SQLAlchemy's own SQLite spelling
+        if t.kind == "decimal":
+            return _decimal_param
+        return lambda v: v
+
+    def begin_load(self, conn: Connection) -> None:
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+
+    def validate_foreign_keys(self, conn: Connection, table: Table, sa_table: sa.Table) -> list[str]:
+        rows = conn.exec_driver_sql(f"PRAGMA foreign_key_check({self.q(table.name)})").fetchall()
+        return sorted({f"{table.name} → {r[2]}" for r in rows})
+
+    def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
+                       schema: Schema) -> None:
+        for c in table.columns:
+            nxt = (c.identity or {}).get("next")
+            if c.autoincrement and nxt and (c.identity or {}).get("sqlite_autoincrement"):
+                has = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name='sqlite_sequence'").scalar()
+                if has:
+                    conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table.name,))
+                    conn.exec_driver_sql(
+                        f"INSERT INTO sqlite_sequence(name, seq) SELECT ?, max(coalesce(max({self.q(c.name)}), 0), ?) "
+                        f"FROM {self.q(table.name)}", (table.name, int(nxt) - 1))
+
+
+def _decimal_param(v: str) -> Any:
+    """SQLite has no decimal storage: integers stay exact, the rest go as REAL."""
+    if v in ("NaN", "Infinity", "-Infinity"):
+        return float(v)
+    if "." not in v or v.split(".")[1].strip("0") == "":
+        try:
+            i = int(v.split(".")[0])
+            if -(1 << 63) <= i < (1 << 63):
+                return i
+        except ValueError:
+            pass
+    f = float(v)
+    return f if not math.isnan(f) else None
