@@ -85,6 +85,10 @@ class Adapter:
     #: index and constraint names are unique per schema (PostgreSQL) rather than per table
     schema_wide_index_names = False
     supports_schemas = True
+    #: primary keys keep their names (MySQL calls every primary key PRIMARY)
+    named_primary_keys = True
+    #: generated keys are IDENTITY columns (else: the engine's AUTO_INCREMENT)
+    identity_columns = False
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
@@ -177,6 +181,10 @@ class Adapter:
         """Canonical value → the DBAPI parameter this engine's load path wants."""
         return _ident
 
+    def table_options(self, table: Table) -> dict[str, Any]:
+        """Dialect keyword arguments for sa.Table (e.g. sqlite_autoincrement)."""
+        return {}
+
     def server_default(self, col: Column, same_engine: bool) -> str | None:
         if same_engine:
             return col.default
@@ -242,6 +250,28 @@ class Adapter:
 
     def set_foreign_key_checks(self, conn: Connection, enabled: bool) -> None:
         pass
+
+    def create_scratch(self, url: sa.URL, workdir: Any) -> tuple[sa.URL, Callable[[], None]]:
+        """Create an empty scratch database beside ``url``'s; returns its URL and a drop function."""
+        import secrets
+
+        name = f"albackup_scratch_{secrets.token_hex(4)}"
+        eng = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with eng.connect() as c:
+                c.exec_driver_sql(f"CREATE DATABASE {self.q(name)}")
+        finally:
+            eng.dispose()
+
+        def drop() -> None:
+            e = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+            try:
+                with e.connect() as c:
+                    c.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.q(name)}")
+            finally:
+                e.dispose()
+
+        return url.set(database=name), drop
 
     def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
         """Create views/triggers/routines (same engine). Returns failures as messages."""

@@ -39,6 +39,7 @@ class PostgreSQLAdapter(Adapter):
     max_identifier = 63
     max_params = 32767
     schema_wide_index_names = True
+    identity_columns = True
 
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

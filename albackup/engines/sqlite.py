@@ -45,7 +45,7 @@ class SQLiteAdapter(Adapter):
             "AND sql IS NOT NULL ORDER BY rowid").fetchall()
         for typ, name, tbl, sql in rows:
             if typ in kinds:
-                schema.routines.append(Routine(typ, name, sql, None, tbl))
+                schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" else None))
         try:
             seqs = dict(conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence").fetchall())
         except sa.exc.DBAPIError:
@@ -105,6 +105,22 @@ class SQLiteAdapter(Adapter):
         if t.kind == "decimal":
             return _decimal_param
         return lambda v: v
+
+    def create_scratch(self, url: sa.URL, workdir: Any) -> tuple[sa.URL, Any]:
+        import tempfile
+        from pathlib import Path
+
+        fd, path = tempfile.mkstemp(suffix=".sqlite", prefix="scratch-", dir=workdir)
+        import os
+
+        os.close(fd)
+        os.unlink(path)
+        return url.set(database=path), lambda: Path(path).unlink(missing_ok=True)
+
+    def table_options(self, table: Table) -> dict[str, Any]:
+        if any((c.identity or {}).get("sqlite_autoincrement") for c in table.columns):
+            return {"sqlite_autoincrement": True}
+        return {}
 
     def begin_load(self, conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")

@@ -1,0 +1,222 @@
+"""Use cases: dump, restore, verify, inspect, test_all. They return results and never print.
+
+The only module that wires configuration, engines, archive and comparison together.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from .archive import Backup, backup_id
+from .compare import compare_databases
+from .config import DatabaseConfig, TestAllConfig
+from .dump import DumpOptions, DumpResult, run_dump
+from .engines.base import Adapter, for_engine
+from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused
+from .restore import RestoreOptions, Restorer, RestoreResult
+from .verify import VerifyResult, verify_backup
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int, float], None]
+
+
+def scrub(text: str, db: DatabaseConfig | None) -> str:
+    """Remove the password from any text that might echo it back."""
+    pw = db.url.password if db is not None else None
+    return text.replace(str(pw), "***") if pw else text
+
+
+def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, Adapter]:
+    """An engine for ``db`` whose server answered, and its adapter."""
+    url = db.url
+    label = db.display_url()
+    if url.get_backend_name() == "sqlite" and must_exist:
+        path = url.database or ""
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise DatabaseUnavailable(f"{label}: SQLite file {path} does not exist")
+    try:
+        engine = sa.create_engine(url, poolclass=NullPool)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise DatabaseUnavailable(f"{label}: {scrub(str(exc), db)}") from None
+    except ImportError as exc:
+        raise DatabaseUnavailable(f"{label}: the database driver is not installed ({exc.name}); "
+                                  "pip install albackup's requirements.txt") from None
+    adapter = for_engine(engine)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        msg = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        raise DatabaseUnavailable(f"{label}: cannot connect: {scrub(msg, db)}") from None
+    except ImportError as exc:
+        raise DatabaseUnavailable(f"{label}: the database driver cannot load ({exc})") from None
+    return engine, adapter
+
+
+def _host(db: DatabaseConfig) -> str:
+    h = db.url.host or ("local" if db.url.get_backend_name() == "sqlite" else "localhost")
+    return re.sub(r"[^\w.\-]", "_", h)
+
+
+def _kinds(db: DatabaseConfig) -> set[str]:
+    return {k for k, on in (("view", db.views), ("trigger", db.triggers), ("routine", db.routines)) if on}
+
+
+def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | None = None,
+         now: dt.datetime | None = None) -> DumpResult:
+    engine, adapter = connect(db)
+    name = re.sub(r"[^\w.\-]", "_", db.name)
+    bid = backup_id(name, _host(db), now or dt.datetime.now(dt.timezone.utc))
+    opts = DumpOptions(
+        name=db.name, host=_host(db), schemas=list(db.schemas) or [None], include=db.include_tables,
+        exclude=db.exclude_tables, kinds=_kinds(db), compression=db.compression,
+        compression_level=db.compression_level, batch_rows=db.batch_rows,
+        require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
+    try:
+        return run_dump(engine, adapter, Path(backup_dir), opts, bid, progress)
+    finally:
+        engine.dispose()
+
+
+def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
+            progress: Progress | None = None) -> RestoreResult:
+    backup = Backup(backup_path)     # a missing or damaged backup is refused before any connection
+    if not opts.allow_restore and not opts.plan_only:
+        raise RestoreRefused(f"restore into {db.display_url()} refused: allow_restore is not set "
+                             "(set allow_restore: true in the config, or --allow-restore with --url)")
+    engine, adapter = connect(db, must_exist=False)
+    try:
+        return Restorer(backup, engine, adapter, opts, db.display_url(), progress).run()
+    finally:
+        engine.dispose()
+
+
+def verify(path: Path | str) -> VerifyResult:
+    return verify_backup(path)
+
+
+def inspect_backup(path: Path | str) -> dict[str, Any]:
+    b = Backup(path)
+    m = b.manifest
+    tables = []
+    for t in b.schema.tables:
+        e = b.tables[t.key]
+        tables.append({
+            "table": t.key, "rows": e["rows"], "bytes": sum(int(c["bytes"]) for c in e["chunks"]),
+            "chunks": len(e["chunks"]),
+            "columns": [{"name": c.name, "type": c.type.describe(), "original_type": c.original_type,
+                         "nullable": c.nullable} for c in t.columns],
+            "primary_key": t.primary_key, "foreign_keys": len(t.foreign_keys), "indexes": len(t.indexes),
+        })
+    return {"backup": str(b.path), "id": b.id, "format_version": m["format_version"],
+            "albackup_version": m.get("albackup_version"), "created_at": m.get("created_at"),
+            "name": m.get("name"), "host": m.get("host"), "source": m.get("source"),
+            "consistency": m.get("consistency"), "compression": m.get("compression"),
+            "skipped": m.get("skipped"), "totals": m.get("totals"),
+            "routines": [{"kind": r.kind, "name": r.name} for r in b.schema.routines], "tables": tables}
+
+
+# --------------------------------------------------------------------------------- test_all
+@dataclass
+class TestAllEntry:
+    name: str
+    status: str = "ok"            # ok | different | error | skipped
+    tables: int = 0
+    rows: int = 0
+    differences: list[str] = field(default_factory=list)
+    error: str | None = None
+    dump_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    backup: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TestAllResult:
+    entries: list[TestAllEntry] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        ran = [e for e in self.entries if e.status != "skipped"]
+        return bool(ran) and all(e.status == "ok" for e in ran) and sum(e.tables for e in ran) > 0
+
+
+def _scratch(db: DatabaseConfig, adapter: Adapter, workdir: Path) -> tuple[DatabaseConfig, Callable[[], None]]:
+    """A scratch database on the source's own server (a temporary file for SQLite)."""
+    from dataclasses import replace
+
+    url, drop = adapter.create_scratch(db.url, workdir)
+    return replace(db, url=url, allow_restore=True, source=f"scratch for {db.name}"), drop
+
+
+def test_all(cfg: TestAllConfig, *, workdir: Path | None = None,
+             progress: Progress | None = None) -> TestAllResult:
+    res = TestAllResult()
+    tmp = Path(tempfile.mkdtemp(prefix="albackup-test-all-", dir=workdir))
+    try:
+        for db in cfg.databases:
+            entry = TestAllEntry(db.name)
+            res.entries.append(entry)
+            if db.skip:
+                entry.status = "skipped"
+                continue
+            try:
+                _test_one(db, cfg.scratch, tmp, entry, progress)
+            except AlbackupError as exc:
+                entry.status = "error"
+                entry.error = f"{type(exc).__name__}: {scrub(exc.message, db)}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, entry: TestAllEntry,
+              progress: Progress | None) -> None:
+    t0 = time.monotonic()
+    d = dump(db, tmp / "backups", progress=progress)
+    entry.dump_seconds = round(time.monotonic() - t0, 3)
+    entry.backup = d.path.name
+    src_engine, src_adapter = connect(db)
+    drop: Callable[[], None] = lambda: None  # noqa: E731
+    try:
+        if scratch is None:
+            target, drop = _scratch(db, src_adapter, tmp)
+        else:
+            target = scratch
+        t1 = time.monotonic()
+        restore(d.path, target, RestoreOptions(allow_restore=True, clean=scratch is not None,
+                                               enable_ri_check=db.enable_ri_check), progress)
+        entry.restore_seconds = round(time.monotonic() - t1, 3)
+        dst_engine, dst_adapter = connect(target)
+        try:
+            cmp = compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
+                                    list(db.schemas) or [None], db.include_tables, db.exclude_tables)
+        finally:
+            dst_engine.dispose()
+        entry.tables, entry.rows, entry.differences = cmp.tables, cmp.rows, cmp.differences
+        if cmp.differences:
+            entry.status = "different"
+        elif cmp.tables == 0:
+            entry.status = "error"
+            entry.error = "no table was compared"
+    finally:
+        src_engine.dispose()
+        drop()
+
+
+def require_ok(result: TestAllResult) -> None:
+    if not result.ok:
+        bad = [e.name for e in result.entries if e.status not in ("ok", "skipped")]
+        raise CompareFailed(f"test_all failed for {', '.join(bad) if bad else 'every database (nothing compared)'}")

@@ -1,0 +1,305 @@
+"""The command line: parse, call ``api``, render text or --json, map errors to exit codes.
+
+Both call shapes work: the old tool's ``albackup --cfg dump.yaml --backup-dir DIR dump`` and
+``albackup dump --cfg dump.yaml --backup-dir DIR``. Options given after the command win.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__, api, config
+from .errors import AlbackupError, ConfigError, UsageError, exit_code_table
+from .restore import RestoreOptions
+
+log = logging.getLogger("albackup")
+DEFAULT_CONFIGS = ("albackup.yaml", "albackup.yml", "albackup.json")
+
+
+class State:
+    def __init__(self) -> None:
+        self.cfg: str | None = None
+        self.url: str | None = None
+        self.backup_dir: str | None = None
+        self.json = False
+        self.debug = False
+        self.verbose = 0
+        self.quiet = False
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options accepted both before and after the command."""
+    f = click.option("--cfg", "-c", "cfg", metavar="FILE", help="Configuration file (YAML or JSON).")(f)
+    f = click.option("--url", metavar="URL", help="SQLAlchemy database URL instead of a config file.")(f)
+    f = click.option("--backup-dir", metavar="PATH", help="Backups folder (dump) or one backup (restore, verify, inspect).")(f)
+    f = click.option("--json", "as_json", is_flag=True, default=None, help="Print a machine-readable result.")(f)
+    f = click.option("--debug", "-d", is_flag=True, default=None, help="Debug logging; tracebacks on errors.")(f)
+    f = click.option("-v", "--verbose", count=True, help="More detail in the log.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, default=None, help="Only errors on stderr.")(f)
+    return f
+
+
+def _merge(ctx: click.Context, **kw: Any) -> State:
+    st: State = ctx.ensure_object(State)
+    for k, attr in (("cfg", "cfg"), ("url", "url"), ("backup_dir", "backup_dir"), ("as_json", "json"),
+                    ("debug", "debug"), ("quiet", "quiet")):
+        v = kw.get(k)
+        if v is not None and v is not False:
+            setattr(st, attr, v)
+    if kw.get("verbose"):
+        st.verbose += kw["verbose"]
+    _setup_logging(st)
+    return st
+
+
+def _setup_logging(st: State) -> None:
+    level = logging.DEBUG if (st.debug or st.verbose > 1) else logging.INFO
+    if st.quiet:
+        level = logging.ERROR
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_albackup", False):
+            root.removeHandler(h)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    h._albackup = True  # type: ignore[attr-defined]
+    root.addHandler(h)
+    root.setLevel(level)
+    if not (st.debug or st.verbose > 1):
+        logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+
+
+def _db(st: State, *, allow_restore_flag: bool = False, **url_opts: Any) -> config.DatabaseConfig:
+    if st.cfg and st.url:
+        raise UsageError("give either --cfg or --url, not both")
+    if st.url:
+        return config.url_config(st.url, allow_restore=allow_restore_flag, **url_opts)
+    if allow_restore_flag:
+        raise UsageError("--allow-restore goes with --url; with a config file set allow_restore: true in it")
+    path = st.cfg or next((p for p in DEFAULT_CONFIGS if Path(p).is_file()), None)
+    if path is None:
+        raise UsageError("no configuration: give --cfg FILE or --url URL (or put albackup.yaml/albackup.json here)")
+    return config.database_config(path)
+
+
+def _out(st: State, data: Any, text: str | None = None) -> None:
+    if st.json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+def _progress(st: State) -> Callable[[str, int, int, float], None]:
+    def report(table: str, rows: int, size: int, secs: float) -> None:
+        extra = f", {size:,} bytes" if size else ""
+        log.info("table %s: %s rows%s in %.2fs", table, f"{rows:,}", extra, secs)
+    return report
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p.strip() for v in values for p in v.split(",") if p.strip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@_common
+@click.version_option(__version__, prog_name="albackup")
+@click.pass_context
+def cli(ctx: click.Context, **kw: Any) -> None:
+    """albackup: logical backups of SQLite, PostgreSQL, MySQL/MariaDB and SQL Server databases.
+
+    \b
+    albackup --cfg dump.yaml --backup-dir ./backups dump
+    albackup --cfg restore.yaml restore --backup-dir ./backups/shop@db1--20261122T093000Z
+    albackup verify --backup-dir ./backups/shop@db1--20261122T093000Z
+    albackup --cfg test_all.yaml test_all
+
+    Exit codes: see `albackup exit-codes`.
+    """
+    _merge(ctx, **kw)
+
+
+@cli.command()
+@_common
+@click.option("--tables", multiple=True, metavar="GLOBS", help="Only these tables (comma-separated globs).")
+@click.option("--exclude-tables", multiple=True, metavar="GLOBS", help="Not these tables.")
+@click.option("--compression", type=click.Choice(["zstd", "gzip", "lzma", "none"]), help="Default: zstd.")
+@click.option("--no-views", is_flag=True, help="Do not record views.")
+@click.option("--no-triggers", is_flag=True, help="Do not record triggers.")
+@click.option("--no-routines", is_flag=True, help="Do not record functions and procedures.")
+@click.pass_context
+def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], compression: str | None,
+         no_views: bool, no_triggers: bool, no_routines: bool, **kw: Any) -> None:
+    """Back up a database into a new backup set under --backup-dir (its path is the last line)."""
+    from dataclasses import replace
+
+    st = _merge(ctx, **kw)
+    db = _db(st)
+    changes: dict[str, Any] = {}
+    if tables:
+        changes["include_tables"] = _split(tables)
+    if exclude_tables:
+        changes["exclude_tables"] = db.exclude_tables + _split(exclude_tables)
+    if compression:
+        changes["compression"] = compression
+    for flag, key in ((no_views, "views"), (no_triggers, "triggers"), (no_routines, "routines")):
+        if flag:
+            changes[key] = False
+    db = replace(db, **changes)
+    res = api.dump(db, Path(st.backup_dir or "."), progress=_progress(st))
+    log.info("backup %s: %d tables, %s rows, %s bytes in %.1fs (%s)", res.path.name, res.tables,
+             f"{res.rows:,}", f"{res.bytes:,}", res.seconds, res.consistency["method"])
+    _out(st, {"backup": str(res.path), "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
+              "seconds": round(res.seconds, 3), "consistency": res.consistency}, str(res.path))
+
+
+@cli.command()
+@_common
+@click.option("--tables", multiple=True, metavar="GLOBS", help="Restore only these tables.")
+@click.option("--exclude-tables", multiple=True, metavar="GLOBS", help="Do not restore these tables.")
+@click.option("--clean", is_flag=True, help="Drop and replace tables the target already has.")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the DDL and the lossiness report; change nothing.")
+@click.option("--accept-lossy", is_flag=True, help="Restore even where the target cannot hold every value.")
+@click.option("--allow-restore", is_flag=True, help="With --url: allow writing to that database.")
+@click.option("--skip-checks", is_flag=True, help="Do not recreate check constraints.")
+@click.option("--no-routines", is_flag=True, help="Do not recreate views, triggers and routines.")
+@click.pass_context
+def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], clean: bool,
+            plan_only: bool, accept_lossy: bool, allow_restore: bool, skip_checks: bool, no_routines: bool,
+            **kw: Any) -> None:
+    """Restore the backup at --backup-dir into the configured database (needs allow_restore)."""
+    st = _merge(ctx, **kw)
+    if not st.backup_dir:
+        raise UsageError("restore needs --backup-dir PATH of one backup")
+    db = _db(st, allow_restore_flag=allow_restore)
+    opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
+                          exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
+                          enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines)
+    res = api.restore(st.backup_dir, db, opts, progress=_progress(st))
+    data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
+            "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,
+            "seconds": round(res.seconds, 3)}
+    if plan_only:
+        data["ddl"] = res.ddl
+        lines = ["-- DDL"] + res.ddl + ["", "-- type changes and notes"] + (res.changes or ["(none)"])
+        lines += ["", "-- lossiness report"]
+        lines += [f"{x.table}.{x.column}: {x.source_type} → {x.target_type}: {x.reason} ({x.rows} rows)"
+                  for x in res.losses] or ["(no loss)"]
+        _out(st, data, "\n".join(lines))
+        return
+    for x in res.losses:
+        log.warning("lossy: %s.%s: %s (%d rows)", x.table, x.column, x.reason, x.rows)
+    _out(st, data, f"restored {len(res.tables)} tables, {res.rows:,} rows into {res.target} in {res.seconds:.1f}s")
+
+
+@cli.command()
+@_common
+@click.pass_context
+def verify(ctx: click.Context, **kw: Any) -> None:
+    """Check a backup without a database: manifest, checksums, every frame, counts and hashes."""
+    st = _merge(ctx, **kw)
+    if not st.backup_dir:
+        raise UsageError("verify needs --backup-dir PATH of one backup")
+    res = api.verify(st.backup_dir)
+    _out(st, {"backup": str(res.path), "ok": True, "tables": res.tables, "rows": res.rows},
+         f"OK {res.path}: {len(res.tables)} tables, {res.rows:,} rows verified")
+
+
+@cli.command("inspect")
+@_common
+@click.pass_context
+def inspect_cmd(ctx: click.Context, **kw: Any) -> None:
+    """List a backup's tables, columns, types, rows and sizes."""
+    st = _merge(ctx, **kw)
+    if not st.backup_dir:
+        raise UsageError("inspect needs --backup-dir PATH of one backup")
+    info = api.inspect_backup(st.backup_dir)
+    src = info["source"] or {}
+    cons = info["consistency"] or {}
+    lines = [f"backup      {info['id']}", f"created     {info['created_at']}",
+             f"source      {src.get('engine')} {src.get('server_version')} ({src.get('url')})",
+             f"consistency {cons.get('method')} ({'consistent' if cons.get('consistent') else 'NOT consistent'})",
+             f"compression {info['compression']}", ""]
+    for t in info["tables"]:
+        lines.append(f"{t['table']}: {t['rows']:,} rows, {t['bytes']:,} bytes, {t['chunks']} chunk(s)")
+        for c in t["columns"]:
+            lines.append(f"    {c['name']:<30} {c['type']:<22} {c['original_type']}"
+                         f"{'' if c['nullable'] else ' NOT NULL'}")
+    for r in info["routines"]:
+        lines.append(f"{r['kind']} {r['name']}")
+    _out(st, info, "\n".join(lines))
+
+
+def _test_all(ctx: click.Context, **kw: Any) -> None:
+    st = _merge(ctx, **kw)
+    path = st.cfg or next((p for p in DEFAULT_CONFIGS if Path(p).is_file()), None)
+    if not path:
+        raise UsageError("test_all needs --cfg FILE")
+    cfg = config.test_all_config(path)
+    res = api.test_all(cfg, progress=_progress(st))
+    rows = [e.to_dict() for e in res.entries]
+    header = f"{'database':<24} {'status':<10} {'tables':>6} {'rows':>12} {'diffs':>5} {'dump s':>8} {'restore s':>9}"
+    lines = [header, "-" * len(header)]
+    for e in res.entries:
+        lines.append(f"{e.name:<24} {e.status:<10} {e.tables:>6} {e.rows:>12,} {len(e.differences):>5} "
+                     f"{e.dump_seconds:>8.2f} {e.restore_seconds:>9.2f}")
+        for d in e.differences:
+            lines.append(f"    difference: {d}")
+        if e.error:
+            lines.append(f"    error: {e.error}")
+    _out(st, {"ok": res.ok, "databases": rows}, "\n".join(lines))
+    api.require_ok(res)
+
+
+@cli.command("test_all")
+@_common
+@click.pass_context
+def test_all(ctx: click.Context, **kw: Any) -> None:
+    """Dump each configured database, restore into a scratch target, compare (also: test-all)."""
+    _test_all(ctx, **kw)
+
+
+@cli.command("test-all", hidden=True)
+@_common
+@click.pass_context
+def test_all_dash(ctx: click.Context, **kw: Any) -> None:
+    """Same as test_all."""
+    _test_all(ctx, **kw)
+
+
+@cli.command("exit-codes")
+def exit_codes() -> None:
+    """Print the table of exit codes."""
+    click.echo(exit_code_table())
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv or sys.argv) or "-d" in (argv or sys.argv)
+    try:
+        rv = cli.main(args=argv, prog_name="albackup", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Abort:
+        click.echo("albackup: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(UsageError.exit_code)
+    except KeyboardInterrupt:
+        click.echo("albackup: interrupted", err=True)
+        sys.exit(130)
+    except AlbackupError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"albackup: error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"albackup: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                   err=True)
+        sys.exit(1)

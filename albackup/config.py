@@ -1,0 +1,529 @@
+"""Configuration files: YAML (JSON is YAML too, so the old tool's JSON configs load) into frozen
+dataclasses. Every problem is a one-line ``ConfigError`` naming the file, the key path
+(``databases[1].db_port``), the line when known, and what was expected. Passwords never appear in
+messages, in ``repr()`` or in ``display_url()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+COMPRESSIONS = ("zstd", "gzip", "lzma", "none")
+LEVELS = {"zstd": (1, 22), "gzip": (0, 9), "lzma": (0, 9)}
+DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
+           "sqlite": "sqlite", "mssql": "mssql+pyodbc"}
+URL_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2",
+                       "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+PORT_DRIVERS = {1433: "mssql", 5432: "postgresql", 3306: "mysql"}
+DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
+# new-style key -> the old tool's flat key for the same thing
+ALIASES = {"host": "db_server", "port": "db_port", "user": "db_user", "password": "db_password",
+           "database": "db_name"}
+PASSWORD_KEYS = ("password", "db_password")
+CONNECTION_KEYS = ("driver", "odbc_driver", *ALIASES, *ALIASES.values())
+BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines", "require_consistent",
+             "skip")
+LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
+DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows",
+                           *CONNECTION_KEYS, *BOOL_KEYS, *LIST_KEYS})
+TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults"})
+_SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
+_URL_USERINFO = re.compile(r"(://[^:/@]*:).*@")  # greedy: up to the last '@'
+_QUERY_SECRET = re.compile(r"(?i)((?:pwd|password|passwd)(?:=|%3D))(?:(?!%3B|;|&).)*")
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+          dict: "a mapping", type(None): "null"}
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    name: str
+    url: URL
+    allow_restore: bool = False
+    enable_ri_check: bool = True
+    include_tables: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+    compression: str = "zstd"
+    compression_level: int | None = None
+    batch_rows: int = 5000
+    views: bool = True
+    triggers: bool = True
+    routines: bool = True
+    require_consistent: bool = False
+    skip: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    source: str = ""
+
+    def display_url(self) -> str:
+        return mask_secrets(self.url.render_as_string(hide_password=True))
+
+    @property
+    def engine_name(self) -> str:
+        backend = self.url.get_backend_name()
+        return "mysql" if backend == "mariadb" else backend
+
+    def __repr__(self) -> str:  # @dataclass keeps this one: masks the URL and password-like extras
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown.update(url=self.display_url(), extra=_redact(self.extra))
+        return f"DatabaseConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True)
+class TestAllConfig:
+    __test__ = False  # not a pytest test class
+
+    scratch: DatabaseConfig | None
+    databases: tuple[DatabaseConfig, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a mapping sits, for messages: source file, key-path prefix, line numbers."""
+
+    source: str
+    prefix: str = ""
+    lines: Mapping[str, int] = field(default_factory=dict)
+    renamed: Mapping[str, str] = field(default_factory=dict)  # key -> path shown (from `defaults`)
+
+    def path(self, key: str | None = None) -> str:
+        return self.prefix if key is None else self.renamed.get(key) or _join(self.prefix, key)
+
+    def sub(self, prefix: str, renamed: Mapping[str, str] | None = None) -> _Where:
+        return _Where(self.source, prefix, self.lines, renamed or {})
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        path = self.path(key)
+        line = self.lines.get(path) or self.lines.get(self.prefix)
+        where = f"{self.source}, line {line}" if line else self.source
+        if not path or (self.source == "--url" and path == "url"):
+            return ConfigError(f"{where}: {message}")
+        return ConfigError(f"{where}: {path}: {message}")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def mask_secrets(text: str) -> str:
+    """Mask the password of a URL-like string and its password=/PWD= query values."""
+    return _QUERY_SECRET.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", text))
+
+
+def _redact(extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: "***" if _SECRET_KEY.search(str(k)) and v is not None else v for k, v in extra.items()}
+
+
+# ---------------------------------------------------------------- files
+
+def read_file(path: str | Path) -> dict:
+    """Read a YAML/JSON config file into a mapping; every problem is a ConfigError."""
+    return _load(Path(path))[0]
+
+
+def _load(path: Path) -> tuple[dict, dict[str, int]]:
+    text = _read_text(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # not str(exc): its snippet of the line could show a password
+        mark = exc.problem_mark or exc.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{at}: not valid YAML/JSON: {exc.problem or exc.context}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not valid YAML/JSON") from None
+    except Exception:  # e.g. `!!int abc`: the constructor's own error would quote the value
+        raise ConfigError(f"{path}: not valid YAML/JSON: a value tagged with !!type cannot be "
+                          "converted to that type") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty (expected a mapping of settings)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {_kind(data)}")
+    lines: dict[str, int] = {}
+    _line_map(node, "", lines, path)
+    _warn_if_exposed(path, data)
+    return data, lines
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def _line_map(node: yaml.Node | None, prefix: str, lines: dict[str, int], path: Path,
+              depth: int = 4) -> None:
+    """Record the line of each key path (4 levels suffice, and aliases cannot make it loop or
+    explode); refuse duplicate keys, which YAML would silently resolve to the last one."""
+    if depth == 0:
+        return
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue
+            key_path, line = _join(prefix, key_node.value), key_node.start_mark.line + 1
+            if key_path in lines:
+                raise ConfigError(f"{path}, line {line}: {key_path}: duplicate key "
+                                  f"(first at line {lines[key_path]})")
+            lines[key_path] = line
+            _line_map(value_node, key_path, lines, path, depth - 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[f"{prefix}[{i}]"] = item.start_mark.line + 1
+            _line_map(item, f"{prefix}[{i}]", lines, path, depth - 1)
+
+
+def _warn_if_exposed(path: Path, data: dict) -> None:
+    if os.name == "nt" or not _has_password(data):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("%s contains a password but is readable by group/others (mode %03o); "
+                    "run: chmod 600 %s", path, mode & 0o777, path)
+
+
+def _has_password(value: Any, depth: int = 4) -> bool:
+    if depth == 0:
+        return False
+    if isinstance(value, list):
+        return any(_has_password(item, depth - 1) for item in value)
+    if not isinstance(value, dict):
+        return False
+    return any((key in PASSWORD_KEYS and isinstance(item, str) and item != "")
+               or (key == "url" and isinstance(item, str) and mask_secrets(item) != item)
+               or _has_password(item, depth - 1) for key, item in value.items())
+
+
+# ---------------------------------------------------------------- public loaders
+
+def database_config(path: str | Path) -> DatabaseConfig:
+    """Load a config file describing one database."""
+    path = Path(path)
+    data, lines = _load(path)
+    return _database(data, _Where(str(path), lines=lines), allow_extra=False, base_dir=path.parent)
+
+
+def test_all_config(path: str | Path) -> TestAllConfig:
+    """Load a test_all config: optional scratch target, `defaults`, list of `databases`."""
+    path = Path(path)
+    data, lines = _load(path)
+    where = _Where(str(path), lines=lines)
+    _check_keys(data, TEST_ALL_KEYS, where, allow_extra=False)
+    scratch = _scratch(data, where, path.parent)
+    databases = _databases(data, _defaults(data, where), where, path.parent)
+    for i, db in enumerate(databases):
+        if scratch is not None and _identity(db.url) == _identity(scratch.url):
+            raise where.error(f"databases[{i}]", "is the same database as the scratch target; "
+                                                 "test_all would overwrite it")
+    return TestAllConfig(scratch=scratch, databases=databases, source=str(path))
+
+
+test_all_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def database_from_mapping(data: Mapping, source: str, keypath: str = "", allow_extra: bool = False,
+                          *, base_dir: str | Path | None = None) -> DatabaseConfig:
+    """Validate one database mapping. Relative sqlite paths resolve against ``base_dir``
+    (default: the folder of ``source`` when that is a file, else the working folder)."""
+    if base_dir is None:
+        base_dir = Path(source).parent if source and Path(source).is_file() else Path.cwd()
+    return _database(data, _Where(source, keypath), allow_extra, Path(base_dir))
+
+
+def url_config(url: str, *, allow_restore: bool = False, name: str | None = None,
+               **options: Any) -> DatabaseConfig:
+    """A database given with --url; ``options`` are database keys (a None value means unset).
+    The name defaults to the URL's database (sqlite: file stem), else its backend name."""
+    data: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    data.update(url=url, allow_restore=allow_restore)
+    if name is not None:
+        data["name"] = name
+    try:
+        fallback = make_url(url).get_backend_name()
+    except Exception:  # the real parse below reports it
+        fallback = None
+    return _database(data, _Where("--url"), False, Path.cwd(), default_name=fallback)
+
+
+# ---------------------------------------------------------------- test_all parts
+
+def _scratch(data: dict, where: _Where, base_dir: Path) -> DatabaseConfig | None:
+    if "restore" in data and "scratch" in data:
+        raise where.error("scratch", "give either `scratch` or `restore` (its old name), not both")
+    key = "scratch" if "scratch" in data else "restore"
+    if data.get(key) is None:
+        return None
+    db = _database(data[key], where.sub(key), False, base_dir, default_name="scratch")
+    if not db.allow_restore:
+        raise where.sub(key).error("allow_restore", "the scratch database must have "
+                                                    "`allow_restore: true` (test_all restores into it)")
+    return db
+
+
+def _defaults(data: dict, where: _Where) -> dict:
+    defaults = data.get("defaults")
+    if defaults is not None and not isinstance(defaults, dict):
+        raise where.error("defaults", f"expected a mapping of database keys, got {_kind(defaults)}")
+    if defaults and "name" in defaults:
+        raise where.sub("defaults").error("name", "each database needs its own name; not a default")
+    return defaults or {}
+
+
+def _databases(data: dict, defaults: dict, where: _Where, base_dir: Path) -> tuple[DatabaseConfig, ...]:
+    entries = data.get("databases")
+    if not isinstance(entries, list) or not entries:
+        got = "nothing" if entries is None else _kind(entries)
+        raise where.error("databases", f"expected a non-empty list of databases, got {got}")
+    out: list[DatabaseConfig] = []
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        sub = where.sub(f"databases[{i}]", {k: f"defaults.{k}" for k in defaults if k not in entry}
+                        if isinstance(entry, dict) else None)
+        db = _database({**defaults, **entry} if isinstance(entry, dict) else entry, sub, True, base_dir)
+        if db.name in seen:
+            raise sub.error("name", f"duplicate name {db.name!r} (also {seen[db.name]})")
+        seen[db.name] = sub.prefix
+        out.append(db)
+    return tuple(out)
+
+
+def _identity(url: URL) -> tuple:
+    return url.get_backend_name(), (url.host or "localhost").lower(), url.port, url.database
+
+
+# ---------------------------------------------------------------- one database
+
+def _database(data: Any, where: _Where, allow_extra: bool, base_dir: Path,
+              default_name: str | None = None) -> DatabaseConfig:
+    if not isinstance(data, dict):
+        raise where.error(None, f"expected a mapping of database keys, got {_kind(data)}")
+    extra = _check_keys(data, DATABASE_KEYS, where, allow_extra)
+    url = _connection_url(data, where, base_dir)
+    return DatabaseConfig(name=_name(data, url, where, default_name), url=url,
+                          extra=MappingProxyType(extra), source=where.source, **_options(data, where))
+
+
+def _check_keys(data: dict, known: frozenset[str], where: _Where, allow_extra: bool) -> dict:
+    """Refuse unknown keys, suggesting close matches; with allow_extra, return them instead."""
+    extra: dict[str, Any] = {}
+    for key in data:
+        if not isinstance(key, str):
+            raise where.error(None, f"keys must be strings, got {_kind(key)} {key!r}")
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        if allow_extra:
+            extra[key] = data[key]
+            if difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8):
+                log.warning("%s", where.error(key, f"free-form key kept in `extra`; did you mean "
+                                                   f"`{close[0]}`?"))
+            continue
+        hint = ("did you mean " + " or ".join(f"`{c}`" for c in close) + "?" if close
+                else "see sample-configs/ for the accepted keys")
+        raise where.error(key, f"unknown key; {hint}")
+    return extra
+
+
+def _connection_url(data: dict, where: _Where, base_dir: Path) -> URL:
+    if "url" in data:
+        mixed = [k for k in CONNECTION_KEYS if k in data]
+        if mixed:
+            raise where.error(mixed[0], "cannot be combined with `url`; give either `url` or "
+                                        "`driver` with host/port/user/password/database")
+        return _parse_url(data["url"], where, base_dir)
+    if "driver" not in data and not any(k in data for k in ALIASES.values()):
+        raise where.error(None, "needs `url` or `driver` (with host, port, user, password, database), "
+                                "or the old tool's db_server/db_port/db_name keys")
+    parts = _connection_parts(data, where)
+    driver = data.get("driver", PORT_DRIVERS.get(parts["port"], "mssql"))
+    if not isinstance(driver, str) or driver not in DRIVERS:
+        raise where.error("driver", f"expected one of {', '.join(DRIVERS)}, got {_show(driver)}")
+    return _build_url(driver, parts, data, where, base_dir)
+
+
+def _connection_parts(data: dict, where: _Where) -> dict[str, Any]:
+    """host/port/user/password/database from the new keys or the old tool's (not both)."""
+    parts: dict[str, Any] = {}
+    for new, old in ALIASES.items():
+        if new in data and old in data:
+            raise where.error(new, f"conflicts with `{old}`; give only one of them")
+        key = new if new in data else old
+        value = data.get(key)
+        if new == "password":
+            parts[new] = _password(value, key, where)
+        elif value is None:
+            parts[new] = None
+        elif new == "port":
+            parts[new] = _int(value, key, where, 1, 65535, "an integer port 1..65535")
+        else:
+            parts[new] = _str(value, key, where)
+    return parts
+
+
+def _build_url(driver: str, parts: dict[str, Any], data: dict, where: _Where, base_dir: Path) -> URL:
+    odbc = data.get("odbc_driver")
+    if odbc is not None and driver != "mssql":
+        raise where.error("odbc_driver", "only applies to `driver: mssql`")
+    if driver == "sqlite":
+        for new in ("host", "port", "user", "password"):
+            if parts[new] is not None:
+                raise where.error(_used(data, new), "sqlite takes only `database` (the file path)")
+        if not parts["database"]:
+            raise where.error(_used(data, "database"), "sqlite needs `database` (the file path)")
+        return URL.create("sqlite", database=_sqlite_path(parts["database"], base_dir))
+    query = {}
+    if driver == "mssql":
+        odbc = DEFAULT_ODBC_DRIVER if odbc is None else _str(odbc, "odbc_driver", where)
+        query = {"driver": odbc, "TrustServerCertificate": "yes"}
+    return URL.create(DRIVERS[driver], username=parts["user"], password=parts["password"],
+                      host=parts["host"], port=parts["port"], database=parts["database"], query=query)
+
+
+def _used(data: dict, new: str) -> str:
+    """The key actually written for a connection part: the new-style one or the old tool's."""
+    return ALIASES[new] if ALIASES[new] in data else new
+
+
+def _parse_url(value: Any, where: _Where, base_dir: Path) -> URL:
+    if not isinstance(value, str) or not value.strip():
+        raise where.error("url", "expected a URL string such as postgresql://user@host:5432/dbname")
+    try:
+        url = make_url(value.strip())
+    except (ArgumentError, ValueError, TypeError):
+        raise where.error("url", f"cannot parse URL {mask_secrets(value)!r}; expected "
+                                 "dialect[+driver]://user:password@host:port/dbname") from None
+    if url.host and "@" in url.host:
+        raise where.error("url", f"URL {mask_secrets(value)!r} has '@' in its host; "
+                                 "write an '@' in the password as %40")
+    if "+" not in url.drivername and url.drivername in URL_DEFAULT_DRIVERS:
+        url = url.set(drivername=URL_DEFAULT_DRIVERS[url.drivername])
+    if url.get_backend_name() == "sqlite" and url.database and "uri" not in url.query:
+        url = url.set(database=_sqlite_path(url.database, base_dir))
+    return url
+
+
+def _sqlite_path(database: str, base_dir: Path) -> str:
+    if database == ":memory:" or database.startswith("file:"):
+        return database
+    path = Path(database).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def _name(data: dict, url: URL, where: _Where, default_name: str | None) -> str:
+    if "name" in data:
+        name = _str(data["name"], "name", where)
+    else:
+        name = _derived_name(url) or default_name or ""
+        if not name:
+            raise where.error(None, "needs a `name` (or `database`/`db_name` to derive it from)")
+    if name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
+        raise where.error("name", f"backup name {name!r} must not be '.', '..' or contain '/', '\\' "
+                                  "or control characters; set `name`")
+    return name
+
+
+def _derived_name(url: URL) -> str | None:
+    if url.get_backend_name() != "sqlite":
+        return url.database or None
+    return Path(url.database).stem if url.database and url.database != ":memory:" else None
+
+
+def _options(data: dict, where: _Where) -> dict[str, Any]:
+    out: dict[str, Any] = {k: _bool(data[k], k, where) for k in BOOL_KEYS if k in data}
+    out.update({k: _str_list(data[k], k, where) for k in LIST_KEYS if k in data})
+    compression = out["compression"] = data.get("compression", "zstd")
+    if compression not in COMPRESSIONS:
+        raise where.error("compression", f"expected one of {', '.join(COMPRESSIONS)}, "
+                                         f"got {_show(compression)}")
+    if data.get("compression_level") is not None:
+        if compression == "none":
+            raise where.error("compression_level", "has no effect with `compression: none`")
+        lo, hi = LEVELS[compression]
+        out["compression_level"] = _int(data["compression_level"], "compression_level", where, lo, hi,
+                                        f"an integer {lo}..{hi} for {compression}")
+    if "batch_rows" in data:
+        out["batch_rows"] = _int(data["batch_rows"], "batch_rows", where, 1, None, "a positive integer")
+    return out
+
+
+# ---------------------------------------------------------------- scalar checks
+
+def _bool(value: Any, key: str, where: _Where) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(key, f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _int(value: Any, key: str, where: _Where, lo: int, hi: int | None, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        raise where.error(key, f"expected {what}, got {_show(value)}")
+    return value
+
+
+def _str(value: Any, key: str, where: _Where) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, f"expected a non-empty string{_quote_hint(value)}, got {_show(value)}")
+    return value
+
+
+def _password(value: Any, key: str, where: _Where) -> str | None:
+    """A password is a string or null; its value never goes into a message."""
+    if isinstance(value, dict) and "encrypted" in value:  # hook for encrypted passwords
+        raise where.error(key, "encrypted passwords are not supported by this version")
+    if value is not None and not isinstance(value, str):
+        raise where.error(key, f"expected a string or null{_quote_hint(value)}, got {_kind(value)}")
+    return value or None
+
+
+def _str_list(value: Any, key: str, where: _Where) -> tuple[str, ...]:
+    items = [] if value is None else [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise where.error(key, f"expected a list of strings, got {_show(value)}")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise where.error(key, f"expected a list of non-empty strings, item {i} is {_show(item)}")
+    return tuple(items)
+
+
+def _quote_hint(value: Any) -> str:
+    return " (quote it)" if isinstance(value, (int, float, bool)) else ""
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    """Describe a non-secret value for a message: its kind, plus a short repr for scalars."""
+    if isinstance(value, bool):
+        return f"a boolean {str(value).lower()}"
+    if isinstance(value, (str, int, float)):
+        text = repr(value)
+        return f"{_kind(value)} {text if len(text) <= 40 else text[:40] + '…'}"
+    return _kind(value)

@@ -1,0 +1,287 @@
+"""Model + target engine → a restore plan: SQLAlchemy tables, type moves, names, losses.
+
+The plan is computed before anything is touched, so ``restore --plan`` and the restore itself
+show the same DDL and the same lossiness report.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .engines.base import Adapter
+from .mapping import ColumnMove, move
+from .model import Column, LogicalType, Schema, Table
+from .values import Converter
+
+
+@dataclass
+class ColumnPlan:
+    source: Column
+    target: LogicalType
+    sa_type: Any
+    move: ColumnMove
+    writer: Converter
+    loaded: bool = True            # False: a generated column, the target computes it
+
+
+@dataclass
+class TablePlan:
+    table: Table
+    name: str                      # the name on the target (shortened when over the engine's limit)
+    schema: str | None
+    columns: list[ColumnPlan]
+    sa_table: sa.Table
+    uniques: list[sa.UniqueConstraint] = field(default_factory=list)
+    checks: list[sa.CheckConstraint] = field(default_factory=list)
+    indexes: list[sa.Index] = field(default_factory=list)
+    foreign_keys: list[sa.ForeignKeyConstraint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    identity: bool = False         # the load writes explicit values into an identity column
+
+    @property
+    def loaded_columns(self) -> list[ColumnPlan]:
+        return [c for c in self.columns if c.loaded]
+
+
+@dataclass
+class Plan:
+    same_engine: bool
+    tables: list[TablePlan]
+    metadata: sa.MetaData
+
+    def lossy_columns(self) -> list[tuple[TablePlan, ColumnPlan]]:
+        return [(t, c) for t in self.tables for c in t.columns if c.move.losses]
+
+
+def fit_name(name: str, limit: int) -> str:
+    """A name within ``limit`` bytes; longer names keep a readable head and a hash tail."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    tail = "_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    head = name
+    while len((head + tail).encode("utf-8")) > limit:
+        head = head[:-1]
+    return head + tail
+
+
+class _Names:
+    """Index and constraint names, unique per schema or per table as the engine needs."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.used: set[tuple[str | None, str]] = set()
+
+    def take(self, wanted: str | None, fallback: str, scope: str | None) -> str:
+        base = fit_name(wanted or fallback, self.adapter.max_identifier)
+        name, n = base, 1
+        while (scope, name.lower()) in self.used:
+            n += 1
+            name = fit_name(f"{wanted or fallback}_{n}", self.adapter.max_identifier)
+        self.used.add((scope, name.lower()))
+        return name
+
+
+_PG_CAST = re.compile(r"::\s*(?:\"[^\"]+\"|[a-zA-Z_][\w ]*?)(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?(?=[\s),]|$)")
+
+
+def portable_check(sqltext: str, src_engine: str, adapter: Adapter) -> str:
+    """Best-effort translation of a check expression to another engine's quoting."""
+    s = _PG_CAST.sub("", sqltext)
+    quote = "`" if src_engine == "mysql" else '"'
+    if src_engine == "mssql":
+        s = re.sub(r"\[([^\]]+)\]", lambda m: adapter.q(m.group(1)), s)
+    else:
+        s = re.sub(re.escape(quote) + r"((?:[^" + quote + r"]|" + quote * 2 + r")+)" + re.escape(quote),
+                   lambda m: adapter.q(m.group(1).replace(quote * 2, quote)), s)
+    return s
+
+
+def _key_chars(table: Table, adapter: Adapter) -> dict[str, int]:
+    """Per column: the longest text it may hold when it is part of a key on this engine."""
+    if adapter.key_text_chars is None:
+        return {}
+    textish = {c.name for c in table.columns if c.type.kind in ("string", "text", "char", "native", "interval",
+                                                               "binary")}
+    keys = [table.primary_key] + [u.columns for u in table.uniques] + [i.columns for i in table.indexes]
+    keys += [fk.columns for fk in table.foreign_keys]
+    out: dict[str, int] = {}
+    for cols in keys:
+        tcols = [c for c in cols if c in textish]
+        if not tcols:
+            continue
+        share = max(32, adapter.key_text_chars // len(tcols))
+        for c in tcols:
+            out[c] = min(out.get(c, share), share)
+    return out
+
+
+def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_checks: bool = False) -> Plan:
+    same = schema.engine == adapter.name
+    md = sa.MetaData()
+    names = _Names(adapter)
+    plans: list[TablePlan] = []
+    by_key: dict[str, TablePlan] = {}
+    target_schema = (lambda s: s) if adapter.supports_schemas else (lambda s: None)
+    # Foreign keys referring to other tables need their key columns' types first (MySQL keys).
+    referenced: dict[str, set[str]] = {}
+    for t in tables:
+        for fk in t.foreign_keys:
+            rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
+            referenced.setdefault(rk, set()).update(fk.ref_columns)
+    for t in tables:
+        plan = _table_plan(t, schema, adapter, same, md, names, target_schema(t.schema), skip_checks,
+                           referenced.get(t.key, set()))
+        plans.append(plan)
+        by_key[t.key] = plan
+    for plan in plans:
+        _add_foreign_keys(plan, by_key, names, adapter)
+    return Plan(same, plans, md)
+
+
+def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.MetaData, names: _Names,
+                tschema: str | None, skip_checks: bool, referenced: set[str]) -> TablePlan:
+    name = t.name if same else fit_name(t.name, adapter.max_identifier)
+    notes: list[str] = []
+    if name != t.name:
+        notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
+    kc = _key_chars(t, adapter)
+    if adapter.key_text_chars is not None:
+        for c in referenced:
+            if c in {x.name for x in t.columns if x.type.kind in ("string", "text", "char", "binary")}:
+                kc[c] = min(kc.get(c, adapter.key_text_chars), adapter.key_text_chars)
+    cols: list[ColumnPlan] = []
+    sa_cols: list[sa.Column] = []
+    identity = False
+    for c in t.columns:
+        cname = c.name if same else fit_name(c.name, adapter.max_identifier)
+        if cname != c.name:
+            notes.append(f"column {c.name!r} renamed to {cname!r}")
+        if same:
+            target, sa_type = c.type, adapter.exact_type(c)
+            mv = ColumnMove(c.type, lambda v: v)
+        else:
+            target, sa_type = adapter.target_type(c, kc.get(c.name))
+            mv = move(c.type, target)
+            adapter.add_losses(mv, c.type)
+            if mv.change:
+                notes.append(f"column {c.name!r}: {mv.change}")
+        kw: dict[str, Any] = {"nullable": c.nullable, "comment": c.comment, "quote": True,
+                              "autoincrement": False}
+        default = adapter.server_default(c, same)
+        if c.default and default is None and not c.autoincrement and not c.computed:
+            notes.append(f"column {c.name!r}: default {c.default} is engine-specific and was not kept")
+        if default is not None and not c.computed:
+            kw["server_default"] = sa.text(default)
+        args: list[Any] = []
+        loaded = True
+        if c.computed is not None:
+            if same:
+                args.append(sa.Computed(sa.text(c.computed)))
+                loaded = False
+            else:
+                notes.append(f"column {c.name!r}: generated column restored as a plain column")
+        auto = c.autoincrement and c.type.kind == "integer" and c.name in t.primary_key
+        if auto:
+            identity = True
+            if same and c.identity and "always" in c.identity:
+                args.append(sa.Identity(always=bool(c.identity.get("always")), start=c.identity.get("start"),
+                                        increment=c.identity.get("increment")))
+            elif same and c.sequence:
+                pass   # the verbatim nextval() default and the recreated sequence do it
+            elif adapter.identity_columns and target.kind == "integer":
+                args.append(sa.Identity(always=False, start=1))
+            else:
+                kw["autoincrement"] = True
+        sa_cols.append(sa.Column(cname, sa_type, *args, **kw))
+        cols.append(ColumnPlan(c, target, sa_type, mv, adapter.writer(target), loaded))
+    colmap = {c.name: sa_cols[i].name for i, c in enumerate(t.columns)}
+    table_args: list[Any] = []
+    if t.primary_key:
+        pk_name = names.take(t.primary_key_name, f"pk_{name}", tschema if adapter.schema_wide_index_names else name) \
+            if t.primary_key_name and adapter.named_primary_keys else None
+        table_args.append(sa.PrimaryKeyConstraint(*[colmap[c] for c in t.primary_key], name=pk_name))
+    kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
+    kwargs.update(adapter.table_options(t))
+    sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
+    plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
+    scope = tschema if adapter.schema_wide_index_names else f"{tschema}.{name}"
+    for u in t.uniques:
+        plan.uniques.append(sa.UniqueConstraint(*[colmap[c] for c in u.columns],
+                                                name=names.take(u.name, f"uq_{name}_{'_'.join(u.columns)}", scope)))
+    if not skip_checks:
+        for i, chk in enumerate(t.checks):
+            text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter)
+            if not same and text != chk.sqltext:
+                notes.append(f"check {chk.name or i + 1}: translated to {text}")
+            plan.checks.append(sa.CheckConstraint(sa.text(text), name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
+    elif t.checks:
+        notes.append(f"{len(t.checks)} check constraint(s) skipped (--skip-checks)")
+    for ix in t.indexes:
+        iname = names.take(ix.name, f"ix_{name}_{'_'.join(ix.columns)}", scope)
+        if ix.expressions:
+            if same:
+                plan.indexes.append(sa.Index(iname, *[sa.text(e) for e in ix.expressions], unique=ix.unique,
+                                             _table=sa_table))
+            else:
+                notes.append(f"expression index {ix.name} is engine-specific and was not kept")
+            continue
+        plan.indexes.append(sa.Index(iname, *[sa_table.c[colmap[c]] for c in ix.columns], unique=ix.unique))
+    if adapter.inline_constraints:
+        for u in plan.uniques:
+            sa_table.append_constraint(u)
+        for ck in plan.checks:
+            sa_table.append_constraint(ck)
+    return plan
+
+
+def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Names, adapter: Adapter) -> None:
+    t = plan.table
+    scope = plan.schema if adapter.schema_wide_index_names else f"{plan.schema}.{plan.name}"
+    for fk in t.foreign_keys:
+        rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
+        ref = by_key.get(rk)
+        if ref is None:
+            plan.notes.append(f"foreign key {fk.name or fk.columns} refers to {rk}, which is not restored: skipped")
+            continue
+        refcols = [ref.sa_table.c[_colname(ref, c)] for c in fk.ref_columns]
+        cons = sa.ForeignKeyConstraint(
+            [_colname(plan, c) for c in fk.columns], refcols,
+            name=names.take(fk.name, f"fk_{plan.name}_{'_'.join(fk.columns)}", scope),
+            ondelete=fk.on_delete, onupdate=fk.on_update)
+        plan.sa_table.append_constraint(cons)
+        plan.foreign_keys.append(cons)
+
+
+def _colname(plan: TablePlan, source_name: str) -> str:
+    for i, c in enumerate(plan.table.columns):
+        if c.name == source_name:
+            return plan.sa_table.columns.values()[i].name
+    raise KeyError(source_name)
+
+
+def create_table_sql(plan: TablePlan, adapter: Adapter) -> str:
+    inline = plan.foreign_keys if adapter.inline_constraints else []
+    return str(CreateTable(plan.sa_table, include_foreign_key_constraints=inline).compile(dialect=adapter.dialect))
+
+
+def plan_sql(plan: Plan, adapter: Adapter) -> list[str]:
+    """Every DDL statement the restore will run, in order (for ``restore --plan``)."""
+    d = adapter.dialect
+    out = [create_table_sql(t, adapter).strip() + ";" for t in plan.tables]
+    if not adapter.inline_constraints:
+        for t in plan.tables:
+            for c in t.uniques + t.checks:
+                out.append(str(sa.schema.AddConstraint(c).compile(dialect=d)).strip() + ";")
+    for t in plan.tables:
+        for ix in t.indexes:
+            out.append(str(CreateIndex(ix).compile(dialect=d)).strip() + ";")
+    if not adapter.inline_constraints:
+        for t in plan.tables:
+            for fk in t.foreign_keys:
+                out.append(str(sa.schema.AddConstraint(fk).compile(dialect=d)).strip() + ";")
+    return out

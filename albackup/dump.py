@@ -1,0 +1,142 @@
+"""Dump: one snapshot, reflect, stream every table into chunk files, publish with the manifest."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .archive import BackupWriter, ChunkWriter, new_manifest
+from .engines.base import Adapter
+from .errors import AlbackupError, DumpError
+from .model import Table
+from .reflect import reflect_schema
+from .values import Converter, combine_hashes
+
+log = logging.getLogger(__name__)
+
+#: a chunk file is closed and a new one started past this many stored bytes
+CHUNK_BYTES = 256 << 20
+#: a batch is cut short past this many (estimated) raw bytes, whatever its row count
+BATCH_BYTES = 16 << 20
+
+Progress = Callable[[str, int, int, float], None]   # table, rows, bytes, seconds
+
+
+@dataclass
+class DumpOptions:
+    name: str
+    host: str
+    schemas: list[str | None] = field(default_factory=lambda: [None])
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    kinds: set[str] = field(default_factory=lambda: {"view", "trigger", "routine"})
+    compression: str = "zstd"
+    compression_level: int | None = None
+    batch_rows: int = 5000
+    require_consistent: bool = False
+    source_url: str = ""
+    database: str | None = None
+
+
+@dataclass
+class DumpResult:
+    path: Path
+    tables: int
+    rows: int
+    bytes: int
+    seconds: float
+    consistency: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def _convert_batch(table: Table, readers: list[Converter], raw: list[Any]) -> list[list[Any]]:
+    try:
+        return [[f(v) for f, v in zip(readers, r)] for r in raw]
+    except Exception:
+        for r in raw:
+            for f, v, c in zip(readers, r, table.columns):
+                try:
+                    f(v)
+                except Exception as exc:
+                    raise DumpError(f"table {table.key}, column {c.name}: cannot read a value as "
+                                    f"{c.type.describe()} ({type(exc).__name__}: {exc})") from None
+        raise
+
+
+def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
+                opts: DumpOptions, progress: Progress | None) -> dict[str, Any]:
+    readers = [adapter.reader(c.type) for c in table.columns]
+    types = [c.type for c in table.columns]
+    chunks = []
+    chunk_no = 1
+    chunk: ChunkWriter = writer.chunk(no, chunk_no, types)
+    read = 0
+    t0 = time.monotonic()
+    for raw in adapter.stream(conn, table, opts.batch_rows):
+        read += len(raw)
+        chunk.write_rows(_convert_batch(table, readers, raw))
+        if chunk.bytes_written >= CHUNK_BYTES:
+            chunks.append(chunk.close())
+            chunk_no += 1
+            chunk = writer.chunk(no, chunk_no, types)
+    chunks.append(chunk.close())
+    written = sum(c.rows for c in chunks)
+    if written != read:
+        raise DumpError(f"table {table.key}: read {read} rows but wrote {written}")
+    size = sum(c.bytes for c in chunks)
+    secs = time.monotonic() - t0
+    if progress:
+        progress(table.key, read, size, secs)
+    return {"rows": read, "bytes": size, "seconds": round(secs, 3),
+            "content_hash": combine_hashes([c.content_hash for c in chunks]),
+            "chunks": [c.to_dict() for c in chunks]}
+
+
+def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOptions, bid: str,
+             progress: Progress | None = None) -> DumpResult:
+    t0 = time.monotonic()
+    writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level)
+    try:
+        with engine.connect() as conn:
+            snap = adapter.begin_snapshot(conn)
+            if opts.require_consistent and not snap.consistent:
+                raise DumpError(f"no consistent snapshot could be had ({snap.detail}); "
+                                "require_consistent is set")
+            version = adapter.server_version(conn)
+            schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
+            tables: dict[str, Any] = {}
+            for no, table in enumerate(schema.tables, start=1):
+                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, progress)
+            skipped = [k for k in ("view", "trigger", "routine") if k not in opts.kinds]
+        rows = sum(t["rows"] for t in tables.values())
+        size = sum(t["bytes"] for t in tables.values())
+        manifest = new_manifest(
+            name=opts.name, host=opts.host,
+            source={"engine": adapter.name, "dialect": engine.dialect.name, "server_version": version,
+                    "url": opts.source_url, "database": opts.database},
+            consistency=snap.to_dict(),
+            compression=writer.compressor.name,
+            skipped=[{"kind": k, "reason": "not requested"} for k in skipped],
+            schema=schema.to_dict(),
+            tables=tables,
+            totals={"tables": len(tables), "rows": rows, "bytes": size},
+        )
+        path = writer.commit(manifest)
+    except AlbackupError:
+        writer.abort()
+        raise
+    except sa.exc.DBAPIError as exc:
+        writer.abort()
+        raise DumpError(f"database error during dump: {str(exc.orig).strip().splitlines()[0]}") from None
+    except OSError as exc:
+        writer.abort()
+        raise DumpError(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}") from None
+    except BaseException:
+        writer.abort()
+        raise
+    return DumpResult(path, len(tables), rows, size, time.monotonic() - t0, snap.to_dict(), manifest)

@@ -1,0 +1,107 @@
+"""SQLAlchemy Inspector → the neutral model."""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .engines.base import Adapter
+from .model import Check, Column, ForeignKey, Index, Schema, Table, Unique
+from .types import logical_from_sqlalchemy
+
+log = logging.getLogger(__name__)
+
+
+def matches(key: str, name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
+    """Include/exclude globs match a table's bare name or its ``schema.name``."""
+    include, exclude = list(include), list(exclude)
+    hit = lambda pats: any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(name, p) for p in pats)  # noqa: E731
+    return (not include or hit(include)) and not hit(exclude)
+
+
+def _type_spelling(t: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
+    try:
+        return t.compile(dialect=dialect)
+    except Exception:   # NullType and friends: keep the repr
+        return str(t) if not isinstance(t, sa.types.NullType) else "NULL"
+
+
+def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None],
+                   include: Iterable[str] = (), exclude: Iterable[str] = (),
+                   kinds: set[str] | None = None) -> Schema:
+    insp = sa.inspect(conn)
+    default = insp.default_schema_name
+    out = Schema(engine=adapter.name)
+    norm = [None if (s is None or s == default) else s for s in (schemas or [None])]
+    for s in norm:
+        for name in sorted(insp.get_table_names(schema=s)):
+            key = f"{s}.{name}" if s else name
+            if not matches(key, name, include, exclude):
+                continue
+            out.tables.append(_reflect_table(conn, insp, adapter, name, s, default))
+    adapter.reflect_extras(conn, out, norm, kinds if kinds is not None else {"view", "trigger", "routine"})
+    return out
+
+
+def _ref_schema(s: str | None, default: str | None) -> str | None:
+    return None if s in (None, default) else s
+
+
+def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, schema: str | None,
+                   default: str | None) -> Table:
+    t = Table(name=name, schema=schema)
+    pk = insp.get_pk_constraint(name, schema=schema) or {}
+    t.primary_key = list(pk.get("constrained_columns") or [])
+    t.primary_key_name = pk.get("name")
+    for info in insp.get_columns(name, schema=schema):
+        original = _type_spelling(info["type"], adapter.dialect)
+        col = Column(
+            name=info["name"],
+            type=logical_from_sqlalchemy(info["type"], original),
+            original_type=original,
+            nullable=bool(info.get("nullable", True)),
+            default=None if info.get("default") is None else str(info["default"]),
+            comment=info.get("comment"),
+            computed=(info.get("computed") or {}).get("sqltext"),
+        )
+        if col.computed is not None:
+            col.computed = str(col.computed)
+        adapter.refine_column(col, info, t)
+        t.columns.append(col)
+    for fk in insp.get_foreign_keys(name, schema=schema):
+        opts = fk.get("options") or {}
+        t.foreign_keys.append(ForeignKey(
+            name=fk.get("name"), columns=list(fk["constrained_columns"]), ref_table=fk["referred_table"],
+            ref_columns=list(fk["referred_columns"]), ref_schema=_ref_schema(fk.get("referred_schema"), default),
+            on_delete=opts.get("ondelete"), on_update=opts.get("onupdate")))
+    unique_names = set()
+    for u in insp.get_unique_constraints(name, schema=schema):
+        t.uniques.append(Unique(u.get("name"), list(u["column_names"])))
+        unique_names.add(u.get("name"))
+    try:
+        checks = insp.get_check_constraints(name, schema=schema)
+    except NotImplementedError:
+        checks = []
+    for c in checks:
+        t.checks.append(Check(c.get("name"), str(c["sqltext"])))
+    pk_cols = t.primary_key
+    for ix in insp.get_indexes(name, schema=schema):
+        if ix.get("duplicates_constraint") or ix.get("name") in unique_names and ix.get("unique"):
+            continue
+        cols = list(ix.get("column_names") or [])
+        exprs = ix.get("expressions")
+        if any(c is None for c in cols):
+            t.indexes.append(Index(ix.get("name"), [], bool(ix.get("unique")), [str(e) for e in exprs or []]))
+            continue
+        if ix.get("unique") and cols == pk_cols:
+            continue
+        t.indexes.append(Index(ix.get("name"), cols, bool(ix.get("unique"))))
+    try:
+        t.comment = (insp.get_table_comment(name, schema=schema) or {}).get("text")
+    except NotImplementedError:
+        t.comment = None
+    adapter.refine_table(t, conn)
+    return t

@@ -1,0 +1,309 @@
+"""Restore: plan, refuse what is unsafe, create, load, constrain, validate, reset, rehash.
+
+A failure at any step rolls back what can be rolled back and drops every table this restore
+created, then reports the restore as failed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .archive import Backup
+from .ddl import Plan, TablePlan, build_plan, create_table_sql, plan_sql
+from .engines.base import Adapter
+from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
+from .model import Column, Table
+from .reflect import matches
+from .values import ContentHash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossReport:
+    table: str
+    column: str
+    source_type: str
+    target_type: str
+    reason: str
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RestoreResult:
+    target: str
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[LossReport] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    ddl: list[str] = field(default_factory=list)
+    planned_only: bool = False
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t["rows"] for t in self.tables)
+
+
+def select_tables(backup: Backup, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[Table]:
+    return [t for t in backup.schema.tables if matches(t.key, t.name, include, exclude)]
+
+
+def count_losses(backup: Backup, plan: Plan) -> list[LossReport]:
+    """Rows affected by each lossy column, counted from the archive's data."""
+    out: list[LossReport] = []
+    for tp in plan.tables:
+        lossy = [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]
+        if not lossy:
+            continue
+        counts = {(i, j): 0 for i, c in lossy for j in range(len(c.move.losses))}
+        for batch in backup.iter_batches(tp.table.key):
+            for row in batch:
+                for i, c in lossy:
+                    v = row[i]
+                    if v is None:
+                        continue
+                    for j, loss in enumerate(c.move.losses):
+                        if loss.affects(v):
+                            counts[(i, j)] += 1
+        for (i, j), n in counts.items():
+            c = tp.columns[i]
+            if n:
+                out.append(LossReport(tp.table.key, c.source.name, c.source.type.describe(), c.target.describe(),
+                                      c.move.losses[j].reason, n))
+    return out
+
+
+def _converted(backup: Backup, tp: TablePlan, hasher: ContentHash,
+               on_batch: Callable[[int], None] | None) -> Iterator[list[list[Any]]]:
+    convs = [c.move.convert for c in tp.columns]
+    keep = [i for i, c in enumerate(tp.columns) if c.loaded]
+    all_loaded = len(keep) == len(convs)
+    for batch in backup.iter_batches(tp.table.key):
+        rows = [[None if v is None else f(v) for f, v in zip(convs, r)] for r in batch]
+        hasher.update(rows)
+        if on_batch:
+            on_batch(len(rows))
+        yield rows if all_loaded else [[r[i] for i in keep] for r in rows]
+
+
+def _target_model(tp: TablePlan) -> Table:
+    cols = [Column(sc.name, cp.target, "") for sc, cp in zip(tp.sa_table.columns, tp.columns)]
+    return Table(tp.name, tp.schema, cols)
+
+
+def rehash(conn: Connection, adapter: Adapter, tp: TablePlan) -> ContentHash:
+    model = _target_model(tp)
+    readers = [adapter.reader(c.type) for c in model.columns]
+    h = ContentHash([c.type for c in model.columns])
+    for raw in adapter.stream(conn, model, 5000):
+        h.update([[f(v) for f, v in zip(readers, r)] for r in raw])
+    return h
+
+
+@dataclass
+class RestoreOptions:
+    allow_restore: bool = False
+    clean: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    accept_lossy: bool = False
+    plan_only: bool = False
+    enable_ri_check: bool = True
+    skip_checks: bool = False
+    routines: bool = True
+
+
+class Restorer:
+    def __init__(self, backup: Backup, engine: sa.Engine, adapter: Adapter, opts: RestoreOptions,
+                 target_label: str, progress: Callable[[str, int, int, float], None] | None = None) -> None:
+        self.backup = backup
+        self.engine = engine
+        self.adapter = adapter
+        self.opts = opts
+        self.label = target_label
+        self.progress = progress
+        self.created: list[TablePlan] = []
+
+    def plan(self) -> tuple[Plan, RestoreResult]:
+        tables = select_tables(self.backup, self.opts.include, self.opts.exclude)
+        if not tables:
+            raise RestoreRefused("no table of the backup matches --tables/--exclude-tables")
+        plan = build_plan(self.backup.schema, tables, self.adapter, skip_checks=self.opts.skip_checks)
+        res = RestoreResult(self.label)
+        res.losses = count_losses(self.backup, plan)
+        res.changes = [f"{tp.table.key}: {n}" for tp in plan.tables for n in tp.notes]
+        res.ddl = plan_sql(plan, self.adapter)
+        return plan, res
+
+    def run(self) -> RestoreResult:
+        t0 = time.monotonic()
+        if not self.opts.allow_restore and not self.opts.plan_only:
+            raise RestoreRefused(f"restore into {self.label} refused: allow_restore is not set "
+                                 "(set allow_restore: true in the config, or --allow-restore with --url)")
+        plan, res = self.plan()
+        with self.engine.connect() as conn:
+            existing = self._existing(conn, plan)
+        if self.opts.plan_only:
+            res.planned_only = True
+            res.tables = [{"table": tp.table.key, "target": tp.name, "rows": self.backup.rows(tp.table.key),
+                           "exists": tp.name in existing.get(tp.schema, set())} for tp in plan.tables]
+            return res
+        clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
+        if clash and not self.opts.clean:
+            shown = ", ".join(sorted(clash)[:10]) + (" …" if len(clash) > 10 else "")
+            raise RestoreRefused(f"target {self.label} already holds {len(clash)} of the tables ({shown}); "
+                                 "use --clean to drop and replace them")
+        if res.losses and not self.opts.accept_lossy:
+            first = res.losses[0]
+            raise RestoreRefused(
+                f"restore would lose data in {len(res.losses)} column(s), e.g. {first.table}.{first.column}: "
+                f"{first.reason} ({first.rows} rows); see restore --plan, or pass --accept-lossy")
+        self._execute(plan, res, clash)
+        res.seconds = time.monotonic() - t0
+        return res
+
+    def _existing(self, conn: Connection, plan: Plan) -> dict[str | None, set[str]]:
+        return {s: self.adapter.existing_tables(conn, s) for s in {tp.schema for tp in plan.tables}}
+
+    # ---------------------------------------------------------------- the steps
+    def _execute(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
+        a = self.adapter
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    if clash:
+                        self._drop_existing(conn, plan, set(clash))
+                    a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
+                    self._create_tables(conn, plan)
+                    a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+                    a.begin_load(conn)
+                    expected = self._load(conn, plan, res)
+                    a.end_load(conn)
+                    self._constraints(conn, plan)
+                    self._foreign_keys(conn, plan)
+                    if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
+                        self._routines(conn, plan)
+                    for tp in plan.tables:
+                        a.reset_identity(conn, tp.table, tp.sa_table, plan.same_engine, self.backup.schema)
+                    self._rehash(conn, plan, expected)
+        except BaseException as exc:
+            self._cleanup()
+            if isinstance(exc, AlbackupError):
+                raise
+            if isinstance(exc, sa.exc.DBAPIError):
+                raise RestoreError(f"restore into {self.label} failed and was rolled back: "
+                                   f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc}") from None
+            raise
+
+    def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
+        for tp in reversed(plan.tables):
+            if tp.name in names:
+                self.adapter.drop_table(conn, tp.name, tp.schema)
+
+    def _create_tables(self, conn: Connection, plan: Plan) -> None:
+        d = self.adapter.dialect
+        for tp in plan.tables:
+            conn.exec_driver_sql(create_table_sql(tp, self.adapter))
+            self.created.append(tp)
+            if d.supports_comments and not d.inline_comments:
+                if tp.sa_table.comment:
+                    conn.execute(sa.schema.SetTableComment(tp.sa_table))
+                for col in tp.sa_table.columns:
+                    if col.comment:
+                        conn.execute(sa.schema.SetColumnComment(col))
+
+    def _load(self, conn: Connection, plan: Plan, res: RestoreResult) -> dict[str, ContentHash]:
+        expected: dict[str, ContentHash] = {}
+        for tp in plan.tables:
+            t0 = time.monotonic()
+            h = ContentHash([c.target for c in tp.columns])
+            cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
+            writers = [cp.writer for cp in tp.loaded_columns]
+            n = self.adapter.load(conn, _target_model(tp), cols, writers, _converted(self.backup, tp, h, None),
+                                  tp.identity)
+            want = self.backup.rows(tp.table.key)
+            if n != want:
+                raise RestoreError(f"table {tp.table.key}: loaded {n} rows, the backup holds {want}")
+            expected[tp.table.key] = h
+            secs = time.monotonic() - t0
+            res.tables.append({"table": tp.table.key, "target": tp.name, "rows": n, "seconds": round(secs, 3)})
+            if self.progress:
+                self.progress(tp.table.key, n, 0, secs)
+        return expected
+
+    def _constraints(self, conn: Connection, plan: Plan) -> None:
+        for tp in plan.tables:
+            if not self.adapter.inline_constraints:
+                for c in tp.uniques + tp.checks:
+                    try:
+                        conn.execute(sa.schema.AddConstraint(c))
+                    except sa.exc.DBAPIError as exc:
+                        kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
+                        raise RestoreError(f"table {tp.table.key}: {kind} {c.name} could not be created: "
+                                           f"{str(exc.orig).strip().splitlines()[0]}"
+                                           + (" (use --skip-checks to restore without it)"
+                                              if kind == "check constraint" else "")) from None
+            for ix in tp.indexes:
+                conn.execute(CreateIndex(ix))
+
+    def _foreign_keys(self, conn: Connection, plan: Plan) -> None:
+        validate = self.opts.enable_ri_check
+        a = self.adapter
+        if not a.inline_constraints:
+            for tp in plan.tables:
+                for fk in tp.foreign_keys:
+                    a.add_foreign_key(conn, fk, validate)
+        a.set_foreign_key_checks(conn, True)
+        if validate:
+            for tp in plan.tables:
+                bad = a.validate_foreign_keys(conn, tp.table, tp.sa_table)
+                if bad:
+                    raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
+                                         f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
+                                         "restore anyway")
+
+    def _routines(self, conn: Connection, plan: Plan) -> None:
+        names = {tp.table.name for tp in plan.tables}
+        wanted = [r for r in self.backup.schema.routines if r.table is None or r.table in names]
+        order = {"routine": 0, "view": 1, "trigger": 2}
+        wanted.sort(key=lambda r: order.get(r.kind, 3))
+        failures = self.adapter.create_routines(conn, wanted)
+        if failures:
+            raise RestoreError(f"could not recreate {failures[0]}" +
+                               (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
+                               + "; use --no-routines to restore without views/triggers/routines")
+
+    def _rehash(self, conn: Connection, plan: Plan, expected: dict[str, ContentHash]) -> None:
+        for tp in plan.tables:
+            got = rehash(conn, self.adapter, tp)
+            want = expected[tp.table.key]
+            if got.rows != want.rows:
+                raise IntegrityError(f"table {tp.table.key}: target holds {got.rows} rows after restore, "
+                                     f"expected {want.rows}")
+            if got.hexdigest() != want.hexdigest():
+                raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
+                                     "the backup (content hash mismatch)")
+
+    def _cleanup(self) -> None:
+        if not self.created:
+            return
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    self.adapter.set_foreign_key_checks(conn, False)
+                    existing = {s: self.adapter.existing_tables(conn, s) for s in {tp.schema for tp in self.created}}
+                    for tp in reversed(self.created):
+                        if tp.name in existing.get(tp.schema, set()):
+                            self.adapter.drop_table(conn, tp.name, tp.schema)
+        except Exception as exc:  # the restore already failed; say what is left
+            log.error("cleanup after the failed restore did not finish (%s); drop these tables by hand: %s",
+                      type(exc).__name__, ", ".join(tp.name for tp in self.created))
