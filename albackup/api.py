@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from .archive import Backup, backup_id
-from .compare import compare_databases
+from .compare import Comparison, compare_databases
 from .config import DatabaseConfig, TestAllConfig
 from .dump import DumpOptions, DumpResult, run_dump
 from .engines.base import Adapter, for_engine
@@ -124,6 +124,21 @@ def inspect_backup(path: Path | str) -> dict[str, Any]:
             "consistency": m.get("consistency"), "compression": m.get("compression"),
             "skipped": m.get("skipped"), "totals": m.get("totals"),
             "routines": [{"kind": r.kind, "name": r.name} for r in b.schema.routines], "tables": tables}
+
+
+def compare(source: DatabaseConfig, copy: DatabaseConfig) -> "Comparison":
+    """Compare two live databases: schema (with original types on one engine) and data."""
+    src_engine, src_adapter = connect(source)
+    try:
+        dst_engine, dst_adapter = connect(copy)
+        try:
+            return compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
+                                     list(source.schemas) or [None], source.include_tables,
+                                     source.exclude_tables)
+        finally:
+            dst_engine.dispose()
+    finally:
+        src_engine.dispose()
 
 
 # --------------------------------------------------------------------------------- test_all

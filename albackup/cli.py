@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__, api, config
-from .errors import AlbackupError, ConfigError, UsageError, exit_code_table
+from .errors import AlbackupError, CompareFailed, UsageError, exit_code_table
 from .restore import RestoreOptions
 
 log = logging.getLogger("albackup")
@@ -270,6 +270,23 @@ def test_all(ctx: click.Context, **kw: Any) -> None:
 def test_all_dash(ctx: click.Context, **kw: Any) -> None:
     """Same as test_all."""
     _test_all(ctx, **kw)
+
+
+@cli.command("compare")
+@_common
+@click.option("--target-url", required=True, metavar="URL", help="The copy to compare the source with.")
+@click.pass_context
+def compare_cmd(ctx: click.Context, target_url: str, **kw: Any) -> None:
+    """Compare a database (--cfg or --url) with a copy (--target-url): schema and data."""
+    st = _merge(ctx, **kw)
+    src = _db(st)
+    res = api.compare(src, config.url_config(target_url))
+    _out(st, {"ok": not res.differences and res.tables > 0, "tables": res.tables, "rows": res.rows,
+              "differences": res.differences},
+         "\n".join([f"compared {res.tables} tables, {res.rows:,} rows: "
+                    f"{len(res.differences)} difference(s)"] + [f"    {d}" for d in res.differences]))
+    if res.differences or res.tables == 0:
+        raise CompareFailed(f"{len(res.differences)} difference(s)" if res.differences else "no table compared")
 
 
 @cli.command("exit-codes")

@@ -149,8 +149,8 @@ def _load(path: Path) -> tuple[dict, dict[str, int]]:
     except yaml.YAMLError:
         raise ConfigError(f"{path}: not valid YAML/JSON") from None
     except Exception:  # e.g. `!!int abc`: the constructor's own error would quote the value
-        raise ConfigError(f"{path}: not valid YAML/JSON: a value tagged with !!type cannot be "
-                          "converted to that type") from None
+        raise ConfigError(f"{path}: not valid YAML/JSON: a value cannot be built "
+                          "(a bad !!type tag, or nested too deeply)") from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty (expected a mapping of settings)")
     if not isinstance(data, dict):

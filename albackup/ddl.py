@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from .engines.base import Adapter
 from .mapping import ColumnMove, move
@@ -42,6 +42,7 @@ class TablePlan:
     foreign_keys: list[sa.ForeignKeyConstraint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     identity: bool = False         # the load writes explicit values into an identity column
+    deferred: list[AddConstraint] = field(default_factory=list)   # uniques and checks, after the load
 
     @property
     def loaded_columns(self) -> list[ColumnPlan]:
@@ -197,6 +198,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 args.append(sa.Identity(always=False, start=1))
             else:
                 kw["autoincrement"] = True
+        if any(isinstance(a, sa.Identity) for a in args):
+            kw["autoincrement"] = True
         sa_cols.append(sa.Column(cname, sa_type, *args, **kw))
         cols.append(ColumnPlan(c, target, sa_type, mv, adapter.writer(target), loaded))
     colmap = {c.name: sa_cols[i].name for i, c in enumerate(t.columns)}
@@ -231,11 +234,11 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 notes.append(f"expression index {ix.name} is engine-specific and was not kept")
             continue
         plan.indexes.append(sa.Index(iname, *[sa_table.c[colmap[c]] for c in ix.columns], unique=ix.unique))
-    if adapter.inline_constraints:
-        for u in plan.uniques:
-            sa_table.append_constraint(u)
-        for ck in plan.checks:
-            sa_table.append_constraint(ck)
+    for c in plan.uniques + plan.checks:
+        sa_table.append_constraint(c)
+    if not adapter.inline_constraints:
+        # AddConstraint marks its constraint so that CREATE TABLE leaves it out: added after the load.
+        plan.deferred = [AddConstraint(c) for c in plan.uniques + plan.checks]
     return plan
 
 
@@ -275,8 +278,8 @@ def plan_sql(plan: Plan, adapter: Adapter) -> list[str]:
     out = [create_table_sql(t, adapter).strip() + ";" for t in plan.tables]
     if not adapter.inline_constraints:
         for t in plan.tables:
-            for c in t.uniques + t.checks:
-                out.append(str(sa.schema.AddConstraint(c).compile(dialect=d)).strip() + ";")
+            for c in t.deferred:
+                out.append(str(c.compile(dialect=d)).strip() + ";")
     for t in plan.tables:
         for ix in t.indexes:
             out.append(str(CreateIndex(ix).compile(dialect=d)).strip() + ";")

@@ -242,16 +242,16 @@ class Restorer:
 
     def _constraints(self, conn: Connection, plan: Plan) -> None:
         for tp in plan.tables:
-            if not self.adapter.inline_constraints:
-                for c in tp.uniques + tp.checks:
-                    try:
-                        conn.execute(sa.schema.AddConstraint(c))
-                    except sa.exc.DBAPIError as exc:
-                        kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
-                        raise RestoreError(f"table {tp.table.key}: {kind} {c.name} could not be created: "
-                                           f"{str(exc.orig).strip().splitlines()[0]}"
-                                           + (" (use --skip-checks to restore without it)"
-                                              if kind == "check constraint" else "")) from None
+            for add in tp.deferred:
+                c = add.element
+                try:
+                    conn.execute(add)
+                except sa.exc.DBAPIError as exc:
+                    kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
+                    raise RestoreError(f"table {tp.table.key}: {kind} {c.name} could not be created: "
+                                       f"{str(exc.orig).strip().splitlines()[0]}"
+                                       + (" (use --skip-checks to restore without it)"
+                                          if kind == "check constraint" else "")) from None
             for ix in tp.indexes:
                 conn.execute(CreateIndex(ix))
 

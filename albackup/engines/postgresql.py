@@ -19,17 +19,17 @@ from .base import Adapter, Snapshot, Verbatim, register
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
 
-def _register_text_casters(dbapi_conn: Any) -> None:
+def _register_text_casters(cur: Any) -> None:
     """Values we keep as exact text: json/jsonb (no parsing), interval; uuids as UUID objects."""
     import psycopg2.extensions as ext
     import psycopg2.extras as extras
 
-    extras.register_default_json(dbapi_conn, loads=lambda s: s)
-    extras.register_default_jsonb(dbapi_conn, loads=lambda s: s)
-    extras.register_uuid(conn_or_curs=dbapi_conn)
-    interval = ext.new_type((1186,), "ALBACKUP_INTERVAL", lambda s, cur: s)
-    ext.register_type(interval, dbapi_conn)
-    ext.register_type(ext.new_array_type((1187,), "ALBACKUP_INTERVAL[]", interval), dbapi_conn)
+    extras.register_default_json(cur, loads=lambda s: s)
+    extras.register_default_jsonb(cur, loads=lambda s: s)
+    extras.register_uuid(conn_or_curs=cur)
+    interval = ext.new_type((1186,), "ALBACKUP_INTERVAL", lambda s, c: s)
+    ext.register_type(interval, cur)
+    ext.register_type(ext.new_array_type((1187,), "ALBACKUP_INTERVAL[]", interval), cur)
 
 
 @register
@@ -45,7 +45,6 @@ class PostgreSQLAdapter(Adapter):
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
-        _register_text_casters(self.dbapi(conn))
         return Snapshot("postgresql-repeatable-read", True,
                         "one REPEATABLE READ, READ ONLY transaction for reflection and every table")
 
@@ -116,6 +115,7 @@ class PostgreSQLAdapter(Adapter):
     def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
         cur = self.dbapi(conn).cursor(name=f"albackup_{abs(hash(table.key))}")
         cur.itersize = batch_rows
+        _register_text_casters(cur)
         try:
             cur.execute(self.select_sql(table))
             while True:
