@@ -171,7 +171,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             adapter.add_losses(mv, c.type)
             if mv.change:
                 notes.append(f"column {c.name!r}: {mv.change}")
-        kw: dict[str, Any] = {"nullable": c.nullable, "comment": c.comment, "quote": True,
+        kw: dict[str, Any] = {"nullable": c.nullable and c.name not in t.primary_key, "comment": c.comment, "quote": True,
                               "autoincrement": False}
         default = adapter.server_default(c, same)
         if c.default and default is None and not c.autoincrement and not c.computed:

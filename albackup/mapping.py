@@ -38,7 +38,7 @@ def _ident(v: Any) -> Any:
     return v
 
 
-def _digits(v: str) -> tuple[int, int]:
+def decimal_digits(v: str) -> tuple[int, int]:
     """(integer digits, fraction digits) of a canonical decimal string."""
     s = v.lstrip("-")
     whole, _, frac = s.partition(".")
@@ -111,7 +111,7 @@ def move(src: LogicalType, dst: LogicalType) -> ColumnMove:
     if sk == "decimal" and dk == "float":
         m.convert = lambda v: float(decimal.Decimal(v))
         m.losses.append(Loss("decimal stored as float (more than 15 significant digits)",
-                             lambda v: sum(_digits(v)) > 15))
+                             lambda v: sum(decimal_digits(v)) > 15))
         return m
     if sk == "float" and dk == "float":
         if (src.bits or 64) > (dst.bits or 64):
@@ -157,8 +157,8 @@ def _decimal_move(src: LogicalType, dst: LogicalType, m: ColumnMove) -> ColumnMo
     from .values import decimal_text
 
     m.losses.append(Loss(f"decimals that do not fit decimal({p},{s})",
-                         lambda v: v in ("NaN", "Infinity", "-Infinity") or _digits(v)[0] > p - s
-                         or _digits(v)[1] > s))
+                         lambda v: v in ("NaN", "Infinity", "-Infinity") or decimal_digits(v)[0] > p - s
+                         or decimal_digits(v)[1] > s))
     m.convert = lambda v: decimal_text(v, s) if v not in ("NaN", "Infinity", "-Infinity") else None
     return m
 

@@ -20,7 +20,7 @@ from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .model import Column, Table
 from .reflect import matches
-from .values import ContentHash
+from .values import ColumnHashes, ContentHash
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +290,23 @@ class Restorer:
                 raise IntegrityError(f"table {tp.table.key}: target holds {got.rows} rows after restore, "
                                      f"expected {want.rows}")
             if got.hexdigest() != want.hexdigest():
+                cols = self._differing_columns(conn, tp)
                 raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
-                                     "the backup (content hash mismatch)")
+                                     f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
+
+    def _differing_columns(self, conn: Connection, tp: TablePlan) -> list[str]:
+        """A second, diagnostic pass: per-column hashes of the backup (as converted) and the target."""
+        types = [c.target for c in tp.columns]
+        want = ColumnHashes(types)
+        convs = [c.move.convert for c in tp.columns]
+        for batch in self.backup.iter_batches(tp.table.key):
+            want.update([[None if v is None else f(v) for f, v in zip(convs, r)] for r in batch])
+        got = ColumnHashes(types)
+        model = _target_model(tp)
+        readers = [self.adapter.reader(c.type) for c in model.columns]
+        for raw in self.adapter.stream(conn, model, 5000):
+            got.update([[f(v) for f, v in zip(readers, r)] for r in raw])
+        return [c.source.name for c, a, b in zip(tp.columns, want.digests(), got.digests()) if a != b]
 
     def _cleanup(self) -> None:
         if not self.created:

@@ -294,3 +294,17 @@ class ContentHash:
 
 def combine_hashes(hexes: list[str]) -> str:
     return f"{sum(int(h, 16) for h in hexes) % MOD:064x}"
+
+
+class ColumnHashes:
+    """One order-independent hash per column: finds *which* columns differ after a mismatch."""
+
+    def __init__(self, types: list[LogicalType]) -> None:
+        self._cols = [ContentHash([t]) for t in types]
+
+    def update(self, rows: list[list[Any]]) -> None:
+        for i, h in enumerate(self._cols):
+            h.update([[r[i]] for r in rows])
+
+    def digests(self) -> list[str]:
+        return [h.hexdigest() for h in self._cols]

@@ -100,6 +100,12 @@ class MySQLAdapter(Adapter):
                 if row and row[2]:
                     schema.routines.insert(0, Routine("routine", name, strip_definer(row[2])))
 
+    def select_sql(self, table: Table) -> str:
+        # FLOAT travels as text with 6 significant digits; widened to DOUBLE it is exact.
+        cols = ", ".join(f"CAST({self.q(c.name)} AS DOUBLE)" if c.type.kind == "float" and c.type.bits == 32
+                         else self.q(c.name) for c in table.columns)
+        return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+
     def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
         import pymysql.cursors
 

@@ -181,10 +181,10 @@ class PostgreSQLAdapter(Adapter):
 
     def add_losses(self, move: ColumnMove, src: LogicalType) -> None:
         if move.target.kind in ("string", "text", "char", "json"):
-            move.losses.append(Loss("PostgreSQL text cannot hold NUL characters",
+            base = move.convert
+            move.convert = lambda v: base(v).replace("\x00", "") if isinstance(v, str) else base(v)
+            move.losses.append(Loss("PostgreSQL text cannot hold NUL characters (removed)",
                                     lambda v: isinstance(v, str) and "\x00" in v))
-        if move.target.kind in ("date", "datetime") and src.kind == move.target.kind:
-            move.losses.append(Loss("dates before 4713 BC or after 294276 AD", lambda v: False))
 
     def writer(self, t: LogicalType) -> Converter:
         return copy_text_writer(t)

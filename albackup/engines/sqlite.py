@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 
+from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, canonicalizer
+from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
 
 
@@ -35,6 +36,8 @@ class SQLiteAdapter(Adapter):
         t = col.type
         if t.kind == "integer" and not t.unsigned:
             col.type = LogicalType("integer", bits=64)   # SQLite integers are 64-bit
+        if t.kind == "float":
+            col.type = LogicalType("float", bits=64)     # and its REAL is a double
         if col.original_type.upper() == "INTEGER" and table.primary_key == [col.name]:
             col.autoincrement = True                      # rowid alias
 
@@ -99,6 +102,16 @@ class SQLiteAdapter(Adapter):
             return LogicalType("json"), sa.JSON()
         return LogicalType("text"), sa.TEXT()
 
+    def add_losses(self, move: ColumnMove, src: LogicalType) -> None:
+        if move.target.kind == "decimal":
+            scale = move.target.scale if move.target.precision is not None else None
+            base = move.convert
+            move.convert = lambda v: decimal_text(_decimal_param(base(v)), scale)
+            move.losses.append(Loss("SQLite keeps decimals as 64-bit floats (15 significant digits)",
+                                    lambda v: v in ("NaN", "Infinity", "-Infinity") or sum(decimal_digits(v)) > 15))
+        if move.target.kind == "float":
+            nan_loss_only(move)
+
     def writer(self, t: LogicalType) -> Converter:
         if t.kind == "datetime":
             return lambda v: v.replace("T", " ")   # SQLAlchemy's own SQLite spelling
@@ -140,6 +153,13 @@ class SQLiteAdapter(Adapter):
                     conn.exec_driver_sql(
                         f"INSERT INTO sqlite_sequence(name, seq) SELECT ?, max(coalesce(max({self.q(c.name)}), 0), ?) "
                         f"FROM {self.q(table.name)}", (table.name, int(nxt) - 1))
+
+
+def nan_loss_only(move: ColumnMove) -> None:
+    """SQLite stores NaN as NULL (infinities survive)."""
+    base = move.convert
+    move.convert = lambda v: None if isinstance(v, float) and math.isnan(v) else base(v)
+    move.losses.append(Loss("NaN stored as NULL (SQLite has no NaN)", lambda v: isinstance(v, float) and math.isnan(v)))
 
 
 def _decimal_param(v: str) -> Any:

@@ -1,0 +1,128 @@
+"""Shared fixtures: live servers chosen by URL, scratch databases created and dropped per test.
+
+Server tests read ALBACKUP_TEST_PG_URL and ALBACKUP_TEST_MYSQL_URL (defaults: the local servers).
+An unreachable server skips its tests with the reason shown, except under CI=true, where it fails.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+PG_URL = os.environ.get("ALBACKUP_TEST_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("ALBACKUP_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+_reachable: dict[str, str | None] = {}
+
+
+def _probe(url: str) -> str | None:
+    """None when the server answers, else the reason."""
+    if url not in _reachable:
+        try:
+            e = sa.create_engine(url, poolclass=NullPool, connect_args=_timeout(url))
+            with e.connect():
+                pass
+            e.dispose()
+            _reachable[url] = None
+        except Exception as exc:  # any failure to reach the server is the reason to skip
+            _reachable[url] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return _reachable[url]
+
+
+def _timeout(url: str) -> dict[str, int]:
+    return {"connect_timeout": 5}
+
+
+def require_server(url: str, label: str) -> None:
+    reason = _probe(url)
+    if reason is None:
+        return
+    msg = f"{label} server at {sa.engine.make_url(url).render_as_string(hide_password=True)} unreachable: {reason}"
+    if IN_CI:
+        pytest.fail(msg + " (CI=true: server tests are required)")
+    pytest.skip(msg)
+
+
+class ServerDB:
+    """Create uniquely named databases on one server and drop them afterwards."""
+
+    def __init__(self, base_url: str, kind: str) -> None:
+        self.base = sa.engine.make_url(base_url)
+        self.kind = kind
+        self.made: list[str] = []
+
+    def q(self, name: str) -> str:
+        return f'"{name}"' if self.kind == "postgresql" else f"`{name}`"
+
+    def new(self, prefix: str = "t") -> sa.URL:
+        name = f"albk_{prefix}_{secrets.token_hex(4)}"
+        e = sa.create_engine(self.base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with e.connect() as c:
+            c.exec_driver_sql(f"CREATE DATABASE {self.q(name)}")
+        e.dispose()
+        self.made.append(name)
+        return self.base.set(database=name)
+
+    def drop_all(self) -> None:
+        e = sa.create_engine(self.base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with e.connect() as c:
+            for name in self.made:
+                if self.kind == "postgresql":
+                    c.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.q(name)} WITH (FORCE)")
+                else:
+                    c.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.q(name)}")
+        e.dispose()
+
+
+@pytest.fixture
+def pg() -> Iterator[ServerDB]:
+    require_server(PG_URL, "PostgreSQL")
+    s = ServerDB(PG_URL, "postgresql")
+    yield s
+    s.drop_all()
+
+
+@pytest.fixture
+def my() -> Iterator[ServerDB]:
+    require_server(MYSQL_URL, "MySQL/MariaDB")
+    s = ServerDB(MYSQL_URL, "mysql")
+    yield s
+    s.drop_all()
+
+
+class SQLiteDB:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.n = 0
+
+    def new(self, prefix: str = "t") -> sa.URL:
+        self.n += 1
+        return sa.engine.make_url(f"sqlite:///{self.tmp / f'{prefix}{self.n}.sqlite'}")
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> SQLiteDB:
+    return SQLiteDB(tmp_path)
+
+
+@pytest.fixture
+def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str, str], sa.URL]:
+    """make_db(engine, prefix) → URL of a new empty database on that engine."""
+    servers: dict[str, object] = {}
+
+    def make(kind: str, prefix: str = "t") -> sa.URL:
+        if kind not in servers:
+            servers[kind] = request.getfixturevalue({"sqlite": "lite", "postgresql": "pg", "mysql": "my"}[kind])
+        return servers[kind].new(prefix)  # type: ignore[attr-defined]
+
+    return make
+
+
+def engine_for(url: sa.URL) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool)
