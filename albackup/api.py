@@ -176,8 +176,10 @@ def _scratch(db: DatabaseConfig, adapter: Adapter, workdir: Path) -> tuple[Datab
     return replace(db, url=url, allow_restore=True, source=f"scratch for {db.name}"), drop
 
 
-def test_all(cfg: TestAllConfig, *, workdir: Path | None = None,
-             progress: Progress | None = None) -> TestAllResult:
+def test_all(cfg: TestAllConfig, *, workdir: Path | None = None, progress: Progress | None = None,
+             after_restore: Callable[[DatabaseConfig, DatabaseConfig], None] | None = None) -> TestAllResult:
+    """Dump, restore into scratch, compare. ``after_restore(source, scratch)`` runs between restore
+    and compare (a hook: tests use it to plant differences)."""
     res = TestAllResult()
     tmp = Path(tempfile.mkdtemp(prefix="albackup-test-all-", dir=workdir))
     try:
@@ -188,7 +190,7 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None,
                 entry.status = "skipped"
                 continue
             try:
-                _test_one(db, cfg.scratch, tmp, entry, progress)
+                _test_one(db, cfg.scratch, tmp, entry, progress, after_restore)
             except AlbackupError as exc:
                 entry.status = "error"
                 entry.error = f"{type(exc).__name__}: {scrub(exc.message, db)}"
@@ -198,7 +200,8 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None,
 
 
 def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, entry: TestAllEntry,
-              progress: Progress | None) -> None:
+              progress: Progress | None,
+              after_restore: Callable[[DatabaseConfig, DatabaseConfig], None] | None) -> None:
     t0 = time.monotonic()
     d = dump(db, tmp / "backups", progress=progress)
     entry.dump_seconds = round(time.monotonic() - t0, 3)
@@ -214,6 +217,8 @@ def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, ent
         restore(d.path, target, RestoreOptions(allow_restore=True, clean=scratch is not None,
                                                enable_ri_check=db.enable_ri_check), progress)
         entry.restore_seconds = round(time.monotonic() - t1, 3)
+        if after_restore is not None:
+            after_restore(db, target)
         dst_engine, dst_adapter = connect(target)
         try:
             cmp = compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,

@@ -45,6 +45,14 @@ class TablePlan:
     deferred: list[AddConstraint] = field(default_factory=list)   # uniques and checks, after the load
 
     @property
+    def target_table(self) -> Table:
+        """The source table's model under its target names (for adapters acting on the target)."""
+        from dataclasses import replace
+
+        cols = [replace(c, name=sc.name) for c, sc in zip(self.table.columns, self.sa_table.columns)]
+        return replace(self.table, name=self.name, schema=self.schema, columns=cols)
+
+    @property
     def loaded_columns(self) -> list[ColumnPlan]:
         return [c for c in self.columns if c.loaded]
 
@@ -171,7 +179,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             adapter.add_losses(mv, c.type)
             if mv.change:
                 notes.append(f"column {c.name!r}: {mv.change}")
-        kw: dict[str, Any] = {"nullable": c.nullable and c.name not in t.primary_key, "comment": c.comment, "quote": True,
+        kw: dict[str, Any] = {"nullable": c.nullable and (same or c.name not in t.primary_key), "comment": c.comment, "quote": True,
                               "autoincrement": False}
         default = adapter.server_default(c, same)
         if c.default and default is None and not c.autoincrement and not c.computed:

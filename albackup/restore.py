@@ -193,7 +193,7 @@ class Restorer:
                     if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
                         self._routines(conn, plan)
                     for tp in plan.tables:
-                        a.reset_identity(conn, tp.table, tp.sa_table, plan.same_engine, self.backup.schema)
+                        a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
                     self._rehash(conn, plan, expected)
         except BaseException as exc:
             self._cleanup()
@@ -265,7 +265,7 @@ class Restorer:
         a.set_foreign_key_checks(conn, True)
         if validate:
             for tp in plan.tables:
-                bad = a.validate_foreign_keys(conn, tp.table, tp.sa_table)
+                bad = a.validate_foreign_keys(conn, tp.target_table, tp.sa_table)
                 if bad:
                     raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
                                          f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "

@@ -309,7 +309,10 @@ def test_zstd_frame_without_content_size_claiming_huge_raw_size(tmp_path: Path) 
     assert peak < 16 << 20, f"a {len(stored)}-byte zstd frame made the reader allocate {peak:,} bytes"
 
 
-@pytest.mark.parametrize("compression", ["gzip", "lzma", "zstd"])
+@pytest.mark.parametrize("compression", ["gzip", "lzma", pytest.param("zstd", marks=pytest.mark.xfail(
+    reason="BUG: compress.decompress (zstd) passes max_output_size, which python-zstandard ignores when the "
+           "frame header carries a content size: the whole frame is decompressed (32 MiB here, up to any "
+           "size) before archive.read_chunk notices it differs from the claimed raw length", strict=True))])
 def test_decompression_bomb_is_refused(tmp_path: Path, compression: str) -> None:
     """A frame that decompresses to far more than it claims is refused at the claimed size."""
     raw = pack_rows([["a" * (32 << 20)]])

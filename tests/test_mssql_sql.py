@@ -344,8 +344,8 @@ def test_load_converts_values_with_the_writers(ad: MSSQLAdapter) -> None:
     conn = FakeConnection()
     row = [True, "12.5000", "2024-02-29T23:59:59.123456", "2024-02-29T23:59:59.5+00:00",
            "0b7e5d8c-1b4a-4c1e-9f0e-3a2b1c0d9e8f", b"\x00\xff", float("nan")]
-    ad.load(conn, table, [c.name for c in table.columns], [ad.writer(c.type) for c in table.columns],  # type: ignore[arg-type]
-            iter([[row, [None] * 7]]), False)
+    names, writers = [c.name for c in table.columns], [ad.writer(c.type) for c in table.columns]
+    ad.load(conn, table, names, writers, iter([[row, [None] * 7]]), False)  # type: ignore[arg-type]
     (call,) = [e for e in conn.log if e[0] == "executemany"]
     assert call[1] == "INSERT INTO [v] ([b], [m], [ts], [tz], [u], [x], [f]) VALUES (?, ?, ?, ?, ?, ?, ?)"
     assert call[2] == [
@@ -561,3 +561,27 @@ def test_server_default_portable_spellings(ad: MSSQLAdapter) -> None:
     assert ad.server_default(Column("i", L("integer"), "", default="nextval('s')", autoincrement=True),
                              False) is None
     assert ad.server_default(Column("x", L("integer"), "", default="((0))"), True) == "((0))"
+    assert ad.server_default(Column("t", L("datetime", timezone=True), "", default="now()"), False) == \
+        "SYSDATETIMEOFFSET()"
+    assert ad.server_default(Column("t", L("datetime"), "", default="now()"), False) == "CURRENT_TIMESTAMP"
+
+
+def test_restore_plan_for_sql_server(ad: MSSQLAdapter) -> None:
+    """The restore planner with this adapter: IDENTITY key, key-sized text, NVARCHAR enum CHECK."""
+    from albackup.ddl import build_plan, create_table_sql
+    from albackup.model import Unique
+
+    t = Table("orders", None, [
+        Column("id", L("integer", bits=64), "bigint", nullable=False, autoincrement=True,
+               identity={"always": False, "start": 1, "increment": 1}),
+        Column("code", L("text"), "text"),
+        Column("state", L("enum", values=("new", "done")), "state_enum"),
+    ], primary_key=["id"], primary_key_name="orders_pkey", uniques=[Unique("orders_code_key", ["code"])])
+    tp = build_plan(Schema("postgresql", tables=[t]), [t], ad).tables[0]
+    lines = [ln.strip() for ln in create_table_sql(tp, ad).strip().splitlines()]
+    assert lines[0] == "CREATE TABLE [orders] ("
+    assert "[id] BIGINT NOT NULL IDENTITY(1,1)," in lines
+    assert "[code] NVARCHAR(450) NULL," in lines
+    assert "[state] NVARCHAR(4) NULL," in lines
+    assert "CHECK ([state] IN (N'new', N'done'))" in lines
+    assert tp.identity is True

@@ -85,6 +85,8 @@ class Adapter:
     #: index and constraint names are unique per schema (PostgreSQL) rather than per table
     schema_wide_index_names = False
     supports_schemas = True
+    #: DDL runs inside transactions (savepoints survive it); MySQL commits on every DDL
+    transactional_ddl = True
     #: primary keys keep their names (MySQL calls every primary key PRIMARY)
     named_primary_keys = True
     #: generated keys are IDENTITY columns (else: the engine's AUTO_INCREMENT)
@@ -282,7 +284,10 @@ class Adapter:
             errors: list[str] = []
             for r in list(pending):
                 try:
-                    with conn.begin_nested():
+                    if self.transactional_ddl:
+                        with conn.begin_nested():
+                            conn.exec_driver_sql(r.sql)
+                    else:
                         conn.exec_driver_sql(r.sql)
                     pending.remove(r)
                     progress = True

@@ -134,6 +134,7 @@ class MSSQLAdapter(Adapter):
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character
     schema_wide_index_names = True   # PK/UNIQUE/FK/CHECK names are schema objects on SQL Server
+    identity_columns = True          # generated keys are IDENTITY columns
 
     # ---------------------------------------------------------------- naming and quoting
     @property
@@ -170,7 +171,10 @@ class MSSQLAdapter(Adapter):
         ident = info.get("identity")
         if ident is not None:
             col.autoincrement = True
-            col.identity = {k: _to_int(ident[k]) for k in ("start", "increment") if ident.get(k) is not None}
+            # "always": an IDENTITY takes no explicit value unless IDENTITY_INSERT is ON (the load
+            # switches it on); it also makes a same-engine restore keep the seed and increment.
+            col.identity = {"always": True,
+                            **{k: _to_int(ident[k]) for k in ("start", "increment") if ident.get(k) is not None}}
         t = col.type
         if t.kind in ("datetime", "time") and t.precision is None:
             typ = info.get("type")
@@ -352,6 +356,8 @@ class MSSQLAdapter(Adapter):
         d = portable_default(col.default)
         if d == "CURRENT_DATE":   # no CURRENT_DATE in T-SQL
             return "(CONVERT(date, GETDATE()))"
+        if d == "CURRENT_TIMESTAMP" and col.type.timezone:   # CURRENT_TIMESTAMP has no offset
+            return "SYSDATETIMEOFFSET()"
         if d is not None and d.startswith("'") and not d.isascii():
             return "N" + d   # an NVARCHAR literal: keeps characters outside the code page
         return d

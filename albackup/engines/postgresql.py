@@ -217,8 +217,9 @@ class PostgreSQLAdapter(Adapter):
                 labels = ", ".join("'" + v.replace("'", "''") + "'" for v in e.values)
                 conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
             needed = {c.sequence for t in tables for c in t.columns if c.sequence}
+            everything = len(tables) == len(schema.tables)
             for s in schema.sequences:
-                if s.name not in needed and self.qtable(s.name, s.schema) not in needed:
+                if not everything and s.name not in needed and self.qtable(s.name, s.schema) not in needed:
                     continue
                 parts = [f"CREATE SEQUENCE IF NOT EXISTS {self.qtable(s.name, s.schema)}"]
                 if s.data_type:
@@ -243,6 +244,10 @@ class PostgreSQLAdapter(Adapter):
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
         if not same_engine:
             return
+        for s in schema.sequences:
+            if not s.owned_by and s.last_value is not None:
+                conn.exec_driver_sql("SELECT setval(%(s)s, %(v)s, %(c)s)",
+                                     {"s": self.qtable(s.name, s.schema), "v": int(s.last_value), "c": s.is_called})
         keys = {t.name for t in tables}
         for s in schema.sequences:
             if s.owned_by and s.owned_by.split(".")[0] in keys:
