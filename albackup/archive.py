@@ -124,6 +124,7 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
     except OSError as exc:
         raise ArchiveError(f"{where}: cannot open ({exc.strerror})") from None
     with f:
+        size = os.fstat(f.fileno()).st_size
         head = _read_exact(f, HEADER.size, where, "header")
         sha.update(head)
         magic, comp_id = HEADER.unpack(head)
@@ -151,6 +152,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
             _, raw_len, crc = FRAME.unpack(fh + rest)
             if raw_len >= MAX_FRAME or stored_len >= MAX_FRAME:
                 raise ArchiveError(f"{where}: frame {frames} claims an impossible size")
+            if stored_len > size - f.tell():
+                raise ArchiveError(f"{where}: truncated (frame {frames} cut short)")
             stored = _read_exact(f, stored_len, where, f"frame {frames}")
             sha.update(stored)
             if zlib.crc32(stored) != crc:

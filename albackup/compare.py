@@ -23,7 +23,7 @@ def _index_sig(t: Table) -> set[tuple[Any, ...]]:
     return {(tuple(i.columns), i.unique, tuple(i.expressions or ())) for i in t.indexes}
 
 
-def compare_schema(a: Schema, b: Schema, exact_types: bool) -> list[str]:
+def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool = False) -> list[str]:
     out: list[str] = []
     bt = {t.key: t for t in b.tables}
     for t in a.tables:
@@ -52,8 +52,8 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool) -> list[str]:
             out.append(f"table {t.key}: indexes differ (missing {sorted(missing)}, extra {sorted(extra)})")
         if len(t.checks) != len(u.checks):
             out.append(f"table {t.key}: {len(t.checks)} check constraints ≠ {len(u.checks)}")
-    for k in bt:
-        out.append(f"table {k}: only in the copy")
+    if not ignore_extra:
+        out.extend(f"table {k}: only in the copy" for k in bt)
     return out
 
 
@@ -67,14 +67,16 @@ def table_hash(conn: sa.Connection, adapter: Adapter, t: Table) -> ContentHash:
 
 def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_adapter: Adapter,
                       schemas: list[str | None], include: tuple[str, ...] = (),
-                      exclude: tuple[str, ...] = ()) -> Comparison:
+                      exclude: tuple[str, ...] = (), ignore_extra: bool = False) -> Comparison:
+    """``ignore_extra``: tables only in the copy are not a difference (a shared scratch database)."""
     res = Comparison()
     with src.connect() as sc, dst.connect() as dc:
         src_adapter.begin_snapshot(sc)
         dst_adapter.begin_snapshot(dc)
         a = reflect_schema(sc, src_adapter, schemas, include, exclude, kinds=set())
         b = reflect_schema(dc, dst_adapter, schemas, include, exclude, kinds=set())
-        res.differences += compare_schema(a, b, exact_types=src_adapter.name == dst_adapter.name)
+        res.differences += compare_schema(a, b, exact_types=src_adapter.name == dst_adapter.name,
+                                          ignore_extra=ignore_extra)
         bt = {t.key: t for t in b.tables}
         for t in a.tables:
             u = bt.get(t.key)

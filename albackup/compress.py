@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 import zlib
 
@@ -39,7 +40,19 @@ def decompress(comp_id: int, data: bytes, max_size: int, where: str) -> bytes:
         if comp_id == 0:
             return data
         if comp_id == 1:
-            return zstandard.ZstdDecompressor().decompress(data, max_output_size=max_size)
+            # Read at most one byte past the limit: never allocate what a damaged header claims.
+            parts: list[bytes] = []
+            total = 0
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as r:
+                while total <= max_size:
+                    piece = r.read(min(1 << 20, max_size + 1 - total))
+                    if not piece:
+                        break
+                    parts.append(piece)
+                    total += len(piece)
+            if total > max_size:
+                raise ValueError("frame larger than its header says")
+            return b"".join(parts)
         if comp_id == 2:
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             out = d.decompress(data, max_size)

@@ -63,6 +63,19 @@ INT_RANGE = {
 }
 
 
+_TEXTUAL = frozenset({"string", "text", "char", "native"})
+#: kinds whose canonical form is already a string (or an int) that a text column holds as it is
+_AS_TEXT = frozenset({"enum", "uuid", "interval", "json", "date", "time", "datetime", "decimal", "integer"})
+
+
+def _as_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    return str(v)
+
+
 def move(src: LogicalType, dst: LogicalType) -> ColumnMove:
     """How canonical values of ``src`` become canonical values of ``dst``."""
     sk, dk = src.kind, dst.kind
@@ -72,23 +85,16 @@ def move(src: LogicalType, dst: LogicalType) -> ColumnMove:
     if sk != dk:
         m.change = f"{src.describe()} → {dst.describe()}"
 
-    if dk in ("string", "text", "char", "native") and sk in ("string", "text", "char", "enum", "uuid",
-                                                              "interval", "json", "native", "date",
-                                                              "time", "datetime", "decimal", "integer"):
-        m.convert = str if sk not in ("string", "text", "char", "enum", "uuid", "interval", "json",
-                                      "date", "time", "datetime", "decimal") else _ident
+    if dk in _TEXTUAL and sk in _TEXTUAL | _AS_TEXT:
+        m.convert = str if sk == "integer" else (_as_text if sk == "native" else _ident)
         if dk == "char" and sk != "char":
             m.losses.append(Loss("trailing spaces are not kept in CHAR", lambda v: str(v).endswith(" ")))
-        if dst.length is not None:
+        if dst.length is not None and (src.length is None or src.length > dst.length or sk not in _TEXTUAL):
             n = dst.length
-            m.losses.append(Loss(f"strings longer than {n} characters", lambda v, n=n: len(str(v)) > n))
-            base = m.convert
-            m.convert = lambda v, n=n, base=base: base(v)[:n]
-        if sk == dk and dst.length is not None and (src.length is None or src.length > dst.length):
             m.change = f"{src.describe()} → {dst.describe()}"
-        return m
-    if dk == "json" and sk == "array":
-        m.convert = to_json_text
+            m.losses.append(Loss(f"strings longer than {n} characters (cut)", lambda v, n=n: len(_as_text(v)) > n))
+            base = m.convert
+            m.convert = lambda v, n=n, base=base: _as_text(base(v))[:n]
         return m
     if dk in ("text", "json") and sk == "array":
         m.convert = to_json_text

@@ -88,8 +88,7 @@ KIND_CASES: dict[str, tuple[LogicalType, Any]] = {
     "binary": (LogicalType("binary"), binaries),
     "date": (LogicalType("date"), dates.map(dt.date.isoformat)),
     "time": (LogicalType("time"), times),
-    "datetime": (LogicalType("datetime", timezone=True),
-                 st.one_of(naive_datetimes, aware_datetimes).map(dt.datetime.isoformat)),
+    "datetime": (LogicalType("datetime", timezone=True, precision=6), aware_datetimes.map(dt.datetime.isoformat)),
     "interval": (LogicalType("interval"), st.sampled_from(["1 day 02:03:04", "-P1Y2M", "00:00:00.000001"]) | text),
     "uuid": (LogicalType("uuid"), st.uuids().map(str)),
     "json": (LogicalType("json"), json_texts),
@@ -163,14 +162,14 @@ ALL_TYPES = [KIND_CASES[k][0] for k in KINDS]
 
 
 @st.composite
-def mixed_rows(draw: Any) -> list[list[Any]]:
-    n = draw(st.integers(0, 25))
+def mixed_rows(draw: Any, max_rows: int = 8) -> list[list[Any]]:
+    n = draw(st.integers(0, max_rows))
     return [[draw(st.none() | KIND_CASES[k][1]) for k in KINDS] for _ in range(n)]
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip", "lzma", "none"])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(mixed_rows(), max_size=4))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=st.lists(mixed_rows(), max_size=3))
 def test_chunk_round_trip_every_kind(compression: str, batches: list[list[list[Any]]]) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.chunk"
@@ -339,8 +338,8 @@ T_DEC, T_FLOAT, T_JSON = LogicalType("decimal", precision=10, scale=2), LogicalT
     LogicalType("json")
 
 
-@FAST
-@given(rows=mixed_rows(), seed=st.randoms(use_true_random=False))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=mixed_rows(12), seed=st.randoms(use_true_random=False))
 def test_content_hash_is_order_independent(rows: list[list[Any]], seed: Any) -> None:
     shuffled = list(rows)
     seed.shuffle(shuffled)
@@ -370,7 +369,7 @@ def test_content_hash_counts_duplicates(row: list[Any]) -> None:
 
 
 def test_null_empty_string_and_zero_differ() -> None:
-    for types in ([T_TEXT], [T_INT], [LogicalType("binary")], [T_DEC], [T_FLOAT], [T_JSON]):
+    for types in ([T_TEXT], [LogicalType("char", length=1)], [LogicalType("native")]):
         assert digest(types, [[None]]) != digest(types, [[""]])
     assert digest([T_TEXT], [[None]]) != digest([T_TEXT], [[""]]) != digest([T_TEXT], [["0"]])
     assert digest([T_INT], [[None]]) != digest([T_INT], [[0]])
@@ -453,7 +452,7 @@ def test_hash_refuses_values_without_canonical_encoding() -> None:
         digest([T_TEXT], [[dt.date(2020, 1, 1)]])
 
 
-@FAST
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=mixed_rows())
 @example(rows=[])
 def test_hash_survives_the_codec(rows: list[list[Any]]) -> None:
