@@ -225,3 +225,20 @@ def test_manifest_records_schema_and_hashes(make_db, tmp_path: Path) -> None:
     chunk = m["tables"]["torture"]["chunks"][0]
     assert set(chunk) == {"file", "rows", "bytes", "sha256", "content_hash"}
     assert (b.path / chunk["file"]).stat().st_size == chunk["bytes"]
+
+
+def test_test_all_into_a_configured_scratch_of_another_engine(make_db, tmp_path: Path) -> None:
+    src = make_db("sqlite", "xsrc")
+    torture.build(src)
+    scratch = _cfg(make_db("mysql", "xscratch"), allow_restore=True)
+    cfg = config.TestAllConfig(scratch=scratch, databases=(_cfg(src, name="x"),))
+    res = api.test_all(cfg, workdir=tmp_path)
+    assert res.ok, res.entries
+    assert res.entries[0].tables == 9
+
+    def change(source: config.DatabaseConfig, target: config.DatabaseConfig) -> None:
+        _exec(target.url, "UPDATE child SET note = 'changed' WHERE a = 2")
+
+    res = api.test_all(cfg, workdir=tmp_path, after_restore=change)
+    assert res.entries[0].status == "different"
+    assert res.entries[0].differences == ["table child: data differs in column(s) note"]
