@@ -1,0 +1,101 @@
+"""The docs cannot drift from the code: exit codes, commands, options, format constants, --help."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from albackup import archive, compress
+from albackup.cli import cli
+from albackup.errors import exit_code_table
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+FORMAT = ROOT / "docs" / "FORMAT.md"
+START, END = "<!-- exit-codes:start -->", "<!-- exit-codes:end -->"
+
+
+def readme() -> str:
+    return README.read_text(encoding="utf-8")
+
+
+def code_blocks(text: str) -> list[str]:
+    """The bodies of the fenced code blocks of a Markdown text."""
+    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def albackup_lines(text: str) -> list[str]:
+    """Lines of code blocks that run albackup (`albackup …` or `python -m albackup …`)."""
+    return [line for block in code_blocks(text) for line in block.splitlines()
+            if re.search(r"(^|[\s(/])albackup\s", line)]
+
+
+def visible_commands() -> dict[str, click.Command]:
+    return {name: cmd for name, cmd in cli.commands.items() if not cmd.hidden}
+
+
+def known_options() -> set[str]:
+    opts = {"--help"}
+    for cmd in [cli, *cli.commands.values()]:
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                opts.update(o for o in p.opts + p.secondary_opts if o.startswith("--"))
+    return opts
+
+
+def test_readme_exit_code_block_is_generated_table() -> None:
+    text = readme()
+    assert text.count(START) == 1 and text.count(END) == 1, "README needs one exit-codes block"
+    block = text.split(START, 1)[1].split(END, 1)[0]
+    assert block.strip() == exit_code_table(), (
+        "README exit-code table differs from albackup.errors.exit_code_table(); "
+        "paste the output of `python -m albackup exit-codes` between the markers")
+
+
+def test_exit_codes_command_prints_the_table() -> None:
+    out = subprocess.run([sys.executable, "-m", "albackup", "exit-codes"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == exit_code_table()
+
+
+@pytest.mark.parametrize("name", sorted(visible_commands()))
+def test_every_command_is_shown_in_readme(name: str) -> None:
+    used = [line for line in albackup_lines(readme()) if re.search(rf"\s{re.escape(name)}(\s|$)", line)]
+    assert used, f"command {name!r} has no usage example in a README code block"
+    assert f"### {name}" in readme(), f"command {name!r} has no section in the README"
+
+
+def test_readme_code_blocks_use_only_existing_options() -> None:
+    lines = albackup_lines(readme())
+    assert lines, "the README shows no albackup command line"
+    mentioned = {m for line in lines for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)}
+    unknown = sorted(mentioned - known_options())
+    assert not unknown, f"README code blocks use options no command has: {unknown}"
+
+
+def test_readme_states_sql_server_status() -> None:
+    text = readme()
+    assert "NOT" in text and "live SQL Server" in text
+
+
+def test_format_doc_matches_constants() -> None:
+    text = FORMAT.read_text(encoding="utf-8")
+    assert f"# The albackup archive format, version {archive.FORMAT_VERSION}" in text
+    assert f'"format_version": {archive.FORMAT_VERSION}' in text
+    assert archive.CHUNK_MAGIC.decode("ascii") in text
+    for st in (archive.HEADER, archive.FRAME, archive.TRAILER):
+        assert f'"{st.format}"' in text, f"struct {st.format} is not in docs/FORMAT.md"
+    for name, cid in compress.IDS.items():
+        assert re.search(rf"^\| {cid} \| {name} \|", text, flags=re.M), f"compression id {cid} ({name})"
+
+
+def test_help_runs() -> None:
+    res = subprocess.run([sys.executable, "-m", "albackup", "--help"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for name in visible_commands():
+        assert name in res.stdout
