@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,9 +94,12 @@ def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
     if not opts.allow_restore and not opts.plan_only:
         raise RestoreRefused(f"restore into {db.display_url()} refused: allow_restore is not set "
                              "(set allow_restore: true in the config, or --allow-restore with --url)")
+    label = db.display_url()
+    if opts.plan_only and db.url.get_backend_name() == "sqlite" and not Path(db.url.database or "").is_file():
+        db = replace(db, url=db.url.set(database=":memory:"))   # a plan creates no file
     engine, adapter = connect(db, must_exist=False)
     try:
-        return Restorer(backup, engine, adapter, opts, db.display_url(), progress).run()
+        return Restorer(backup, engine, adapter, opts, label, progress).run()
     finally:
         engine.dispose()
 
@@ -170,8 +173,6 @@ class TestAllResult:
 
 def _scratch(db: DatabaseConfig, adapter: Adapter, workdir: Path) -> tuple[DatabaseConfig, Callable[[], None]]:
     """A scratch database on the source's own server (a temporary file for SQLite)."""
-    from dataclasses import replace
-
     url, drop = adapter.create_scratch(db.url, workdir)
     return replace(db, url=url, allow_restore=True, source=f"scratch for {db.name}"), drop
 

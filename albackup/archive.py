@@ -21,7 +21,7 @@ from . import __version__
 from .codec import pack_rows, unpack_rows
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
-from .errors import ArchiveError, BackupNotFound, UnsupportedFormat
+from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedFormat
 from .model import LogicalType, Schema
 from .values import ContentHash
 
@@ -180,7 +180,7 @@ class BackupWriter:
         try:
             self.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise ArchiveError(f"{self.parent}: cannot create the backup directory ({exc.strerror})") from None
+            raise StorageError(f"{self.parent}: cannot create the backup directory ({exc.strerror})") from None
         final = self.parent / bid
         n = 1
         while final.exists() or (self.parent / f".{final.name}.incomplete").exists():
@@ -188,8 +188,11 @@ class BackupWriter:
             final = self.parent / f"{bid}-{n}"
         self.final = final
         self.tmp = self.parent / f".{final.name}.incomplete"
-        self.tmp.mkdir(mode=0o700)
-        (self.tmp / "data").mkdir(mode=0o700)
+        try:
+            self.tmp.mkdir(mode=0o700)
+            (self.tmp / "data").mkdir(mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"{self.parent}: cannot write a backup here ({exc.strerror})") from None
 
     def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType]) -> ChunkWriter:
         rel = f"data/{table_no:05d}-{chunk_no:05d}.chunk"

@@ -23,6 +23,10 @@ def _index_sig(t: Table) -> set[tuple[Any, ...]]:
     return {(tuple(i.columns), i.unique, tuple(i.expressions or ())) for i in t.indexes}
 
 
+def _action(a: str | None) -> str:
+    return (a or "NO ACTION").upper().replace("RESTRICT", "NO ACTION")
+
+
 def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool = False) -> list[str]:
     out: list[str] = []
     bt = {t.key: t for t in b.tables}
@@ -42,8 +46,10 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
             out.append(f"table {t.key}: columns differ: {'; '.join(map(str, diff[:3]))}")
         if t.primary_key != u.primary_key:
             out.append(f"table {t.key}: primary key {t.primary_key} ≠ {u.primary_key}")
-        fa = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns)) for f in t.foreign_keys}
-        fb = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns)) for f in u.foreign_keys}
+        fa = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
+              for f in t.foreign_keys}
+        fb = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
+              for f in u.foreign_keys}
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
         if {tuple(x.columns) for x in t.uniques} != {tuple(x.columns) for x in u.uniques}:

@@ -62,6 +62,7 @@ class Plan:
     same_engine: bool
     tables: list[TablePlan]
     metadata: sa.MetaData
+    notes: list[str] = field(default_factory=list)
 
     def lossy_columns(self) -> list[tuple[TablePlan, ColumnPlan]]:
         return [(t, c) for t in self.tables for c in t.columns if c.move.losses]
@@ -149,7 +150,12 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         by_key[t.key] = plan
     for plan in plans:
         _add_foreign_keys(plan, by_key, names, adapter)
-    return Plan(same, plans, md)
+    notes = []
+    if schema.routines and not same:
+        kinds = sorted({r.kind for r in schema.routines})
+        notes.append(f"{len(schema.routines)} {'/'.join(kinds)}(s) are {schema.engine} SQL and are not "
+                     f"restored into {adapter.name}")
+    return Plan(same, plans, md, notes)
 
 
 def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.MetaData, names: _Names,

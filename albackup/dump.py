@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -68,6 +68,22 @@ def _convert_batch(table: Table, readers: list[Converter], raw: list[Any]) -> li
         raise
 
 
+def _row_bytes(row: list[Any]) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+
+
+def _frames(rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
+    """Cut a batch into frames of at most about BATCH_BYTES (a frame holds at least one row)."""
+    start = size = 0
+    for i, row in enumerate(rows):
+        size += _row_bytes(row)
+        if size >= BATCH_BYTES:
+            yield rows[start:i + 1]
+            start, size = i + 1, 0
+    if start < len(rows):
+        yield rows[start:]
+
+
 def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
                 opts: DumpOptions, progress: Progress | None) -> dict[str, Any]:
     readers = [adapter.reader(c.type) for c in table.columns]
@@ -79,7 +95,8 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
     t0 = time.monotonic()
     for raw in adapter.stream(conn, table, opts.batch_rows):
         read += len(raw)
-        chunk.write_rows(_convert_batch(table, readers, raw))
+        for frame in _frames(_convert_batch(table, readers, raw)):
+            chunk.write_rows(frame)
         if chunk.bytes_written >= CHUNK_BYTES:
             chunks.append(chunk.close())
             chunk_no += 1

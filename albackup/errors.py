@@ -38,7 +38,7 @@ class DatabaseUnavailable(AlbackupError):
 
 
 class RestoreRefused(AlbackupError):
-    """Restore refused: allow_restore not set, target not empty, or lossy without --accept-lossy."""
+    """Restore refused: allow_restore not set, a table to restore already exists (see --clean), or lossy without --accept-lossy."""
 
     exit_code = 5
 
@@ -80,7 +80,7 @@ class IntegrityError(AlbackupError):
 
 
 class CompareFailed(AlbackupError):
-    """test_all found differences between a source and its restored copy, or compared nothing."""
+    """test_all or compare found differences between a database and its copy, or compared nothing."""
 
     exit_code = 12
 

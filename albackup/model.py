@@ -251,27 +251,3 @@ class Schema:
             enums=[EnumType(**e) for e in d.get("enums") or []],
             routines=[Routine(**r) for r in d.get("routines") or []],
         )
-
-
-def dependency_order(tables: list[Table]) -> list[Table]:
-    """Tables ordered so referenced tables come first (cycles broken by name order)."""
-    by_key = {t.key: t for t in tables}
-    done: set[str] = set()
-    visiting: set[str] = set()
-    out: list[Table] = []
-
-    def visit(t: Table) -> None:
-        if t.key in done or t.key in visiting:
-            return
-        visiting.add(t.key)
-        for fk in t.foreign_keys:
-            ref = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
-            if ref in by_key and ref != t.key:
-                visit(by_key[ref])
-        visiting.discard(t.key)
-        done.add(t.key)
-        out.append(t)
-
-    for t in sorted(tables, key=lambda t: t.key):
-        visit(t)
-    return out

@@ -140,7 +140,10 @@ class Restorer:
         plan = build_plan(self.backup.schema, tables, self.adapter, skip_checks=self.opts.skip_checks)
         res = RestoreResult(self.label)
         res.losses = count_losses(self.backup, plan)
-        res.changes = [f"{tp.table.key}: {n}" for tp in plan.tables for n in tp.notes]
+        res.changes = plan.notes + [f"{tp.table.key}: {n}" for tp in plan.tables for n in tp.notes]
+        if self.backup.schema.routines and plan.same_engine and (self.opts.include or self.opts.exclude
+                                                                 or not self.opts.routines):
+            res.changes.append("views, triggers and routines are not restored (partial restore or --no-routines)")
         res.ddl = plan_sql(plan, self.adapter)
         return plan, res
 

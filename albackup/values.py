@@ -61,7 +61,7 @@ def decimal_text(v: Any, scale: int | None) -> str:
     if scale is not None:
         d = d.quantize(decimal.Decimal(1).scaleb(-scale), context=_CTX)
     s = format(d, "f")
-    return "0" + s[1:] if s.startswith("-0") and d.is_zero() else s
+    return s[1:] if s.startswith("-") and d.is_zero() else s
 
 
 def _float32(v: Any) -> float:

@@ -77,7 +77,6 @@ class Adapter:
     name = "base"
     dialect_names: tuple[str, ...] = ()
     max_identifier = 63
-    max_params = 30000
     #: longest text a key (PK, unique, index) column may hold, in characters; None: unlimited
     key_text_chars: int | None = None
     #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
@@ -206,7 +205,7 @@ class Adapter:
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
              batches: Iterator[list[list[Any]]], identity: bool) -> int:
-        """Insert all batches; returns rows inserted. Default: executemany in parameter-limited slices."""
+        """Insert all batches; returns rows inserted. Default: one executemany per batch."""
         sql = (f"INSERT INTO {self.qtable(table.name, table.schema)} "
                f"({', '.join(self.q(c) for c in columns)}) VALUES ({self.placeholders(len(columns))})")
         cur = self.dbapi(conn).cursor()

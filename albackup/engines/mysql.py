@@ -29,7 +29,6 @@ class MySQLAdapter(Adapter):
     name = "mysql"
     dialect_names = ("mysql", "mariadb")
     max_identifier = 64
-    max_params = 60000
     named_primary_keys = False
     transactional_ddl = False
     key_text_chars = 768     # 3072-byte index keys / 4 bytes per utf8mb4 character

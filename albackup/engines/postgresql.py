@@ -37,7 +37,6 @@ class PostgreSQLAdapter(Adapter):
     name = "postgresql"
     dialect_names = ("postgresql",)
     max_identifier = 63
-    max_params = 32767
     schema_wide_index_names = True
     identity_columns = True
 

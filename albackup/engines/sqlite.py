@@ -9,7 +9,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 
 from ..mapping import ColumnMove, Loss, decimal_digits
-from ..model import Column, LogicalType, Routine, Schema, Table
+from ..model import Column, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
 
@@ -19,7 +19,6 @@ class SQLiteAdapter(Adapter):
     name = "sqlite"
     dialect_names = ("sqlite",)
     max_identifier = 10_000
-    max_params = 32766
     inline_constraints = True
     supports_schemas = False
 
@@ -40,6 +39,33 @@ class SQLiteAdapter(Adapter):
             col.type = LogicalType("float", bits=64)     # and its REAL is a double
         if col.original_type.upper() == "INTEGER" and table.primary_key == [col.name]:
             col.autoincrement = True                      # rowid alias
+
+    def refine_table(self, table: Table, conn: Connection) -> None:
+        """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions."""
+        qt = self.q(table.name)
+        have = {tuple(u.columns) for u in table.uniques}
+        for row in conn.exec_driver_sql(f"PRAGMA index_list({qt})").fetchall():
+            name, unique, origin = row[1], row[2], row[3]
+            if unique and origin == "u":
+                cols = tuple(r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({self.q(name)})"))
+                if cols not in have:
+                    table.uniques.append(Unique(None, list(cols)))
+                    have.add(cols)
+        actions: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+        rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({qt})").fetchall()
+        by_id: dict[int, list[Any]] = {}
+        for r in rows:
+            by_id.setdefault(r[0], []).append(r)
+        for fk_rows in by_id.values():
+            fk_rows.sort(key=lambda r: r[1])
+            key = (fk_rows[0][2], tuple(r[3] for r in fk_rows))
+            actions[key] = (fk_rows[0][5], fk_rows[0][6])
+        for fk in table.foreign_keys:
+            upd, dele = actions.get((fk.ref_table, tuple(fk.columns)), ("NO ACTION", "NO ACTION"))
+            if fk.on_update is None and upd and upd != "NO ACTION":
+                fk.on_update = upd
+            if fk.on_delete is None and dele and dele != "NO ACTION":
+                fk.on_delete = dele
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
