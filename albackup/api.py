@@ -52,6 +52,7 @@ def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, 
         raise DatabaseUnavailable(f"{label}: the database driver is not installed ({exc.name}); "
                                   "pip install albackup's requirements.txt") from None
     adapter = for_engine(engine)
+    adapter.configure_engine(engine)
     try:
         with engine.connect():
             pass
@@ -207,6 +208,9 @@ def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, ent
     d = dump(db, tmp / "backups", progress=progress)
     entry.dump_seconds = round(time.monotonic() - t0, 3)
     entry.backup = d.path.name
+    if d.tables == 0:
+        entry.status, entry.error = "error", "the database has no tables: nothing to compare"
+        return
     src_engine, src_adapter = connect(db)
     drop: Callable[[], None] = lambda: None  # noqa: E731
     try:

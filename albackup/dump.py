@@ -126,6 +126,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                                 "require_consistent is set")
             version = adapter.server_version(conn)
             schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
+            if opts.include and not schema.tables:
+                raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
             tables: dict[str, Any] = {}
             for no, table in enumerate(schema.tables, start=1):
                 tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, progress)

@@ -134,6 +134,8 @@ class Restorer:
         self.created: list[TablePlan] = []
 
     def plan(self) -> tuple[Plan, RestoreResult]:
+        if not self.backup.schema.tables:
+            raise RestoreRefused(f"backup {self.backup.id} holds no tables: nothing to restore")
         tables = select_tables(self.backup, self.opts.include, self.opts.exclude)
         if not tables:
             raise RestoreRefused("no table of the backup matches --tables/--exclude-tables")
@@ -199,7 +201,8 @@ class Restorer:
                         a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
                     self._rehash(conn, plan, expected)
         except BaseException as exc:
-            self._cleanup()
+            if not self.adapter.transactional_ddl:
+                self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
             if isinstance(exc, AlbackupError):
                 raise
             if isinstance(exc, sa.exc.DBAPIError):

@@ -212,7 +212,11 @@ def _norm_decimal(v: str) -> bytes:
 
 
 def _norm_json(v: Any) -> bytes:
-    obj = json.loads(v) if isinstance(v, (str, bytes)) else v
+    """JSON by structure (key order and spacing do not count); text that is not JSON as text."""
+    try:
+        obj = json.loads(v) if isinstance(v, (str, bytes)) else v
+    except ValueError:
+        return b"\x00" + (v.encode("utf-8") if isinstance(v, str) else bytes(v))
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -235,9 +235,6 @@ def test_decimal_quantised_to_scale(value: Any, precision: int | None, scale: in
     assert conv("decimal", precision=precision, scale=scale)(value) == expected
 
 
-@pytest.mark.xfail(reason="BUG: values.decimal_text turns a negative zero into '00.00'/'00' "
-                          "('0' + s[1:] keeps the digit after the '-' and adds another '0'); "
-                          "it should give '0.00'/'0'", strict=True)
 @pytest.mark.parametrize("value, precision, scale, expected", [
     (decimal.Decimal("-0.001"), 10, 2, "0.00"),
     (-0.0, 10, 2, "0.00"),
@@ -246,6 +243,7 @@ def test_decimal_quantised_to_scale(value: Any, precision: int | None, scale: in
     ("-0", 10, 0, "0"),
 ])
 def test_decimal_negative_zero(value: Any, precision: int | None, scale: int | None, expected: str) -> None:
+    """A negative zero is plain zero: not '-0.00', and not '00.00'."""
     assert conv("decimal", precision=precision, scale=scale)(value) == expected
 
 

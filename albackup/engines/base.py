@@ -95,6 +95,9 @@ class Adapter:
         self.dialect = dialect
         self.prep = dialect.identifier_preparer
 
+    def configure_engine(self, engine: sa.Engine) -> None:
+        """Driver settings every connection needs (called once per engine)."""
+
     # ---------------------------------------------------------------- naming and quoting
     def q(self, name: str) -> str:
         return self.prep.quote_identifier(name)

@@ -260,18 +260,27 @@ class PostgreSQLAdapter(Adapter):
         cols = ", ".join(self.q(c) for c in columns)
         sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN"
         counter = [0]
+        failure: list[BaseException] = []
 
         def lines() -> Iterator[bytes]:
-            for batch in batches:
-                out = []
-                for row in batch:
-                    out.append("\t".join("\\N" if v is None else w(v) for w, v in zip(writers, row)))
-                counter[0] += len(batch)
-                yield ("\n".join(out) + "\n").encode("utf-8")
+            try:
+                for batch in batches:
+                    out = []
+                    for row in batch:
+                        out.append("\t".join("\\N" if v is None else w(v) for w, v in zip(writers, row)))
+                    counter[0] += len(batch)
+                    yield ("\n".join(out) + "\n").encode("utf-8")
+            except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
+                failure.append(exc)
+                raise
 
         cur = self.dbapi(conn).cursor()
         try:
             cur.copy_expert(sql, _IterFile(lines()), size=1 << 16)
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
         finally:
             cur.close()
         return counter[0]

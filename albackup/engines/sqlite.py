@@ -1,8 +1,9 @@
 """SQLite: one read transaction for the dump; executemany in one transaction for the load."""
 from __future__ import annotations
 
+import datetime as dt
 import math
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy import types as sat
@@ -25,8 +26,21 @@ class SQLiteAdapter(Adapter):
     def server_version(self, conn: Connection) -> str:
         return str(conn.exec_driver_sql("select sqlite_version()").scalar())
 
+    def configure_engine(self, engine: sa.Engine) -> None:
+        """Real transactions: pysqlite's own handling commits DDL behind our back, so we turn
+        it off and emit BEGIN ourselves (SQLAlchemy's documented recipe). A failed restore then
+        rolls back everything, CREATE and DROP TABLE included."""
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_pysqlite_transactions(dbapi_conn: Any, record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
     def begin_snapshot(self, conn: Connection) -> Snapshot:
-        conn.exec_driver_sql("BEGIN")
+        conn.begin()   # BEGIN (see configure_engine)
         # The first read takes the shared lock that holds the snapshot for the whole dump.
         conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
         return Snapshot("sqlite-read-transaction", True, "one BEGIN ... read transaction")
@@ -86,10 +100,21 @@ class SQLiteAdapter(Adapter):
                         c.identity = {"next": int(seqs[t.name]) + 1, "sqlite_autoincrement": True}
 
     def reader(self, t: LogicalType) -> Converter:
-        if t.kind == "float":
-            base = canonicalizer(t)
-            return lambda v: None if v is None else base(v)
-        return canonicalizer(t)
+        """SQLite keeps whatever a column is given: refuse values that do not match the declared
+        type rather than change them (the error names the column)."""
+        base = canonicalizer(t)
+        check = _STRICT.get(t.kind)
+        if check is None:
+            return base
+
+        def read(v: Any) -> Any:
+            if v is None:
+                return None
+            if not check(v):
+                raise ValueError(f"SQLite holds {v!r} ({type(v).__name__}) in a column declared "
+                                 f"{t.describe()}; fix the value or declare the column as what it holds")
+            return base(v)
+        return read
 
     # ------------------------------------------------------------------ restore
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
@@ -179,6 +204,42 @@ class SQLiteAdapter(Adapter):
                     conn.exec_driver_sql(
                         f"INSERT INTO sqlite_sequence(name, seq) SELECT ?, max(coalesce(max({self.q(c.name)}), 0), ?) "
                         f"FROM {self.q(table.name)}", (table.name, int(nxt) - 1))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) or (isinstance(v, float) and v.is_integer()) or (
+        isinstance(v, str) and v.strip().lstrip("+-").isdigit())
+
+
+def _is_iso(parse: Callable[[str], Any], exact_len: int | None = None) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if not isinstance(v, str) or (exact_len is not None and len(v.strip()) != exact_len):
+            return False
+        try:
+            parse(v.strip())
+            return True
+        except ValueError:
+            return False
+    return ok
+
+
+_STRICT: dict[str, Callable[[Any], bool]] = {
+    "integer": _is_int,
+    "boolean": lambda v: v in (0, 1) or (isinstance(v, str) and v.strip().lower() in ("0", "1", "true", "false", "t", "f")),
+    "float": lambda v: isinstance(v, (int, float)) or (isinstance(v, str) and _floatable(v)),
+    "date": _is_iso(dt.date.fromisoformat, 10),
+    "datetime": _is_iso(dt.datetime.fromisoformat),
+    "time": _is_iso(dt.time.fromisoformat),
+    "binary": lambda v: isinstance(v, bytes),
+}
+
+
+def _floatable(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def nan_loss_only(move: ColumnMove) -> None:
