@@ -112,6 +112,7 @@ def _check_structure(url: sa.URL, src_kind: str, dst_kind: str) -> None:
         assert ["ünï"] in [i["column_names"] for i in insp.get_indexes(odd)]
         if src_kind != "sqlite" and dst_kind != "sqlite":
             assert insp.get_table_comment("parent")["text"] == "parents of children"
+            assert {c["name"]: c.get("comment") for c in insp.get_columns("child")}["note"] == "a note"
         with e.begin() as c:
             md = sa.MetaData()
             parent = sa.Table("parent", md, autoload_with=c)
