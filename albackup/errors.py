@@ -91,6 +91,18 @@ class StorageError(AlbackupError):
     exit_code = 13
 
 
+class CryptoError(AlbackupError):
+    """An encrypted backup could not be opened: wrong passphrase or key, or no key given."""
+
+    exit_code = 14
+
+
+class SecretError(AlbackupError):
+    """A passphrase, key or password could not be read from its source (env, file, fd, command)."""
+
+    exit_code = 15
+
+
 def all_error_classes() -> list[type[AlbackupError]]:
     out: list[type[AlbackupError]] = []
 
