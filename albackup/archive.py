@@ -27,19 +27,48 @@ from .values import ContentHash
 
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
-KNOWN_FEATURES: frozenset[str] = frozenset()
+ENCRYPTION_FEATURE = "encryption-v1"
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE})
+#: manifest keys kept in plain text when the rest of the manifest is sealed
+PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
 CHUNK_MAGIC = b"ALBKCHK1"
-HEADER = struct.Struct(">8sB3x")          # magic, compression id, 3 reserved bytes
+HEADER = struct.Struct(">8sBB2x")         # magic, compression id, flags, 2 reserved bytes
+FLAG_ENCRYPTED = 0x01
 FRAME = struct.Struct(">III")             # stored length, raw length, crc32 of stored bytes
 END_MARK = 0xFFFFFFFF
 TRAILER = struct.Struct(">IIQ")           # END_MARK, frame count, row count
+SEALED_TRAILER = struct.Struct(">IQ")     # inside the sealed last frame: frame count, row count
 MAX_FRAME = 1 << 31                        # 2 GiB raw: refuse anything larger as damage
 NAME_RE = re.compile(r"^(?P<name>.+)@(?P<host>.+)--(?P<ts>\d{8}T\d{6}Z)(?:-\d+)?$")
 
 
 def backup_id(name: str, host: str, when: dt.datetime) -> str:
     return f"{name}@{host}--{when.astimezone(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """The data key of one backup and the plaintext header that describes its key slots."""
+
+    data_key: bytes
+    header: dict[str, Any]
+
+    @property
+    def uuid(self) -> bytes:
+        import uuid
+
+        return uuid.UUID(self.header["backup_uuid"]).bytes
+
+    def sealer(self, file_name: str) -> Any:
+        from .crypto import FrameSealer
+
+        return FrameSealer(self.data_key, self.uuid, file_name)
+
+    def opener(self, file_name: str) -> Any:
+        from .crypto import FrameOpener
+
+        return FrameOpener(self.data_key, self.uuid, file_name)
 
 
 @dataclass
@@ -57,17 +86,19 @@ class ChunkInfo:
 class ChunkWriter:
     """Writes one chunk file: header, frames (one per batch of rows), trailer."""
 
-    def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType]) -> None:
+    def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
+                 encryption: Encryption | None = None) -> None:
         self.path = path
         self.rel = rel
         self._comp = compressor
+        self._seal = encryption.sealer(rel) if encryption else None
         self._sha = hashlib.sha256()
         self._hash = ContentHash(types)
         self._frames = 0
         self._bytes = 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
-        self._write(HEADER.pack(CHUNK_MAGIC, compressor.id))
+        self._write(HEADER.pack(CHUNK_MAGIC, compressor.id, FLAG_ENCRYPTED if encryption else 0))
 
     def _write(self, b: bytes) -> None:
         self._f.write(b)
@@ -89,6 +120,8 @@ class ChunkWriter:
         if len(raw) >= MAX_FRAME:
             raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
         stored = self._comp.compress(raw)
+        if self._seal is not None:
+            stored = self._seal.seal(self._frames, False, stored)
         self._write(FRAME.pack(len(stored), len(raw), zlib.crc32(stored)))
         self._write(stored)
         self._hash.update(rows)
@@ -96,6 +129,9 @@ class ChunkWriter:
 
     def close(self) -> ChunkInfo:
         self._write(TRAILER.pack(END_MARK, self._frames, self._hash.rows))
+        if self._seal is not None:   # the authenticated end: no frame can be cut off unseen
+            sealed = self._seal.seal(self._frames, True, SEALED_TRAILER.pack(self._frames, self._hash.rows))
+            self._write(struct.pack(">I", len(sealed)) + sealed)
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -114,8 +150,14 @@ def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:
 
 
 def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = None,
-               expect_rows: int | None = None) -> Iterator[list[list[Any]]]:
-    """Yield the batches of rows of one chunk file, checking frames, trailer and file hash."""
+               expect_rows: int | None = None, encryption: Encryption | None = None,
+               rel: str | None = None) -> Iterator[list[list[Any]]]:
+    """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
+
+    With ``encryption`` every frame is authenticated with the file's name (``rel``) and its
+    index, and the sealed trailer proves the file ends where its writer ended it.
+    """
+    opener = encryption.opener(rel or path.name) if encryption else None
     sha = hashlib.sha256()
     try:
         f = open(path, "rb")
@@ -127,9 +169,12 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
         size = os.fstat(f.fileno()).st_size
         head = _read_exact(f, HEADER.size, where, "header")
         sha.update(head)
-        magic, comp_id = HEADER.unpack(head)
+        magic, comp_id, flags = HEADER.unpack(head)
         if magic != CHUNK_MAGIC:
             raise ArchiveError(f"{where}: not an albackup chunk file (bad magic)")
+        if bool(flags & FLAG_ENCRYPTED) != (opener is not None):
+            raise ArchiveError(f"{where}: chunk is {'' if flags & FLAG_ENCRYPTED else 'not '}encrypted, "
+                               f"the manifest says it {'is' if opener else 'is not'}")
         if comp_id not in COMPRESSION_NAMES:
             raise ArchiveError(f"{where}: unknown compression id {comp_id}")
         frames = rows = 0
@@ -141,6 +186,16 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                 rest = _read_exact(f, TRAILER.size - 4, where, "trailer")
                 sha.update(rest)
                 _, nframes, nrows = TRAILER.unpack(fh + rest)
+                if opener is not None:
+                    ln = _read_exact(f, 4, where, "sealed trailer")
+                    sha.update(ln)
+                    (slen,) = struct.unpack(">I", ln)
+                    if slen > size - f.tell():
+                        raise ArchiveError(f"{where}: truncated (sealed trailer cut short)")
+                    blob = _read_exact(f, slen, where, "sealed trailer")
+                    sha.update(blob)
+                    if SEALED_TRAILER.unpack(opener.open(frames, True, blob)) != (nframes, nrows):
+                        raise ArchiveError(f"{where}: trailer does not match its sealed copy")
                 if f.read(1):
                     raise ArchiveError(f"{where}: unexpected bytes after the trailer")
                 if nframes != frames or nrows != rows:
@@ -158,6 +213,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
             sha.update(stored)
             if zlib.crc32(stored) != crc:
                 raise ArchiveError(f"{where}: frame {frames} is corrupt (checksum mismatch)")
+            if opener is not None:
+                stored = opener.open(frames - 1, False, stored)
             raw = decompress(comp_id, stored, raw_len, f"{where} frame {frames}")
             if len(raw) != raw_len:
                 raise ArchiveError(f"{where}: frame {frames} decompressed to the wrong size")
@@ -173,9 +230,11 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
 class BackupWriter:
     """Creates a backup set in a hidden temporary folder and publishes it with one rename."""
 
-    def __init__(self, parent: Path, bid: str, compression: str = "zstd", level: int | None = None) -> None:
+    def __init__(self, parent: Path, bid: str, compression: str = "zstd", level: int | None = None,
+                 encryption: Encryption | None = None) -> None:
         self.parent = Path(parent)
         self.id = bid
+        self.encryption = encryption
         self.compressor = Compressor(compression, level)
         try:
             self.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -196,9 +255,11 @@ class BackupWriter:
 
     def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType]) -> ChunkWriter:
         rel = f"data/{table_no:05d}-{chunk_no:05d}.chunk"
-        return ChunkWriter(self.tmp / rel, rel, self.compressor, types)
+        return ChunkWriter(self.tmp / rel, rel, self.compressor, types, self.encryption)
 
     def commit(self, manifest: dict[str, Any]) -> Path:
+        if self.encryption is not None:
+            manifest = seal_manifest(manifest, self.encryption)
         data = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=False).encode("utf-8")
         tmpm = self.tmp / (MANIFEST + ".tmp")
         fd = os.open(tmpm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -229,6 +290,17 @@ def _fsync_dir(p: Path) -> None:
         os.close(fd)
 
 
+def seal_manifest(manifest: dict[str, Any], enc: Encryption) -> dict[str, Any]:
+    """Keep PLAIN_KEYS readable; seal the rest (names, schema, hashes) with the data key."""
+    from .crypto import seal_json
+
+    plain = {k: manifest[k] for k in PLAIN_KEYS if k in manifest and k != "encryption"}
+    plain["features"] = sorted(set(plain.get("features") or []) | {ENCRYPTION_FEATURE})
+    plain["encryption"] = enc.header
+    rest = {k: v for k, v in manifest.items() if k not in PLAIN_KEYS}
+    return {**plain, "sealed": seal_json(enc.data_key, enc.uuid, rest, plain)}
+
+
 def new_manifest(**kw: Any) -> dict[str, Any]:
     m: dict[str, Any] = {
         "format": FORMAT_NAME,
@@ -241,31 +313,50 @@ def new_manifest(**kw: Any) -> dict[str, Any]:
     return m
 
 
-class Backup:
-    """A published backup set, opened for reading. The manifest is checked on open."""
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The manifest as stored (for an encrypted backup: only its plaintext header and the seal)."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise BackupNotFound(f"{path}: no such backup folder")
+    if not mpath.is_file():
+        raise BackupNotFound(f"{path}: no {MANIFEST}; an interrupted or partial backup is not a backup")
+    try:
+        m = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArchiveError(f"{mpath}: manifest is damaged ({exc})") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
+        raise ArchiveError(f"{mpath}: not an albackup manifest")
+    ver = m.get("format_version")
+    if ver != FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"{mpath}: format version {ver!r} is not supported (this albackup reads version {FORMAT_VERSION}); "
+            "use a newer albackup")
+    feats = m.get("features") or []
+    if not isinstance(feats, list):
+        raise ArchiveError(f"{mpath}: manifest is damaged (features is not a list)")
+    unknown = [f for f in feats if f not in KNOWN_FEATURES]
+    if unknown:
+        raise UnsupportedFormat(f"{mpath}: requires unknown feature(s) {', '.join(map(str, unknown))}")
+    return m
 
-    def __init__(self, path: Path | str) -> None:
+
+class Backup:
+    """A published backup set, opened for reading. The manifest is checked on open.
+
+    An encrypted backup needs a ``keyring`` (passphrases and/or private keys) to open.
+    """
+
+    def __init__(self, path: Path | str, keyring: Any = None, require_encryption: bool = False) -> None:
         self.path = Path(path)
         mpath = self.path / MANIFEST
-        if not self.path.is_dir():
-            raise BackupNotFound(f"{self.path}: no such backup folder")
-        if not mpath.is_file():
-            raise BackupNotFound(f"{self.path}: no {MANIFEST}; an interrupted or partial backup is not a backup")
-        try:
-            raw = mpath.read_bytes()
-            m = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArchiveError(f"{mpath}: manifest is damaged ({exc})") from None
-        if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
-            raise ArchiveError(f"{mpath}: not an albackup manifest")
-        ver = m.get("format_version")
-        if ver != FORMAT_VERSION:
-            raise UnsupportedFormat(
-                f"{mpath}: format version {ver!r} is not supported (this albackup reads version {FORMAT_VERSION}); "
-                "use a newer albackup")
-        unknown = [f for f in m.get("features") or [] if f not in KNOWN_FEATURES]
-        if unknown:
-            raise UnsupportedFormat(f"{mpath}: requires unknown feature(s) {', '.join(map(str, unknown))}")
+        m = read_manifest(self.path)
+        self.encryption: Encryption | None = None
+        if ENCRYPTION_FEATURE in (m.get("features") or []) or "encryption" in m:
+            m = self._unseal(m, keyring, mpath)
+        elif require_encryption:
+            raise ArchiveError(f"{mpath}: this backup is not encrypted, but encryption is configured "
+                               "(a replaced or forged backup?)")
         try:
             self.schema = Schema.from_dict(m["schema"])
             self.tables: dict[str, dict[str, Any]] = m["tables"]
@@ -278,6 +369,31 @@ class Backup:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
         self.manifest = m
+
+    def _unseal(self, m: dict[str, Any], keyring: Any, mpath: Path) -> dict[str, Any]:
+        from .crypto import open_json
+        from .errors import CryptoError
+
+        header = m.get("encryption")
+        if not isinstance(header, dict) or not isinstance(m.get("sealed"), str):
+            raise ArchiveError(f"{mpath}: encrypted manifest is damaged (no key slots or sealed part)")
+        if keyring is None:
+            raise CryptoError(f"{self.path.name} is encrypted: give its passphrase (--passphrase-env/-file/-fd/"
+                              "-command) or private key (--key-file)")
+        try:
+            import uuid
+
+            buuid = uuid.UUID(str(header["backup_uuid"])).bytes
+            slots = header["slots"]
+        except (KeyError, ValueError, TypeError):
+            raise ArchiveError(f"{mpath}: encryption header is damaged") from None
+        data_key = keyring.open_slots(slots, buuid)
+        self.encryption = Encryption(data_key, header)
+        plain = {k: v for k, v in m.items() if k != "sealed"}
+        rest = open_json(data_key, buuid, m["sealed"], plain)
+        if not isinstance(rest, dict) or any(k in rest for k in PLAIN_KEYS):
+            raise ArchiveError(f"{mpath}: sealed manifest is damaged")
+        return {**plain, **rest}
 
     @property
     def id(self) -> str:
@@ -292,4 +408,5 @@ class Backup:
         ncols = len(table.columns)
         for c in self.tables[key]["chunks"]:
             where = f"{self.path.name}/{c['file']} (table {key})"
-            yield from read_chunk(self.path / c["file"], ncols, where, c["sha256"], int(c["rows"]))
+            yield from read_chunk(self.path / c["file"], ncols, where, c["sha256"], int(c["rows"]),
+                                  self.encryption, c["file"])

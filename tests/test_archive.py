@@ -72,7 +72,7 @@ def frame_offsets(data: bytes) -> list[tuple[int, int, int]]:
 def build_chunk(comp_id: int, frames: list[tuple[bytes, int, int | None]], nframes: int, nrows: int,
                 tail: bytes = b"") -> bytes:
     """A chunk file from hand-made frames: (stored bytes, raw length, crc or None for the right one)."""
-    out = HEADER.pack(CHUNK_MAGIC, comp_id)
+    out = HEADER.pack(CHUNK_MAGIC, comp_id, 0)
     for stored, raw_len, crc in frames:
         out += FRAME.pack(len(stored), raw_len, zlib.crc32(stored) if crc is None else crc) + stored
     return out + TRAILER.pack(END_MARK, nframes, nrows) + tail
@@ -128,7 +128,7 @@ def test_empty_chunk_has_no_frames(tmp_path: Path) -> None:
     w.write_rows([])
     info = w.close()
     data = path.read_bytes()
-    assert data == HEADER.pack(CHUNK_MAGIC, IDS["zstd"]) + TRAILER.pack(END_MARK, 0, 0)
+    assert data == HEADER.pack(CHUNK_MAGIC, IDS["zstd"], 0) + TRAILER.pack(END_MARK, 0, 0)
     assert info.rows == 0 and info.bytes == len(data)
     assert read_all(path, expect_sha256=info.sha256, expect_rows=0) == []
 
@@ -287,7 +287,7 @@ def test_frame_claiming_huge_stored_size_in_tiny_file_refused_without_allocating
     """The stored length is checked against the bytes left in the file before reading."""
     raw = pack_rows([[1]])
     p = tmp_path / "c.chunk"
-    p.write_bytes(HEADER.pack(CHUNK_MAGIC, IDS["none"]) + FRAME.pack(MAX_FRAME - 16, len(raw), zlib.crc32(raw))
+    p.write_bytes(HEADER.pack(CHUNK_MAGIC, IDS["none"], 0) + FRAME.pack(MAX_FRAME - 16, len(raw), zlib.crc32(raw))
                   + raw + TRAILER.pack(END_MARK, 1, 1))
     peak, outcome = _peak_bytes_reading(p)
     assert "truncated" in outcome or "impossible size" in outcome
@@ -509,7 +509,7 @@ def test_missing_folder_or_manifest(tmp_path: Path, published: Path) -> None:
 def test_iter_batches_checks_chunk_against_manifest(published: Path) -> None:
     chunk = published / json.loads((published / MANIFEST).read_text())["tables"]["b"]["chunks"][0]["file"]
     data = bytearray(chunk.read_bytes())
-    data[9] ^= 1   # a reserved header byte: only the SHA-256 can see this
+    data[10] ^= 1   # a reserved header byte: only the SHA-256 can see this
     os.chmod(chunk, 0o600)
     chunk.write_bytes(bytes(data))
     b = Backup(published)
