@@ -160,16 +160,19 @@ class SecretSource:
             raise self._fail(exc.strerror or type(exc).__name__) from None
 
     def _run(self, argv: list[str]) -> bytes:
+        why = ""
         try:
             done = subprocess.run(argv, stdout=subprocess.PIPE, timeout=COMMAND_TIMEOUT, check=False)
         except FileNotFoundError:
-            raise self._fail("command not found") from None
+            why = "command not found"
         except PermissionError:
-            raise self._fail("command is not executable") from None
+            why = "command is not executable"
         except subprocess.TimeoutExpired:
-            raise self._fail(f"command did not finish within {COMMAND_TIMEOUT:g} s") from None
+            why = f"command did not finish within {COMMAND_TIMEOUT:g} s"
         except OSError as exc:
-            raise self._fail(exc.strerror or type(exc).__name__) from None
+            why = exc.strerror or type(exc).__name__
+        if why:  # raised here, outside the handler, so no exception holding the output is chained
+            raise self._fail(why)
         if done.returncode < 0:
             raise self._fail(f"command was killed by signal {-done.returncode}")
         if done.returncode != 0:

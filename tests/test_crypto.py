@@ -388,3 +388,45 @@ def test_bad_public_key_text_is_config_error_and_secret_key_is_not_echoed() -> N
     with pytest.raises(ConfigError, match="this is a secret key") as ei:
         load_public_key(sec, where="encryption.recipients[0]")
     assert sec.split(":", 1)[1][:12] not in str(ei.value)
+
+
+# --- the documented layout, re-implemented with the bare primitives -------------------------------
+# These pin the on-disk format: a reader written from the module docstring must open what we write.
+
+def test_format_passphrase_slot_by_hand() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    key, header = new_encryption([b"pw"], [], UUID, scrypt_n=N)
+    s = header["slots"][0]
+    kek = Scrypt(salt=base64.b64decode(s["salt"]), length=32, n=s["n"], r=s["r"], p=s["p"]).derive(b"pw")
+    aad = b"albackup-slot-v1" + uuid.UUID(UUID).bytes
+    assert AESGCM(kek).decrypt(base64.b64decode(s["nonce"]), base64.b64decode(s["wrapped"]), aad) == key
+
+
+def test_format_x25519_slot_by_hand() -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    priv, pub, _, pub_text = keypair()
+    key, header = new_encryption([], [pub], UUID)
+    s = header["slots"][0]
+    rec = base64.b64decode(pub_text.split(":", 1)[1])
+    eph = base64.b64decode(s["ephemeral"])
+    assert s["key_id"] == hashlib.sha256(rec).digest()[:8].hex()
+    shared = priv.exchange(X25519PublicKey.from_public_bytes(eph))
+    kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=eph + rec, info=b"albackup-x25519-v1").derive(shared)
+    aad = b"albackup-slot-v1" + uuid.UUID(UUID).bytes
+    assert AESGCM(kek).decrypt(base64.b64decode(s["nonce"]), base64.b64decode(s["wrapped"]), aad) == key
+
+
+def test_format_frame_and_manifest_by_hand() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    blob = FrameSealer(KEY, UUID, "data/ü.chunk").seal(258, True, b"payload")
+    aad = uuid.UUID(UUID).bytes + "data/ü.chunk".encode() + bytes([0, 0, 0, 0, 0, 0, 1, 2]) + b"\x01"
+    assert AESGCM(KEY).decrypt(blob[:12], blob[12:], aad) == b"payload"
+    raw = base64.b64decode(seal_json(KEY, UUID, {"b": [1, "é"], "a": None}, {"z": 1, "y": "é"}))
+    aad = b"albackup-manifest-v1" + uuid.UUID(UUID).bytes + b'{"y":"\\u00e9","z":1}'
+    assert AESGCM(KEY).decrypt(raw[:12], raw[12:], aad) == b'{"a":null,"b":[1,"\\u00e9"]}'
