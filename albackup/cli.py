@@ -289,6 +289,22 @@ def compare_cmd(ctx: click.Context, target_url: str, **kw: Any) -> None:
         raise CompareFailed(f"{len(res.differences)} difference(s)" if res.differences else "no table compared")
 
 
+@cli.command("chg-password")
+@_common
+@click.pass_context
+def chg_password_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Set or change the database password in --cfg, stored encrypted (the key lives outside it)."""
+    from .password import chg_password
+
+    st = _merge(ctx, **kw)
+    path = st.cfg or next((p for p in DEFAULT_CONFIGS if Path(p).is_file()), None)
+    if not path:
+        raise UsageError("chg-password needs --cfg FILE")
+    written = chg_password(Path(path), lambda text, hide: click.prompt(text, hide_input=hide, default="",
+                                                                       show_default=False))
+    _out(st, {"config": str(written), "changed": True}, f"password in {written} changed (stored encrypted)")
+
+
 @cli.command("exit-codes")
 def exit_codes() -> None:
     """Print the table of exit codes."""

@@ -2,6 +2,12 @@
 dataclasses. Every problem is a one-line ``ConfigError`` naming the file, the key path
 (``databases[1].db_port``), the line when known, and what was expected. Passwords never appear in
 messages, in ``repr()`` or in ``display_url()``.
+
+A password is given by at most one of: ``password``/``db_password`` (plain text, or encrypted by
+``chg-password`` as ``albackup-enc:v1:...`` or ``{encrypted: ...}``; see ``albackup.password``),
+``password_env`` (an environment variable), ``password_file`` (a file, relative to the config's
+folder; one trailing line break removed) or ``password_command`` (run without a shell, 30 s
+timeout; its output). The plain password exists only in memory, in ``DatabaseConfig.url``.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import difflib
 import logging
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +27,8 @@ import yaml
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigError
+from .errors import ConfigError, SecretError
+from .password import decrypt_value, is_encrypted
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +44,15 @@ DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
 ALIASES = {"host": "db_server", "port": "db_port", "user": "db_user", "password": "db_password",
            "database": "db_name"}
 PASSWORD_KEYS = ("password", "db_password")
+SOURCE_KEYS = ("password_env", "password_file", "password_command")  # other password sources
 CONNECTION_KEYS = ("driver", "odbc_driver", *ALIASES, *ALIASES.values())
 BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines", "require_consistent",
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows",
-                           *CONNECTION_KEYS, *BOOL_KEYS, *LIST_KEYS})
+                           *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
 _URL_USERINFO = re.compile(r"(://[^:/@]*:).*@")  # greedy: up to the last '@'
 _QUERY_SECRET = re.compile(r"(?i)((?:pwd|password|passwd)(?:=|%3D))(?:(?!%3B|;|&).)*")
@@ -101,20 +111,26 @@ class _Where:
     prefix: str = ""
     lines: Mapping[str, int] = field(default_factory=dict)
     renamed: Mapping[str, str] = field(default_factory=dict)  # key -> path shown (from `defaults`)
+    key_path: Path | None = None  # the key file for encrypted passwords (None: the default lookup)
 
     def path(self, key: str | None = None) -> str:
         return self.prefix if key is None else self.renamed.get(key) or _join(self.prefix, key)
 
     def sub(self, prefix: str, renamed: Mapping[str, str] | None = None) -> _Where:
-        return _Where(self.source, prefix, self.lines, renamed or {})
+        return _Where(self.source, prefix, self.lines, renamed or {}, self.key_path)
 
-    def error(self, key: str | None, message: str) -> ConfigError:
+    def label(self, key: str | None) -> str:
+        """``file, line N: key.path`` for messages."""
         path = self.path(key)
         line = self.lines.get(path) or self.lines.get(self.prefix)
         where = f"{self.source}, line {line}" if line else self.source
         if not path or (self.source == "--url" and path == "url"):
-            return ConfigError(f"{where}: {message}")
-        return ConfigError(f"{where}: {path}: {message}")
+            return where
+        return f"{where}: {path}"
+
+    def error(self, key: str | None, message: str, cls: type[ConfigError] | type[SecretError] = ConfigError
+              ) -> ConfigError | SecretError:
+        return cls(f"{self.label(key)}: {message}")
 
 
 def _join(prefix: str, key: str) -> str:
@@ -138,7 +154,13 @@ def read_file(path: str | Path) -> dict:
 
 
 def _load(path: Path) -> tuple[dict, dict[str, int]]:
-    text = _read_text(path)
+    _node, data, lines = _parse(_read_text(path), path)
+    _warn_if_exposed(path, data)
+    return data, lines
+
+
+def _parse(text: str, path: Path) -> tuple[yaml.Node, dict, dict[str, int]]:
+    """(node tree, settings mapping, line of each key path) of a config file's text."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -157,19 +179,23 @@ def _load(path: Path) -> tuple[dict, dict[str, int]]:
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {_kind(data)}")
     lines: dict[str, int] = {}
     _line_map(node, "", lines, path)
-    _warn_if_exposed(path, data)
-    return data, lines
+    return node, data, lines
 
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return _decode(path.read_bytes(), path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, expected a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
 
@@ -197,43 +223,77 @@ def _line_map(node: yaml.Node | None, prefix: str, lines: dict[str, int], path: 
 
 
 def _warn_if_exposed(path: Path, data: dict) -> None:
-    if os.name == "nt" or not _has_password(data):
+    """One warning for a file holding a plain-text password: group/others can read it (chmod 600),
+    and/or the password is not encrypted (chg-password). Never shows the password."""
+    plain = _plain_passwords(data)
+    if not plain and not _has_password(data):
         return
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return
+    advice = ""
+    if plain and any(k in data for k in ("databases", "scratch", "restore", "defaults")):
+        advice = "give it with password_env, password_file or password_command instead"
+    elif plain:
+        advice = f"encrypt it with: albackup --cfg {path} chg-password"
+    mode = 0
+    if os.name != "nt":
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            pass
     if mode & 0o077:
         log.warning("%s contains a password but is readable by group/others (mode %03o); "
-                    "run: chmod 600 %s", path, mode & 0o777, path)
+                    "run: chmod 600 %s%s", path, mode & 0o777, path,
+                    f"; the password ({', '.join(plain)}) is plain text: {advice}" if plain else "")
+    elif plain:
+        log.warning("%s holds a plain-text password (%s); %s", path, ", ".join(plain), advice)
+
+
+def _plain_passwords(value: Any, prefix: str = "", depth: int = 4) -> list[str]:
+    """Key paths of password/db_password keys holding a plain (not encrypted) password."""
+    if depth == 0:
+        return []
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value)
+                for p in _plain_passwords(item, f"{prefix}[{i}]", depth - 1)]
+    if not isinstance(value, dict):
+        return []
+    out: list[str] = []
+    for key, item in value.items():
+        if key in PASSWORD_KEYS and isinstance(item, str) and item != "" and not is_encrypted(item):
+            out.append(_join(prefix, str(key)))
+        elif isinstance(item, (dict, list)):
+            out.extend(_plain_passwords(item, _join(prefix, str(key)), depth - 1))
+    return out
 
 
 def _has_password(value: Any, depth: int = 4) -> bool:
+    """A plain-text password anywhere: a password key or the password part of a URL."""
     if depth == 0:
         return False
     if isinstance(value, list):
         return any(_has_password(item, depth - 1) for item in value)
     if not isinstance(value, dict):
         return False
-    return any((key in PASSWORD_KEYS and isinstance(item, str) and item != "")
+    return any((key in PASSWORD_KEYS and isinstance(item, str) and item != "" and not is_encrypted(item))
                or (key == "url" and isinstance(item, str) and mask_secrets(item) != item)
                or _has_password(item, depth - 1) for key, item in value.items())
 
 
 # ---------------------------------------------------------------- public loaders
 
-def database_config(path: str | Path) -> DatabaseConfig:
-    """Load a config file describing one database."""
+def database_config(path: str | Path, *, key_path: str | Path | None = None) -> DatabaseConfig:
+    """Load a config file describing one database. ``key_path``: the key file for encrypted
+    passwords (default: $ALBACKUP_CONFIG_KEY, else ~/.config/albackup/config.key)."""
     path = Path(path)
     data, lines = _load(path)
-    return _database(data, _Where(str(path), lines=lines), allow_extra=False, base_dir=path.parent)
+    return _database(data, _Where(str(path), lines=lines, key_path=_opt_path(key_path)),
+                     allow_extra=False, base_dir=path.parent)
 
 
-def test_all_config(path: str | Path) -> TestAllConfig:
+def test_all_config(path: str | Path, *, key_path: str | Path | None = None) -> TestAllConfig:
     """Load a test_all config: optional scratch target, `defaults`, list of `databases`."""
     path = Path(path)
     data, lines = _load(path)
-    where = _Where(str(path), lines=lines)
+    where = _Where(str(path), lines=lines, key_path=_opt_path(key_path))
     _check_keys(data, TEST_ALL_KEYS, where, allow_extra=False)
     scratch = _scratch(data, where, path.parent)
     databases = _databases(data, _defaults(data, where), where, path.parent)
@@ -248,12 +308,18 @@ test_all_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest t
 
 
 def database_from_mapping(data: Mapping, source: str, keypath: str = "", allow_extra: bool = False,
-                          *, base_dir: str | Path | None = None) -> DatabaseConfig:
-    """Validate one database mapping. Relative sqlite paths resolve against ``base_dir``
-    (default: the folder of ``source`` when that is a file, else the working folder)."""
+                          *, base_dir: str | Path | None = None,
+                          key_path: str | Path | None = None) -> DatabaseConfig:
+    """Validate one database mapping. Relative sqlite paths (and password_file) resolve against
+    ``base_dir`` (default: the folder of ``source`` when that is a file, else the working folder)."""
     if base_dir is None:
         base_dir = Path(source).parent if source and Path(source).is_file() else Path.cwd()
-    return _database(data, _Where(source, keypath), allow_extra, Path(base_dir))
+    return _database(data, _Where(source, keypath, key_path=_opt_path(key_path)), allow_extra,
+                     Path(base_dir))
+
+
+def _opt_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def url_config(url: str, *, allow_restore: bool = False, name: str | None = None,
@@ -303,9 +369,13 @@ def _databases(data: dict, defaults: dict, where: _Where, base_dir: Path) -> tup
     out: list[DatabaseConfig] = []
     seen: dict[str, str] = {}
     for i, entry in enumerate(entries):
-        sub = where.sub(f"databases[{i}]", {k: f"defaults.{k}" for k in defaults if k not in entry}
+        inherited = defaults
+        if isinstance(entry, dict) and any(k in entry for k in (*PASSWORD_KEYS, *SOURCE_KEYS)):
+            # an entry's own password source replaces the defaults' one, whichever key it uses
+            inherited = {k: v for k, v in defaults.items() if k not in (*PASSWORD_KEYS, *SOURCE_KEYS)}
+        sub = where.sub(f"databases[{i}]", {k: f"defaults.{k}" for k in inherited if k not in entry}
                         if isinstance(entry, dict) else None)
-        db = _database({**defaults, **entry} if isinstance(entry, dict) else entry, sub, True, base_dir)
+        db = _database({**inherited, **entry} if isinstance(entry, dict) else entry, sub, True, base_dir)
         if db.name in seen:
             raise sub.error("name", f"duplicate name {db.name!r} (also {seen[db.name]})")
         seen[db.name] = sub.prefix
@@ -356,7 +426,16 @@ def _connection_url(data: dict, where: _Where, base_dir: Path) -> URL:
         if mixed:
             raise where.error(mixed[0], "cannot be combined with `url`; give either `url` or "
                                         "`driver` with host/port/user/password/database")
-        return _parse_url(data["url"], where, base_dir)
+        url = _parse_url(data["url"], where, base_dir)
+        given = _password_keys(data)
+        if given:
+            if url.get_backend_name() == "sqlite":
+                raise where.error(given[0], "sqlite takes no password")
+            if url.password is not None:
+                raise where.error(given[0], "conflicts with the password in `url`; give exactly one "
+                                            "password source")
+            url = url.set(password=_password_from(data, where, base_dir))
+        return url
     if "driver" not in data and not any(k in data for k in ALIASES.values()):
         raise where.error(None, "needs `url` or `driver` (with host, port, user, password, database), "
                                 "or the old tool's db_server/db_port/db_name keys")
@@ -364,11 +443,16 @@ def _connection_url(data: dict, where: _Where, base_dir: Path) -> URL:
     driver = data.get("driver", PORT_DRIVERS.get(parts["port"], "mssql"))
     if not isinstance(driver, str) or driver not in DRIVERS:
         raise where.error("driver", f"expected one of {', '.join(DRIVERS)}, got {_show(driver)}")
+    given = _password_keys(data)
+    if driver == "sqlite" and given:
+        raise where.error(given[0], "sqlite takes only `database` (the file path)")
+    parts["password"] = _password_from(data, where, base_dir)
     return _build_url(driver, parts, data, where, base_dir)
 
 
 def _connection_parts(data: dict, where: _Where) -> dict[str, Any]:
-    """host/port/user/password/database from the new keys or the old tool's (not both)."""
+    """host/port/user/database from the new keys or the old tool's (not both); the password is
+    read by _password_from, after the rest of the connection is known to be valid."""
     parts: dict[str, Any] = {}
     for new, old in ALIASES.items():
         if new in data and old in data:
@@ -376,8 +460,8 @@ def _connection_parts(data: dict, where: _Where) -> dict[str, Any]:
         key = new if new in data else old
         value = data.get(key)
         if new == "password":
-            parts[new] = _password(value, key, where)
-        elif value is None:
+            continue
+        if value is None:
             parts[new] = None
         elif new == "port":
             parts[new] = _int(value, key, where, 1, 65535, "an integer port 1..65535")
@@ -391,7 +475,7 @@ def _build_url(driver: str, parts: dict[str, Any], data: dict, where: _Where, ba
     if odbc is not None and driver != "mssql":
         raise where.error("odbc_driver", "only applies to `driver: mssql`")
     if driver == "sqlite":
-        for new in ("host", "port", "user", "password"):
+        for new in ("host", "port", "user"):
             if parts[new] is not None:
                 raise where.error(_used(data, new), "sqlite takes only `database` (the file path)")
         if not parts["database"]:
@@ -492,13 +576,67 @@ def _str(value: Any, key: str, where: _Where) -> str:
     return value
 
 
+def _password_keys(data: dict) -> list[str]:
+    """The password sources given (non-null), in a fixed order."""
+    return [k for k in (*PASSWORD_KEYS, *SOURCE_KEYS) if data.get(k) is not None]
+
+
+def _password_from(data: dict, where: _Where, base_dir: Path) -> str | None:
+    """The plain password from at most one source; several sources are a ConfigError."""
+    given = _password_keys(data)
+    if len(given) > 1:
+        raise where.error(given[1], f"conflicts with `{given[0]}`; give exactly one password source "
+                                    "(password, password_env, password_file or password_command)")
+    if not given:
+        key = "password" if "password" in data else "db_password"
+        return _password(data.get(key), key, where)
+    key = given[0]
+    if key in PASSWORD_KEYS:
+        return _password(data[key], key, where)
+    return _password_source(key, data[key], where, base_dir)
+
+
 def _password(value: Any, key: str, where: _Where) -> str | None:
-    """A password is a string or null; its value never goes into a message."""
-    if isinstance(value, dict) and "encrypted" in value:  # hook for encrypted passwords
-        raise where.error(key, "encrypted passwords are not supported by this version")
+    """A password is a string, null, or encrypted (decrypted here); its value never goes into a
+    message."""
+    if is_encrypted(value):
+        return decrypt_value(value, where.key_path, source=where.source, keypath=where.path(key)) or None
     if value is not None and not isinstance(value, str):
         raise where.error(key, f"expected a string or null{_quote_hint(value)}, got {_kind(value)}")
     return value or None
+
+
+def _password_source(key: str, value: Any, where: _Where, base_dir: Path) -> str:
+    """Read password_env / password_file / password_command (SecretError when unreadable)."""
+    from .secrets import SecretSource  # only when used
+
+    if key == "password_env":
+        if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+            raise where.error(key, f"expected an environment variable name, got {_show(value)}")
+        source = SecretSource(env=value, where=where.label(key))
+    elif key == "password_file":
+        if not isinstance(value, str) or not value:
+            raise where.error(key, f"expected a file path{_quote_hint(value)}, got {_show(value)}")
+        path = Path(value).expanduser()
+        source = SecretSource(file=str(path if path.is_absolute() else base_dir / path),
+                              where=where.label(key))
+    else:
+        words = [value] if isinstance(value, str) else value
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise where.error(key, "expected a command line (a string, or a list of strings), "
+                                   f"got {_kind(value)}")
+        try:
+            argv = shlex.split(value) if isinstance(value, str) else list(value)
+        except ValueError:
+            raise where.error(key, "cannot be split into words (unbalanced quotes?)") from None
+        if not argv:
+            raise where.error(key, "is empty")
+        source = SecretSource(command=tuple(argv), where=where.label(key))
+    raw = source.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise where.error(key, "the password read is not UTF-8 text", SecretError) from None
 
 
 def _str_list(value: Any, key: str, where: _Where) -> tuple[str, ...]:

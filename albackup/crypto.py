@@ -86,7 +86,7 @@ SECRET_KEY_PREFIX = "albackup-secret-key-1:"
 PUBLIC_KEY_PREFIX = "albackup-public-key-1:"
 
 Passphrase = Secret | bytes
-UUIDLike = uuid.UUID | str
+UUIDLike = uuid.UUID | str | bytes
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -108,11 +108,15 @@ def _unb64(value: Any, n: int | None, where: str) -> bytes:
 
 
 def uuid_bytes(backup_uuid: UUIDLike) -> bytes:
-    """The 16 bytes of a backup UUID (a uuid.UUID or its text); ArchiveError if it is not one."""
+    """The 16 bytes of a backup UUID (uuid.UUID, its text, or its 16 bytes); ArchiveError if not one."""
     if isinstance(backup_uuid, uuid.UUID):
         return backup_uuid.bytes
+    if isinstance(backup_uuid, bytes) and len(backup_uuid) == 16:
+        return backup_uuid
     try:
-        return uuid.UUID(str(backup_uuid)).bytes
+        if not isinstance(backup_uuid, str):
+            raise ValueError
+        return uuid.UUID(backup_uuid).bytes
     except ValueError:
         raise ArchiveError(f"backup_uuid {str(backup_uuid)[:40]!r} is not a UUID") from None
 

@@ -155,7 +155,8 @@ def _create_key_file(path: Path) -> None:
             except OSError:
                 pass
     except OSError as exc:
-        raise SecretError(f"cannot create the key file {path} ({exc.strerror or type(exc).__name__})") from None
+        why = exc.strerror or type(exc).__name__
+        raise SecretError(f"cannot create the key file {path} ({why})") from None
     log.info("created the config key %s: keep a copy, without it the encrypted passwords cannot be "
              "decrypted (copy it, or set $%s, on every machine that uses these configs)", path, ENV_KEY)
 

@@ -288,10 +288,14 @@ def test_not_utf8(tmp_path: Path) -> None:
     assert "UTF-8" in error_of(cfg.read_file, path)
 
 
-def test_encrypted_password_hook(tmp_path: Path) -> None:
+def test_encrypted_password_that_is_not_a_token(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ALBACKUP_CONFIG_KEY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     path = write(tmp_path, "driver: postgresql\ndatabase: d\npassword: {encrypted: abc}\n")
     message = error_of(cfg.database_config, path)
-    assert "password" in message and "encrypted passwords are not supported" in message
+    assert str(path) in message and "password.encrypted" in message
+    assert "albackup-enc:v1:" in message and "chg-password" in message
+    assert not (tmp_path / "xdg").exists()  # loading never creates a key
 
 
 def test_password_must_be_string(tmp_path: Path) -> None:
@@ -416,12 +420,14 @@ def test_group_readable_password_file_warns(tmp_path: Path, caplog) -> None:
         cfg.database_config(path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
-    assert SECRET not in warnings[0]
+    assert "chg-password" in warnings[0] and SECRET not in warnings[0]
     caplog.clear()
     path.chmod(0o600)
     with caplog.at_level(logging.WARNING, logger="albackup.config"):
         cfg.database_config(path)
-    assert not caplog.records
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "plain-text password" in warnings[0] and "chmod" not in warnings[0]
+    assert "chg-password" in warnings[0] and SECRET not in warnings[0]
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")

@@ -430,3 +430,22 @@ def test_format_frame_and_manifest_by_hand() -> None:
     raw = base64.b64decode(seal_json(KEY, UUID, {"b": [1, "é"], "a": None}, {"z": 1, "y": "é"}))
     aad = b"albackup-manifest-v1" + uuid.UUID(UUID).bytes + b'{"y":"\\u00e9","z":1}'
     assert AESGCM(KEY).decrypt(raw[:12], raw[12:], aad) == b'{"a":null,"b":[1,"\\u00e9"]}'
+
+
+def test_backup_uuid_forms_are_interchangeable() -> None:
+    u = uuid.UUID(UUID)
+    blob = FrameSealer(KEY, u.bytes, FILE).seal(1, False, b"x")
+    for form in (UUID, UUID.upper(), u, u.bytes):
+        assert FrameOpener(KEY, form, FILE).open(1, False, blob) == b"x"
+    key, header = new_encryption([b"pw"], [], u.bytes, scrypt_n=N)
+    assert header["backup_uuid"] == UUID
+    assert Keyring([b"pw"]).open_slots(header["slots"], u) == key
+    for bad in (b"\x00" * 15, "nope", 12345):
+        with pytest.raises(ArchiveError, match="not a UUID"):
+            FrameOpener(KEY, bad, FILE)  # type: ignore[arg-type]
+
+
+def test_scrypt_cost_is_checked_when_writing() -> None:
+    for n in (1000, 2**9, 2**21):
+        with pytest.raises(ValueError, match="power of two"):
+            new_encryption([b"pw"], [], UUID, scrypt_n=n)
