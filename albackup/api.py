@@ -17,11 +17,13 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from .archive import Backup, backup_id
+from .archive import Backup, backup_id, read_manifest
 from .compare import Comparison, compare_databases
 from .config import DatabaseConfig, TestAllConfig
 from .dump import DumpOptions, DumpResult, run_dump
 from .engines.base import Adapter, for_engine
+from .keys import NONE as NO_ENCRYPTION
+from .keys import EncryptionConfig, keyring, new_backup_encryption
 from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused
 from .restore import RestoreOptions, Restorer, RestoreResult
 from .verify import VerifyResult, verify_backup
@@ -83,15 +85,21 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
         exclude=db.exclude_tables, kinds=_kinds(db), compression=db.compression,
         compression_level=db.compression_level, batch_rows=db.batch_rows,
         require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
+    encryption = new_backup_encryption(db.encryption)
     try:
-        return run_dump(engine, adapter, Path(backup_dir), opts, bid, progress)
+        return run_dump(engine, adapter, Path(backup_dir), opts, bid, progress, encryption)
     finally:
         engine.dispose()
 
 
+def open_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> Backup:
+    """Open a backup for reading with the keys ``enc`` names (an encrypted backup needs them)."""
+    return Backup(path, keyring(enc), require_encryption=enc.writes_encrypted)
+
+
 def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
             progress: Progress | None = None) -> RestoreResult:
-    backup = Backup(backup_path)     # a missing or damaged backup is refused before any connection
+    backup = open_backup(backup_path, db.encryption)   # missing or damaged: refused before connecting
     if not opts.allow_restore and not opts.plan_only:
         raise RestoreRefused(f"restore into {db.display_url()} refused: allow_restore is not set "
                              "(set allow_restore: true in the config, or --allow-restore with --url)")
@@ -105,12 +113,21 @@ def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
         engine.dispose()
 
 
-def verify(path: Path | str) -> VerifyResult:
-    return verify_backup(path)
+def verify(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> VerifyResult:
+    return verify_backup(path, keyring(enc), require_encryption=enc.writes_encrypted)
 
 
-def inspect_backup(path: Path | str) -> dict[str, Any]:
-    b = Backup(path)
+def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> dict[str, Any]:
+    plain = read_manifest(path)
+    if "encryption" in plain and not enc.can_read:
+        # without a key only the plaintext header can be shown
+        header = plain["encryption"]
+        return {"backup": str(Path(path)), "id": Path(path).name, "format_version": plain["format_version"],
+                "albackup_version": plain.get("albackup_version"), "created_at": plain.get("created_at"),
+                "encrypted": True, "cipher": header.get("cipher"),
+                "key_slots": [{k: v for k, v in slot.items() if k in ("type", "kdf", "n", "r", "p", "key_id")}
+                              for slot in header.get("slots") or []]}
+    b = open_backup(path, enc)
     m = b.manifest
     tables = []
     for t in b.schema.tables:
@@ -127,6 +144,7 @@ def inspect_backup(path: Path | str) -> dict[str, Any]:
             "name": m.get("name"), "host": m.get("host"), "source": m.get("source"),
             "consistency": m.get("consistency"), "compression": m.get("compression"),
             "skipped": m.get("skipped"), "totals": m.get("totals"),
+            "encrypted": b.encryption is not None,
             "routines": [{"kind": r.kind, "name": r.name} for r in b.schema.routines], "tables": tables}
 
 
@@ -219,8 +237,9 @@ def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, ent
         else:
             target = scratch
         t1 = time.monotonic()
-        restore(d.path, target, RestoreOptions(allow_restore=True, clean=scratch is not None,
-                                               enable_ri_check=db.enable_ri_check), progress)
+        restore(d.path, replace(target, encryption=db.encryption),
+                RestoreOptions(allow_restore=True, clean=scratch is not None, enable_ri_check=db.enable_ri_check),
+                progress)
         entry.restore_seconds = round(time.monotonic() - t1, 3)
         if after_restore is not None:
             after_restore(db, target)

@@ -6,6 +6,7 @@ Both call shapes work: the old tool's ``albackup --cfg dump.yaml --backup-dir DI
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import logging
 import sys
 import traceback
@@ -16,6 +17,8 @@ import click
 
 from . import __version__, api, config
 from .errors import AlbackupError, CompareFailed, UsageError, exit_code_table
+from .keys import NONE as NO_ENCRYPTION
+from .keys import CliKeys, EncryptionConfig
 from .restore import RestoreOptions
 
 log = logging.getLogger("albackup")
@@ -31,6 +34,7 @@ class State:
         self.debug = False
         self.verbose = 0
         self.quiet = False
+        self.keys = CliKeys()
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,8 +49,27 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the backup's keys come from. Never a passphrase itself on the command line."""
+    f = click.option("--passphrase-env", metavar="NAME", help="Passphrase from this environment variable.")(f)
+    f = click.option("--passphrase-file", metavar="PATH", help="Passphrase from this file.")(f)
+    f = click.option("--passphrase-fd", type=int, metavar="N", help="Passphrase read from this file descriptor.")(f)
+    f = click.option("--passphrase-command", metavar="CMD", help="Passphrase printed by this command (no shell).")(f)
+    f = click.option("--recipient", "recipients", multiple=True, metavar="PUBKEY|@FILE",
+                     help="Encrypt to this public key (the backup host needs no secret).")(f)
+    f = click.option("--key-file", metavar="PATH", help="Private key file, to read backups encrypted to its public key.")(f)
+    return f
+
+
+_KEY_ARGS = ("passphrase_env", "passphrase_file", "passphrase_fd", "passphrase_command", "recipients", "key_file")
+
+
 def _merge(ctx: click.Context, **kw: Any) -> State:
     st: State = ctx.ensure_object(State)
+    for k in _KEY_ARGS:
+        v = kw.pop(k, None)
+        if v:
+            setattr(st.keys, k, tuple(v) if k == "recipients" else v)
     for k, attr in (("cfg", "cfg"), ("url", "url"), ("backup_dir", "backup_dir"), ("as_json", "json"),
                     ("debug", "debug"), ("quiet", "quiet")):
         v = kw.get(k)
@@ -88,6 +111,14 @@ def _db(st: State, *, allow_restore_flag: bool = False, **url_opts: Any) -> conf
     return config.database_config(path)
 
 
+def _enc(st: State, db: config.DatabaseConfig | None = None) -> EncryptionConfig:
+    """The config's encryption settings (when there is a config) with the command line's over them."""
+    if db is None and (st.cfg or st.url):
+        db = _db(st)
+    base = db.encryption if db is not None else NO_ENCRYPTION
+    return base.merged(st.keys.config())
+
+
 def _out(st: State, data: Any, text: str | None = None) -> None:
     if st.json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
@@ -126,6 +157,7 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 
 @cli.command()
 @_common
+@_key_options
 @click.option("--tables", multiple=True, metavar="GLOBS", help="Only these tables (comma-separated globs).")
 @click.option("--exclude-tables", multiple=True, metavar="GLOBS", help="Not these tables.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "lzma", "none"]), help="Default: zstd.")
@@ -136,7 +168,6 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], compression: str | None,
          no_views: bool, no_triggers: bool, no_routines: bool, **kw: Any) -> None:
     """Back up a database into a new backup set under --backup-dir (its path is the last line)."""
-    from dataclasses import replace
 
     st = _merge(ctx, **kw)
     db = _db(st)
@@ -150,6 +181,7 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
     for flag, key in ((no_views, "views"), (no_triggers, "triggers"), (no_routines, "routines")):
         if flag:
             changes[key] = False
+    changes["encryption"] = _enc(st, db)
     db = replace(db, **changes)
     res = api.dump(db, Path(st.backup_dir or "."), progress=_progress(st))
     log.info("backup %s: %d tables, %s rows, %s bytes in %.1fs (%s)", res.path.name, res.tables,
@@ -160,6 +192,7 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
 
 @cli.command()
 @_common
+@_key_options
 @click.option("--tables", multiple=True, metavar="GLOBS", help="Restore only these tables.")
 @click.option("--exclude-tables", multiple=True, metavar="GLOBS", help="Do not restore these tables.")
 @click.option("--clean", is_flag=True, help="Drop and replace tables the target already has.")
@@ -180,7 +213,7 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
     opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
                           exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
                           enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines)
-    res = api.restore(st.backup_dir, db, opts, progress=_progress(st))
+    res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st))
     data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
             "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,
             "seconds": round(res.seconds, 3)}
@@ -199,26 +232,34 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
 
 @cli.command()
 @_common
+@_key_options
 @click.pass_context
 def verify(ctx: click.Context, **kw: Any) -> None:
     """Check a backup without a database: manifest, checksums, every frame, counts and hashes."""
     st = _merge(ctx, **kw)
     if not st.backup_dir:
         raise UsageError("verify needs --backup-dir PATH of one backup")
-    res = api.verify(st.backup_dir)
+    res = api.verify(st.backup_dir, _enc(st))
     _out(st, {"backup": str(res.path), "ok": True, "tables": res.tables, "rows": res.rows},
          f"OK {res.path}: {len(res.tables)} tables, {res.rows:,} rows verified")
 
 
 @cli.command("inspect")
 @_common
+@_key_options
 @click.pass_context
 def inspect_cmd(ctx: click.Context, **kw: Any) -> None:
     """List a backup's tables, columns, types, rows and sizes."""
     st = _merge(ctx, **kw)
     if not st.backup_dir:
         raise UsageError("inspect needs --backup-dir PATH of one backup")
-    info = api.inspect_backup(st.backup_dir)
+    info = api.inspect_backup(st.backup_dir, _enc(st))
+    if info.get("encrypted") and "tables" not in info:
+        slots = ", ".join(f"{x['type']}" + (f" {x['key_id']}" if x.get("key_id") else "") for x in info["key_slots"])
+        _out(st, info, f"backup      {info['id']}\ncreated     {info['created_at']}\n"
+                       f"encrypted   {info['cipher']}, key slots: {slots}\n"
+                       "(give the passphrase or private key to see its tables)")
+        return
     src = info["source"] or {}
     cons = info["consistency"] or {}
     lines = [f"backup      {info['id']}", f"created     {info['created_at']}",
@@ -258,6 +299,7 @@ def _test_all(ctx: click.Context, **kw: Any) -> None:
 
 @cli.command("test_all")
 @_common
+@_key_options
 @click.pass_context
 def test_all(ctx: click.Context, **kw: Any) -> None:
     """Dump each configured database, restore into a scratch target, compare (also: test-all)."""
@@ -266,6 +308,7 @@ def test_all(ctx: click.Context, **kw: Any) -> None:
 
 @cli.command("test-all", hidden=True)
 @_common
+@_key_options
 @click.pass_context
 def test_all_dash(ctx: click.Context, **kw: Any) -> None:
     """Same as test_all."""
@@ -303,6 +346,24 @@ def chg_password_cmd(ctx: click.Context, **kw: Any) -> None:
     written = chg_password(Path(path), lambda text, hide: click.prompt(text, hide_input=hide, default="",
                                                                        show_default=False))
     _out(st, {"config": str(written), "changed": True}, f"password in {written} changed (stored encrypted)")
+
+
+@cli.command("keygen")
+@click.option("--out", "out", required=True, metavar="PATH", help="Where to write the private key (mode 0600).")
+def keygen(out: str) -> None:
+    """Make a key pair: the private key goes to --out, the public key is printed (use it with --recipient)."""
+    import os
+
+    from .crypto import generate_keypair
+
+    secret, public = generate_keypair()
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{out} exists; not overwriting a key") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    click.echo(public)
 
 
 @cli.command("exit-codes")

@@ -27,6 +27,8 @@ import yaml
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .keys import NONE as NO_ENCRYPTION
+from .keys import EncryptionConfig, encryption_from_mapping
 from .errors import ConfigError, SecretError
 from .password import decrypt_value, is_encrypted
 
@@ -49,7 +51,7 @@ CONNECTION_KEYS = ("driver", "odbc_driver", *ALIASES, *ALIASES.values())
 BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines", "require_consistent",
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
-DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows",
+DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "encryption",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -79,6 +81,7 @@ class DatabaseConfig:
     skip: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
     source: str = ""
+    encryption: EncryptionConfig = NO_ENCRYPTION
 
     def display_url(self) -> str:
         return mask_secrets(self.url.render_as_string(hide_password=True))
@@ -395,8 +398,10 @@ def _database(data: Any, where: _Where, allow_extra: bool, base_dir: Path,
         raise where.error(None, f"expected a mapping of database keys, got {_kind(data)}")
     extra = _check_keys(data, DATABASE_KEYS, where, allow_extra)
     url = _connection_url(data, where, base_dir)
+    enc = encryption_from_mapping(data.get("encryption"), f"{where.source}: {where.path('encryption')}", base_dir)
     return DatabaseConfig(name=_name(data, url, where, default_name), url=url,
-                          extra=MappingProxyType(extra), source=where.source, **_options(data, where))
+                          extra=MappingProxyType(extra), source=where.source, encryption=enc,
+                          **_options(data, where))
 
 
 def _check_keys(data: dict, known: frozenset[str], where: _Where, allow_extra: bool) -> dict:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .archive import BackupWriter, ChunkWriter, new_manifest
+from .archive import BackupWriter, ChunkWriter, Encryption, new_manifest
 from .engines.base import Adapter
 from .errors import AlbackupError, DumpError
 from .model import Table
@@ -115,9 +115,9 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
 
 
 def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOptions, bid: str,
-             progress: Progress | None = None) -> DumpResult:
+             progress: Progress | None = None, encryption: Encryption | None = None) -> DumpResult:
     t0 = time.monotonic()
-    writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level)
+    writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level, encryption)
     try:
         with engine.connect() as conn:
             snap = adapter.begin_snapshot(conn)

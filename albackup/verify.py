@@ -20,8 +20,8 @@ class VerifyResult:
         return sum(t["rows"] for t in self.tables)
 
 
-def verify_backup(path: Path | str, keyring: Any = None) -> VerifyResult:
-    b = Backup(path, keyring)
+def verify_backup(path: Path | str, keyring: Any = None, require_encryption: bool = False) -> VerifyResult:
+    b = Backup(path, keyring, require_encryption)
     res = VerifyResult(b.path)
     for t in b.schema.tables:
         entry = b.tables[t.key]

@@ -76,6 +76,8 @@ class S3Server:
     access_key: str
     secret_key: str
     cleanup_paths: list[Path] = field(default_factory=list)
+    #: seconds between SIGTERM and SIGKILL (SeaweedFS takes 15 s to stop gracefully: not worth it here)
+    grace: float = 3.0
 
     @property
     def endpoint(self) -> str:
@@ -105,7 +107,7 @@ class S3Server:
         return " | ".join(text[-lines:])
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        stop_process(self.proc, self.grace)
         for p in self.cleanup_paths:
             try:
                 p.unlink()
@@ -242,7 +244,7 @@ def start_seaweedfs(tmp: Path, timeout: float = 60.0, tries: int = 2) -> S3Serve
         # weed also opens unix sockets named after the gRPC ports in /tmp
         sockets = [Path(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock") for kind, port in
                    (("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc))]
-        server = S3Server("SeaweedFS", s3, proc, log, access_key, secret_key, cleanup_paths=sockets)
+        server = S3Server("SeaweedFS", s3, proc, log, access_key, secret_key, cleanup_paths=sockets, grace=0.5)
         client = server.client(timeout=1.0)
         why = _wait(server, lambda: client.list_buckets() is not None, timeout) or ""
         if not why:

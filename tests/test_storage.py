@@ -399,7 +399,7 @@ def test_part_size_for_large_files() -> None:
 def test_s3_client_settings(moto_server: s3servers.S3Server) -> None:
     st = open_storage(f"s3://{BUCKET}/x", moto_server.options(max_attempts=7))
     cfg = st.client.meta.config  # type: ignore[attr-defined]
-    assert cfg.retries == {"mode": "standard", "max_attempts": 7}
+    assert cfg.retries == {"mode": "standard", "total_max_attempts": 7}   # the first attempt included
     assert cfg.s3["addressing_style"] == "path"
     aws = open_storage("s3://some-bucket/x", StorageOptions(region="eu-west-1", access_key_id="a",
                                                               secret_access_key="b"))

@@ -395,7 +395,9 @@ class Storage(abc.ABC):
     def list_dirs(self, prefix: str = "") -> builtins.list[str]:
         """The folders one level below the folder ``prefix`` ("" is the root; a trailing '/' is
         optional) that hold at least one object, as keys without a trailing '/', sorted:
-        ``list_dirs("b")`` → ``["b/x", "b/y"]``."""
+        ``list_dirs("b")`` → ``["b/x", "b/y"]``. (On S3 this costs one listing request for the
+        level plus a one-page listing per folder found, because some S3-compatible servers keep
+        listing folders whose objects are all gone.)"""
 
     # --- deleting
     @abc.abstractmethod

@@ -115,7 +115,7 @@ class S3Storage(Storage):
         o = self.options
         style = o.addressing_style or ("path" if o.endpoint_url else "auto")
         cfg: dict[str, Any] = dict(
-            retries={"mode": "standard", "max_attempts": o.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": o.max_attempts},
             connect_timeout=o.connect_timeout,
             read_timeout=o.read_timeout,
             s3={"addressing_style": style},
@@ -484,8 +484,24 @@ class S3Storage(Storage):
             return self.client.head_object(Bucket=self.bucket, Key=full)
         except bce.ClientError as e:
             if self._status(e) == 404 or e.response.get("Error", {}).get("Code") in ("NoSuchKey", "NotFound", "404"):
-                self._call(what, key, self.client.head_bucket, Bucket=self.bucket)
+                self._check_bucket(what, key)
                 return None
+            if self._status(e) in (400, 403):
+                raise self._diagnose(what, key, e) from e
+            raise self._error(what, key, e) from e
+        except bce.BotoCoreError as e:
+            raise self._error(what, key, e) from e
+
+    def _check_bucket(self, what: str, key: str) -> None:
+        """After a body-less 404: StorageError NoSuchBucket when it is the bucket that is missing."""
+        import botocore.exceptions as bce
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except bce.ClientError as e:
+            if self._status(e) == 404:
+                raise storage_error(f"cannot {what} {self.where(key)}: NoSuchBucket: the bucket "
+                                    f"{self.bucket!r} does not exist", code="NoSuchBucket") from e
             if self._status(e) in (400, 403):
                 raise self._diagnose(what, key, e) from e
             raise self._error(what, key, e) from e
@@ -540,7 +556,15 @@ class S3Storage(Storage):
                 rel = self._rel(cp["Prefix"]).rstrip("/")
                 if rel:
                     out.add(rel)
-        return sorted(out)
+        # Servers built on a file system (SeaweedFS) keep a folder after its last object is gone
+        # and list it as a common prefix: keep only the ones that still hold an object.
+        return [d for d in sorted(out) if self._holds_object(d + "/")]
+
+    def _holds_object(self, prefix: str) -> bool:
+        for page in self._pages("list", prefix, PaginationConfig={"PageSize": 10}):
+            if any(not o["Key"].endswith("/") for o in page.get("Contents", []) or []):
+                return True
+        return False
 
     # ------------------------------------------------------------ deleting
     def delete(self, key: str) -> None:
