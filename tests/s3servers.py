@@ -274,3 +274,83 @@ def create_bucket(server: S3Server, bucket: str, timeout: float = 30.0) -> None:
                 unavailable(f"{server.name}: cannot create bucket {bucket}: {type(e).__name__}: {e}: "
                             f"{server.log_tail(5)}")
             time.sleep(0.3)
+
+
+# ---------------------------------------------------------------- a flaky front
+
+class FlakyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 server that answers the next ``fail(n)``
+    requests with 503 SlowDown (a transient error, which clients retry) and forwards the rest."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.target_port = target_port
+        self.requests = 0
+        self.failed = 0
+        self._to_fail = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.requests += 1
+                    fail = proxy._to_fail > 0
+                    if fail:
+                        proxy._to_fail -= 1
+                        proxy.failed += 1
+                if fail:
+                    data = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                            b"<Message>Please reduce your request rate.</Message></Error>")
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                    return
+                conn = http.client.HTTPConnection(HOST, proxy.target_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                conn.close()
+                self.send_response(r.status)
+                head = self.command == "HEAD"
+                for k, v in r.getheaders():
+                    skip = ("transfer-encoding", "connection", "server", "date") + (() if head else ("content-length",))
+                    if k.lower() not in skip:
+                        self.send_header(k, v)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def fail(self, n: int) -> None:
+        with self._lock:
+            self._to_fail = n
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,15 @@ from sqlalchemy.pool import NullPool
 
 from albackup import api, config
 from albackup.errors import AlbackupError
+from albackup.keys import NONE as NO_ENCRYPTION
+from albackup.keys import EncryptionConfig
+from albackup.secrets import SecretSource
 from albackup.restore import RestoreOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _small_backup(tmp: Path) -> Path:
+def _small_backup(tmp: Path, enc: "EncryptionConfig | None" = None) -> Path:
     db = tmp / "s.sqlite"
     con = sqlite3.connect(db)
     con.executescript("""
@@ -35,12 +39,24 @@ def _small_backup(tmp: Path) -> Path:
     con.executemany("INSERT INTO c VALUES (?, ?)", [(i, i) for i in range(50)])
     con.commit()
     con.close()
-    return api.dump(config.url_config(f"sqlite:///{db}"), tmp / "b").path
+    cfg = config.url_config(f"sqlite:///{db}")
+    if enc is not None:
+        cfg = replace(cfg, encryption=enc)
+    return api.dump(cfg, tmp / "b").path
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _small_backup(tmp_path_factory.mktemp("fuzz"))
+def _enc_config(tmp: Path) -> EncryptionConfig:
+    pw = tmp / "pass"
+    pw.write_text("fuzz passphrase\n")
+    os.chmod(pw, 0o600)
+    return EncryptionConfig(passphrase=SecretSource(file=str(pw)), scrypt_n=1024)
+
+
+@pytest.fixture(scope="module", params=["plain", "encrypted"])
+def pristine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EncryptionConfig]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    enc = _enc_config(tmp) if request.param == "encrypted" else NO_ENCRYPTION
+    return _small_backup(tmp, enc if request.param == "encrypted" else None), enc
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -52,8 +68,10 @@ def _copy(src: Path, dst: Path) -> Path:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_archives_give_albackup_errors_only(pristine: Path, tmp_path_factory: pytest.TempPathFactory,
+def test_fuzzed_archives_give_albackup_errors_only(pristine: tuple[Path, EncryptionConfig],
+                                                   tmp_path_factory: pytest.TempPathFactory,
                                                    data: st.DataObject) -> None:
+    pristine, enc = pristine
     work = _copy(pristine, tmp_path_factory.mktemp("case") / pristine.name)
     files = sorted(p for p in work.rglob("*") if p.is_file())
     target = data.draw(st.sampled_from(files))
@@ -76,9 +94,9 @@ def test_fuzzed_archives_give_albackup_errors_only(pristine: Path, tmp_path_fact
         raw = bytearray(other.read_bytes())
     target.write_bytes(bytes(raw))
     try:
-        api.verify(work)
+        api.verify(work, enc)
     except AlbackupError as exc:
-        assert exc.exit_code in (6, 7, 8, 11), exc
+        assert exc.exit_code in (6, 7, 8, 11, 14), exc
         assert "\n" not in exc.message
     else:
         # a change the reader cannot see must not have changed any value
@@ -217,3 +235,94 @@ def test_password_never_leaks(pg, tmp_path: Path) -> None:
             assert secret.encode() not in f.read_bytes(), f
     m = json.loads((backup / "manifest.json").read_text())
     assert "***" in m["source"]["url"] or "@" not in m["source"]["url"]
+
+
+# ------------------------------------------------------------------ disk full, dropped links
+def _fill_source(url: sa.URL, rows: int = 3000) -> None:
+    e = sa.create_engine(url, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE a_first (id INT PRIMARY KEY, v TEXT)")
+        c.exec_driver_sql("INSERT INTO a_first VALUES (1, 'x')")
+        c.exec_driver_sql("CREATE TABLE b_next (id INT PRIMARY KEY, v TEXT)")
+    md = sa.MetaData()
+    t = sa.Table("b_next", md, autoload_with=e)
+    with e.begin() as c:
+        c.execute(t.insert(), [{"id": i, "v": os.urandom(200).hex()} for i in range(rows)])
+    e.dispose()
+
+
+def test_disk_full_while_dumping_leaves_no_half_backup(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                             capture_output=True).returncode == 0
+    src = tmp_path / "big.sqlite"
+    _fill_source(sa.engine.make_url(f"sqlite:///{src}"))
+    try:
+        if mounted:   # a real ENOSPC
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            p = subprocess.run([sys.executable, "-m", "albackup", "dump", "--url", f"sqlite:///{src}",
+                                "--backup-dir", str(mnt / "b"), "--compression", "none"],
+                               capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        else:         # no mount here: a file size limit gives the same failed write
+            code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                    "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000)); "
+                    "from albackup.cli import main; main(sys.argv[1:])")
+            p = subprocess.run([sys.executable, "-c", code, "dump", "--url", f"sqlite:///{src}", "--backup-dir",
+                                str(mnt / "b"), "--compression", "none"], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
+        assert p.returncode == 9, p.stderr
+        assert "Traceback" not in p.stderr and "cannot write the backup" in p.stderr
+        assert list((mnt / "b").iterdir()) == []
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _kill_other_sessions(url: sa.URL) -> None:
+    e = sa.create_engine(url, poolclass=NullPool)
+    with e.connect() as c:
+        if e.dialect.name == "postgresql":
+            c.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        else:
+            ids = c.exec_driver_sql("SELECT id FROM information_schema.processlist "
+                                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()").scalars().all()
+            for i in ids:
+                c.exec_driver_sql(f"KILL {int(i)}")
+    e.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_connection_dropped_mid_dump(kind: str, make_db, tmp_path: Path) -> None:
+    src = make_db(kind, "drop")
+    _fill_source(src)
+
+    def cut(table: str, rows: int, size: int, secs: float) -> None:
+        if table == "a_first":
+            _kill_other_sessions(src)
+
+    with pytest.raises(AlbackupError) as exc:
+        api.dump(config.url_config(src.render_as_string(False)), tmp_path / "b", progress=cut)
+    assert exc.value.exit_code == 9
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_connection_dropped_mid_restore(kind: str, make_db, tmp_path: Path) -> None:
+    src = make_db(kind, "rdrop")
+    _fill_source(src)
+    backup = api.dump(config.url_config(src.render_as_string(False)), tmp_path / "b").path
+    dst = make_db(kind, "rdropdst")
+
+    def cut(table: str, rows: int, size: int, secs: float) -> None:
+        if table == "a_first":
+            _kill_other_sessions(dst)
+
+    with pytest.raises(AlbackupError) as exc:
+        api.restore(backup, config.url_config(dst.render_as_string(False), allow_restore=True),
+                    RestoreOptions(allow_restore=True), progress=cut)
+    assert exc.value.exit_code == 10
+    e = sa.create_engine(dst, poolclass=NullPool)
+    assert sa.inspect(e).get_table_names() == []     # rolled back (PostgreSQL) or cleaned (MySQL)
+    e.dispose()

@@ -510,3 +510,20 @@ def test_server_gone_fails_fast(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 10
         msg = str(ei.value)
         assert "cannot connect" in msg and f"s3://{BUCKET}/gone" in msg and server.secret_key not in msg, msg
+
+
+def test_transient_errors_are_retried(moto_server: s3servers.S3Server) -> None:
+    proxy = s3servers.FlakyProxy(moto_server.port)
+    try:
+        st = open_storage(f"s3://{BUCKET}/flaky", moto_server.options(endpoint_url=proxy.endpoint, max_attempts=2))
+        proxy.fail(1)
+        st.put_bytes("k", b"value")                     # 503 SlowDown once, then retried
+        assert proxy.failed == 1 and st.get_bytes("k") == b"value"
+        proxy.fail(100)
+        before = proxy.requests
+        with pytest.raises(StorageError, match="SlowDown") as ei:
+            st.get_bytes("k")
+        assert proxy.requests - before == 2             # max_attempts counts the first attempt
+        assert "s3://albackup-test/flaky/k" in str(ei.value)
+    finally:
+        proxy.close()
