@@ -246,3 +246,36 @@ def test_test_all_with_an_encrypted_config(source: Path, tmp_path: Path, env_pas
 """)
     res = api.test_all(config.test_all_config(p), workdir=tmp_path)
     assert res.ok, res.entries
+
+
+def test_passphrase_never_leaks(source: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "ALBK_TEST_PASS": PASS}
+    outs = []
+    for args in (["dump", "--url", f"sqlite:///{source}", "--backup-dir", str(tmp_path / "b"),
+                  "--passphrase-env", "ALBK_TEST_PASS", "--debug"],):
+        p = subprocess.run([sys.executable, "-m", "albackup", *args], capture_output=True, text=True, env=env, cwd=root)
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout + p.stderr)
+    backup = Path(outs[0].strip().splitlines()[-1]) if Path(outs[0].strip().splitlines()[-1]).exists() else \
+        next((tmp_path / "b").iterdir())
+    for args in (["verify", "--backup-dir", str(backup), "--passphrase-env", "ALBK_TEST_PASS", "--json", "--debug"],
+                 ["inspect", "--backup-dir", str(backup), "--passphrase-env", "ALBK_TEST_PASS", "--json"],
+                 ["restore", "--url", f"sqlite:///{tmp_path / 'r.sqlite'}", "--allow-restore", "--backup-dir",
+                  str(backup), "--passphrase-env", "ALBK_TEST_PASS", "--debug"]):
+        p = subprocess.run([sys.executable, "-m", "albackup", *args], capture_output=True, text=True, env=env, cwd=root)
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout + p.stderr)
+    env["ALBK_TEST_PASS"] = PASS + " but wrong"
+    p = subprocess.run([sys.executable, "-m", "albackup", "verify", "--backup-dir", str(backup), "--passphrase-env",
+                        "ALBK_TEST_PASS", "--debug"], capture_output=True, text=True, env=env, cwd=root)
+    assert p.returncode == 14
+    outs.append(p.stdout + p.stderr)
+    for out in outs:
+        assert PASS not in out
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert PASS.encode() not in f.read_bytes(), f

@@ -20,6 +20,7 @@ import builtins
 import hashlib
 import io
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -136,7 +137,8 @@ class S3Storage(Storage):
             region = o.region or session.region_name or ("us-east-1" if o.endpoint_url else None)
             return session.client("s3", region_name=region, endpoint_url=o.endpoint_url, config=config)
         except bce.ProfileNotFound:
-            raise ConfigError(f"storage options: AWS profile {o.profile!r} not found") from None
+            name = o.profile or os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+            raise ConfigError(f"storage options: AWS profile {name!r} not found") from None
         except (bce.BotoCoreError, ValueError) as e:
             raise ConfigError(f"storage options for {self.url}: {self._scrub(str(e))}") from None
 
