@@ -15,7 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import __version__
 from .codec import pack_rows, unpack_rows
@@ -347,8 +347,11 @@ class Backup:
     An encrypted backup needs a ``keyring`` (passphrases and/or private keys) to open.
     """
 
-    def __init__(self, path: Path | str, keyring: Any = None, require_encryption: bool = False) -> None:
+    def __init__(self, path: Path | str, keyring: Any = None, require_encryption: bool = False,
+                 fetch: Callable[[str], Path] | None = None) -> None:
+        """``fetch(rel)``: makes a chunk file available locally on first use (remote backups)."""
         self.path = Path(path)
+        self._fetch = fetch
         mpath = self.path / MANIFEST
         m = read_manifest(self.path)
         self.encryption: Encryption | None = None
@@ -408,5 +411,8 @@ class Backup:
         ncols = len(table.columns)
         for c in self.tables[key]["chunks"]:
             where = f"{self.path.name}/{c['file']} (table {key})"
-            yield from read_chunk(self.path / c["file"], ncols, where, c["sha256"], int(c["rows"]),
+            yield from read_chunk(self.chunk_path(c["file"]), ncols, where, c["sha256"], int(c["rows"]),
                                   self.encryption, c["file"])
+
+    def chunk_path(self, rel: str) -> Path:
+        return self._fetch(rel) if self._fetch is not None else self.path / rel

@@ -85,7 +85,7 @@ def _frames(rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
 
 
 def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
-                opts: DumpOptions, progress: Progress | None) -> dict[str, Any]:
+                opts: DumpOptions, progress: Progress | None, sink: Any = None) -> dict[str, Any]:
     readers = [adapter.reader(c.type) for c in table.columns]
     types = [c.type for c in table.columns]
     chunks = []
@@ -99,9 +99,14 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
             chunk.write_rows(frame)
         if chunk.bytes_written >= CHUNK_BYTES:
             chunks.append(chunk.close())
+            if sink is not None:
+                sink.add_chunk(writer.tmp / chunks[-1].file, chunks[-1].file, chunks[-1].sha256)
             chunk_no += 1
             chunk = writer.chunk(no, chunk_no, types)
     chunks.append(chunk.close())
+    if sink is not None:
+        for c in chunks[-1:]:
+            sink.add_chunk(writer.tmp / c.file, c.file, c.sha256)
     written = sum(c.rows for c in chunks)
     if written != read:
         raise DumpError(f"table {table.key}: read {read} rows but wrote {written}")
@@ -114,8 +119,22 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
             "chunks": [c.to_dict() for c in chunks]}
 
 
+def _as_dump_error(exc: BaseException, backup_dir: Path) -> DumpError | None:
+    """Database and file-system failures become a DumpError; everything else passes as it is."""
+    if isinstance(exc, AlbackupError):
+        return None
+    if isinstance(exc, sa.exc.DBAPIError):
+        return DumpError(f"database error during dump: {str(exc.orig).strip().splitlines()[0]}")
+    if isinstance(exc, OSError):
+        return DumpError(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}")
+    return None
+
+
 def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOptions, bid: str,
-             progress: Progress | None = None, encryption: Encryption | None = None) -> DumpResult:
+             progress: Progress | None = None, encryption: Encryption | None = None,
+             sink: Any = None) -> DumpResult:
+    """Dump into ``backup_dir``. ``sink`` (a repository.Uploader) receives each chunk file as it
+    is finished and the published backup last; if it fails, nothing is published anywhere."""
     t0 = time.monotonic()
     writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level, encryption)
     try:
@@ -130,7 +149,7 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
             tables: dict[str, Any] = {}
             for no, table in enumerate(schema.tables, start=1):
-                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, progress)
+                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, progress, sink)
             skipped = [k for k in ("view", "trigger", "routine") if k not in opts.kinds]
         rows = sum(t["rows"] for t in tables.values())
         size = sum(t["bytes"] for t in tables.values())
@@ -145,17 +164,23 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
             tables=tables,
             totals={"tables": len(tables), "rows": rows, "bytes": size},
         )
+        if sink is not None:
+            sink.wait_chunks()
         path = writer.commit(manifest)
-    except AlbackupError:
+        if sink is not None:
+            try:
+                sink.finish(path)
+            except BaseException:
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)   # not published remotely: not a backup here either
+                raise
+    except BaseException as exc:
         writer.abort()
-        raise
-    except sa.exc.DBAPIError as exc:
-        writer.abort()
-        raise DumpError(f"database error during dump: {str(exc.orig).strip().splitlines()[0]}") from None
-    except OSError as exc:
-        writer.abort()
-        raise DumpError(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}") from None
-    except BaseException:
-        writer.abort()
-        raise
+        if sink is not None:
+            sink.abort()
+        mapped = _as_dump_error(exc, backup_dir)
+        if mapped is None:
+            raise
+        raise mapped from None
     return DumpResult(path, len(tables), rows, size, time.monotonic() - t0, snap.to_dict(), manifest)

@@ -20,8 +20,8 @@ class VerifyResult:
         return sum(t["rows"] for t in self.tables)
 
 
-def verify_backup(path: Path | str, keyring: Any = None, require_encryption: bool = False) -> VerifyResult:
-    b = Backup(path, keyring, require_encryption)
+def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryption: bool = False) -> VerifyResult:
+    b = path if isinstance(path, Backup) else Backup(path, keyring, require_encryption)
     res = VerifyResult(b.path)
     for t in b.schema.tables:
         entry = b.tables[t.key]
@@ -31,7 +31,7 @@ def verify_backup(path: Path | str, keyring: Any = None, require_encryption: boo
         for c in entry["chunks"]:
             where = f"{b.id}/{c['file']} (table {t.key})"
             h = ContentHash(types)
-            for batch in read_chunk(b.path / c["file"], len(types), where, c["sha256"], int(c["rows"]),
+            for batch in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
                                     b.encryption, c["file"]):
                 h.update(batch)
             if h.hexdigest() != c["content_hash"]:

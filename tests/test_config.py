@@ -36,6 +36,7 @@ def error_of(func, *args, **kwargs) -> str:
 @pytest.mark.parametrize("name, engine", [
     ("postgresql.yaml", "postgresql"), ("mysql.yaml", "mysql"), ("sqlite.yaml", "sqlite"),
     ("mssql.yaml", "mssql"), ("restore.yaml", "postgresql"), ("legacy.json", "mssql"),
+    ("encrypted.yaml", "postgresql"),
 ])
 def test_sample_database_configs_load(name: str, engine: str) -> None:
     db = cfg.database_config(SAMPLES / name)
@@ -46,7 +47,7 @@ def test_sample_database_configs_load(name: str, engine: str) -> None:
 def test_every_sample_is_covered() -> None:
     names = {p.name for p in SAMPLES.iterdir() if p.is_file()}
     assert names == {"postgresql.yaml", "mysql.yaml", "sqlite.yaml", "mssql.yaml",
-                     "restore.yaml", "test_all.yaml", "legacy.json"}
+                     "restore.yaml", "test_all.yaml", "legacy.json", "encrypted.yaml"}
 
 
 def test_sample_details() -> None:
@@ -62,6 +63,10 @@ def test_sample_details() -> None:
     assert lite.url.database == str(SAMPLES / "data" / "inventory.db")
     ms = cfg.database_config(SAMPLES / "mssql.yaml")
     assert ms.url.query["driver"] == "ODBC Driver 18 for SQL Server"
+    enc = cfg.database_config(SAMPLES / "encrypted.yaml").encryption
+    assert enc.writes_encrypted and enc.passphrase is not None and enc.passphrase.env == "ALBACKUP_PASSPHRASE"
+    assert len(enc.recipients) == 1 and enc.recipients[0].startswith("albackup-public-key-1:")
+    assert enc.identity is None and enc.scrypt_n == 2 ** 15
 
 
 def test_sample_test_all() -> None:
