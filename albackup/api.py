@@ -4,6 +4,7 @@ The only module that wires configuration, engines, archive and comparison togeth
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -12,12 +13,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from .archive import Backup, backup_id, read_manifest
+from .archive import MANIFEST, Backup, backup_id, read_manifest
 from .compare import Comparison, compare_databases
 from .config import DatabaseConfig, TestAllConfig
 from .dump import DumpOptions, DumpResult, run_dump
@@ -25,7 +26,10 @@ from .engines.base import Adapter, for_engine
 from .keys import NONE as NO_ENCRYPTION
 from .keys import EncryptionConfig, keyring, new_backup_encryption
 from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused
+from .repository import (Repository, Uploader, is_remote, open_remote_backup, remove_workdir, split_location,
+                         temp_workdir)
 from .restore import RestoreOptions, Restorer, RestoreResult
+from .storage import open_storage
 from .verify import VerifyResult, verify_backup
 
 log = logging.getLogger(__name__)
@@ -76,7 +80,14 @@ def _kinds(db: DatabaseConfig) -> set[str]:
 
 
 def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | None = None,
-         now: dt.datetime | None = None) -> DumpResult:
+         now: dt.datetime | None = None, repos: list[Repository] | None = None,
+         workdir: Path | None = None) -> DumpResult:
+    """Dump ``db`` into ``backup_dir`` (a folder or ``s3://bucket/prefix``).
+
+    ``repos``: also upload to these repositories as the dump goes (the scheduled run); the local
+    copy then lives in a temporary folder under ``workdir`` and is removed unless ``backup_dir``
+    is given as a local folder.
+    """
     engine, adapter = connect(db)
     name = re.sub(r"[^\w.\-]", "_", db.name)
     bid = backup_id(name, _host(db), now or dt.datetime.now(dt.timezone.utc))
@@ -86,20 +97,47 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
         compression_level=db.compression_level, batch_rows=db.batch_rows,
         require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
     encryption = new_backup_encryption(db.encryption)
+    remote = is_remote(backup_dir)
+    targets = list(repos or []) + ([Repository(open_storage(str(backup_dir)))] if remote else [])
+    staging = temp_workdir(workdir) if remote else None
     try:
-        return run_dump(engine, adapter, Path(backup_dir), opts, bid, progress, encryption)
+        sink = Uploader(targets, bid) if targets else None
+        res = run_dump(engine, adapter, staging or Path(backup_dir), opts, bid, progress, encryption, sink)
+        if remote:
+            res.location = f"{str(backup_dir).rstrip('/')}/{res.path.name}"
+        return res
     finally:
         engine.dispose()
+        if staging is not None:
+            remove_workdir(staging)
+
+
+@contextlib.contextmanager
+def backup_at(location: Path | str, enc: EncryptionConfig = NO_ENCRYPTION,
+              workdir: Path | None = None) -> Iterator[Backup]:
+    """The backup at a folder or an s3:// URL (chunks of a remote one are fetched when read)."""
+    if is_remote(location):
+        tmp = temp_workdir(workdir)
+        try:
+            yield open_remote_backup(str(location), tmp, keyring(enc), enc.expects_encrypted)
+        finally:
+            remove_workdir(tmp)
+    else:
+        yield Backup(location, keyring(enc), require_encryption=enc.expects_encrypted)
 
 
 def open_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> Backup:
-    """Open a backup for reading with the keys ``enc`` names (an encrypted backup needs them)."""
-    return Backup(path, keyring(enc), require_encryption=enc.writes_encrypted)
+    """Open a local backup for reading with the keys ``enc`` names (an encrypted backup needs them)."""
+    return Backup(path, keyring(enc), require_encryption=enc.expects_encrypted)
 
 
 def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
             progress: Progress | None = None) -> RestoreResult:
-    backup = open_backup(backup_path, db.encryption)   # missing or damaged: refused before connecting
+    with backup_at(backup_path, db.encryption) as backup:   # missing or damaged: refused before connecting
+        return _restore(backup, db, opts, progress)
+
+
+def _restore(backup: Backup, db: DatabaseConfig, opts: RestoreOptions, progress: Progress | None) -> RestoreResult:
     if not opts.allow_restore and not opts.plan_only:
         raise RestoreRefused(f"restore into {db.display_url()} refused: allow_restore is not set "
                              "(set allow_restore: true in the config, or --allow-restore with --url)")
@@ -114,20 +152,37 @@ def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
 
 
 def verify(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> VerifyResult:
-    return verify_backup(path, keyring(enc), require_encryption=enc.writes_encrypted)
+    with backup_at(path, enc) as b:
+        res = verify_backup(b)
+        res.path = Path(str(path)) if not is_remote(path) else res.path
+        res.location = str(path)
+        return res
 
 
 def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> dict[str, Any]:
-    plain = read_manifest(path)
+    if is_remote(path):
+        parent, bid = split_location(str(path))
+        tmp = temp_workdir()
+        try:
+            Repository(open_storage(parent)).storage.download(f"{bid}/{MANIFEST}", tmp / bid / MANIFEST)
+            plain = read_manifest(tmp / bid)
+        finally:
+            remove_workdir(tmp)
+    else:
+        plain = read_manifest(path)
     if "encryption" in plain and not enc.can_read:
         # without a key only the plaintext header can be shown
         header = plain["encryption"]
-        return {"backup": str(Path(path)), "id": Path(path).name, "format_version": plain["format_version"],
+        return {"backup": str(path), "id": split_location(str(path))[1], "format_version": plain["format_version"],
                 "albackup_version": plain.get("albackup_version"), "created_at": plain.get("created_at"),
                 "encrypted": True, "cipher": header.get("cipher"),
                 "key_slots": [{k: v for k, v in slot.items() if k in ("type", "kdf", "n", "r", "p", "key_id")}
                               for slot in header.get("slots") or []]}
-    b = open_backup(path, enc)
+    with backup_at(path, enc) as b:
+        return _describe(b, str(path))
+
+
+def _describe(b: Backup, location: str) -> dict[str, Any]:
     m = b.manifest
     tables = []
     for t in b.schema.tables:
@@ -139,7 +194,7 @@ def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> d
                          "nullable": c.nullable} for c in t.columns],
             "primary_key": t.primary_key, "foreign_keys": len(t.foreign_keys), "indexes": len(t.indexes),
         })
-    return {"backup": str(b.path), "id": b.id, "format_version": m["format_version"],
+    return {"backup": location, "id": b.id, "format_version": m["format_version"],
             "albackup_version": m.get("albackup_version"), "created_at": m.get("created_at"),
             "name": m.get("name"), "host": m.get("host"), "source": m.get("source"),
             "consistency": m.get("consistency"), "compression": m.get("compression"),

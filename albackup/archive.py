@@ -214,7 +214,11 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
             if zlib.crc32(stored) != crc:
                 raise ArchiveError(f"{where}: frame {frames} is corrupt (checksum mismatch)")
             if opener is not None:
-                stored = opener.open(frames - 1, False, stored)
+                try:
+                    stored = opener.open(frames - 1, False, stored)
+                except ArchiveError:
+                    raise ArchiveError(f"{where}: frame {frames} fails authentication (damaged, tampered, "
+                                       "reordered or taken from another file or backup)") from None
             raw = decompress(comp_id, stored, raw_len, f"{where} frame {frames}")
             if len(raw) != raw_len:
                 raise ArchiveError(f"{where}: frame {frames} decompressed to the wrong size")

@@ -184,10 +184,10 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
     changes["encryption"] = _enc(st, db)
     db = replace(db, **changes)
     res = api.dump(db, Path(st.backup_dir or "."), progress=_progress(st))
-    log.info("backup %s: %d tables, %s rows, %s bytes in %.1fs (%s)", res.path.name, res.tables,
+    log.info("backup %s: %d tables, %s rows, %s bytes in %.1fs (%s)", res.location, res.tables,
              f"{res.rows:,}", f"{res.bytes:,}", res.seconds, res.consistency["method"])
-    _out(st, {"backup": str(res.path), "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
-              "seconds": round(res.seconds, 3), "consistency": res.consistency}, str(res.path))
+    _out(st, {"backup": res.location, "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
+              "seconds": round(res.seconds, 3), "consistency": res.consistency}, res.location)
 
 
 @cli.command()
@@ -240,8 +240,8 @@ def verify(ctx: click.Context, **kw: Any) -> None:
     if not st.backup_dir:
         raise UsageError("verify needs --backup-dir PATH of one backup")
     res = api.verify(st.backup_dir, _enc(st))
-    _out(st, {"backup": str(res.path), "ok": True, "tables": res.tables, "rows": res.rows},
-         f"OK {res.path}: {len(res.tables)} tables, {res.rows:,} rows verified")
+    _out(st, {"backup": res.location, "ok": True, "tables": res.tables, "rows": res.rows},
+         f"OK {res.location}: {len(res.tables)} tables, {res.rows:,} rows verified")
 
 
 @cli.command("inspect")
@@ -282,6 +282,8 @@ def _test_all(ctx: click.Context, **kw: Any) -> None:
     if not path:
         raise UsageError("test_all needs --cfg FILE")
     cfg = config.test_all_config(path)
+    cli_keys = st.keys.config()
+    cfg = replace(cfg, databases=tuple(replace(db, encryption=db.encryption.merged(cli_keys)) for db in cfg.databases))
     res = api.test_all(cfg, progress=_progress(st))
     rows = [e.to_dict() for e in res.entries]
     header = f"{'database':<24} {'status':<10} {'tables':>6} {'rows':>12} {'diffs':>5} {'dump s':>8} {'restore s':>9}"

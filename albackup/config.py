@@ -27,8 +27,10 @@ import yaml
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .destinations import Destination, destinations_from
 from .keys import NONE as NO_ENCRYPTION
 from .keys import EncryptionConfig, encryption_from_mapping
+from .retention import Policy
 from .errors import ConfigError, SecretError
 from .password import decrypt_value, is_encrypted
 
@@ -52,8 +54,10 @@ BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines"
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "encryption",
+                           "retention", "destinations",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
-TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults"})
+TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention",
+                           "hostname", "workdir"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
 _URL_USERINFO = re.compile(r"(://[^:/@]*:).*@")  # greedy: up to the last '@'
@@ -82,6 +86,8 @@ class DatabaseConfig:
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
     source: str = ""
     encryption: EncryptionConfig = NO_ENCRYPTION
+    retention: Policy | None = None                  # scheduled run: this database's policy
+    destinations: tuple[Destination, ...] = ()       # scheduled run: where its backups go
 
     def display_url(self) -> str:
         return mask_secrets(self.url.render_as_string(hide_password=True))
@@ -104,6 +110,12 @@ class TestAllConfig:
     scratch: DatabaseConfig | None
     databases: tuple[DatabaseConfig, ...]
     source: str = ""
+    hostname: str | None = None        # scheduled run: the name this machine files backups under
+    workdir: str | None = None         # scheduled run: local staging folder
+
+
+#: the same file drives test_all, run, list, prune and check
+RunConfig = TestAllConfig
 
 
 @dataclass(frozen=True)
@@ -299,12 +311,20 @@ def test_all_config(path: str | Path, *, key_path: str | Path | None = None) -> 
     where = _Where(str(path), lines=lines, key_path=_opt_path(key_path))
     _check_keys(data, TEST_ALL_KEYS, where, allow_extra=False)
     scratch = _scratch(data, where, path.parent)
-    databases = _databases(data, _defaults(data, where), where, path.parent)
+    defaults = dict(_defaults(data, where))
+    for key in ("destinations", "retention"):   # top-level: a default every database may override
+        if key in data and key not in defaults:
+            defaults[key] = data[key]
+    databases = _databases(data, defaults, where, path.parent)
     for i, db in enumerate(databases):
         if scratch is not None and _identity(db.url) == _identity(scratch.url):
             raise where.error(f"databases[{i}]", "is the same database as the scratch target; "
                                                  "test_all would overwrite it")
-    return TestAllConfig(scratch=scratch, databases=databases, source=str(path))
+    for key in ("hostname", "workdir"):
+        if data.get(key) is not None:
+            _str(data[key], key, where)
+    return TestAllConfig(scratch=scratch, databases=databases, source=str(path),
+                         hostname=data.get("hostname"), workdir=data.get("workdir"))
 
 
 test_all_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
@@ -399,8 +419,13 @@ def _database(data: Any, where: _Where, allow_extra: bool, base_dir: Path,
     extra = _check_keys(data, DATABASE_KEYS, where, allow_extra)
     url = _connection_url(data, where, base_dir)
     enc = encryption_from_mapping(data.get("encryption"), f"{where.source}: {where.path('encryption')}", base_dir)
+    retention = None
+    if data.get("retention") is not None:
+        retention = Policy.from_mapping(data["retention"], f"{where.source}: {where.path('retention')}")
+    dests = destinations_from(data.get("destinations"), f"{where.source}: {where.path('destinations')}")
     return DatabaseConfig(name=_name(data, url, where, default_name), url=url,
                           extra=MappingProxyType(extra), source=where.source, encryption=enc,
+                          retention=retention, destinations=dests,
                           **_options(data, where))
 
 

@@ -52,6 +52,10 @@ class DumpResult:
     seconds: float
     consistency: dict[str, Any]
     manifest: dict[str, Any]
+    location: str = ""       # where the backup was published (a folder or an s3:// URL)
+
+    def __post_init__(self) -> None:
+        self.location = self.location or str(self.path)
 
 
 def _convert_batch(table: Table, readers: list[Converter], raw: list[Any]) -> list[list[Any]]:

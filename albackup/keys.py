@@ -33,6 +33,11 @@ class EncryptionConfig:
     def can_read(self) -> bool:
         return self.passphrase is not None or self.identity is not None
 
+    @property
+    def expects_encrypted(self) -> bool:
+        """Any key configured: an unencrypted backup here would be a substitute."""
+        return self.writes_encrypted or self.can_read
+
     def merged(self, other: "EncryptionConfig") -> "EncryptionConfig":
         """Command-line settings (``other``) over the config's."""
         return EncryptionConfig(other.passphrase or self.passphrase, self.recipients + other.recipients,
@@ -81,8 +86,8 @@ def encryption_from_mapping(d: Any, keypath: str, base_dir: Path) -> EncryptionC
         raise ConfigError(f"{keypath}.recipients: expected a list of public keys")
     recipients = tuple(_recipient(r, f"{keypath}.recipients[{i}]", base_dir) for i, r in enumerate(recips))
     n = d.get("scrypt_n", 2 ** 15)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 2 ** 10 or n & (n - 1):
-        raise ConfigError(f"{keypath}.scrypt_n: expected a power of two of at least 1024")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2 ** 10 or n > 2 ** 18 or n & (n - 1):
+        raise ConfigError(f"{keypath}.scrypt_n: expected a power of two from 1024 to 262144")
     return EncryptionConfig(passphrase, recipients, identity, n)
 
 

@@ -14,6 +14,7 @@ from .values import ContentHash, combine_hashes
 class VerifyResult:
     path: Path
     tables: list[dict[str, Any]] = field(default_factory=list)
+    location: str = ""
 
     @property
     def rows(self) -> int:
