@@ -99,7 +99,7 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
     encryption = new_backup_encryption(db.encryption)
     remote = is_remote(backup_dir)
     targets = list(repos or []) + ([Repository(open_storage(str(backup_dir)))] if remote else [])
-    staging = temp_workdir(workdir) if remote else None
+    staging = temp_workdir(workdir) if remote or not str(backup_dir) else None
     try:
         sink = Uploader(targets, bid) if targets else None
         res = run_dump(engine, adapter, staging or Path(backup_dir), opts, bid, progress, encryption, sink)

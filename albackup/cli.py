@@ -183,7 +183,7 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
             changes[key] = False
     changes["encryption"] = _enc(st, db)
     db = replace(db, **changes)
-    res = api.dump(db, Path(st.backup_dir or "."), progress=_progress(st))
+    res = api.dump(db, st.backup_dir or ".", progress=_progress(st))
     log.info("backup %s: %d tables, %s rows, %s bytes in %.1fs (%s)", res.location, res.tables,
              f"{res.rows:,}", f"{res.bytes:,}", res.seconds, res.consistency["method"])
     _out(st, {"backup": res.location, "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
@@ -315,6 +315,74 @@ def test_all(ctx: click.Context, **kw: Any) -> None:
 def test_all_dash(ctx: click.Context, **kw: Any) -> None:
     """Same as test_all."""
     _test_all(ctx, **kw)
+
+
+def _run_config(st: State) -> config.RunConfig:
+    path = st.cfg or next((p for p in DEFAULT_CONFIGS if Path(p).is_file()), None)
+    if not path:
+        raise UsageError("this command needs --cfg FILE (a config with databases, destinations and retention)")
+    cfg = config.test_all_config(path)
+    cli_keys = st.keys.config()
+    return replace(cfg, databases=tuple(replace(db, encryption=db.encryption.merged(cli_keys))
+                                        for db in cfg.databases))
+
+
+@cli.command("run")
+@_common
+@_key_options
+@click.pass_context
+def run_cmd(ctx: click.Context, **kw: Any) -> None:
+    """The scheduled run (cron, systemd timer): for each database, dump if a period is due, upload
+    to every destination, move `latest`, prune. Exits non-zero if anything failed."""
+    from . import jobs
+
+    st = _merge(ctx, **kw)
+    res = jobs.run(_run_config(st), progress=_progress(st))
+    lines = []
+    for e in res.entries:
+        what = f"{e.backup} ({e.rows:,} rows, {e.bytes:,} bytes)" if e.backup else ", ".join(e.due) or "-"
+        lines.append(f"{e.name:<24} {e.status:<10} {what}" + (f"  pruned {len(e.pruned)}" if e.pruned else ""))
+        if e.error:
+            lines.append(f"    error: {e.error}")
+    _out(st, {"ok": res.ok, "databases": [e.to_dict() for e in res.entries]}, "\n".join(lines))
+    if not res.ok:
+        failed = [e for e in res.entries if e.status == "failed"]
+        # the exit code of the first failure's kind (documented per class)
+        raise type(failed[0].exc or AlbackupError())(f"the run failed for {', '.join(e.name for e in failed)}")
+
+
+@cli.command("list")
+@_common
+@_key_options
+@click.pass_context
+def list_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Each database's backups per destination: size, sets they belong to, verified or not."""
+    from . import jobs
+
+    st = _merge(ctx, **kw)
+    listed = jobs.list_backups(_run_config(st))
+    lines = []
+    for x in listed:
+        lines.append(f"{x.database} @ {x.destination} (latest: {x.latest or '-'})")
+        for b in x.backups:
+            state = ("verified" if b["verified"] else "complete") if b["complete"] else "INCOMPLETE"
+            lines.append(f"    {b['id']:<48} {b['bytes']:>12,} {state:<10} {', '.join(b['sets'])}")
+    _out(st, [x.__dict__ for x in listed], "\n".join(lines))
+
+
+@cli.command("prune")
+@_common
+@click.option("--dry-run", is_flag=True, help="Print every backup with keep/remove and the rules that keep it.")
+@click.pass_context
+def prune_cmd(ctx: click.Context, dry_run: bool, **kw: Any) -> None:
+    """Remove the backups no retention rule keeps (never the newest complete one)."""
+    from . import jobs
+
+    st = _merge(ctx, **kw)
+    report = jobs.prune(_run_config(st), dry_run=dry_run)
+    lines = [f"{'keep  ' if r['keep'] else 'remove'} {r['database']} {r['backup']}  {', '.join(r['reasons'])}"
+             for r in report]
+    _out(st, report, "\n".join(lines) or "no backups")
 
 
 @cli.command("compare")

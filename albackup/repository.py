@@ -65,10 +65,13 @@ class Repository:
         """Every backup set here (complete or not), newest first, from one listing."""
         base = self.key() + "/" if self.prefix else ""
         found: dict[str, dict[str, Any]] = {}
+        times: dict[str, dt.datetime | None] = {}
         for obj in self.storage.list(base):
             rel = obj.key[len(base):]
             bid, _, rest = rel.partition("/")
-            if not rest or backup_time(bid) is None:
+            if bid not in times:
+                times[bid] = backup_time(bid)
+            if not rest or times[bid] is None:
                 continue
             e = found.setdefault(bid, {"complete": False, "verified": False, "size": 0})
             e["size"] += obj.size
@@ -76,7 +79,7 @@ class Repository:
                 e["complete"] = True
             elif rest == VERIFIED:
                 e["verified"] = True
-        out = [Entry(bid, backup_time(bid), e["complete"], e["verified"], e["size"])  # type: ignore[arg-type]
+        out = [Entry(bid, times[bid], e["complete"], e["verified"], e["size"])  # type: ignore[arg-type]
                for bid, e in found.items()]
         return sorted(out, key=lambda x: (x.time, x.id), reverse=True)
 

@@ -1,0 +1,192 @@
+"""The scheduled side: run (dump what is due, upload, move latest, prune), list and prune.
+
+Each database's backups live under ``<destination>/<hostname>/<name>/`` (see repository.py).
+Retention decisions come from the pure function in retention.py; this module only applies them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import api
+from .config import DatabaseConfig, RunConfig
+from .errors import AlbackupError, ConfigError, StorageError
+from .repository import Entry, Repository, backup_time
+from .retention import BackupRef, Decision, Policy, apply_policy, due_periods
+from .storage import open_storage, redact
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int, float], None]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def hostname(cfg: RunConfig) -> str:
+    return cfg.hostname or socket.gethostname().split(".")[0] or "localhost"
+
+
+def repositories(cfg: RunConfig, db: DatabaseConfig) -> list[Repository]:
+    if not db.destinations:
+        raise ConfigError(f"{db.source}: database {db.name}: no destinations configured")
+    return [Repository(open_storage(d.url, d.options), f"{hostname(cfg)}/{db.name}") for d in db.destinations]
+
+
+def _policy(db: DatabaseConfig) -> Policy:
+    if db.retention is None:
+        raise ConfigError(f"{db.source}: database {db.name}: no retention policy (retention: "
+                          "{daily: 7, weekly: 4, ...}); refusing to decide what to keep")
+    return db.retention
+
+
+def _refs(entries: list[Entry]) -> list[BackupRef]:
+    return [BackupRef(e.id, e.time, e.complete) for e in entries]
+
+
+@dataclass
+class RunEntry:
+    name: str
+    status: str = "not due"         # backed up | not due | failed | skipped
+    due: list[str] = field(default_factory=list)
+    backup: str | None = None
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    pruned: list[str] = field(default_factory=list)
+    destinations: list[str] = field(default_factory=list)
+    error: str | None = None
+    exc: AlbackupError | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "exc"}
+
+
+@dataclass
+class RunResult:
+    entries: list[RunEntry] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(e.status != "failed" for e in self.entries)
+
+
+def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Progress | None = None) -> RunResult:
+    """For each database: dump if any period is due, upload, verify, move latest, prune."""
+    now = now or utcnow()
+    res = RunResult()
+    for db in cfg.databases:
+        entry = RunEntry(db.name)
+        res.entries.append(entry)
+        if db.skip:
+            entry.status = "skipped"
+            continue
+        t0 = time.monotonic()
+        try:
+            _run_one(cfg, db, now, entry, progress)
+        except AlbackupError as exc:
+            entry.status, entry.exc = "failed", exc
+            entry.error = f"{type(exc).__name__}: {api.scrub(exc.message, db)}"
+            log.error("%s: %s", db.name, entry.error)
+        entry.seconds = round(time.monotonic() - t0, 3)
+    return res
+
+
+def _run_one(cfg: RunConfig, db: DatabaseConfig, now: dt.datetime, entry: RunEntry,
+             progress: Progress | None) -> None:
+    policy = _policy(db)
+    repos = repositories(cfg, db)
+    entry.destinations = [r.where for r in repos]
+    entry.due = _due(repos[0], policy, now)
+    if not entry.due and policy.keep_within is None:
+        return     # nothing new, and period rules only change their verdict when backups arrive
+    if entry.due:
+        workdir = Path(cfg.workdir) if cfg.workdir else None
+        d = api.dump(db, "", now=now, repos=repos, workdir=workdir, progress=progress)
+        entry.status, entry.backup, entry.rows, entry.bytes = "backed up", d.path.name, d.rows, d.bytes
+        for repo in repos:            # stored, checked against the manifest: now it may be "latest"
+            repo.mark_verified(d.path.name, now)
+            repo.set_latest(d.path.name)
+        log.info("%s: backup %s is stored in %s (due: %s)", db.name, d.path.name,
+                 ", ".join(entry.destinations), ", ".join(entry.due))
+    for repo in repos:                # only reached when the dump (if any) succeeded
+        entry.pruned += prune_repository(repo, policy, now, dry_run=False)
+
+
+def _due(repo: Repository, policy: Policy, now: dt.datetime) -> list[str]:
+    """Due periods. The ``latest`` pointer (one small read) settles the common "not due" case;
+    anything else is decided from the full listing."""
+    latest = repo.latest()
+    t = backup_time(latest) if latest else None
+    if t is not None and not due_periods([BackupRef(latest, t)], policy, now):  # type: ignore[arg-type]
+        return []
+    return due_periods(_refs(repo.entries()), policy, now)
+
+
+def prune_repository(repo: Repository, policy: Policy, now: dt.datetime, *, dry_run: bool) -> list[str]:
+    latest = repo.latest()
+    removed = []
+    for d in apply_policy(_refs(repo.entries()), policy, now):
+        if d.keep or d.backup.id == latest:
+            continue
+        removed.append(d.backup.id)
+        if not dry_run:
+            repo.delete(d.backup.id)
+            log.info("pruned %s from %s", d.backup.id, redact(repo.where))
+    return removed
+
+
+@dataclass
+class Listed:
+    database: str
+    destination: str
+    latest: str | None
+    backups: list[dict[str, Any]]
+
+
+def list_backups(cfg: RunConfig, *, now: dt.datetime | None = None) -> list[Listed]:
+    """Every database's backups per destination: size, complete, verified, and the sets they are in."""
+    now = now or utcnow()
+    out = []
+    for db in cfg.databases:
+        for repo in repositories(cfg, db):
+            entries = repo.entries()
+            decisions = {d.backup.id: d for d in apply_policy(_refs(entries), db.retention, now)} \
+                if db.retention is not None else {}
+            out.append(Listed(db.name, redact(repo.where), repo.latest(), [
+                {"id": e.id, "time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "complete": e.complete,
+                 "verified": e.verified, "bytes": e.size,
+                 "sets": list(decisions[e.id].reasons) if e.id in decisions else [],
+                 "keep": decisions[e.id].keep if e.id in decisions else True} for e in entries]))
+    return out
+
+
+def prune(cfg: RunConfig, *, now: dt.datetime | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Apply each database's policy to each destination; with dry_run only say what would go."""
+    now = now or utcnow()
+    report = []
+    for db in cfg.databases:
+        policy = _policy(db)
+        for repo in repositories(cfg, db):
+            latest = repo.latest()
+            decisions: list[Decision] = apply_policy(_refs(repo.entries()), policy, now)
+            for d in decisions:
+                keep = d.keep or d.backup.id == latest
+                report.append({"database": db.name, "destination": redact(repo.where), "backup": d.backup.id,
+                               "keep": keep, "reasons": list(d.reasons) or (["latest"] if keep else [])})
+            if not dry_run:
+                prune_repository(repo, policy, now, dry_run=False)
+    return report
+
+
+def stored_backup_url(cfg: RunConfig, db: DatabaseConfig, bid: str) -> str:
+    dest = db.destinations[0].url.rstrip("/")
+    return f"{dest}/{hostname(cfg)}/{db.name}/{bid}"
+
+
+__all__ = ["run", "list_backups", "prune", "RunResult", "RunEntry", "StorageError"]
