@@ -18,6 +18,7 @@ import click
 from . import __version__, api, config
 from .errors import AlbackupError, CompareFailed, UsageError, exit_code_table
 from .keys import NONE as NO_ENCRYPTION
+from .progress import Reporter, for_terminal
 from .keys import CliKeys, EncryptionConfig
 from .restore import RestoreOptions
 
@@ -126,11 +127,11 @@ def _out(st: State, data: Any, text: str | None = None) -> None:
         click.echo(text)
 
 
-def _progress(st: State) -> Callable[[str, int, int, float], None]:
-    def report(table: str, rows: int, size: int, secs: float) -> None:
-        extra = f", {size:,} bytes" if size else ""
-        log.info("table %s: %s rows%s in %.2fs", table, f"{rows:,}", extra, secs)
-    return report
+def _progress(st: State, verb: str = "dump") -> Reporter:
+    """A live display on a terminal (nothing of it otherwise: a log line per table instead)."""
+    rep = for_terminal(st.quiet or st.json, verb)
+    click.get_current_context().call_on_close(rep.close)
+    return rep
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -213,7 +214,7 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
     opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
                           exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
                           enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines)
-    res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st))
+    res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st, "restore"))
     data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
             "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,
             "seconds": round(res.seconds, 3)}

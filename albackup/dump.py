@@ -14,6 +14,7 @@ from .archive import BackupWriter, ChunkWriter, Encryption, new_manifest
 from .engines.base import Adapter
 from .errors import AlbackupError, DumpError
 from .model import Table
+from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
 from .values import Converter, combine_hashes
 
@@ -89,7 +90,8 @@ def _frames(rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
 
 
 def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
-                opts: DumpOptions, progress: Progress | None, sink: Any = None) -> dict[str, Any]:
+                opts: DumpOptions, progress: Reporter, sink: Any = None) -> dict[str, Any]:
+    progress.table_started(table.key, adapter.estimate_rows(conn, table))
     readers = [adapter.reader(c.type) for c in table.columns]
     types = [c.type for c in table.columns]
     chunks = []
@@ -101,6 +103,7 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
         read += len(raw)
         for frame in _frames(_convert_batch(table, readers, raw)):
             chunk.write_rows(frame)
+        progress.advanced(table.key, read, chunk.bytes_written)
         if chunk.bytes_written >= CHUNK_BYTES:
             chunks.append(chunk.close())
             if sink is not None:
@@ -116,8 +119,7 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
         raise DumpError(f"table {table.key}: read {read} rows but wrote {written}")
     size = sum(c.bytes for c in chunks)
     secs = time.monotonic() - t0
-    if progress:
-        progress(table.key, read, size, secs)
+    progress.table_done(table.key, read, size, secs)
     return {"rows": read, "bytes": size, "seconds": round(secs, 3),
             "content_hash": combine_hashes([c.content_hash for c in chunks]),
             "chunks": [c.to_dict() for c in chunks]}
@@ -135,11 +137,12 @@ def _as_dump_error(exc: BaseException, backup_dir: Path) -> DumpError | None:
 
 
 def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOptions, bid: str,
-             progress: Progress | None = None, encryption: Encryption | None = None,
+             progress: Progress | Reporter | None = None, encryption: Encryption | None = None,
              sink: Any = None) -> DumpResult:
     """Dump into ``backup_dir``. ``sink`` (a repository.Uploader) receives each chunk file as it
     is finished and the published backup last; if it fails, nothing is published anywhere."""
     t0 = time.monotonic()
+    reporter = as_reporter(progress)
     writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level, encryption)
     try:
         with engine.connect() as conn:
@@ -153,7 +156,7 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
             tables: dict[str, Any] = {}
             for no, table in enumerate(schema.tables, start=1):
-                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, progress, sink)
+                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, reporter, sink)
             skipped = [k for k in ("view", "trigger", "routine") if k not in opts.kinds]
         rows = sum(t["rows"] for t in tables.values())
         size = sum(t["bytes"] for t in tables.values())

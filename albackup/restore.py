@@ -19,6 +19,7 @@ from .ddl import Plan, TablePlan, build_plan, create_table_sql, plan_sql
 from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .model import Column, Table
+from .progress import as_reporter
 from .reflect import matches
 from .values import ColumnHashes, ContentHash
 
@@ -124,13 +125,13 @@ class RestoreOptions:
 
 class Restorer:
     def __init__(self, backup: Backup, engine: sa.Engine, adapter: Adapter, opts: RestoreOptions,
-                 target_label: str, progress: Callable[[str, int, int, float], None] | None = None) -> None:
+                 target_label: str, progress: Any = None) -> None:
         self.backup = backup
         self.engine = engine
         self.adapter = adapter
         self.opts = opts
         self.label = target_label
-        self.progress = progress
+        self.progress = as_reporter(progress)
         self.created: list[TablePlan] = []
 
     def plan(self) -> tuple[Plan, RestoreResult]:
@@ -234,7 +235,15 @@ class Restorer:
             h = ContentHash([c.target for c in tp.columns])
             cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
             writers = [cp.writer for cp in tp.loaded_columns]
-            n = self.adapter.load(conn, _target_model(tp), cols, writers, _converted(self.backup, tp, h, None),
+            key = tp.table.key
+            self.progress.table_started(key, self.backup.rows(key))
+            done = [0]
+
+            def advanced(n: int, key: str = key, done: list[int] = done) -> None:
+                done[0] += n
+                self.progress.advanced(key, done[0], 0)
+
+            n = self.adapter.load(conn, _target_model(tp), cols, writers, _converted(self.backup, tp, h, advanced),
                                   tp.identity)
             want = self.backup.rows(tp.table.key)
             if n != want:
@@ -242,8 +251,7 @@ class Restorer:
             expected[tp.table.key] = h
             secs = time.monotonic() - t0
             res.tables.append({"table": tp.table.key, "target": tp.name, "rows": n, "seconds": round(secs, 3)})
-            if self.progress:
-                self.progress(tp.table.key, n, 0, secs)
+            self.progress.table_done(tp.table.key, n, 0, secs)
         return expected
 
     def _constraints(self, conn: Connection, plan: Plan) -> None:

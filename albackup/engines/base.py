@@ -148,6 +148,10 @@ class Adapter:
             return d
         return f"CREATE VIEW {self.qtable(name, schema)} AS {d}"
 
+    def estimate_rows(self, conn: Connection, table: Table) -> int | None:
+        """The engine's cheap row estimate for progress display (None: unknown)."""
+        return None
+
     def select_sql(self, table: Table) -> str:
         cols = ", ".join(self.q(c.name) for c in table.columns)
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"

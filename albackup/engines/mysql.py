@@ -100,6 +100,11 @@ class MySQLAdapter(Adapter):
                 if row and row[2]:
                     schema.routines.insert(0, Routine("routine", name, strip_definer(row[2])))
 
+    def estimate_rows(self, conn: Connection, table: Table) -> int | None:
+        n = conn.exec_driver_sql("SELECT table_rows FROM information_schema.tables WHERE table_schema = "
+                                 "coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).scalar()
+        return int(n) if n is not None else None
+
     def select_sql(self, table: Table) -> str:
         # FLOAT travels as text with 6 significant digits; widened to DOUBLE it is exact.
         cols = ", ".join(f"CAST({self.q(c.name)} AS DOUBLE)" if c.type.kind == "float" and c.type.bits == 32

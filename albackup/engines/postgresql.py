@@ -111,6 +111,11 @@ class PostgreSQLAdapter(Adapter):
                                           AND d.deptype = 'e')""", {"names": names}):
                 schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0]))
 
+    def estimate_rows(self, conn: Connection, table: Table) -> int | None:
+        n = conn.exec_driver_sql("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(t)s)",
+                                 {"t": self.qtable(table.name, table.schema)}).scalar()
+        return int(n) if n is not None and n >= 0 else None
+
     def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
         cur = self.dbapi(conn).cursor(name=f"albackup_{abs(hash(table.key))}")
         cur.itersize = batch_rows

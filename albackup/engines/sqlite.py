@@ -54,6 +54,9 @@ class SQLiteAdapter(Adapter):
         if col.original_type.upper() == "INTEGER" and table.primary_key == [col.name]:
             col.autoincrement = True                      # rowid alias
 
+    def estimate_rows(self, conn: Connection, table: Table) -> int | None:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self.q(table.name)}").scalar() or 0)
+
     def refine_table(self, table: Table, conn: Connection) -> None:
         """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions."""
         qt = self.q(table.name)
