@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__, api, config
-from .errors import AlbackupError, CompareFailed, UsageError, exit_code_table
+from .errors import AlbackupError, BackupTooOld, CompareFailed, UsageError, exit_code_table
 from .keys import NONE as NO_ENCRYPTION
 from .progress import Reporter, for_terminal
 from .keys import CliKeys, EncryptionConfig
@@ -384,6 +384,26 @@ def prune_cmd(ctx: click.Context, dry_run: bool, **kw: Any) -> None:
     lines = [f"{'keep  ' if r['keep'] else 'remove'} {r['database']} {r['backup']}  {', '.join(r['reasons'])}"
              for r in report]
     _out(st, report, "\n".join(lines) or "no backups")
+
+
+@cli.command("check")
+@_common
+@click.pass_context
+def check_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Exit 16 when a database's newest complete backup is older than its max_age (for monitoring)."""
+    from . import jobs
+
+    st = _merge(ctx, **kw)
+    res = jobs.check(_run_config(st))
+    lines = []
+    for f in res:
+        age = "no backup" if f.age_seconds is None else f"{f.age_seconds / 3600:.1f}h old"
+        lines.append(f"{'STALE' if f.stale else 'ok   '} {f.database} @ {f.destination}: {f.newest or '-'} ({age}, "
+                     f"max {f.max_age_seconds / 3600:.1f}h)")
+    _out(st, [f.__dict__ for f in res], "\n".join(lines))
+    stale = sorted({f.database for f in res if f.stale})
+    if stale:
+        raise BackupTooOld(f"newest backup too old or missing for {', '.join(stale)}")
 
 
 @cli.command("compare")

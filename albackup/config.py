@@ -12,6 +12,7 @@ timeout; its output). The plain password exists only in memory, in ``DatabaseCon
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 import difflib
 import logging
 import os
@@ -30,7 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from .destinations import Destination, destinations_from
 from .keys import NONE as NO_ENCRYPTION
 from .keys import EncryptionConfig, encryption_from_mapping
-from .retention import Policy
+from .retention import Policy, parse_duration
 from .errors import ConfigError, SecretError
 from .password import decrypt_value, is_encrypted
 
@@ -54,9 +55,9 @@ BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines"
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "encryption",
-                           "retention", "destinations",
+                           "retention", "destinations", "max_age",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
-TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention",
+TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention", "max_age",
                            "hostname", "workdir"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
@@ -88,6 +89,7 @@ class DatabaseConfig:
     encryption: EncryptionConfig = NO_ENCRYPTION
     retention: Policy | None = None                  # scheduled run: this database's policy
     destinations: tuple[Destination, ...] = ()       # scheduled run: where its backups go
+    max_age: timedelta | None = None                 # check: the newest backup may be this old
 
     def display_url(self) -> str:
         return mask_secrets(self.url.render_as_string(hide_password=True))
@@ -312,7 +314,7 @@ def test_all_config(path: str | Path, *, key_path: str | Path | None = None) -> 
     _check_keys(data, TEST_ALL_KEYS, where, allow_extra=False)
     scratch = _scratch(data, where, path.parent)
     defaults = dict(_defaults(data, where))
-    for key in ("destinations", "retention"):   # top-level: a default every database may override
+    for key in ("destinations", "retention", "max_age"):   # top-level: defaults a database may override
         if key in data and key not in defaults:
             defaults[key] = data[key]
     databases = _databases(data, defaults, where, path.parent)
@@ -423,9 +425,12 @@ def _database(data: Any, where: _Where, allow_extra: bool, base_dir: Path,
     if data.get("retention") is not None:
         retention = Policy.from_mapping(data["retention"], f"{where.source}: {where.path('retention')}")
     dests = destinations_from(data.get("destinations"), f"{where.source}: {where.path('destinations')}")
+    max_age = None
+    if data.get("max_age") is not None:
+        max_age = parse_duration(data["max_age"], f"{where.source}: {where.path('max_age')}")
     return DatabaseConfig(name=_name(data, url, where, default_name), url=url,
                           extra=MappingProxyType(extra), source=where.source, encryption=enc,
-                          retention=retention, destinations=dests,
+                          retention=retention, destinations=dests, max_age=max_age,
                           **_options(data, where))
 
 

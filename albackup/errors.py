@@ -103,6 +103,12 @@ class SecretError(AlbackupError):
     exit_code = 15
 
 
+class BackupTooOld(AlbackupError):
+    """check: a database's newest complete backup is older than its max_age (or there is none)."""
+
+    exit_code = 16
+
+
 def all_error_classes() -> list[type[AlbackupError]]:
     out: list[type[AlbackupError]] = []
 

@@ -184,6 +184,36 @@ def prune(cfg: RunConfig, *, now: dt.datetime | None = None, dry_run: bool = Fal
     return report
 
 
+@dataclass
+class Freshness:
+    database: str
+    destination: str
+    newest: str | None
+    age_seconds: float | None
+    max_age_seconds: float
+    stale: bool
+
+
+def check(cfg: RunConfig, *, now: dt.datetime | None = None) -> list[Freshness]:
+    """Each database's newest complete backup per destination against its ``max_age``.
+
+    The alert that still fires when the scheduled job itself stopped running.
+    """
+    now = now or utcnow()
+    out = []
+    for db in cfg.databases:
+        if db.skip:
+            continue
+        if db.max_age is None:
+            raise ConfigError(f"{db.source}: database {db.name}: no max_age for check (e.g. max_age: 26h)")
+        for repo in repositories(cfg, db):
+            newest = next((e for e in repo.entries() if e.complete), None)
+            age = (now - newest.time).total_seconds() if newest else None
+            out.append(Freshness(db.name, redact(repo.where), newest.id if newest else None, age,
+                                 db.max_age.total_seconds(), age is None or age > db.max_age.total_seconds()))
+    return out
+
+
 def stored_backup_url(cfg: RunConfig, db: DatabaseConfig, bid: str) -> str:
     dest = db.destinations[0].url.rstrip("/")
     return f"{dest}/{hostname(cfg)}/{db.name}/{bid}"

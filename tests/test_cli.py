@@ -928,7 +928,7 @@ def test_exit_codes_table(capsys: pytest.CaptureFixture[str]) -> None:
         "AlbackupError": 1, "UsageError": 2, "ConfigError": 3, "DatabaseUnavailable": 4, "RestoreRefused": 5,
         "BackupNotFound": 6, "ArchiveError": 7, "UnsupportedFormat": 8, "DumpError": 9, "RestoreError": 10,
         "IntegrityError": 11, "CompareFailed": 12, "StorageError": 13, "CryptoError": 14,
-        "SecretError": 15}
+        "SecretError": 15, "BackupTooOld": 16}
 
 
 def test_exit_codes_subprocess(tmp_path: Path) -> None:

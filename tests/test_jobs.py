@@ -298,3 +298,21 @@ def test_run_refuses_a_database_without_policy(tmp_path: Path) -> None:
     assert res.entries[0].status == "failed" and "retention" in (res.entries[0].error or "")
     with pytest.raises(AlbackupError, match="empty retention policy"):
         Policy.from_mapping({})
+
+
+def test_check_fires_on_a_stale_backup(tmp_path: Path) -> None:
+    src = _shop(tmp_path / "shop.sqlite")
+    cfg = _run_cfg(src, Destination(str(tmp_path / "dest")), Policy(daily=3))
+    cfg = replace(cfg, databases=(replace(cfg.databases[0], max_age=dt.timedelta(hours=26)),))
+    t = dt.datetime(2026, 6, 1, 2, tzinfo=UTC)
+    assert [f.stale for f in jobs.check(cfg, now=t)] == [True]          # nothing backed up yet
+    assert jobs.run(cfg, now=t).ok
+    assert [f.stale for f in jobs.check(cfg, now=t + dt.timedelta(hours=25))] == [False]
+    stale = jobs.check(cfg, now=t + dt.timedelta(hours=27))
+    assert stale[0].stale and stale[0].newest is not None and stale[0].age_seconds == 27 * 3600
+    cfgfile = tmp_path / "c.yaml"
+    cfgfile.write_text(f"hostname: h1\ndestinations: [{tmp_path / 'dest'}]\nretention: {{daily: 3}}\n"
+                       f"max_age: 1h\ndatabases:\n  - name: shop\n    driver: sqlite\n    database: {src}\n")
+    p = subprocess.run([sys.executable, "-m", "albackup", "--cfg", str(cfgfile), "check"], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert p.returncode == 16 and "STALE shop" in p.stdout, (p.stdout, p.stderr)
