@@ -29,7 +29,7 @@ from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRe
 from .repository import (Repository, Uploader, is_remote, open_remote_backup, remove_workdir, split_location,
                          temp_workdir)
 from .restore import RestoreOptions, Restorer, RestoreResult
-from .storage import open_storage
+from .storage import StorageOptions, open_storage
 from .verify import VerifyResult, verify_backup
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,13 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
 
 
 @contextlib.contextmanager
-def backup_at(location: Path | str, enc: EncryptionConfig = NO_ENCRYPTION,
-              workdir: Path | None = None) -> Iterator[Backup]:
+def backup_at(location: Path | str, enc: EncryptionConfig = NO_ENCRYPTION, workdir: Path | None = None,
+              options: StorageOptions | None = None) -> Iterator[Backup]:
     """The backup at a folder or an s3:// URL (chunks of a remote one are fetched when read)."""
     if is_remote(location):
         tmp = temp_workdir(workdir)
         try:
-            yield open_remote_backup(str(location), tmp, keyring(enc), enc.expects_encrypted)
+            yield open_remote_backup(str(location), tmp, keyring(enc), enc.expects_encrypted, options)
         finally:
             remove_workdir(tmp)
     else:
@@ -278,9 +278,28 @@ def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, ent
               progress: Progress | None,
               after_restore: Callable[[DatabaseConfig, DatabaseConfig], None] | None) -> None:
     t0 = time.monotonic()
-    d = dump(db, tmp / "backups", progress=progress)
+    stored: Repository | None = None
+    if db.destinations:   # the whole way: up to the first destination and back from it
+        dest = db.destinations[0]
+        safe = re.sub(r"[^\w.-]", "_", db.name)
+        stored = Repository(open_storage(dest.url, dest.options), f"test_all/{safe}")
+        d = dump(db, "", progress=progress, repos=[stored], workdir=tmp)
+        location: str | Path = f"{dest.url.rstrip('/')}/{stored.prefix}/{d.path.name}"
+    else:
+        d = dump(db, tmp / "backups", progress=progress)
+        location = d.path
     entry.dump_seconds = round(time.monotonic() - t0, 3)
-    entry.backup = d.path.name
+    entry.backup = str(location)
+    try:
+        _compare_copy(db, scratch, tmp, entry, progress, after_restore, d, location)
+    finally:
+        if stored is not None:
+            stored.delete(d.path.name)
+
+
+def _compare_copy(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, entry: TestAllEntry,
+                  progress: Progress | None, after_restore: Callable[[DatabaseConfig, DatabaseConfig], None] | None,
+                  d: DumpResult, location: str | Path) -> None:
     if d.tables == 0:
         entry.status, entry.error = "error", "the database has no tables: nothing to compare"
         return
@@ -292,9 +311,11 @@ def _test_one(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path, ent
         else:
             target = scratch
         t1 = time.monotonic()
-        restore(d.path, replace(target, encryption=db.encryption),
-                RestoreOptions(allow_restore=True, clean=scratch is not None, enable_ri_check=db.enable_ri_check),
-                progress)
+        opts = db.destinations[0].options if db.destinations else None
+        with backup_at(location, db.encryption, options=opts) as backup:
+            _restore(backup, replace(target, encryption=db.encryption),
+                     RestoreOptions(allow_restore=True, clean=scratch is not None,
+                                    enable_ri_check=db.enable_ri_check), progress)
         entry.restore_seconds = round(time.monotonic() - t1, 3)
         if after_restore is not None:
             after_restore(db, target)

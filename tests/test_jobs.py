@@ -316,3 +316,15 @@ def test_check_fires_on_a_stale_backup(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "albackup", "--cfg", str(cfgfile), "check"], capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert p.returncode == 16 and "STALE shop" in p.stdout, (p.stdout, p.stderr)
+
+
+def test_test_all_goes_through_s3(moto: s3servers.S3Server, tmp_path: Path) -> None:
+    """With a destination, test_all dumps up to S3, restores from there, compares, and cleans up."""
+    src = _shop(tmp_path / "shop.sqlite")
+    dest = Destination(f"s3://{BUCKET}/ta-{tmp_path.name}", moto.options())
+    db = replace(config.url_config(f"sqlite:///{src}", name="shop"), destinations=(dest,))
+    res = api.test_all(config.TestAllConfig(scratch=None, databases=(db,)), workdir=tmp_path)
+    assert res.ok, res.entries
+    assert res.entries[0].backup.startswith(f"s3://{BUCKET}/ta-{tmp_path.name}/test_all/shop/shop@local--")
+    left = moto.client().list_objects_v2(Bucket=BUCKET, Prefix=f"ta-{tmp_path.name}/").get("KeyCount")
+    assert left == 0
