@@ -18,6 +18,7 @@ import click
 from . import __version__, api, config
 from .errors import AlbackupError, BackupTooOld, CompareFailed, UsageError, exit_code_table
 from .keys import NONE as NO_ENCRYPTION
+from .priority import lower_priority
 from .progress import Reporter, for_terminal
 from .keys import CliKeys, EncryptionConfig
 from .restore import RestoreOptions
@@ -165,12 +166,16 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 @click.option("--no-views", is_flag=True, help="Do not record views.")
 @click.option("--no-triggers", is_flag=True, help="Do not record triggers.")
 @click.option("--no-routines", is_flag=True, help="Do not record functions and procedures.")
+@click.option("--low-priority", is_flag=True, help="Run at low CPU and I/O priority (nice, idle I/O class).")
 @click.pass_context
 def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], compression: str | None,
-         no_views: bool, no_triggers: bool, no_routines: bool, **kw: Any) -> None:
+         no_views: bool, no_triggers: bool, no_routines: bool, low_priority: bool, **kw: Any) -> None:
     """Back up a database into a new backup set under --backup-dir (its path is the last line)."""
 
     st = _merge(ctx, **kw)
+    if low_priority:
+        for note in lower_priority():
+            log.debug("%s", note)
     db = _db(st)
     changes: dict[str, Any] = {}
     if tables:
@@ -318,6 +323,13 @@ def test_all_dash(ctx: click.Context, **kw: Any) -> None:
     _test_all(ctx, **kw)
 
 
+def default_log_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "albackup" / "logs"
+
+
 def _run_config(st: State) -> config.RunConfig:
     path = st.cfg or next((p for p in DEFAULT_CONFIGS if Path(p).is_file()), None)
     if not path:
@@ -331,14 +343,24 @@ def _run_config(st: State) -> config.RunConfig:
 @cli.command("run")
 @_common
 @_key_options
+@click.option("--low-priority", is_flag=True, help="Run at low CPU and I/O priority (nice, idle I/O class).")
 @click.pass_context
-def run_cmd(ctx: click.Context, **kw: Any) -> None:
+def run_cmd(ctx: click.Context, low_priority: bool, **kw: Any) -> None:
     """The scheduled run (cron, systemd timer): for each database, dump if a period is due, upload
     to every destination, move `latest`, prune. Exits non-zero if anything failed."""
     from . import jobs
+    from .runlog import start_run_log, stop_run_log
 
     st = _merge(ctx, **kw)
-    res = jobs.run(_run_config(st), progress=_progress(st))
+    if low_priority:
+        for note in lower_priority():
+            log.debug("%s", note)
+    cfg = _run_config(st)
+    log_file = start_run_log(Path(cfg.log_dir).expanduser() if cfg.log_dir else default_log_dir(), jobs.utcnow())
+    try:
+        res = jobs.run(cfg, progress=_progress(st), log_file=str(log_file))
+    finally:
+        stop_run_log(log_file)
     lines = []
     for e in res.entries:
         what = f"{e.backup} ({e.rows:,} rows, {e.bytes:,} bytes)" if e.backup else ", ".join(e.due) or "-"
@@ -394,7 +416,8 @@ def check_cmd(ctx: click.Context, **kw: Any) -> None:
     from . import jobs
 
     st = _merge(ctx, **kw)
-    res = jobs.check(_run_config(st))
+    cfg = _run_config(st)
+    res = jobs.check(cfg)
     lines = []
     for f in res:
         age = "no backup" if f.age_seconds is None else f"{f.age_seconds / 3600:.1f}h old"
@@ -402,6 +425,15 @@ def check_cmd(ctx: click.Context, **kw: Any) -> None:
                      f"max {f.max_age_seconds / 3600:.1f}h)")
     _out(st, [f.__dict__ for f in res], "\n".join(lines))
     stale = sorted({f.database for f in res if f.stale})
+    if stale and cfg.notifications:
+        from .notify import Event, notify
+
+        now = jobs.utcnow()
+        event = Event("stale", f"albackup on {jobs.hostname(cfg)}: newest backup too old for {', '.join(stale)}",
+                      jobs.hostname(cfg), now, now, [{"name": f.database, "status": "stale", "backup": f.newest,
+                                                      "destinations": [f.destination]} for f in res if f.stale])
+        for w in notify(list(cfg.notifications), event):
+            log.warning("%s", w)
     if stale:
         raise BackupTooOld(f"newest backup too old or missing for {', '.join(stale)}")
 

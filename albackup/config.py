@@ -58,6 +58,7 @@ DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "b
                            "retention", "destinations", "max_age",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention", "max_age",
+                           "notifications", "hooks", "log_dir",
                            "hostname", "workdir"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
@@ -114,6 +115,9 @@ class TestAllConfig:
     source: str = ""
     hostname: str | None = None        # scheduled run: the name this machine files backups under
     workdir: str | None = None         # scheduled run: local staging folder
+    notifications: tuple[Any, ...] = ()   # notify.Notifier objects (run, check)
+    hooks: Mapping[str, Any] = field(default_factory=dict)   # hooks.Hook per stage (run)
+    log_dir: str | None = None         # scheduled run: a log file per run here, the last 24 h kept
 
 
 #: the same file drives test_all, run, list, prune and check
@@ -322,11 +326,20 @@ def test_all_config(path: str | Path, *, key_path: str | Path | None = None) -> 
         if scratch is not None and _identity(db.url) == _identity(scratch.url):
             raise where.error(f"databases[{i}]", "is the same database as the scratch target; "
                                                  "test_all would overwrite it")
-    for key in ("hostname", "workdir"):
+    for key in ("hostname", "workdir", "log_dir"):
         if data.get(key) is not None:
             _str(data[key], key, where)
+    from .notify import notifiers_from_mapping
+
+    notifiers = notifiers_from_mapping(data.get("notifications"), f"{path}: notifications", path.parent)
+    hooks = {}
+    if data.get("hooks") is not None:
+        from .hooks import hooks_from_mapping
+
+        hooks = hooks_from_mapping(data["hooks"], f"{path}: hooks")
     return TestAllConfig(scratch=scratch, databases=databases, source=str(path),
-                         hostname=data.get("hostname"), workdir=data.get("workdir"))
+                         hostname=data.get("hostname"), workdir=data.get("workdir"),
+                         notifications=tuple(notifiers), hooks=hooks, log_dir=data.get("log_dir"))
 
 
 test_all_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 STAGES = ("before_run", "before_dump", "after_dump", "after_upload", "after_retention", "after_run",
           "after_notify")
 STATUSES = ("ok", "failed", "skipped", "not due")
+_STATUS_ALIASES = {"backed up": "ok"}   # jobs.RunEntry's word for a database that was dumped
 DEFAULT_TIMEOUT = 300.0
 KILL_GRACE = 2.0          # SIGTERM → SIGKILL, for the process group of a hook that timed out
 OUTPUT_GRACE = 2.0        # after the hook exits, wait this long for background programs' output
@@ -106,8 +107,8 @@ class Hook:
         """How messages name the hook: the program, or the (masked, shortened) shell command."""
         if self.argv is not None:
             return self.argv[0]
-        text = " ".join(self.shell_cmd.split())  # type: ignore[union-attr]
-        return mask_secrets(text if len(text) <= 60 else text[:57] + "...")
+        text = " ".join(mask_secrets(self.shell_cmd).split())  # type: ignore[arg-type]
+        return text if len(text) <= 60 else text[:57] + "..."
 
     def command(self) -> list[str]:
         return list(self.argv) if self.argv is not None else ["/bin/sh", "-c", self.shell_cmd or ""]
@@ -244,7 +245,7 @@ def run_hooks(hooks: Mapping[str, tuple[Hook, ...]], stage: str, *, database: st
         "ALBACKUP_STAGE": stage,
         "ALBACKUP_DATABASE": _clean(database or ""),
         "ALBACKUP_BACKUP": _clean(mask_secrets(backup or "")),
-        "ALBACKUP_STATUS": _clean(status or ""),
+        "ALBACKUP_STATUS": _clean(_STATUS_ALIASES.get(status or "", status or "")),
         "ALBACKUP_ERROR": one_line(error or ""),
         "ALBACKUP_HOST": _clean(socket.gethostname().split(".")[0] or "localhost"),
     }
@@ -343,7 +344,7 @@ def _collect(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bytes, boo
         while sel.get_map():
             now = time.monotonic()
             if now >= deadline:
-                timed_out = proc.poll() is None or bool(sel.get_map())
+                timed_out = proc.poll() is None   # exited: what it left behind is not waited for
                 break
             if exited_at is None and proc.poll() is not None:
                 exited_at = now

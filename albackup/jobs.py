@@ -70,16 +70,28 @@ class RunEntry:
 @dataclass
 class RunResult:
     entries: list[RunEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)    # failed notifications, failed after-hooks
 
     @property
     def ok(self) -> bool:
         return all(e.status != "failed" for e in self.entries)
 
 
-def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Progress | None = None) -> RunResult:
-    """For each database: dump if any period is due, upload, verify, move latest, prune."""
+def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
+        log_file: str | None = None) -> RunResult:
+    """For each database: dump if any period is due, upload, verify, move latest, prune; then
+    notify. Hooks run at every stage (see hooks.py)."""
     now = now or utcnow()
+    started = utcnow()
     res = RunResult()
+    try:
+        _hooks(cfg, "before_run", status="starting")
+    except AlbackupError as exc:     # a failing before_run hook stops every database's backup
+        for db in cfg.databases:
+            res.entries.append(RunEntry(db.name, status="failed", error=f"{type(exc).__name__}: {exc.message}",
+                                        exc=exc))
+        _notify(cfg, res, started, log_file)
+        return res
     for db in cfg.databases:
         entry = RunEntry(db.name)
         res.entries.append(entry)
@@ -88,17 +100,42 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Progress | 
             continue
         t0 = time.monotonic()
         try:
-            _run_one(cfg, db, now, entry, progress)
+            _run_one(cfg, db, now, entry, progress, res.warnings)
         except AlbackupError as exc:
             entry.status, entry.exc = "failed", exc
             entry.error = f"{type(exc).__name__}: {api.scrub(exc.message, db)}"
             log.error("%s: %s", db.name, entry.error)
         entry.seconds = round(time.monotonic() - t0, 3)
+        res.warnings += _hooks(cfg, "after_dump", database=db.name, backup=entry.backup,
+                               status="ok" if entry.status != "failed" else "failed", error=entry.error)
+    res.warnings += _hooks(cfg, "after_run", status="ok" if res.ok else "failed")
+    _notify(cfg, res, started, log_file)
     return res
 
 
+def _hooks(cfg: RunConfig, stage: str, **kw: Any) -> list[str]:
+    if not cfg.hooks:
+        return []
+    from .hooks import run_hooks
+
+    extra = {"ALBACKUP_HOST": hostname(cfg), **(kw.pop("extra", None) or {})}
+    return run_hooks(cfg.hooks, stage, extra=extra, **kw)
+
+
+def _notify(cfg: RunConfig, res: RunResult, started: dt.datetime, log_file: str | None) -> None:
+    """Notifications never change the run's outcome: a failing notifier is a warning."""
+    from .notify import event_from_run, notify
+
+    event = event_from_run(res, host=hostname(cfg), started=started, finished=utcnow(), log_file=log_file,
+                           warnings=res.warnings)
+    res.warnings += notify(list(cfg.notifications), event)
+    res.warnings += _hooks(cfg, "after_notify", status="failed" if not res.ok else "ok")
+    for w in res.warnings:
+        log.warning("%s", w)
+
+
 def _run_one(cfg: RunConfig, db: DatabaseConfig, now: dt.datetime, entry: RunEntry,
-             progress: Progress | None) -> None:
+             progress: Any, warnings: list[str]) -> None:
     policy = _policy(db)
     repos = repositories(cfg, db)
     entry.destinations = [r.where for r in repos]
@@ -106,6 +143,7 @@ def _run_one(cfg: RunConfig, db: DatabaseConfig, now: dt.datetime, entry: RunEnt
     if not entry.due and policy.keep_within is None:
         return     # nothing new, and period rules only change their verdict when backups arrive
     if entry.due:
+        _hooks(cfg, "before_dump", database=db.name, status="due")   # raises: a failing pre-hook stops it
         workdir = Path(cfg.workdir) if cfg.workdir else None
         d = api.dump(db, "", now=now, repos=repos, workdir=workdir, progress=progress)
         entry.status, entry.backup, entry.rows, entry.bytes = "backed up", d.path.name, d.rows, d.bytes
@@ -114,8 +152,12 @@ def _run_one(cfg: RunConfig, db: DatabaseConfig, now: dt.datetime, entry: RunEnt
             repo.set_latest(d.path.name)
         log.info("%s: backup %s is stored in %s (due: %s)", db.name, d.path.name,
                  ", ".join(entry.destinations), ", ".join(entry.due))
+        warnings += _hooks(cfg, "after_upload", database=db.name, backup=stored_backup_url(cfg, db, d.path.name),
+                           status="ok")
     for repo in repos:                # only reached when the dump (if any) succeeded
         entry.pruned += prune_repository(repo, policy, now, dry_run=False)
+    warnings += _hooks(cfg, "after_retention", database=db.name, status="ok",
+                       extra={"ALBACKUP_PRUNED": " ".join(entry.pruned)})
 
 
 def _due(repo: Repository, policy: Policy, now: dt.datetime) -> list[str]:

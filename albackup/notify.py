@@ -130,6 +130,10 @@ class Event:
     log_file: str | None = None   # where to look
     warnings: list[str] = field(default_factory=list)   # what a "warning" (or "stale") event is about
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Event.kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+
 
 def event_from_run(result: Any, *, host: str, started: dt.datetime, finished: dt.datetime,
                    log_file: str | None = None, warnings: Iterable[str] = ()) -> Event:
@@ -510,6 +514,7 @@ class EmailNotifier(Notifier):
                                                   timeout=self.timeout, context=ctx)
         else:
             smtp = smtplib.SMTP(self.host, self.port, local_hostname=local, timeout=self.timeout)
+        ok = False
         try:
             smtp.ehlo()
             if self.security == "starttls":
@@ -523,11 +528,12 @@ class EmailNotifier(Notifier):
             if refused:
                 who = "; ".join(f"{r}: {_smtp_reply(*v)}" for r, v in refused.items())
                 raise NotifyError(f"the SMTP server refused some recipients ({who}); the others got it")
+            ok = True
         finally:
-            with contextlib.suppress(Exception):
-                smtp.quit()
-            with contextlib.suppress(Exception):
-                smtp.close()
+            if ok:   # after a failure just hang up: a polite QUIT to a stuck server would wait again
+                with contextlib.suppress(Exception):
+                    smtp.quit()
+            smtp.close()
 
 
 def _domain(name: str) -> str:

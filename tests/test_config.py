@@ -1,6 +1,7 @@
 """Tests for albackup.config: loading, validation messages, password hygiene."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from albackup import config as cfg
-from albackup.errors import ConfigError
+from albackup.errors import ConfigError, SecretError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample-configs"
 SECRET = "s3cr3t-Pa55"
@@ -47,7 +48,7 @@ def test_sample_database_configs_load(name: str, engine: str) -> None:
 def test_every_sample_is_covered() -> None:
     names = {p.name for p in SAMPLES.iterdir() if p.is_file()}
     assert names == {"postgresql.yaml", "mysql.yaml", "sqlite.yaml", "mssql.yaml",
-                     "restore.yaml", "test_all.yaml", "legacy.json", "encrypted.yaml"}
+                     "restore.yaml", "test_all.yaml", "legacy.json", "encrypted.yaml", "backups.yaml"}
 
 
 def test_sample_details() -> None:
@@ -79,6 +80,47 @@ def test_sample_test_all() -> None:
     assert payroll.skip and not shop.skip
     assert all(d.batch_rows == 2000 for d in conf.databases)  # from defaults
     assert crm.routines is False
+
+
+# the secrets sample-configs/backups.yaml names; destination credentials and password_env are read at load
+BACKUPS_ENV = {"ALBACKUP_S3_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE", "ALBACKUP_S3_SECRET_ACCESS_KEY": SECRET,
+               "ALBACKUP_CRM_DB_PASSWORD": "crm-" + SECRET}
+
+
+def test_sample_backups(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in BACKUPS_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ALBACKUP_SHOP_PASSPHRASE", raising=False)   # read only when a dump starts
+    conf = cfg.test_all_config(SAMPLES / "backups.yaml")
+    assert conf.hostname == "db1" and conf.workdir == "/var/lib/albackup/work"
+    shop, crm, inventory = conf.databases
+    assert [d.engine_name for d in conf.databases] == ["postgresql", "mysql", "sqlite"]
+    assert inventory.name == "inventory"
+    s3, local = shop.destinations
+    assert s3.url == "s3://acme-db-backups/albackup" and local.url == "/srv/backups/albackup"
+    o = s3.options
+    assert (o.region, o.endpoint_url) == ("eu-central-1", "https://s3.backup.example.internal:9000")
+    assert (o.access_key_id, o.secret_access_key) == ("AKIAEXAMPLEEXAMPLE", SECRET)
+    assert SECRET not in repr(o)
+    assert (o.server_side_encryption, o.storage_class, o.part_size, o.max_attempts) == ("AES256", "STANDARD",
+                                                                                        64 * 2 ** 20, 5)
+    assert crm.destinations == shop.destinations                    # the top-level list
+    assert [d.url for d in inventory.destinations] == ["/srv/backups/albackup"]   # its own list
+    assert shop.retention == inventory.retention and shop.retention.hourly == 24 and shop.retention.yearly == 3
+    assert (crm.retention.daily, crm.retention.weekly, crm.retention.hourly) == (14, 8, 0)   # replaced whole
+    assert shop.encryption.writes_encrypted and shop.encryption.passphrase.env == "ALBACKUP_SHOP_PASSPHRASE"
+    assert not crm.encryption.writes_encrypted and crm.url.password == "crm-" + SECRET
+    assert all(d.compression == "zstd" for d in conf.databases)     # from defaults
+    assert all(d.max_age == dt.timedelta(hours=26) for d in conf.databases)
+
+
+def test_sample_backups_needs_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in BACKUPS_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ALBACKUP_S3_SECRET_ACCESS_KEY")
+    with pytest.raises(SecretError) as info:
+        cfg.test_all_config(SAMPLES / "backups.yaml")
+    assert info.value.exit_code == 15 and "ALBACKUP_S3_SECRET_ACCESS_KEY" in info.value.message
 
 
 # ---------------------------------------------------------------- old flat JSON keys

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -146,6 +147,9 @@ def test_hooks_see_their_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert env["MY_TAG"] == "nightly" and env["MY_INHERITED"] == "from-albackup"
     assert env["stdin"] == ""   # stdin is /dev/null
 
+    run_hooks(h, "after_dump", status="backed up")      # RunEntry's status, as the hooks' word
+    assert json.loads(out.read_text())["ALBACKUP_STATUS"] == "ok"
+
     run_hooks(cfg([PY, "-c", DUMP_ENV, str(out)], "before_run"), "before_run", extra={"ALBACKUP_HOST": "db1"})
     env = json.loads(out.read_text())
     assert env["ALBACKUP_STAGE"] == "before_run" and env["ALBACKUP_HOST"] == "db1"
@@ -174,7 +178,6 @@ def test_argv_runs_without_a_shell(tmp_path: Path) -> None:
     assert run_hooks(cfg([PY, "-c", write_arg, str(out), literal]), "after_dump") == []
     assert out.read_text() == literal and not pwned.exists()
     # a string without shell: true is split into words, still without a shell
-    import shlex
     run_hooks(cfg(shlex.join([PY, "-c", write_arg, str(out), literal])), "after_dump")
     assert out.read_text() == literal and not pwned.exists()
 
@@ -299,3 +302,19 @@ def test_failure_output_is_masked_and_shell_command_names_are_masked() -> None:
              "shell": True})
     (warning,) = run_hooks(h, "after_dump")
     assert "secret" not in warning and "postgresql://u:***@h/db" in warning
+
+
+def test_long_shell_command_is_masked_before_it_is_shortened() -> None:
+    h = cfg({"command": "curl -fsS https://user:" + "p" * 50 + "@example.invalid/ping; exit 2", "shell": True})
+    (warning,) = run_hooks(h, "after_dump")
+    assert warning.startswith("hook after_dump (curl -fsS https://user:***@example.invalid/ping; exit 2) failed")
+    assert "ppp" not in warning
+
+
+def test_hook_that_exited_is_not_reported_as_timed_out(tmp_path: Path, reaper: list[int]) -> None:
+    pidfile = tmp_path / "pid"    # exits at once; its background program outlives the 1 s timeout
+    h = cfg({"command": f"sleep 60 & echo $! > {pidfile}", "shell": True, "timeout": 1}, "before_dump")
+    t0 = time.monotonic()
+    assert run_hooks(h, "before_dump") == []
+    reaper.append(int(pidfile.read_text()))
+    assert time.monotonic() - t0 < 1 + 1.5
