@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: a chunk file is closed and a new one started past this many stored bytes
 CHUNK_BYTES = 256 << 20
-#: a batch is cut short past this many (estimated) raw bytes, whatever its row count
+#: a frame is cut short past this many (estimated) raw bytes, whatever its row count
 BATCH_BYTES = 16 << 20
 
 Progress = Callable[[str, int, int, float], None]   # table, rows, bytes, seconds

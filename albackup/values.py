@@ -287,8 +287,14 @@ class ContentHash:
         norm = self._norm
         total = self.total
         for row in rows:
-            h = sha(b"".join([n(v) for n, v in zip(norm, row)])).digest()
-            total += int.from_bytes(h, "big")
+            h = sha()
+            for n, v in zip(norm, row):
+                if n is _enc and isinstance(v, (bytes, bytearray, memoryview)) and len(v) > 65536:
+                    h.update(b"X" + len(v).to_bytes(4, "big"))   # large values: fed without a copy
+                    h.update(v)
+                else:
+                    h.update(n(v))
+            total += int.from_bytes(h.digest(), "big")
         self.total = total % MOD
         self.rows += len(rows)
 

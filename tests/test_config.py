@@ -93,6 +93,7 @@ def test_sample_backups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALBACKUP_SHOP_PASSPHRASE", raising=False)   # read only when a dump starts
     conf = cfg.test_all_config(SAMPLES / "backups.yaml")
     assert conf.hostname == "db1" and conf.workdir == "/var/lib/albackup/work"
+    assert conf.log_dir == "/var/lib/albackup/logs"
     shop, crm, inventory = conf.databases
     assert [d.engine_name for d in conf.databases] == ["postgresql", "mysql", "sqlite"]
     assert inventory.name == "inventory"

@@ -161,11 +161,7 @@ class Adapter:
         cur = self.dbapi(conn).cursor()
         try:
             cur.execute(self.select_sql(table))
-            while True:
-                rows = cur.fetchmany(batch_rows)
-                if not rows:
-                    break
-                yield rows
+            yield from fetch_batches(cur, batch_rows)
         finally:
             cur.close()
 
@@ -307,6 +303,28 @@ class Adapter:
 
 def _ident(v: Any) -> Any:
     return v
+
+
+#: a fetched batch is kept near this many bytes, whatever the width of the rows
+BATCH_BYTES = 16 << 20
+
+
+def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[Any]]:
+    """``fetchmany`` in batches sized by bytes as well as rows: the first batch is small, later
+    ones hold about ``max_bytes`` (so a table of 50 MB blobs is read a row or two at a time,
+    a narrow table ``max_rows`` at a time). Memory stays bounded whatever the table."""
+    n = 1           # the first fetch learns how wide the rows are
+    while True:
+        rows = cur.fetchmany(n)
+        if not rows:
+            return
+        size = 0
+        for r in rows:
+            for v in r:
+                size += len(v) if isinstance(v, (str, bytes, bytearray, memoryview)) else 8
+        yield rows
+        avg = max(size / len(rows), 1.0)
+        n = max(1, min(max_rows, int(max_bytes / avg)))
 
 
 _CAST = re.compile(r"^('(?:[^']|'')*'|\(?-?[\d.]+\)?)::[\w\s\[\]\"().]+$")

@@ -14,7 +14,7 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..values import Converter
-from .base import Adapter, Snapshot, Verbatim, register
+from .base import Adapter, Snapshot, Verbatim, fetch_batches, register
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
@@ -122,11 +122,7 @@ class PostgreSQLAdapter(Adapter):
         _register_text_casters(cur)
         try:
             cur.execute(self.select_sql(table))
-            while True:
-                rows = cur.fetchmany(batch_rows)
-                if not rows:
-                    break
-                yield rows
+            yield from fetch_batches(cur, batch_rows)
         finally:
             cur.close()
 
