@@ -131,9 +131,19 @@ def open_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> Back
     return Backup(path, keyring(enc), require_encryption=enc.expects_encrypted)
 
 
+def storage_options_for(location: Path | str, destinations: Any) -> StorageOptions | None:
+    """The options of the configured destination that ``location`` lies under (endpoint, keys)."""
+    loc = str(location)
+    for d in destinations or ():
+        if loc.startswith(d.url.rstrip("/") + "/"):
+            return d.options
+    return None
+
+
 def restore(backup_path: Path | str, db: DatabaseConfig, opts: RestoreOptions,
             progress: Progress | None = None) -> RestoreResult:
-    with backup_at(backup_path, db.encryption) as backup:   # missing or damaged: refused before connecting
+    options = storage_options_for(backup_path, db.destinations)
+    with backup_at(backup_path, db.encryption, options=options) as backup:   # refused before connecting if bad
         return _restore(backup, db, opts, progress)
 
 
@@ -151,20 +161,22 @@ def _restore(backup: Backup, db: DatabaseConfig, opts: RestoreOptions, progress:
         engine.dispose()
 
 
-def verify(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> VerifyResult:
-    with backup_at(path, enc) as b:
+def verify(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION,
+           options: StorageOptions | None = None) -> VerifyResult:
+    with backup_at(path, enc, options=options) as b:
         res = verify_backup(b)
         res.path = Path(str(path)) if not is_remote(path) else res.path
         res.location = str(path)
         return res
 
 
-def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> dict[str, Any]:
+def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION,
+                   options: StorageOptions | None = None) -> dict[str, Any]:
     if is_remote(path):
         parent, bid = split_location(str(path))
         tmp = temp_workdir()
         try:
-            Repository(open_storage(parent)).storage.download(f"{bid}/{MANIFEST}", tmp / bid / MANIFEST)
+            Repository(open_storage(parent, options)).storage.download(f"{bid}/{MANIFEST}", tmp / bid / MANIFEST)
             plain = read_manifest(tmp / bid)
         finally:
             remove_workdir(tmp)
@@ -178,7 +190,7 @@ def inspect_backup(path: Path | str, enc: EncryptionConfig = NO_ENCRYPTION) -> d
                 "encrypted": True, "cipher": header.get("cipher"),
                 "key_slots": [{k: v for k, v in slot.items() if k in ("type", "kdf", "n", "r", "p", "key_id")}
                               for slot in header.get("slots") or []]}
-    with backup_at(path, enc) as b:
+    with backup_at(path, enc, options=options) as b:
         return _describe(b, str(path))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__, api, config
-from .errors import AlbackupError, BackupTooOld, CompareFailed, UsageError, exit_code_table
+from .errors import AlbackupError, BackupTooOld, CompareFailed, ConfigError, UsageError, exit_code_table
 from .keys import NONE as NO_ENCRYPTION
 from .priority import lower_priority
 from .progress import Reporter, for_terminal
@@ -111,6 +111,17 @@ def _db(st: State, *, allow_restore_flag: bool = False, **url_opts: Any) -> conf
     if path is None:
         raise UsageError("no configuration: give --cfg FILE or --url URL (or put albackup.yaml/albackup.json here)")
     return config.database_config(path)
+
+
+def _storage_options(st: State) -> Any:
+    """For an s3:// --backup-dir: the options of the config's destination it lies under."""
+    if not st.cfg or not str(st.backup_dir or "").startswith("s3://"):
+        return None
+    try:
+        dests = config.database_config(st.cfg).destinations
+    except ConfigError:   # a run/test_all config: any database's destinations
+        dests = tuple(d for db in config.test_all_config(st.cfg).databases for d in db.destinations)
+    return api.storage_options_for(st.backup_dir, dests)
 
 
 def _enc(st: State, db: config.DatabaseConfig | None = None) -> EncryptionConfig:
@@ -245,7 +256,7 @@ def verify(ctx: click.Context, **kw: Any) -> None:
     st = _merge(ctx, **kw)
     if not st.backup_dir:
         raise UsageError("verify needs --backup-dir PATH of one backup")
-    res = api.verify(st.backup_dir, _enc(st))
+    res = api.verify(st.backup_dir, _enc(st), _storage_options(st))
     _out(st, {"backup": res.location, "ok": True, "tables": res.tables, "rows": res.rows},
          f"OK {res.location}: {len(res.tables)} tables, {res.rows:,} rows verified")
 
@@ -259,7 +270,7 @@ def inspect_cmd(ctx: click.Context, **kw: Any) -> None:
     st = _merge(ctx, **kw)
     if not st.backup_dir:
         raise UsageError("inspect needs --backup-dir PATH of one backup")
-    info = api.inspect_backup(st.backup_dir, _enc(st))
+    info = api.inspect_backup(st.backup_dir, _enc(st), _storage_options(st))
     if info.get("encrypted") and "tables" not in info:
         slots = ", ".join(f"{x['type']}" + (f" {x['key_id']}" if x.get("key_id") else "") for x in info["key_slots"])
         _out(st, info, f"backup      {info['id']}\ncreated     {info['created_at']}\n"

@@ -54,7 +54,7 @@ def destination_from_mapping(d: Any, keypath: str) -> Destination:
             continue
         if isinstance(v, str):
             raise ConfigError(f"{keypath}.{k}: credentials are never written in the config; give "
-                              "{env: NAME}, {file: PATH} or {command: CMD} (or leave them out for boto3's chain)")
+                              "{env: NAME}, {file: PATH}, {fd: N} or {command: CMD} (or leave them out for boto3's chain)")
         kw[k] = from_mapping(v, f"{keypath}.{k}").read().decode("utf-8")
     if d.get("part_size_mb") is not None:
         v = d["part_size_mb"]

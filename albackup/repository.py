@@ -186,6 +186,11 @@ def open_remote_backup(url: str, workdir: Path, keyring: Any = None, require_enc
 
 
 def temp_workdir(base: Path | None = None) -> Path:
+    if base is not None:
+        try:
+            Path(base).mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"workdir {base}: cannot create it ({exc.strerror})") from None
     return Path(tempfile.mkdtemp(prefix="albackup-", dir=base))
 
 

@@ -328,3 +328,34 @@ def test_test_all_goes_through_s3(moto: s3servers.S3Server, tmp_path: Path) -> N
     assert res.entries[0].backup.startswith(f"s3://{BUCKET}/ta-{tmp_path.name}/test_all/shop/shop@local--")
     left = moto.client().list_objects_v2(Bucket=BUCKET, Prefix=f"ta-{tmp_path.name}/").get("KeyCount")
     assert left == 0
+
+
+def test_cli_reads_a_stored_backup_with_the_configs_destination_options(moto: s3servers.S3Server,
+                                                                        tmp_path: Path) -> None:
+    """No AWS_* variables: verify and inspect find the endpoint and keys in the config's destination."""
+    src = _shop(tmp_path / "shop.sqlite")
+    cfgfile = tmp_path / "b.yaml"
+    cfgfile.write_text(f"""hostname: h1
+destinations:
+  - url: s3://{BUCKET}/cfgopts
+    endpoint_url: {moto.endpoint}
+    region: {s3servers.REGION}
+    access_key_id: {{env: T_AK}}
+    secret_access_key: {{env: T_SK}}
+retention: {{daily: 1}}
+databases:
+  - name: shop
+    driver: sqlite
+    database: {src}
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PYTHONPATH=str(ROOT), T_AK=moto.access_key, T_SK=moto.secret_key, AWS_EC2_METADATA_DISABLED="true")
+    p = subprocess.run([sys.executable, "-m", "albackup", "--cfg", str(cfgfile), "run", "--json"], capture_output=True,
+                       text=True, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    bid = json.loads(p.stdout)["databases"][0]["backup"]
+    url = f"s3://{BUCKET}/cfgopts/h1/shop/{bid}"
+    for cmd in (["verify"], ["inspect", "--json"]):
+        p = subprocess.run([sys.executable, "-m", "albackup", "--cfg", str(cfgfile), *cmd, "--backup-dir", url],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+        assert p.returncode == 0, p.stderr

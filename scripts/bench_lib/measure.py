@@ -1,0 +1,149 @@
+"""Run one command (or a pipeline of commands) as child processes and measure each child.
+
+Each process is reaped with ``os.wait4``, which returns that child's own resource usage: user and
+system CPU and peak RSS (``ru_maxrss``, KiB on Linux). For a pipeline the stages run at the same
+time, so the pipeline's peak RSS is reported as the *sum* of the stages' peaks (an upper bound of
+what it held at once) and its CPU as the sum of the stages' CPU. Wall time runs from the first
+spawn to the last exit. This is what ``/usr/bin/time -f '%e %U %S %M'`` reports per command,
+without depending on it.
+
+The database servers run on this machine, so the CPU they spend on a run is measured too, from
+/proc: every ``postgres`` process (the postmaster's ``cutime``/``cstime`` hold the backends that
+exited during the run) and the ``mariadbd``/``mysqld`` process (all its threads).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Stage:
+    argv: list[str]
+    exit_code: int = 0
+    user_s: float = 0.0
+    sys_s: float = 0.0
+    maxrss_kib: int = 0
+
+
+@dataclass
+class Measurement:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    stages: list[Stage] = field(default_factory=list)
+    server_cpu_s: float | None = None
+    output_bytes: int | None = None
+    stdout: str = ""
+
+    def to_dict(self) -> dict:
+        return {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
+                "server_cpu_s": None if self.server_cpu_s is None else round(self.server_cpu_s, 3),
+                "peak_rss_mb": round(self.peak_rss_mb, 1), "output_bytes": self.output_bytes,
+                "stages": [{"argv": s.argv, "user_s": round(s.user_s, 3), "sys_s": round(s.sys_s, 3),
+                            "maxrss_kib": s.maxrss_kib} for s in self.stages]}
+
+
+def _proc_stat(pid: str) -> tuple[str, int, list[str]] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1: raw.rindex(")")]
+    rest = raw[raw.rindex(")") + 2:].split()
+    # rest[0] = state (field 3), so field n is rest[n - 3]
+    return comm, int(rest[1]), rest
+
+
+class ServerCpu:
+    """CPU seconds the local database servers have used so far (None where none is visible)."""
+
+    def __init__(self, comms: Sequence[str]) -> None:
+        self.comms = set(comms)
+
+    def sample(self) -> float | None:
+        procs = {}
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                st = _proc_stat(pid)
+                if st and st[0] in self.comms:
+                    procs[int(pid)] = st
+        if not procs:
+            return None
+        ticks = 0
+        for pid, (_, ppid, rest) in procs.items():
+            ticks += int(rest[11]) + int(rest[12])          # utime, stime (fields 14, 15)
+            if ppid not in procs:                           # the root: its reaped children too
+                ticks += int(rest[13]) + int(rest[14])      # cutime, cstime (fields 16, 17)
+        return ticks / CLK
+
+
+def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: Path | None = None,
+        stderr: Path, cwd: Path | None = None, env: dict | None = None,
+        server: ServerCpu | None = None) -> Measurement:
+    """Run ``stages`` as a pipeline (stdin → first … last → stdout). Raises RunFailed on a
+    non-zero exit of any stage, with the tail of the stderr log."""
+    stderr.parent.mkdir(parents=True, exist_ok=True)
+    fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
+    fout = open(stdout, "wb") if stdout else subprocess.PIPE
+    ferr = open(stderr, "ab")
+    procs: list[subprocess.Popen] = []
+    s0 = server.sample() if server else None
+    t0 = time.perf_counter()
+    try:
+        prev = fin
+        for i, argv in enumerate(stages):
+            last = i == len(stages) - 1
+            p = subprocess.Popen(list(argv), stdin=prev, stdout=fout if last else subprocess.PIPE,
+                                 stderr=ferr, cwd=cwd, env=env)
+            if i > 0 and prev is not None:
+                prev.close()            # the next stage owns the read end now
+            prev = p.stdout if not last else None
+            procs.append(p)
+        out = b""
+        if fout is subprocess.PIPE:
+            out = procs[-1].stdout.read()
+            procs[-1].stdout.close()
+        result = []
+        for p in procs:
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            result.append(Stage(list(p.args), p.returncode, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+        wall = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                p.wait()
+        if stdin:
+            fin.close()
+        if stdout:
+            fout.close()
+        ferr.close()
+    s1 = server.sample() if server else None
+    bad = [s for s in result if s.exit_code != 0]
+    if bad:
+        tail = stderr.read_text(errors="replace")[-3000:]
+        raise RunFailed(f"{' '.join(bad[0].argv)} exited {bad[0].exit_code}; {stderr}:\n{tail}")
+    m = Measurement(wall, sum(s.user_s + s.sys_s for s in result),
+                    sum(s.maxrss_kib for s in result) / 1024, result,
+                    None if s0 is None or s1 is None else s1 - s0)
+    m.stdout = out.decode("utf-8", "replace")
+    return m
+
+
+def tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
