@@ -113,21 +113,34 @@ def _db(st: State, *, allow_restore_flag: bool = False, **url_opts: Any) -> conf
     return config.database_config(path)
 
 
+def _config_db(st: State) -> config.DatabaseConfig | None:
+    """The database config that goes with --backup-dir: --cfg/--url's, or, for a run config, the
+    database whose destination holds the backup."""
+    if st.url or not st.cfg:
+        return _db(st) if st.url else None
+    try:
+        return config.database_config(st.cfg)
+    except ConfigError:
+        run_cfg = config.test_all_config(st.cfg)   # a run/test_all config (or the original error again)
+    for db in run_cfg.databases:
+        if api.storage_options_for(st.backup_dir or "", db.destinations) is not None or any(
+                str(st.backup_dir or "").startswith(d.url.rstrip("/") + "/") for d in db.destinations):
+            return db
+    return None
+
+
 def _storage_options(st: State) -> Any:
     """For an s3:// --backup-dir: the options of the config's destination it lies under."""
-    if not st.cfg or not str(st.backup_dir or "").startswith("s3://"):
+    if not str(st.backup_dir or "").startswith("s3://"):
         return None
-    try:
-        dests = config.database_config(st.cfg).destinations
-    except ConfigError:   # a run/test_all config: any database's destinations
-        dests = tuple(d for db in config.test_all_config(st.cfg).databases for d in db.destinations)
-    return api.storage_options_for(st.backup_dir, dests)
+    db = _config_db(st)
+    return api.storage_options_for(st.backup_dir, db.destinations) if db is not None else None
 
 
 def _enc(st: State, db: config.DatabaseConfig | None = None) -> EncryptionConfig:
     """The config's encryption settings (when there is a config) with the command line's over them."""
     if db is None and (st.cfg or st.url):
-        db = _db(st)
+        db = _config_db(st)
     base = db.encryption if db is not None else NO_ENCRYPTION
     return base.merged(st.keys.config())
 

@@ -1,23 +1,44 @@
-"""MySQL and MariaDB: consistent-snapshot transaction, unbuffered cursor, multi-row INSERT load."""
+"""MySQL and MariaDB: consistent-snapshot transaction, unbuffered cursor, LOAD DATA LOCAL INFILE load.
+
+Both PyMySQL (``mysql+pymysql``) and mysqlclient (``mysql+mysqldb``) are supported; the driver is
+told apart by the module of the live DBAPI connection. The load streams rows into a temporary
+tab-separated file and loads it with ``LOAD DATA LOCAL INFILE`` every ``load_group_bytes``; where
+the server or the client does not allow local infile, it falls back to multi-row INSERTs.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import re
-from typing import Any, Iterator
+import tempfile
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
+from ..errors import RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import Converter
 from .base import Adapter, Snapshot, register
 
+log = logging.getLogger(__name__)
+
 _DEFINER = re.compile(r"\s+DEFINER\s*=\s*(`[^`]*`|'[^']*'|\S+)@(`[^`]*`|'[^']*'|\S+)", re.I)
 _JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`(?P<col>(?:[^`]|``)+)`\s*\)\s*$", re.I)
 SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+
+#: server errors meaning "LOAD DATA LOCAL is not allowed here": 1148 ER_NOT_ALLOWED_COMMAND,
+#: 3948 ER_CLIENT_LOCAL_FILES_DISABLED (MySQL 8), 4166 ER_LOAD_INFILE_CAPABILITY_DISABLED (MariaDB),
+#: 2068 CR_LOAD_DATA_LOCAL_INFILE_REJECTED (libmysqlclient refused the file)
+LOCAL_INFILE_REFUSED = frozenset({1148, 3948, 4166, 2068})
+_LOAD_METHOD_KEY = "albackup.mysql.load_method"
+LOAD_DATA = "load-data"
+INSERT = "insert"
 
 
 def strip_definer(sql: str) -> str:
@@ -32,6 +53,31 @@ class MySQLAdapter(Adapter):
     named_primary_keys = False
     transactional_ddl = False
     key_text_chars = 768     # 3072-byte index keys / 4 bytes per utf8mb4 character
+
+    def configure_engine(self, engine: sa.Engine) -> None:
+        """Let connections of ``engine`` use LOAD DATA LOCAL INFILE (the restore's fast path).
+
+        PyMySQL: only the CLIENT_LOCAL_FILES capability is announced at connect time; the
+        driver's own switch (``_local_infile``) stays off and is turned on by ``load`` just for
+        its own LOAD DATA statements, so a server cannot ask for a client file at any other time.
+        mysqlclient: ``local_infile=2`` is MariaDB Connector/C's "auto" mode (a file request is
+        accepted only right after a statement starting with LOAD); libmysqlclient reads it as on.
+        An explicit ``local_infile`` in the URL or connect_args is left as it is.
+        """
+        driver = engine.dialect.driver
+        if driver not in ("pymysql", "mysqldb"):
+            return
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _allow_local_files(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+            if driver == "pymysql":
+                if "local_infile" not in cparams:
+                    from pymysql.constants import CLIENT
+
+                    cparams["client_flag"] = int(cparams.get("client_flag", 0)) | CLIENT.LOCAL_FILES
+            else:
+                cparams.setdefault("local_infile", 2)
+                cparams.setdefault("charset", "utf8mb4")   # as PyMySQL: text decodes the same way
 
     def _session(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET SESSION time_zone = '+00:00'")
@@ -112,11 +158,23 @@ class MySQLAdapter(Adapter):
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
 
     def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
-        import pymysql.cursors
+        """Rows through the driver's unbuffered cursor (PyMySQL's or mysqlclient's SSCursor)."""
+        raw = self.dbapi(conn)
+        driver = dbapi_driver(raw)
+        if driver == "pymysql":
+            import pymysql.cursors
 
-        cur = self.dbapi(conn).cursor(pymysql.cursors.SSCursor)
+            cur = raw.cursor(pymysql.cursors.SSCursor)
+        elif driver == "mysqldb":
+            import MySQLdb.cursors
+
+            cur = raw.cursor(MySQLdb.cursors.SSCursor)
+        else:
+            yield from super().stream(conn, table, batch_rows)
+            return
         try:
-            cur.execute(self.select_sql(table))
+            with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()):
+                cur.execute(self.select_sql(table))
             while True:
                 rows = cur.fetchmany(batch_rows)
                 if not rows:
@@ -206,10 +264,166 @@ class MySQLAdapter(Adapter):
     def set_foreign_key_checks(self, conn: Connection, enabled: bool) -> None:
         conn.exec_driver_sql(f"SET SESSION foreign_key_checks = {1 if enabled else 0}")
 
+    #: rows are loaded with one LOAD DATA statement per this many bytes of the temporary file
+    load_group_bytes = 64 << 20
+    #: folder for the temporary load files (None: the system's temporary folder)
+    load_tmpdir: str | None = None
+
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
              batches: Iterator[list[list[Any]]], identity: bool) -> int:
-        # PyMySQL turns executemany of one INSERT ... VALUES into multi-row statements.
+        """LOAD DATA LOCAL INFILE where the client and server allow it, else multi-row INSERTs."""
+        raw = self.dbapi(conn)
+        fd, path = tempfile.mkstemp(prefix="albackup-load-", suffix=".tsv", dir=self.load_tmpdir)
+        os.close(fd)
+        try:
+            if self.load_method(conn, table, columns, path) == LOAD_DATA:
+                return self._load_data(raw, table, columns, writers, batches, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        log.debug("table %s: loading with multi-row INSERT", table.key)
+        # PyMySQL and mysqlclient turn executemany of one INSERT ... VALUES into multi-row statements.
         return super().load(conn, table, columns, writers, batches, identity)
+
+    def load_method(self, conn: Connection, table: Table, columns: list[str], empty_file: str) -> str:
+        """LOAD_DATA or INSERT: decided once per connection (kept in the pool entry's info)."""
+        info = conn.connection.info
+        method = info.get(_LOAD_METHOD_KEY)
+        if method is None:
+            method, why = self._probe_local_infile(conn, table, columns, empty_file)
+            info[_LOAD_METHOD_KEY] = method
+            log.debug("mysql load path for this connection: %s (%s)",
+                      "LOAD DATA LOCAL INFILE" if method == LOAD_DATA else "multi-row INSERT", why)
+        return method
+
+    def _probe_local_infile(self, conn: Connection, table: Table, columns: list[str],
+                            empty_file: str) -> tuple[str, str]:
+        raw = self.dbapi(conn)
+        driver = dbapi_driver(raw)
+        if driver not in ("pymysql", "mysqldb"):
+            return INSERT, f"driver {type(raw).__module__} is not PyMySQL or mysqlclient"
+        if driver == "pymysql":
+            from pymysql.constants import CLIENT
+
+            if not hasattr(raw, "_local_infile"):
+                return INSERT, "this PyMySQL has no local_infile switch"
+            if not int(getattr(raw, "client_flag", 0)) & CLIENT.LOCAL_FILES:
+                return INSERT, ("the connection was opened without local_infile "
+                                "(engine not set up by MySQLAdapter.configure_engine)")
+        cur = raw.cursor()
+        try:
+            try:
+                cur.execute("SELECT @@GLOBAL.local_infile")
+                row = cur.fetchone()
+                if row is not None and row[0] is not None and int(row[0]) == 0:
+                    return INSERT, "the server has local_infile=OFF"
+            except Exception as exc:  # a server without the variable: the probe below decides
+                log.debug("SELECT @@GLOBAL.local_infile failed: %s", exc)
+            sql = (f"LOAD DATA LOCAL INFILE {_sql_string(empty_file)} INTO TABLE "
+                   f"{self.qtable(table.name, table.schema)} CHARACTER SET utf8mb4 {_LOAD_FORMAT} "
+                   f"({', '.join(self.q(c) for c in columns)})")
+            try:
+                with _local_files(raw, driver):
+                    cur.execute(sql)
+            except _driver_error(raw) as exc:
+                code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+                msg = str(exc.args[1] if len(exc.args) > 1 else exc)
+                if code in LOCAL_INFILE_REFUSED:
+                    return INSERT, f"LOAD DATA LOCAL refused ({code}: {msg})"
+                return INSERT, f"LOAD DATA LOCAL probe failed ({code}: {msg})"
+            return LOAD_DATA, "server and client allow local infile"
+        finally:
+            cur.close()
+
+    def _load_data(self, raw: Any, table: Table, columns: list[str], writers: list[Converter],
+                   batches: Iterator[list[list[Any]]], path: str) -> int:
+        kinds = {c.name: c.type.kind for c in table.columns}
+        modes: list[str | None] = [_COLUMN_MODE.get(kinds.get(c, "text"), TEXT) for c in columns]
+        encoders = [_field_encoder(i, modes) for i in range(len(columns))]
+        cols = list(zip(writers, encoders))
+        driver = dbapi_driver(raw)
+        cur = raw.cursor()
+        loaded = pending = statements = 0
+
+        def encode(row: list[Any]) -> str:
+            return "\t".join([_field(w, e, v) for (w, e), v in zip(cols, row)])
+
+        try:
+            with open(path, "wb") as f:
+                def flush() -> None:
+                    nonlocal loaded, pending, statements
+                    if not pending:
+                        return
+                    f.flush()
+                    self._load_file(cur, raw, driver, table, columns, modes, path, pending)
+                    f.seek(0)
+                    f.truncate()
+                    loaded += pending
+                    statements += 1
+                    pending = 0
+
+                for batch in batches:
+                    lines: list[str] = []
+                    for row in batch:
+                        while True:
+                            try:
+                                lines.append(encode(row))
+                                break
+                            except _ModeSwitch as sw:   # a column changed between bytes and text
+                                if lines:
+                                    f.write(("\n".join(lines) + "\n").encode("utf-8"))
+                                    pending += len(lines)
+                                    lines = []
+                                flush()
+                                modes[sw.index] = sw.mode
+                    if lines:
+                        f.write(("\n".join(lines) + "\n").encode("utf-8"))
+                        pending += len(lines)
+                    if f.tell() >= self.load_group_bytes:
+                        flush()
+                flush()
+        finally:
+            cur.close()
+        log.debug("table %s: %d rows loaded with LOAD DATA LOCAL INFILE (%d statement(s))",
+                  table.key, loaded, statements)
+        return loaded
+
+    def _load_file(self, cur: Any, raw: Any, driver: str, table: Table, columns: list[str],
+                   modes: list[str | None], path: str, rows: int) -> None:
+        """One LOAD DATA of the file at ``path`` (``rows`` rows); checks warnings and the row count."""
+        use_vars = any(m in (HEX, BOOL) for m in modes)
+        targets: list[str] = []
+        sets: list[str] = []
+        for i, (c, m) in enumerate(zip(columns, modes)):
+            if not use_vars:
+                targets.append(self.q(c))
+                continue
+            # Every column through a variable once there is a SET clause: MariaDB generates a new
+            # AUTO_INCREMENT value for a 0 loaded straight into the column when SET is present,
+            # whatever NO_AUTO_VALUE_ON_ZERO says; assigned from a variable, 0 stays 0.
+            var = f"@c{i}"
+            targets.append(var)
+            expr = f"UNHEX({var})" if m == HEX else f"CAST({var} AS UNSIGNED)" if m == BOOL else var
+            sets.append(f"{self.q(c)} = {expr}")
+        sql = (f"LOAD DATA LOCAL INFILE {_sql_string(path)} INTO TABLE {self.qtable(table.name, table.schema)} "
+               f"CHARACTER SET utf8mb4 {_LOAD_FORMAT} ({', '.join(targets)})")
+        if sets:
+            sql += f" SET {', '.join(sets)}"
+        try:
+            with _local_files(raw, driver):
+                cur.execute(sql)
+            affected = cur.rowcount
+            cur.execute("SHOW WARNINGS")
+            warnings = [w for w in cur.fetchall() if str(w[0]).lower() != "note"]
+        except _driver_error(raw) as exc:
+            raise RestoreError(f"table {table.key}: LOAD DATA LOCAL INFILE failed: {exc}") from None
+        if warnings:
+            shown = "; ".join(f"{w[0]} {w[1]}: {w[2]}" for w in warnings[:3])
+            more = f" (and {len(warnings) - 3} more)" if len(warnings) > 3 else ""
+            raise RestoreError(f"table {table.key}: LOAD DATA LOCAL INFILE reported {shown}{more}")
+        if affected != rows:
+            raise RestoreError(f"table {table.key}: LOAD DATA LOCAL INFILE loaded {affected} rows of the "
+                               f"{rows} sent")
 
     def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
                        schema: Schema) -> None:
@@ -225,3 +439,140 @@ class MySQLAdapter(Adapter):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
+
+
+# ------------------------------------------------------------------------------------ drivers
+def dbapi_driver(raw: Any) -> str:
+    """'pymysql', 'mysqldb' or the top module name of a live DBAPI connection's class."""
+    top = type(raw).__module__.split(".")[0]
+    return {"pymysql": "pymysql", "MySQLdb": "mysqldb"}.get(top, top)
+
+
+def _driver_error(raw: Any) -> type[BaseException]:
+    import sys
+
+    mod = sys.modules.get(type(raw).__module__.split(".")[0])
+    return getattr(mod, "Error", Exception)
+
+
+@contextlib.contextmanager
+def _local_files(raw: Any, driver: str) -> Iterator[None]:
+    """PyMySQL answers a server's file request only inside this block (mysqlclient: auto mode)."""
+    if driver != "pymysql":
+        yield
+        return
+    prev = raw._local_infile
+    raw._local_infile = True
+    try:
+        yield
+    finally:
+        raw._local_infile = prev
+
+
+def _or_text(f: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(s: str) -> Any:
+        v = f(s)
+        return s if v is None else v
+
+    return convert
+
+
+@contextlib.contextmanager
+def _temporals_as_text(raw: Any) -> Iterator[None]:
+    """mysqlclient reads dates it cannot parse ('0000-00-00') as None; PyMySQL keeps the text.
+
+    For the statement run inside this block, mysqlclient's temporal converters keep the text as
+    PyMySQL does, so both drivers give the same values (and the same errors).
+    """
+    from MySQLdb.constants import FIELD_TYPE
+
+    conv = raw.converter
+    saved: dict[int, Any] = {}
+    for code in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP,
+                 FIELD_TYPE.TIME):
+        f = conv.get(code)
+        if callable(f):
+            saved[code] = f
+            conv[code] = _or_text(f)
+    try:
+        yield
+    finally:
+        conv.update(saved)
+
+
+# ------------------------------------------------------------------------- LOAD DATA format
+_LOAD_FORMAT = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+_NULL = "\\N"
+TEXT, HEX, BOOL = "text", "hex", "bool"
+#: how a target column's values are written; None (native): bytes as hex, text as text, by the values
+_COLUMN_MODE: dict[str, str | None] = {"binary": HEX, "boolean": BOOL, "native": None}
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
+_NEEDS_ESC = re.compile(r"[\\\t\n\r\x00]")
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _sql_string(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _esc(v: str) -> str:
+    return v.translate(_ESC) if _NEEDS_ESC.search(v) else v
+
+
+class _ModeSwitch(Exception):
+    def __init__(self, index: int, mode: str) -> None:
+        super().__init__(index, mode)
+        self.index = index
+        self.mode = mode
+
+
+def _text(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return _esc(v)
+    if t is bool:
+        return "1" if v else "0"
+    if t is int:
+        return str(v)
+    if t is float:
+        return repr(v)
+    if isinstance(v, _BYTES):
+        return _esc(bytes(v).decode("utf-8"))
+    return _esc(str(v))
+
+
+def _hex(v: Any) -> str:
+    return bytes(v).hex() if isinstance(v, _BYTES) else str(v).encode("utf-8").hex()
+
+
+def _bool(v: Any) -> str:
+    return "1" if v else "0"
+
+
+def _field_encoder(i: int, modes: list[str | None]) -> Callable[[Any], str]:
+    """Value (after the column's writer, not None) → one field of the load file."""
+    m = modes[i]
+    if m == HEX:
+        return _hex
+    if m == BOOL:
+        return _bool
+    if m == TEXT:
+        return _text
+
+    def native(v: Any) -> str:   # the mode follows the values: bytes as hex, anything else as text
+        want = HEX if isinstance(v, _BYTES) else TEXT
+        have = modes[i]
+        if have is None:
+            modes[i] = have = want
+        elif have != want:
+            raise _ModeSwitch(i, want)
+        return _hex(v) if want == HEX else _text(v)
+
+    return native
+
+
+def _field(w: Converter, e: Callable[[Any], str], v: Any) -> str:
+    if v is None:
+        return _NULL
+    v = w(v)
+    return _NULL if v is None else e(v)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from . import datagen
 from .dbs import My, Pg
-from .measure import Measurement, RunFailed, ServerCpu, run, tree_bytes
+from .measure import Measurement, RunFailed, ServerCpu, launcher, run, tree_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "albk_bench_"
@@ -72,6 +72,7 @@ def machine_info(pg: Pg, my: My) -> dict:
         "pg_dump": _cmd_version(["pg_dump", "--version"]),
         "mariadb-dump": _cmd_version(["mariadb-dump", "--version"]),
         "zstd": _cmd_version(["zstd", "--version"]) if shutil.which("zstd") else "not installed",
+        "measured_with": launcher(),
     }
     try:
         info["albackup_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],

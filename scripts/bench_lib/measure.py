@@ -1,11 +1,15 @@
 """Run one command (or a pipeline of commands) as child processes and measure each child.
 
-Each process is reaped with ``os.wait4``, which returns that child's own resource usage: user and
-system CPU and peak RSS (``ru_maxrss``, KiB on Linux). For a pipeline the stages run at the same
-time, so the pipeline's peak RSS is reported as the *sum* of the stages' peaks (an upper bound of
-what it held at once) and its CPU as the sum of the stages' CPU. Wall time runs from the first
-spawn to the last exit. This is what ``/usr/bin/time -f '%e %U %S %M'`` reports per command,
-without depending on it.
+Each command runs under ``/usr/bin/time -f '%e %U %S %M'`` (GNU time, Debian package ``time``),
+which reports that command's own user and system CPU and peak RSS. A small launcher is needed:
+Linux carries a process's peak RSS across ``exec``, so a command forked straight from this
+(large) Python process would report at least this process's RSS. Without GNU time, the fallback
+is ``rusage_wrapper.py`` run by ``python -S``, which reports its child's ``ru_maxrss`` the same
+way; its own ~10 MB then sets a floor under every reading.
+
+For a pipeline the stages run at the same time, so the pipeline's peak RSS is reported as the
+*sum* of the stages' peaks (an upper bound of what it held at once) and its CPU as the sum of the
+stages' CPU. Wall time runs from the first spawn to the last exit.
 
 The database servers run on this machine, so the CPU they spend on a run is measured too, from
 /proc: every ``postgres`` process (the postmaster's ``cutime``/``cstime`` hold the backends that
@@ -14,13 +18,36 @@ exited during the run) and the ``mariadbd``/``mysqld`` process (all its threads)
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 CLK = os.sysconf("SC_CLK_TCK")
+GNU_TIME = None if os.environ.get("BENCH_NO_GNU_TIME") else (
+    "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else shutil.which("gtime"))
+WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rusage_wrapper.py")
+
+
+def launcher() -> str:
+    return "GNU time (/usr/bin/time -f)" if GNU_TIME else "python -S rusage_wrapper.py (ru_maxrss of its child)"
+
+
+def _wrapped(argv: list[str], report: str) -> list[str]:
+    if GNU_TIME:
+        return [GNU_TIME, "-q", "-f", "%e %U %S %M", "-o", report, *argv]
+    return [sys.executable, "-S", "-E", WRAPPER, report, *argv]
+
+
+def _read_report(path: str) -> tuple[float, float, int]:
+    """user s, sys s, maxrss KiB from the launcher's last line."""
+    lines = [ln for ln in open(path).read().splitlines() if ln.strip()]
+    _, user, sys_, rss = lines[-1].split()
+    return float(user), float(sys_), int(rss)
 
 
 class RunFailed(RuntimeError):
@@ -99,13 +126,15 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
     fout = open(stdout, "wb") if stdout else subprocess.PIPE
     ferr = open(stderr, "ab")
     procs: list[subprocess.Popen] = []
+    tmp = tempfile.mkdtemp(prefix="bench-rusage-")
+    reports = [os.path.join(tmp, f"{i}.txt") for i in range(len(stages))]
     s0 = server.sample() if server else None
     t0 = time.perf_counter()
     try:
         prev = fin
         for i, argv in enumerate(stages):
             last = i == len(stages) - 1
-            p = subprocess.Popen(list(argv), stdin=prev, stdout=fout if last else subprocess.PIPE,
+            p = subprocess.Popen(_wrapped(list(argv), reports[i]), stdin=prev, stdout=fout if last else subprocess.PIPE,
                                  stderr=ferr, cwd=cwd, env=env)
             if i > 0 and prev is not None:
                 prev.close()            # the next stage owns the read end now
@@ -117,10 +146,15 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
             procs[-1].stdout.close()
         result = []
         for p in procs:
-            _, status, ru = os.wait4(p.pid, 0)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            result.append(Stage(list(p.args), p.returncode, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+            p.wait()
         wall = time.perf_counter() - t0
+        for argv, p, rep in zip(stages, procs, reports):
+            try:
+                user, sys_, rss = _read_report(rep)
+            except (OSError, ValueError):
+                user = sys_ = 0.0
+                rss = 0
+            result.append(Stage(list(argv), p.returncode, user, sys_, rss))
     finally:
         for p in procs:
             if p.returncode is None:
@@ -131,6 +165,7 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
         if stdout:
             fout.close()
         ferr.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     s1 = server.sample() if server else None
     bad = [s for s in result if s.exit_code != 0]
     if bad:
