@@ -128,7 +128,7 @@ def _run_bg(args: list[str]) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
-def _kill_after(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
+def _kill_after(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
     """Read stderr until ``marker`` appears, then SIGKILL the process. Returns what it printed."""
     assert proc.stderr is not None
     seen = []
@@ -143,7 +143,7 @@ def _kill_after(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -
             proc.wait(10)
             return "".join(seen)
     proc.kill()
-    raise AssertionError(f"never saw {marker!r}: {''.join(seen)}")
+    raise AssertionError(f"never saw {marker!r} (exit {proc.poll()}): {''.join(seen)}")
 
 
 def _big_source(url: sa.URL, rows: int) -> None:
@@ -162,9 +162,9 @@ def test_killed_dump_leaves_no_backup(pg, tmp_path: Path) -> None:
     _big_source(src, 400_000)
     proc = _run_bg(["dump", "--url", src.render_as_string(False), "--backup-dir", str(tmp_path / "b"),
                     "--compression", "lzma"])
-    _kill_after(proc, "table a_first")
+    out = _kill_after(proc, "table a_first", timeout=180)
     published = [p for p in (tmp_path / "b").iterdir() if not p.name.startswith(".")]
-    assert published == []
+    assert published == [], (proc.returncode, out)
     with pytest.raises(AlbackupError):
         for p in (tmp_path / "b").iterdir():
             api.verify(p)

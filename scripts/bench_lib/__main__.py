@@ -397,40 +397,30 @@ class Bench:
                 self.notes.append(f"{engine}: every restore (albackup and native) gave the same content fingerprint")
 
     def profile(self) -> dict:
-        import pstats
-
+        """One albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore under cProfile."""
         out = {}
-        jobs = [("pg-dump", self.albackup("dump", "-q", "--url", self.pg.url(SRC), "--backup-dir", str(self.out / "prof_pg")),
+        jobs = [("pg-dump", ["dump", "-q", "--url", self.pg.url(SRC), "--backup-dir", str(self.out / "prof_pg")],
                  lambda: (self.out / "prof_pg").mkdir(exist_ok=True)),
-                ("mariadb-dump", self.albackup("dump", "-q", "--url", self.my.url(SRC), "--backup-dir", str(self.out / "prof_my")),
+                ("mariadb-dump", ["dump", "-q", "--url", self.my.url(SRC), "--backup-dir", str(self.out / "prof_my")],
                  lambda: (self.out / "prof_my").mkdir(exist_ok=True))]
         if "pg_albackup" in self.artifacts:
             db = self.pg_db("prof_restore")
-            jobs.append(("pg-restore", self.albackup("restore", "-q", "--url", self.pg.url(db), "--allow-restore",
-                                                     "--backup-dir", str(self.artifacts["pg_albackup"])),
+            jobs.append(("pg-restore", ["restore", "-q", "--url", self.pg.url(db), "--allow-restore",
+                                        "--backup-dir", str(self.artifacts["pg_albackup"])],
                          lambda: self.pg_fresh(db)))
-        for name, argv, prep in jobs:
+        for name, args, prep in jobs:
             prep()
             prof = self.work / f"profile-{name}.prof"
-            argv = [self.py, "-m", "cProfile", "-o", str(prof), *argv[1:]]
+            argv = [self.py, str(Path(__file__).with_name("profile_run.py")), str(prof), *args]
             log(f"profiling albackup {name} under cProfile -> {prof}")
             try:
                 m = run([argv], stderr=self.logs / f"profile-{name}.log", cwd=self.work, env=self.env)
             except RunFailed as exc:
                 log(f"  FAILED: {exc}")
+                self.notes.append(f"profile of albackup {name} failed: {str(exc)[:500]}")
                 continue
-            st = pstats.Stats(str(prof))
-            total = st.total_tt
-            rows = []
-            for (fn, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
-                rows.append({"function": f"{Path(fn).name}:{line}({func})", "calls": nc,
-                             "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3)})
-            rows.sort(key=lambda r: -r["tottime_s"])
-            out[name] = {"wall_s": round(m.wall_s, 2), "profiled_total_s": round(total, 2), "profile": str(prof),
-                         "top_tottime": rows[:20]}
-            print(f"\n## cProfile: albackup {name} ({m.wall_s:.1f} s wall under the profiler), top own time")
-            for r in rows[:15]:
-                print(f"  {r['tottime_s']:8.2f} s {100 * r['tottime_s'] / total:5.1f} %  {r['calls']:>10}  {r['function']}")
+            out[name] = summarize_profile(prof, m.wall_s)
+            print_profile(name, out[name])
         db = PREFIX + "prof_restore"
         if db in self.created_pg and not self.args.keep:
             self.pg.drop(db)
@@ -511,6 +501,58 @@ class Bench:
             log(f"files kept in {self.work}")
         else:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _group(filename: str) -> str:
+    """Where a function's own time goes: an albackup module, a library, or the interpreter."""
+    f = filename.replace("\\", "/")
+    if f.startswith("~") or f.startswith("<"):
+        return "builtins / C code (other)"
+    if "/albackup/" in f:
+        return "albackup/" + f.split("/albackup/", 1)[1]
+    if "site-packages/" in f:
+        return f.split("site-packages/", 1)[1].split("/", 1)[0]
+    return "python stdlib"
+
+
+_C_GROUPS = {  # C methods whose own time belongs to a library rather than to "builtins"
+    "psycopg2": "psycopg2 (C)", "zstandard": "zstandard (C)", "msgpack": "msgpack (C)",
+    "hashlib": "hashlib (C)", "_hashlib": "hashlib (C)", "compile": "imports / startup",
+    "marshal": "imports / startup", "_imp": "imports / startup", "__build_class__": "imports / startup",
+}
+
+
+def summarize_profile(path: Path, wall: float) -> dict:
+    import pstats
+
+    st = pstats.Stats(str(path))
+    total = st.total_tt
+    rows, groups = [], {}
+    for (fn, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+        g = _group(fn)
+        if g.startswith("builtins"):
+            g = next((v for k, v in _C_GROUPS.items() if k in func), g)
+        elif "importlib" in fn or fn.startswith("<frozen"):
+            g = "imports / startup"
+        groups[g] = groups.get(g, 0.0) + tt
+        rows.append({"function": f"{Path(fn).name}:{line}({func})", "calls": nc,
+                     "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3)})
+    rows.sort(key=lambda r: -r["tottime_s"])
+    return {"wall_s": round(wall, 2), "profiled_s": round(total, 2), "profile": str(path),
+            "top_functions": rows[:20],
+            "by_module": [{"where": k, "tottime_s": round(v, 3), "share": round(v / total, 3)}
+                          for k, v in sorted(groups.items(), key=lambda kv: -kv[1])[:15]]}
+
+
+def print_profile(name: str, p: dict) -> None:
+    print(f"\n## cProfile: albackup {name} ({p['wall_s']:.1f} s wall under the profiler, "
+          f"{p['profiled_s']:.1f} s profiled)")
+    print("  own time by module:")
+    for g in p["by_module"][:10]:
+        print(f"    {g['tottime_s']:8.2f} s {100 * g['share']:5.1f} %  {g['where']}")
+    print("  top functions by own time:")
+    for r in p["top_functions"][:12]:
+        print(f"    {r['tottime_s']:8.2f} s {100 * r['tottime_s'] / p['profiled_s']:5.1f} %  {r['calls']:>10}  {r['function']}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
