@@ -598,3 +598,33 @@ def test_event_from_run() -> None:
                           warnings=["prune failed on /srv"])
     assert warn.kind == "warning" and warn.warnings == ["prune failed on /srv"]
     json.dumps(nt.event_to_dict(ev))
+
+
+def test_a_failing_scheduled_run_mails_the_failure_without_passwords(smtp: tuple[Sink, int], cert: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """End to end: jobs.run fails on an unreachable database; the STARTTLS+login server gets the mail."""
+    import socket
+    from dataclasses import replace
+
+    from albackup import config, jobs
+    from albackup.destinations import Destination
+    from albackup.retention import Policy
+
+    sink, port = smtp
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+    s.close()
+    db_pw = "db-pw-planted-7731"
+    db = replace(config.url_config(f"postgresql://u:{db_pw}@127.0.0.1:{closed}/shop", name="shop"),
+                 retention=Policy(daily=1), destinations=(Destination(str(tmp_path / "dest")),))
+    notifiers = load([email_config(port, ca_file=str(cert[0]))], tmp_path)
+    cfg = config.RunConfig(scratch=None, databases=(db,), hostname="h1", notifications=tuple(notifiers))
+    res = jobs.run(cfg, now=dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc))
+    assert not res.ok and res.warnings == []
+    assert len(sink.messages) == 1
+    _, rcpts, raw = sink.messages[0]
+    assert sorted(rcpts) == ["dba@example.test", "ops@example.test"]
+    text = parse_mail(raw).get_body(preferencelist=("plain",)).get_content()
+    assert "shop" in text and "cannot connect" in text
+    assert db_pw not in raw.decode(errors="replace") and SMTP_PW not in raw.decode(errors="replace")
