@@ -21,6 +21,7 @@ from . import __version__
 from .codec import pack_rows, unpack_rows
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
+from .fsutil import fsync_dir
 from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedFormat
 from .model import LogicalType, Schema
 from .values import ContentHash
@@ -272,26 +273,13 @@ class BackupWriter:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmpm, self.tmp / MANIFEST)
-        _fsync_dir(self.tmp)
+        fsync_dir(self.tmp)
         os.rename(self.tmp, self.final)
-        _fsync_dir(self.parent)
+        fsync_dir(self.parent)
         return self.final
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _fsync_dir(p: Path) -> None:
-    try:
-        fd = os.open(p, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def seal_manifest(manifest: dict[str, Any], enc: Encryption) -> dict[str, Any]:

@@ -204,8 +204,12 @@ def _parse(text: str, path: Path) -> tuple[yaml.Node, dict, dict[str, int]]:
 
 
 def _read_text(path: Path) -> str:
+    return _decode(read_config_bytes(path), path)
+
+
+def read_config_bytes(path: Path) -> bytes:
     try:
-        return _decode(path.read_bytes(), path)
+        return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:

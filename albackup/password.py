@@ -256,7 +256,7 @@ def chg_password(config_path: Path, prompt: Callable[[str, bool], str],
 
     path = Path(config_path)
     real = path.resolve()
-    original = _read_bytes(path)
+    original = cfg.read_config_bytes(path)
     bom = "\ufeff" if original.startswith(b"\xef\xbb\xbf") else ""
     text = cfg._decode(original, path)
     node, data, _lines = cfg._parse(text, path)
@@ -296,17 +296,6 @@ def chg_password(config_path: Path, prompt: Callable[[str, bool], str],
     _check_edit(new_text, data, name, expected, path)
     _write_atomic(real, original, (bom + new_text).encode("utf-8"))
     return str(real)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
 
 
 def _password_node(node: yaml.Node, data: dict, path: Path) -> tuple[str, yaml.Node | None, yaml.Node | None]:

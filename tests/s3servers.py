@@ -354,3 +354,23 @@ class FlakyProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore must never go through a proxy or ask an instance metadata service.
+    (Test modules that talk to these servers import this autouse fixture.)"""
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def running_moto(factory: pytest.TempPathFactory, bucket: str) -> Iterator[S3Server]:
+    """A module's moto server with one bucket, stopped afterwards (use in a module-scoped fixture)."""
+    server = start_moto(factory.mktemp("moto"))
+    try:
+        create_bucket(server, bucket)
+        yield server
+    finally:
+        server.stop()

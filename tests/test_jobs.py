@@ -26,28 +26,16 @@ from albackup.retention import Policy
 from albackup.storage import open_storage
 
 from . import s3servers
+from .s3servers import loopback_only  # noqa: F401  (autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "albackup-jobs"
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3servers.S3Server]:
-    server = s3servers.start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        s3servers.create_bucket(server, BUCKET)
-        yield server
-    finally:
-        server.stop()
+    yield from s3servers.running_moto(tmp_path_factory, BUCKET)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from albackup.storage.base import GiB, MiB, S3_MAX_PARTS
 from albackup.storage.s3 import S3Storage, part_size_for
 
 from . import s3servers
+from .s3servers import loopback_only  # noqa: F401  (autouse fixture)
 
 BUCKET = "albackup-test"
 PART = 5 * MiB                       # S3's smallest part: keeps the multipart tests small and fast
@@ -30,25 +31,11 @@ BIG = 12 * MiB + 12345               # three parts of 5 MiB, the last one short
 BACKUP = "shop@db1--20261122T125807Z"
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore must never go through a proxy or ask an instance metadata service."""
-    for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
 # ---------------------------------------------------------------- servers and backends
 
 @pytest.fixture(scope="module")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3servers.S3Server]:
-    server = s3servers.start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        s3servers.create_bucket(server, BUCKET)
-        yield server
-    finally:
-        server.stop()
+    yield from s3servers.running_moto(tmp_path_factory, BUCKET)
 
 
 @pytest.fixture(scope="module")

@@ -488,9 +488,9 @@ def _temporals_as_text(raw: Any) -> Iterator[None]:
 
     conv = raw.converter
     saved: dict[int, Any] = {}
-    for code in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP,
-                 FIELD_TYPE.TIME):
-        f = conv.get(code)
+    for name in ("DATE", "NEWDATE", "DATETIME", "TIMESTAMP", "TIME"):
+        code = getattr(FIELD_TYPE, name, None)
+        f = conv.get(code) if code is not None else None
         if callable(f):
             saved[code] = f
             conv[code] = _or_text(f)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ..fsutil import fsync_dir  # noqa: F401  (used here and by local.py)
 from ..errors import ConfigError, StorageError
 
 MiB = 1024 * 1024
@@ -263,19 +264,6 @@ class VerifyingReader(io.RawIOBase):
             except Exception:  # closing a half-read HTTP body or file must not mask the real outcome
                 pass
         super().close()
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def make_dirs(path: Path, stop: Path | None = None) -> None:

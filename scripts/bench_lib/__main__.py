@@ -73,6 +73,7 @@ def machine_info(pg: Pg, my: My) -> dict:
         "mariadb-dump": _cmd_version(["mariadb-dump", "--version"]),
         "zstd": _cmd_version(["zstd", "--version"]) if shutil.which("zstd") else "not installed",
         "measured_with": launcher(),
+        "loadavg_at_start": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
     }
     try:
         info["albackup_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -199,6 +200,13 @@ class Bench:
         log(f"  {self.setup['mariadb_load_s']:.1f} s, database ~{self.setup['mariadb_src_bytes'] / 1e6:.0f} MB")
         if not a.keep_files:
             shutil.rmtree(self.work / "data", ignore_errors=True)
+        t0 = time.perf_counter()
+        log("warming up: one full read of each source table on both servers")
+        self.pg.psql(SRC, "SELECT count(*), sum(length(a::text)) FROM accounts a; "
+                          "SELECT count(*), sum(length(m::text)) FROM mixed m")
+        self.my.fingerprint(SRC)
+        self.pg.checkpoint()
+        self.setup["warmup_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------ operations
     def albackup_dump_tool(self, key: str, url: str, server: ServerCpu) -> Tool:

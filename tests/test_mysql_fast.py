@@ -1,0 +1,355 @@
+"""The MySQL/MariaDB fast load (LOAD DATA LOCAL INFILE), its INSERT fallback, and mysqlclient dumps.
+
+Values are checked by reading source and target back through the DBAPI, independently of
+albackup; which load path ran is read from the adapter's debug log.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from albackup import api, config
+from albackup.engines import for_engine
+from albackup.engines.mysql import MySQLAdapter, dbapi_driver
+from albackup.errors import DumpError, RestoreError
+from albackup.model import Column, LogicalType, Table
+from albackup.restore import RestoreOptions
+
+from . import torture
+
+LOGGER = "albackup.engines.mysql"
+HAVE_MYSQLDB = importlib.util.find_spec("MySQLdb") is not None
+BLOB_1MB = bytes(range(256)) * 4096          # 1 MiB, zero bytes included
+
+TRICKY_DDL = """
+CREATE TABLE tricky (
+  id INT AUTO_INCREMENT PRIMARY KEY,
+  s VARCHAR(200),
+  t LONGTEXT,
+  b LONGBLOB,
+  vb VARBINARY(16),
+  flag BOOLEAN,
+  bit1 BIT(1),
+  bits BIT(10),
+  amount DECIMAL(30,10),
+  ts DATETIME(6),
+  tm TIME(6),
+  d DATE,
+  j JSON,
+  tags SET('a','b','c'),
+  f DOUBLE,
+  u BIGINT UNSIGNED
+)"""
+TRICKY_COLS = ["id", "s", "t", "b", "vb", "flag", "bit1", "bits", "amount", "ts", "tm", "d", "j", "tags", "f", "u"]
+TRICKY_ROWS: list[tuple[Any, ...]] = [
+    # id 0 in an AUTO_INCREMENT column stays 0 (NO_AUTO_VALUE_ON_ZERO)
+    (0, "tab\there", "line1\nline2\r\nback\\slash NUL\x00end \\N literal 🎉\ttab\rCR", BLOB_1MB,
+     b"\x00\x00\x01\x00", True, 1, b"\x02\xaa", Decimal("-12345678901234567890.0123456789"),
+     "2020-02-29 23:59:59.999999", "-838:59:59.000000", "1000-01-01", '{"a": "tab\\t", "n": null, "e": "🎉"}',
+     "a,c", 0.1, 18446744073709551615),
+    (1, "", "\\N", b"", None, False, 0, b"\x00\x00", Decimal("0"), "1970-01-01 00:00:00.000001", "00:00:00",
+     "2199-12-31", "[]", "", 1e300, 0),
+    (2,) + (None,) * 15,
+    (3, "NULL", "\\", b"\\N", b"\t\n\r\\", True, 1, b"\x03\xff", Decimal("0.0000000001"),
+     "1999-12-31 23:59:59.5", "12:34:56.123456", None, '"just a string"', "b", -2.5e-308, 1),
+    (4, "\\", "\t", b"\x00", b"", None, None, None, Decimal("99999999999999999999.9999999999"), None, None,
+     None, None, None, None, None),
+    (5, "\n", "\r", b"\n", None, False, 0, None, None, None, "-00:00:00.000001", None, None, None, None, None),
+    (6, "\x00", "\\\\N", None, None, None, None, None, None, None, None, None, None, None, None, None),
+    (7, "中文 é\u0301 'single' \"double\"", "trailing backslash \\", None, None, None, None, None, None, None, None,
+     None, None, None, None, None),
+]
+SINGLE_ROWS = [("",), (None,), ("x",), ("",), ("\\N",)]   # a one-column table: an empty string is an empty line
+
+
+def _cfg(url: sa.URL, **kw: Any) -> config.DatabaseConfig:
+    return config.url_config(url.render_as_string(hide_password=False), **kw)
+
+
+def _raw(url: sa.URL) -> Any:
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+def build_tricky(url: sa.URL, many: int = 0) -> None:
+    e = _raw(url)
+    with e.begin() as c:
+        c.exec_driver_sql("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'")
+        c.exec_driver_sql(TRICKY_DDL)
+        cur = c.connection.dbapi_connection.cursor()
+        marks = ", ".join(["%s"] * len(TRICKY_COLS))
+        cur.executemany(f"INSERT INTO tricky ({', '.join(TRICKY_COLS)}) VALUES ({marks})", TRICKY_ROWS)
+        c.exec_driver_sql("CREATE TABLE single (v VARCHAR(10))")
+        cur.executemany("INSERT INTO single (v) VALUES (%s)", SINGLE_ROWS)
+        if many:
+            c.exec_driver_sql("CREATE TABLE many (id INT PRIMARY KEY, name VARCHAR(40), flag BOOLEAN, "
+                              "data VARBINARY(8))")
+            cur.executemany("INSERT INTO many VALUES (%s, %s, %s, %s)",
+                            [(i, f"name\t{i}\n", i % 2 == 0, i.to_bytes(4, "big")) for i in range(many)])
+        cur.close()
+    e.dispose()
+
+
+def read_rows(url: sa.URL, table: str, order: str | None = "id") -> list[tuple[Any, ...]]:
+    e = _raw(url)
+    try:
+        with e.connect() as c:
+            cur = c.connection.dbapi_connection.cursor()
+            cur.execute(f"SELECT * FROM `{table}`" + (f" ORDER BY `{order}`" if order else ""))
+            rows = [tuple(json.loads(v) if isinstance(v, str) and i == 12 and table == "tricky" else v
+                          for i, v in enumerate(r)) for r in cur.fetchall()]
+            cur.close()
+            return rows if order else sorted(rows, key=repr)
+    finally:
+        e.dispose()
+
+
+def assert_same_data(src: sa.URL, dst: sa.URL, many: int = 0) -> None:
+    want = read_rows(src, "tricky")
+    got = read_rows(dst, "tricky")
+    assert len(got) == len(TRICKY_ROWS)
+    for w, g in zip(want, got):
+        assert w == g, [(TRICKY_COLS[i], a if not isinstance(a, bytes) or len(a) < 64 else len(a),
+                         b if not isinstance(b, bytes) or len(b) < 64 else len(b))
+                        for i, (a, b) in enumerate(zip(w, g)) if a != b]
+    assert got[0][0] == 0 and got[0][3] == BLOB_1MB
+    assert read_rows(dst, "single", None) == read_rows(src, "single", None)
+    assert sorted(read_rows(dst, "single", None), key=repr) == sorted(SINGLE_ROWS, key=repr)
+    if many:
+        assert read_rows(dst, "many") == read_rows(src, "many")
+
+
+def load_log(caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+    """{table: statements} for LOAD DATA loads, {table: 'insert'} for INSERT loads, and 'why'."""
+    out: dict[str, Any] = {}
+    for r in caplog.records:
+        if r.name != LOGGER:
+            continue
+        msg = r.getMessage()
+        m = re.match(r"table (\S+): (\d+) rows loaded with LOAD DATA LOCAL INFILE \((\d+) statement", msg)
+        if m:
+            out[m.group(1)] = int(m.group(3))
+        m = re.match(r"table (\S+): loading with multi-row INSERT", msg)
+        if m:
+            out[m.group(1)] = "insert"
+        if msg.startswith("mysql load path for this connection"):
+            out.setdefault("why", []).append(msg)
+    return out
+
+
+# ------------------------------------------------------------------------------ LOAD DATA path
+@pytest.mark.parametrize("group_bytes", [None, 1], ids=["one-load", "load-per-batch"])
+def test_load_data_path_keeps_tricky_values(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch, group_bytes: int | None) -> None:
+    src = make_db("mysql", "fsrc")
+    many = 12000 if group_bytes else 0
+    build_tricky(src, many)
+    dumped = api.dump(_cfg(src, name="fast", batch_rows=5000), tmp_path / "b")
+    if group_bytes:
+        monkeypatch.setattr(MySQLAdapter, "load_group_bytes", group_bytes)
+    dst = make_db("mysql", "fdst")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert res.rows == dumped.rows
+    used = load_log(caplog)
+    assert used["tricky"] >= 1 and used["single"] == 1, used
+    assert any("LOAD DATA LOCAL INFILE" in w for w in used["why"]), used
+    if many:
+        assert used["many"] >= 3, used       # 12000 rows in batches of 5000: one LOAD per batch
+    assert_same_data(src, dst, many)
+
+
+def test_cross_engine_into_mysql_uses_load_data(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite → MariaDB: booleans (TINYINT), blobs and text through LOAD DATA."""
+    src = make_db("sqlite", "lsrc")
+    torture.build(src)
+    dumped = api.dump(_cfg(src, name="t"), tmp_path / "b")
+    dst = make_db("mysql", "ldst")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    assert isinstance(load_log(caplog)["torture"], int)
+    want = torture.expected_source("sqlite")
+    got = torture.read_torture(dst)
+    assert got == want
+
+
+# ------------------------------------------------------------------------------ fallback
+def _admin(url: sa.URL) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+def test_fallback_to_insert_when_server_has_local_infile_off(make_db, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    src = make_db("mysql", "osrc")
+    build_tricky(src)
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "odst")
+    admin = _admin(dst)
+    with admin.connect() as c:
+        prev = int(c.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar())
+        try:
+            c.exec_driver_sql("SET GLOBAL local_infile = 0")
+            with caplog.at_level(logging.DEBUG, logger=LOGGER):
+                res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+        finally:
+            c.exec_driver_sql(f"SET GLOBAL local_infile = {prev}")
+    admin.dispose()
+    assert res.rows == dumped.rows
+    used = load_log(caplog)
+    assert used["tricky"] == "insert" and used["single"] == "insert", used
+    assert any("local_infile=OFF" in w for w in used["why"]), used
+    assert_same_data(src, dst)
+
+
+def test_fallback_when_the_server_refuses_the_statement(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that did not announce local files: the server's refusal (1148/4166) means INSERT."""
+    from pymysql.constants import CLIENT
+
+    def no_local_files(self: MySQLAdapter, engine: sa.Engine) -> None:
+        @sa.event.listens_for(engine, "connect")
+        def pretend(dbapi_conn: Any, rec: Any) -> None:   # the precheck believes it, the server does not
+            dbapi_conn.client_flag |= CLIENT.LOCAL_FILES
+
+    src = make_db("mysql", "rsrc")
+    build_tricky(src)
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    monkeypatch.setattr(MySQLAdapter, "configure_engine", no_local_files)
+    dst = make_db("mysql", "rdst")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    used = load_log(caplog)
+    assert used["tricky"] == "insert", used
+    assert any(re.search(r"refused \((1148|3948|4166)", w) for w in used["why"]), used
+    assert_same_data(src, dst)
+
+
+def test_engine_without_local_files_uses_insert(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_db("mysql", "nsrc")
+    build_tricky(src)
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    monkeypatch.setattr(MySQLAdapter, "configure_engine", lambda self, engine: None)
+    dst = make_db("mysql", "ndst")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    used = load_log(caplog)
+    assert used["tricky"] == "insert" and any("without local_infile" in w for w in used["why"]), used
+    assert_same_data(src, dst)
+
+
+# ------------------------------------------------------------------------------ adapter-level checks
+def _adapter_load(url: sa.URL, ddl: str, table: Table, rows: list[list[Any]],
+                  batches: int = 1) -> tuple[int, list[tuple[Any, ...]]]:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    adapter = for_engine(engine)
+    adapter.configure_engine(engine)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(ddl)
+            conn.commit()
+            with conn.begin():
+                adapter.begin_load(conn)
+                cols = [c.name for c in table.columns]
+                writers = [adapter.writer(c.type) for c in table.columns]
+                step = max(1, len(rows) // batches)
+                it: Iterator[list[list[Any]]] = iter([rows[i:i + step] for i in range(0, len(rows), step)])
+                n = adapter.load(conn, table, cols, writers, it, False)
+                got = conn.exec_driver_sql(f"SELECT * FROM {adapter.qtable(table.name, None)}").fetchall()
+            return n, [tuple(r) for r in got]
+    finally:
+        engine.dispose()
+
+
+def test_native_column_switching_between_bytes_and_text(make_db, caplog: pytest.LogCaptureFixture) -> None:
+    url = make_db("mysql", "nat")
+    t = Table("nat", None, [Column("id", LogicalType("integer", bits=32), ""),
+                            Column("v", LogicalType("native", native="BLOB"), "")])
+    rows = [[1, b"\x00\x01"], [2, None], [3, "abc\t"], [4, "d"], [5, b"\xff"]]
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        n, got = _adapter_load(url, "CREATE TABLE nat (id INT PRIMARY KEY, v BLOB)", t, rows)
+    assert n == 5
+    assert sorted(got) == [(1, b"\x00\x01"), (2, None), (3, b"abc\t"), (4, b"d"), (5, b"\xff")]
+    assert load_log(caplog)["nat"] == 3       # bytes | text | bytes: one LOAD per run
+
+
+def test_load_warnings_become_restore_errors(make_db) -> None:
+    url = make_db("mysql", "warn")
+    t = Table("dup", None, [Column("id", LogicalType("integer", bits=32), "")])
+    with pytest.raises(RestoreError, match=r"table dup: .*1062"):   # LOCAL skips duplicates with a warning
+        _adapter_load(url, "CREATE TABLE dup (id INT PRIMARY KEY)", t, [[1], [2], [1]])
+    t = Table("bad", None, [Column("n", LogicalType("integer", bits=32), "")])
+    with pytest.raises(RestoreError, match=r"table bad: .*(1366|1265)"):
+        _adapter_load(url, "CREATE TABLE bad (n INT)", t, [["x"]])
+
+
+def test_auto_increment_zero_and_null(make_db) -> None:
+    url = make_db("mysql", "ai")
+    t = Table("ai", None, [Column("id", LogicalType("integer", bits=32), ""),
+                           Column("b", LogicalType("binary"), ""), Column("f", LogicalType("boolean"), "")])
+    n, got = _adapter_load(url, "CREATE TABLE ai (id INT AUTO_INCREMENT PRIMARY KEY, b BLOB, f BIT(1))", t,
+                           [[0, b"\x00", True], [5, b"", False], [None, None, None]])
+    assert n == 3
+    assert sorted(got) == [(0, b"\x00", b"\x01"), (5, b"", b"\x00"), (6, None, None)]
+
+
+# ------------------------------------------------------------------------------ mysqlclient
+needs_mysqldb = pytest.mark.skipif(not HAVE_MYSQLDB, reason="mysqlclient (MySQLdb) is not installed")
+
+
+def _as_driver(url: sa.URL, driver: str) -> sa.URL:
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}")
+
+
+@needs_mysqldb
+def test_mysqldb_and_pymysql_dumps_hash_the_same(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = make_db("mysql", "drv")
+    torture.build(src)
+    build_tricky(src, 7000)
+    out = {}
+    for driver in ("pymysql", "mysqldb"):
+        url = _as_driver(src, driver)
+        eng = sa.create_engine(url, poolclass=NullPool)
+        with eng.connect() as c:
+            assert dbapi_driver(c.connection.dbapi_connection) == driver
+        eng.dispose()
+        out[driver] = api.dump(_cfg(url, name=f"drv_{driver}"), tmp_path / driver)
+    a, b = (out[d].manifest["tables"] for d in ("pymysql", "mysqldb"))
+    assert set(a) == set(b) and len(a) >= 10
+    for key in a:
+        assert (a[key]["rows"], a[key]["content_hash"]) == (b[key]["rows"], b[key]["content_hash"]), key
+
+    # and the restore through mysqlclient takes the LOAD DATA path too
+    dst = _as_driver(make_db("mysql", "drvdst"), "mysqldb")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        res = api.restore(out["mysqldb"].path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert res.rows == out["mysqldb"].rows
+    used = load_log(caplog)
+    assert isinstance(used["tricky"], int) and isinstance(used["torture"], int), used
+    assert_same_data(src, _as_driver(dst, "pymysql"), 7000)
+
+
+@needs_mysqldb
+def test_mysqldb_reads_zero_dates_like_pymysql(make_db, tmp_path: Path) -> None:
+    """mysqlclient would read '0000-00-00' as None (a silent NULL); both drivers must fail alike."""
+    src = make_db("mysql", "zero")
+    e = _raw(src)
+    with e.begin() as c:
+        c.exec_driver_sql("SET SESSION sql_mode = ''")
+        c.exec_driver_sql("CREATE TABLE z (id INT PRIMARY KEY, d DATE, dt DATETIME)")
+        c.exec_driver_sql("INSERT INTO z VALUES (1, '0000-00-00', '2020-01-01 00:00:00')")
+    e.dispose()
+    errors = {}
+    for driver in ("pymysql", "mysqldb"):
+        with pytest.raises(DumpError) as info:
+            api.dump(_cfg(_as_driver(src, driver), name=f"z_{driver}"), tmp_path / driver)
+        errors[driver] = str(info.value)
+    assert errors["pymysql"] == errors["mysqldb"] and "column d" in errors["pymysql"]
