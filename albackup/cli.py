@@ -16,7 +16,8 @@ from typing import Any, Callable
 import click
 
 from . import __version__, api, config
-from .errors import AlbackupError, BackupTooOld, CompareFailed, ConfigError, UsageError, exit_code_table
+from .errors import (AlbackupError, BackupTooOld, CompareFailed, ConfigError, StorageError, UsageError,
+                     exit_code_table)
 from .keys import NONE as NO_ENCRYPTION
 from .priority import lower_priority
 from .progress import Reporter, for_terminal
@@ -84,7 +85,7 @@ def _merge(ctx: click.Context, **kw: Any) -> State:
 
 
 def _setup_logging(st: State) -> None:
-    level = logging.DEBUG if (st.debug or st.verbose > 1) else logging.INFO
+    level = logging.DEBUG if (st.debug or st.verbose) else logging.INFO
     if st.quiet:
         level = logging.ERROR
     root = logging.getLogger()
@@ -199,7 +200,7 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
     st = _merge(ctx, **kw)
     if low_priority:
         for note in lower_priority():
-            log.debug("%s", note)
+            log.info("%s", note)
     db = _db(st)
     changes: dict[str, Any] = {}
     if tables:
@@ -378,9 +379,13 @@ def run_cmd(ctx: click.Context, low_priority: bool, **kw: Any) -> None:
     st = _merge(ctx, **kw)
     if low_priority:
         for note in lower_priority():
-            log.debug("%s", note)
+            log.info("%s", note)
     cfg = _run_config(st)
-    log_file = start_run_log(Path(cfg.log_dir).expanduser() if cfg.log_dir else default_log_dir(), jobs.utcnow())
+    log_dir = Path(cfg.log_dir).expanduser() if cfg.log_dir else default_log_dir()
+    try:
+        log_file = start_run_log(log_dir, jobs.utcnow())
+    except OSError as exc:
+        raise StorageError(f"log_dir {log_dir}: cannot write the run log there ({exc.strerror})") from None
     try:
         res = jobs.run(cfg, progress=_progress(st), log_file=str(log_file))
     finally:

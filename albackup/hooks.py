@@ -1,7 +1,7 @@
 """Hooks: commands the user configures, run at the stages of a scheduled ``run``.
 
-Configuration (the run config's ``hooks:`` mapping; a database entry may have its own ``hooks:``,
-merged over the top-level one stage by stage with :func:`merge_hooks`)::
+Configuration: the run config's top-level ``hooks:`` mapping (hooks apply to every database;
+per-database hooks are not read yet, :func:`merge_hooks` is there for them)::
 
     hooks:
       before_run:  ["/usr/local/bin/quiesce", "--all"]       # an argv list, run without a shell
@@ -10,9 +10,11 @@ merged over the top-level one stage by stage with :func:`merge_hooks`)::
         - ["/usr/local/bin/notify", "--dumped"]               # several commands: a list of them
         - {command: "logger albackup done", env: {TAG: nightly}}
 
-Stages, in the order a run reaches them: ``before_run``, ``before_dump`` (per database),
-``after_dump`` (per database, whether the dump succeeded or failed), ``after_upload``,
-``after_retention``, ``after_run``, ``after_notify``.
+Stages, in the order a run reaches them: ``before_run`` (status ``starting``); per database
+``before_dump`` (only when a backup is due; status ``due``), ``after_upload`` (the stored backup's
+URL), ``after_retention`` (``ALBACKUP_PRUNED``: the backup ids pruned, space separated) and
+``after_dump`` (last for each database, whatever happened: ``ok``, ``not due``, ``failed`` or
+``skipped``); then ``after_run`` and, after the notifications went out, ``after_notify``.
 
 A stage's value is one command or a list of commands, run in order. A command is
 
@@ -29,7 +31,7 @@ when they do not apply to the stage):
 ``ALBACKUP_STAGE``     the stage: ``before_run``, ``before_dump``, ``after_dump``, ...
 ``ALBACKUP_DATABASE``  the database's name (the stages run per database), else empty
 ``ALBACKUP_BACKUP``    the backup: its path or URL (passwords masked), else empty
-``ALBACKUP_STATUS``    ``ok``, ``failed``, ``skipped`` or ``not due``, else empty
+``ALBACKUP_STATUS``    ``starting``, ``due``, ``ok``, ``failed``, ``skipped`` or ``not due``
 ``ALBACKUP_ERROR``     the error, on one line, passwords in URLs masked; empty when none
 ``ALBACKUP_HOST``      the host name backups are filed under
 =====================  ======================================================================

@@ -88,7 +88,8 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
         _hooks(cfg, "before_run", status="starting")
     except AlbackupError as exc:     # a failing before_run hook stops every database's backup
         for db in cfg.databases:
-            res.entries.append(RunEntry(db.name, status="failed", error=f"{type(exc).__name__}: {exc.message}",
+            res.entries.append(RunEntry(db.name, status="skipped") if db.skip else
+                               RunEntry(db.name, status="failed", error=f"{type(exc).__name__}: {exc.message}",
                                         exc=exc))
         _notify(cfg, res, started, log_file)
         return res
@@ -106,8 +107,8 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
             entry.error = f"{type(exc).__name__}: {api.scrub(exc.message, db)}"
             log.error("%s: %s", db.name, entry.error)
         entry.seconds = round(time.monotonic() - t0, 3)
-        res.warnings += _hooks(cfg, "after_dump", database=db.name, backup=entry.backup,
-                               status="ok" if entry.status != "failed" else "failed", error=entry.error)
+        res.warnings += _hooks(cfg, "after_dump", database=db.name, status=entry.status, error=entry.error,
+                               backup=stored_backup_url(cfg, db, entry.backup) if entry.backup else None)
     res.warnings += _hooks(cfg, "after_run", status="ok" if res.ok else "failed")
     _notify(cfg, res, started, log_file)
     return res

@@ -70,22 +70,26 @@ class LiveReporter(LogReporter):
         self._progress.start()
         self._tasks: dict[str, Any] = {}
         self._t0: dict[str, float] = {}
+        self._totals: dict[str, int | None] = {}
 
     def table_started(self, table: str, estimate: int | None) -> None:
         self._tasks[table] = self._progress.add_task(table, total=estimate or None, rate="-")
         self._t0[table] = time.monotonic()
+        self._totals[table] = estimate or None
 
     def advanced(self, table: str, rows: int, size: int) -> None:
         task = self._tasks.get(table)
         if task is None:
             return
         secs = max(time.monotonic() - self._t0[table], 1e-6)
-        total = self._progress.tasks[task].total
-        self._progress.update(task, completed=rows, total=max(total, rows) if total else None,
-                              rate=f"{rows / secs:,.0f}")
+        total = self._totals.get(table)
+        if total is not None and rows > total:       # the estimate was low
+            total = self._totals[table] = rows
+        self._progress.update(task, completed=rows, total=total, rate=f"{rows / secs:,.0f}")
 
     def table_done(self, table: str, rows: int, size: int, seconds: float) -> None:
         task = self._tasks.pop(table, None)
+        self._totals.pop(table, None)
         if task is not None:
             self._progress.remove_task(task)
         super().table_done(table, rows, size, seconds)

@@ -99,3 +99,39 @@ def test_help_runs() -> None:
     assert res.returncode == 0, res.stderr
     for name in visible_commands():
         assert name in res.stdout
+
+
+def _yaml_blocks(text: str) -> list[str]:
+    return re.findall(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def test_readme_notification_and_hook_examples_load() -> None:
+    """Every README YAML block with a top-level notifications: or hooks: loads as the run config
+    would load it (secret sources are not read at load time, so no variable needs to be set)."""
+    import yaml
+
+    from albackup.hooks import hooks_from_mapping
+    from albackup.notify import notifiers_from_mapping
+
+    seen = 0
+    for block in _yaml_blocks(readme()):
+        data = yaml.safe_load(block)
+        if not isinstance(data, dict):
+            continue
+        if "notifications" in data:
+            assert notifiers_from_mapping(data["notifications"], "README notifications", ROOT)
+            seen += 1
+        if "hooks" in data:
+            assert hooks_from_mapping(data["hooks"], "README hooks")
+            seen += 1
+    assert seen >= 2, "the README shows no notifications:/hooks: example"
+
+
+def test_readme_names_every_stage_notifier_variable_and_metric() -> None:
+    from albackup import hooks, notify
+
+    text = readme()
+    names = [*hooks.STAGES, *notify.TYPE_KEYS, *notify.PROM_METRICS, *notify.KINDS]
+    names += re.findall(r"``(ALBACKUP_[A-Z_]+)``", hooks.__doc__ or "")
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing, f"README does not mention: {missing}"

@@ -171,3 +171,22 @@ databases:
     logs = list((tmp_path / "logs").glob("albackup-*.log"))
     assert len(logs) == 1 and oct(logs[0].stat().st_mode & 0o777) == "0o600"
     assert "shop" in logs[0].read_text()
+
+
+def test_live_progress_survives_several_tables(tmp_path: Path) -> None:
+    """The terminal display: a second table after the first one's line was removed (was an IndexError)."""
+    from albackup.progress import LiveReporter
+
+    rep = LiveReporter("dump")
+    try:
+        for t, n in (("a", 10), ("b", 5), ("c", None)):
+            rep.table_started(t, n)
+            rep.advanced(t, 3, 100)
+            rep.advanced(t, 12, 200)      # past a low estimate
+            rep.table_done(t, 12, 200, 0.1)
+    finally:
+        rep.close()
+    script = subprocess.run(["script", "-qc", f"{sys.executable} -m albackup dump --url sqlite:///{_db(tmp_path / 's.sqlite')} "
+                             f"--backup-dir {tmp_path / 'b'}", "/dev/null"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=60)
+    assert script.returncode == 0 and "internal error" not in script.stdout, script.stdout

@@ -251,7 +251,7 @@ class MySQLAdapter(Adapter):
             return lambda v: v.replace("T", " ")
         if k == "float":
             return lambda v: None if math.isnan(v) or math.isinf(v) else v
-        return lambda v: v
+        return _same
 
     def begin_load(self, conn: Connection) -> None:
         self._session(conn)
@@ -339,14 +339,14 @@ class MySQLAdapter(Adapter):
                    batches: Iterator[list[list[Any]]], path: str) -> int:
         kinds = {c.name: c.type.kind for c in table.columns}
         modes: list[str | None] = [_COLUMN_MODE.get(kinds.get(c, "text"), TEXT) for c in columns]
-        encoders = [_field_encoder(i, modes) for i in range(len(columns))]
-        cols = list(zip(writers, encoders))
+        fields = [_field_encoder(i, kinds.get(c, "text"), modes, w)
+                  for i, (c, w) in enumerate(zip(columns, writers))]
         driver = dbapi_driver(raw)
         cur = raw.cursor()
         loaded = pending = statements = 0
 
         def encode(row: list[Any]) -> str:
-            return "\t".join([_field(w, e, v) for (w, e), v in zip(cols, row)])
+            return "\t".join([_NULL if v is None else f(v) for f, v in zip(fields, row)])
 
         try:
             with open(path, "wb") as f:
@@ -506,9 +506,11 @@ _NULL = "\\N"
 TEXT, HEX, BOOL = "text", "hex", "bool"
 #: how a target column's values are written; None (native): bytes as hex, text as text, by the values
 _COLUMN_MODE: dict[str, str | None] = {"binary": HEX, "boolean": BOOL, "native": None}
-_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
-_NEEDS_ESC = re.compile(r"[\\\t\n\r\x00]")
 _BYTES = (bytes, bytearray, memoryview)
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def _sql_string(s: str) -> str:
@@ -516,7 +518,11 @@ def _sql_string(s: str) -> str:
 
 
 def _esc(v: str) -> str:
-    return v.translate(_ESC) if _NEEDS_ESC.search(v) else v
+    """Backslash, tab, newline, carriage return and NUL escaped for LOAD DATA's ESCAPED BY '\\'."""
+    if "\\" in v or "\t" in v or "\n" in v or "\r" in v or "\x00" in v:
+        return (v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+                .replace("\x00", "\\0"))
+    return v
 
 
 class _ModeSwitch(Exception):
@@ -541,6 +547,14 @@ def _text(v: Any) -> str:
     return _esc(str(v))
 
 
+def _int_text(v: Any) -> str:
+    return str(v) if type(v) is int else _text(v)
+
+
+def _str_text(v: Any) -> str:
+    return _esc(v) if type(v) is str else _text(v)
+
+
 def _hex(v: Any) -> str:
     return bytes(v).hex() if isinstance(v, _BYTES) else str(v).encode("utf-8").hex()
 
@@ -549,30 +563,29 @@ def _bool(v: Any) -> str:
     return "1" if v else "0"
 
 
-def _field_encoder(i: int, modes: list[str | None]) -> Callable[[Any], str]:
-    """Value (after the column's writer, not None) → one field of the load file."""
+def _field_encoder(i: int, kind: str, modes: list[str | None], writer: Converter) -> Callable[[Any], str]:
+    """Canonical value (not None) → the column's writer → one field of the load file."""
     m = modes[i]
     if m == HEX:
-        return _hex
-    if m == BOOL:
-        return _bool
-    if m == TEXT:
-        return _text
+        enc: Callable[[Any], str] = _hex
+    elif m == BOOL:
+        enc = _bool
+    elif m == TEXT:
+        enc = _int_text if kind == "integer" else _text if kind == "float" else _str_text
+    else:
+        def enc(v: Any) -> str:   # native: the mode follows the values, bytes as hex, the rest as text
+            want = HEX if isinstance(v, _BYTES) else TEXT
+            have = modes[i]
+            if have is None:
+                modes[i] = have = want
+            elif have != want:
+                raise _ModeSwitch(i, want)
+            return _hex(v) if want == HEX else _text(v)
+    if writer is _same:
+        return enc
 
-    def native(v: Any) -> str:   # the mode follows the values: bytes as hex, anything else as text
-        want = HEX if isinstance(v, _BYTES) else TEXT
-        have = modes[i]
-        if have is None:
-            modes[i] = have = want
-        elif have != want:
-            raise _ModeSwitch(i, want)
-        return _hex(v) if want == HEX else _text(v)
+    def field(v: Any) -> str:
+        v = writer(v)
+        return _NULL if v is None else enc(v)
 
-    return native
-
-
-def _field(w: Converter, e: Callable[[Any], str], v: Any) -> str:
-    if v is None:
-        return _NULL
-    v = w(v)
-    return _NULL if v is None else e(v)
+    return field

@@ -123,7 +123,7 @@ class Bench:
         self.logs = self.work / "logs"
         self.out.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        self.pg_cpu = ServerCpu(["postgres"])
+        self.pg_cpu = ServerCpu(["postgres"], mine=PREFIX)
         self.my_cpu = ServerCpu(["mariadbd", "mysqld"])
         self.zstd = shutil.which("zstd")
         self.ops: list[Operation] = []
@@ -393,9 +393,18 @@ class Bench:
                         tool.error = f"{type(exc).__name__}: {exc}"
                         log(f"  FAILED: {tool.error}")
                         continue
-                    tool.runs.append(m.to_dict())
+                    d = m.to_dict()
+                    other = None
+                    if m.machine_cpu_s is not None:
+                        other = max(0.0, m.machine_cpu_s - m.cpu_s - (m.server_cpu_s or 0.0))
+                        d["other_cpu_s"] = round(other, 3)
+                        if other > 0.5 + 0.1 * m.wall_s:
+                            self.notes.append(f"{label}: {other:.1f} s of CPU went to other processes during "
+                                              f"this {m.wall_s:.1f} s run (a busy machine: treat it with care)")
+                    tool.runs.append(d)
                     log(f"  {m.wall_s:.2f} s wall, {m.cpu_s:.2f} s CPU, "
                         f"{'-' if m.server_cpu_s is None else f'{m.server_cpu_s:.2f}'} s server CPU, "
+                        f"{'-' if other is None else f'{other:.2f}'} s other CPU, "
                         f"{m.peak_rss_mb:.0f} MB RSS, {(m.output_bytes or 0) / 1e6:.1f} MB")
         for engine, fps in self.fingerprints.items():
             distinct = {fp for _, fp in fps}

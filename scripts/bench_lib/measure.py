@@ -70,12 +70,14 @@ class Measurement:
     peak_rss_mb: float
     stages: list[Stage] = field(default_factory=list)
     server_cpu_s: float | None = None
+    machine_cpu_s: float | None = None
     output_bytes: int | None = None
     stdout: str = ""
 
     def to_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
                 "server_cpu_s": None if self.server_cpu_s is None else round(self.server_cpu_s, 3),
+                "machine_cpu_s": None if self.machine_cpu_s is None else round(self.machine_cpu_s, 3),
                 "peak_rss_mb": round(self.peak_rss_mb, 1), "output_bytes": self.output_bytes,
                 "stages": [{"argv": s.argv, "user_s": round(s.user_s, 3), "sys_s": round(s.sys_s, 3),
                             "maxrss_kib": s.maxrss_kib} for s in self.stages]}
@@ -93,11 +95,60 @@ def _proc_stat(pid: str) -> tuple[str, int, list[str]] | None:
     return comm, int(rest[1]), rest
 
 
-class ServerCpu:
-    """CPU seconds the local database servers have used so far (None where none is visible)."""
+def machine_busy_s() -> float | None:
+    """CPU seconds all cores have been busy since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v[:8]) - v[3] - v[4]) / CLK
 
-    def __init__(self, comms: Sequence[str]) -> None:
+
+class ServerCpu:
+    """CPU seconds the local database servers have used so far (None where none is visible).
+
+    ``mine`` is a substring of the process titles of the server processes serving this benchmark
+    (PostgreSQL backends show their database name): ``settle`` waits for those to be gone, so
+    that a backend's time is counted once it has been reaped into the postmaster's ``cutime``
+    rather than lost in between, and for the server to go quiet (background flushing after a
+    load is otherwise charged to the next run).
+    """
+
+    def __init__(self, comms: Sequence[str], mine: str | None = None) -> None:
         self.comms = set(comms)
+        self.mine = mine
+
+    def _mine_alive(self) -> bool:
+        if not self.mine:
+            return False
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                st = _proc_stat(pid)
+                if st and st[0] in self.comms:
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            if self.mine.encode() in f.read():
+                                return True
+                    except OSError:
+                        pass
+        return False
+
+    def settle(self, quiet_cpu: float = 0.05, window: float = 0.5, timeout: float = 30.0) -> None:
+        """Wait (at most ``timeout`` s) until none of our backends is alive and the server used less
+        than ``quiet_cpu`` CPU seconds in the last ``window`` seconds."""
+        end = time.monotonic() + timeout
+        while self._mine_alive() and time.monotonic() < end:
+            time.sleep(0.02)
+        prev = self.sample()
+        if prev is None:
+            return
+        while time.monotonic() < end:
+            time.sleep(window)
+            cur = self.sample()
+            if cur is None or cur - prev < quiet_cpu:
+                return
+            prev = cur
 
     def sample(self) -> float | None:
         procs = {}
@@ -128,7 +179,10 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
     procs: list[subprocess.Popen] = []
     tmp = tempfile.mkdtemp(prefix="bench-rusage-")
     reports = [os.path.join(tmp, f"{i}.txt") for i in range(len(stages))]
+    if server:
+        server.settle()
     s0 = server.sample() if server else None
+    b0 = machine_busy_s()
     t0 = time.perf_counter()
     try:
         prev = fin
@@ -166,6 +220,11 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
             fout.close()
         ferr.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    b1 = machine_busy_s()
+    if server:
+        end = time.monotonic() + 10
+        while server._mine_alive() and time.monotonic() < end:
+            time.sleep(0.02)
     s1 = server.sample() if server else None
     bad = [s for s in result if s.exit_code != 0]
     if bad:
@@ -174,6 +233,7 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
     m = Measurement(wall, sum(s.user_s + s.sys_s for s in result),
                     sum(s.maxrss_kib for s in result) / 1024, result,
                     None if s0 is None or s1 is None else s1 - s0)
+    m.machine_cpu_s = None if b0 is None or b1 is None else b1 - b0
     m.stdout = out.decode("utf-8", "replace")
     return m
 
