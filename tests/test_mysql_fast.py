@@ -161,7 +161,7 @@ def test_load_data_path_keeps_tricky_values(make_db, tmp_path: Path, caplog: pyt
     assert res.rows == dumped.rows
     used = load_log(caplog)
     assert used["tricky"] >= 1 and used["single"] == 1, used
-    assert any("LOAD DATA LOCAL INFILE" in w for w in used["why"]), used
+    assert len(used["why"]) == 1 and "LOAD DATA LOCAL INFILE" in used["why"][0], used   # decided once
     if many:
         assert used["many"] >= 3, used       # 12000 rows in batches of 5000: one LOAD per batch
     assert_same_data(src, dst, many)
@@ -299,6 +299,37 @@ def test_auto_increment_zero_and_null(make_db) -> None:
                            [[0, b"\x00", True], [5, b"", False], [None, None, None]])
     assert n == 3
     assert sorted(got) == [(0, b"\x00", b"\x01"), (5, b"", b"\x00"), (6, None, None)]
+    # no binary/boolean column: the columns are loaded directly, without a SET clause
+    t = Table("ai2", None, [Column("id", LogicalType("integer", bits=32), ""), Column("s", LogicalType("text"), "")])
+    n, got = _adapter_load(url, "CREATE TABLE ai2 (id INT AUTO_INCREMENT PRIMARY KEY, s TEXT)", t,
+                           [[0, "zero"], [5, ""], [None, None]])
+    assert sorted(got) == [(0, "zero"), (5, ""), (6, None)]
+
+
+def test_pymysql_answers_file_requests_only_during_its_own_load(make_db) -> None:
+    from pymysql.constants import CLIENT
+
+    url = make_db("mysql", "guard")
+    engine = sa.create_engine(url, poolclass=NullPool)
+    adapter = for_engine(engine)
+    adapter.configure_engine(engine)
+    t = Table("g", None, [Column("s", LogicalType("text"), "")])
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw.client_flag & CLIENT.LOCAL_FILES and raw._local_infile is False
+            conn.exec_driver_sql("CREATE TABLE g (s TEXT)")
+            adapter.begin_load(conn)
+            assert adapter.load(conn, t, ["s"], [adapter.writer(t.columns[0].type)], iter([[["a"], ["b"]]]), False) == 2
+            assert raw._local_infile is False
+            # a file request outside the adapter's own LOAD DATA is refused by the client (PyMySQL
+            # leaves that connection unusable: it is thrown away)
+            cur = raw.cursor()
+            with pytest.raises(RuntimeError, match="local_infile"):
+                cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE g")
+            conn.invalidate()
+    finally:
+        engine.dispose()
 
 
 # ------------------------------------------------------------------------------ mysqlclient

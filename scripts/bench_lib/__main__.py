@@ -123,14 +123,14 @@ class Bench:
         self.logs = self.work / "logs"
         self.out.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        self.pg_cpu = ServerCpu(["postgres"], mine=PREFIX)
+        self.created_pg: set[str] = set()
+        self.created_my: set[str] = set()
+        self.pg_cpu = ServerCpu(["postgres"], mine=self.created_pg)
         self.my_cpu = ServerCpu(["mariadbd", "mysqld"])
-        self.zstd = shutil.which("zstd")
+        self.zstd = None if args.no_zstd else shutil.which("zstd")
         self.ops: list[Operation] = []
         self.notes: list[str] = []
         self.skipped: list[dict] = []
-        self.created_pg: set[str] = set()
-        self.created_my: set[str] = set()
         self.artifacts: dict[str, Path] = {}
         self.dataset: datagen.Dataset | None = None
         self.setup: dict[str, float] = {}
@@ -250,8 +250,9 @@ class Bench:
                                               stdout=self.out / f"pg_dump_z0_zstd_{rep}"),
                               finish=self.file_output_finish("pg_dump_z0_zstd"), server=self.pg_cpu))
         else:
-            self.skipped.append({"operation": "PostgreSQL dump", "tool": "pg_dump -Fc -Z0 | zstd -3",
-                                 "reason": "zstd CLI not installed (apt-get install zstd)"})
+            self.skipped.append({"operation": "PG dump", "tool": "pg_dump -Fc -Z0 | zstd -3",
+                                 "reason": "skipped: --no-zstd" if self.args.no_zstd
+                                 else "zstd CLI not installed (apt-get install zstd)"})
         self.ops.append(Operation("PG dump", tools, "PostgreSQL albk_bench_src to a file/folder"))
 
         # PostgreSQL restore
@@ -289,7 +290,7 @@ class Bench:
                          lambda rep: Cmd([["mariadb-dump", *my_args, "--single-transaction", SRC]],
                                          stdout=self.out / f"mariadb_dump_{rep}"),
                          finish=self.file_output_finish("mariadb_dump"), server=self.my_cpu)
-            self.notes.append("zstd CLI not installed: mariadb-dump output left uncompressed")
+            self.notes.append("no zstd CLI (or --no-zstd): mariadb-dump output left uncompressed")
         tools = [self.albackup_dump_tool("my", my.url(SRC), self.my_cpu), mdump]
         if shutil.which("mydumper"):
             def mydumper_cmd(rep: int) -> Cmd:
@@ -368,7 +369,7 @@ class Bench:
                                                              f"postgresql://{pg.user}@{pg.host}:{pg.port}/{db2}"]]),
                               prepare=lambda rep: self.pg_fresh(db2), finish=pgl_finish, server=self.pg_cpu))
         else:
-            self.skipped.append({"operation": "MariaDB→PG", "tool": "pgloader", "reason": "not installed"})
+            self.skipped.append({"operation": "MariaDB→PG restore", "tool": "pgloader", "reason": "not installed"})
         self.ops.append(Operation("MariaDB→PG restore", tools,
                                   "albackup restore of the MariaDB backup into a fresh PostgreSQL database"))
 
@@ -387,7 +388,7 @@ class Bench:
                         log(f"{label} ...")
                         m = run(cmd.stages, stdin=cmd.stdin, stdout=cmd.stdout,
                                 stderr=self.logs / f"{op.name}-{tool.name}-{rep}.log".replace(" ", "_").replace("/", "_"),
-                                cwd=self.work, env=self.env, server=tool.server)
+                                cwd=self.work, env=self.env, server=tool.server, quiet_wait=self.args.quiet_wait)
                         tool.finish(rep, m)
                     except (RunFailed, RuntimeError, KeyError, OSError) as exc:
                         tool.error = f"{type(exc).__name__}: {exc}"
@@ -463,9 +464,10 @@ class Bench:
                     r["ratio"] = {"median": statistics.median(pairs), "min": min(pairs), "max": max(pairs),
                                   "pairs": [round(p, 3) for p in pairs]}
                 result.append(r)
-        for s in self.skipped:
-            result.append({"operation": s["operation"], "tool": s["tool"], "albackup": False, "runs": [],
-                           "error": None, "skipped": s["reason"]})
+            for s in self.skipped:
+                if s["operation"] == op.name:
+                    result.append({"operation": s["operation"], "tool": s["tool"], "albackup": False, "runs": [],
+                                   "error": None, "skipped": s["reason"]})
         return result
 
     def print_table(self, rows: list[dict]) -> None:
@@ -586,6 +588,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="also run one albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore "
                         "under cProfile and print the top costs (not part of the table)")
+    p.add_argument("--no-zstd", action="store_true",
+                   help="run the native tools without the zstd CLI, as if it were not installed")
+    p.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",
+                   help="before each run, wait up to S seconds for the machine to be idle (default 30; "
+                        "runs that shared the CPU with other processes are flagged in the notes anyway)")
     p.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
     p.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
     p.add_argument("--pg-user", default=os.environ.get("PGUSER", "root"))

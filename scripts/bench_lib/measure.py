@@ -115,21 +115,23 @@ class ServerCpu:
     load is otherwise charged to the next run).
     """
 
-    def __init__(self, comms: Sequence[str], mine: str | None = None) -> None:
+    def __init__(self, comms: Sequence[str], mine: set[str] | None = None) -> None:
         self.comms = set(comms)
-        self.mine = mine
+        self.mine = mine      # the names of our databases (a live set: it grows as the run goes)
 
     def _mine_alive(self) -> bool:
         if not self.mine:
             return False
+        needles = [f" {db} ".encode() for db in self.mine]
         for pid in os.listdir("/proc"):
             if pid.isdigit():
                 st = _proc_stat(pid)
                 if st and st[0] in self.comms:
                     try:
                         with open(f"/proc/{pid}/cmdline", "rb") as f:
-                            if self.mine.encode() in f.read():
-                                return True
+                            title = f.read()
+                        if any(n in title for n in needles):
+                            return True
                     except OSError:
                         pass
         return False
@@ -167,11 +169,26 @@ class ServerCpu:
         return ticks / CLK
 
 
+def wait_quiet(max_wait: float, busy_cores: float = 0.25, window: float = 1.0) -> float:
+    """Wait (at most ``max_wait`` s) until the machine was busy less than ``busy_cores`` cores
+    over ``window`` s; returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        b0 = machine_busy_s()
+        if b0 is None:
+            break
+        time.sleep(window)
+        if machine_busy_s() - b0 < busy_cores * window:
+            break
+    return time.monotonic() - t0
+
+
 def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: Path | None = None,
         stderr: Path, cwd: Path | None = None, env: dict | None = None,
-        server: ServerCpu | None = None) -> Measurement:
+        server: ServerCpu | None = None, quiet_wait: float = 0.0) -> Measurement:
     """Run ``stages`` as a pipeline (stdin → first … last → stdout). Raises RunFailed on a
-    non-zero exit of any stage, with the tail of the stderr log."""
+    non-zero exit of any stage, with the tail of the stderr log. First waits for the server to
+    settle and, up to ``quiet_wait`` s, for the machine to be quiet."""
     stderr.parent.mkdir(parents=True, exist_ok=True)
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     fout = open(stdout, "wb") if stdout else subprocess.PIPE
@@ -181,6 +198,8 @@ def run(stages: Sequence[Sequence[str]], *, stdin: Path | None = None, stdout: P
     reports = [os.path.join(tmp, f"{i}.txt") for i in range(len(stages))]
     if server:
         server.settle()
+    if quiet_wait:
+        wait_quiet(quiet_wait)
     s0 = server.sample() if server else None
     b0 = machine_busy_s()
     t0 = time.perf_counter()
