@@ -78,6 +78,10 @@ def machine_info(pg: Pg, my: My) -> dict:
     try:
         info["albackup_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                                  capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "albackup"],
+                               capture_output=True, text=True).stdout.split("\n")
+        dirty = [ln[3:] for ln in dirty if ln.strip()]
+        info["albackup_tree"] = "clean" if not dirty else "modified: " + ", ".join(dirty)
     except OSError:
         pass
     return info
