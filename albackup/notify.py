@@ -72,6 +72,8 @@ A ``skipped`` database keeps all its series; databases not in the event keep the
 """
 from __future__ import annotations
 
+import abc
+
 import contextlib
 import dataclasses
 import datetime as dt
@@ -349,7 +351,7 @@ class _Sourced:
         return f"<secret from {self.source.describe()}>"
 
 
-class Notifier:
+class Notifier(abc.ABC):
     """One configured notification target."""
 
     type: ClassVar[str] = "?"
@@ -374,8 +376,9 @@ class Notifier:
         """The secrets this notifier has read so far (masked in what it sends and reports)."""
         return []
 
+    @abc.abstractmethod
     def send(self, event: Event) -> None:
-        raise NotImplementedError
+        """Deliver ``event``; raise on failure (notify() turns that into a warning)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label()} on={sorted(self.on)}>"

@@ -6,6 +6,7 @@ what its engine does differently.
 """
 from __future__ import annotations
 
+import abc
 import logging
 import re
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class Snapshot:
         return {"method": self.method, "consistent": self.consistent, "detail": self.detail}
 
 
-class Adapter:
+class Adapter(abc.ABC):
     name = "base"
     dialect_names: tuple[str, ...] = ()
     max_identifier = 63
@@ -119,8 +120,9 @@ class Adapter:
         info = self.dialect.server_version_info or ()
         return ".".join(str(x) for x in info)
 
+    @abc.abstractmethod
     def begin_snapshot(self, conn: Connection) -> Snapshot:
-        raise NotImplementedError  # every adapter defines its own
+        """Start the dump's one consistent read and say which method was achieved."""
 
     def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
         """Adjust a reflected column (logical type, autoincrement) for engine specifics."""
@@ -170,9 +172,9 @@ class Adapter:
         return canonicalizer(t)
 
     # ---------------------------------------------------------------- restore side
+    @abc.abstractmethod
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
         """The logical type and SQLAlchemy type a column gets on this engine (cross-engine)."""
-        raise NotImplementedError  # every adapter defines its own
 
     def exact_type(self, col: Column) -> sat.TypeEngine:
         """The column's original type, for a restore into the same engine."""
