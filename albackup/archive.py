@@ -13,23 +13,25 @@ import re
 import shutil
 import struct
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .codec import pack_rows, unpack_rows
+from .codec import array_header, pack_each, row_packer, unpack_rows
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
 from .fsutil import fsync_dir
 from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedFormat
 from .model import LogicalType, Schema
-from .values import ContentHash
+from .values import HASH_V2, RowHash
 
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
 ENCRYPTION_FEATURE = "encryption-v1"
-KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE})
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2})
 #: manifest keys kept in plain text when the rest of the manifest is sealed
 PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
@@ -85,18 +87,29 @@ class ChunkInfo:
 
 
 class ChunkWriter:
-    """Writes one chunk file: header, frames (one per batch of rows), trailer."""
+    """Writes one chunk file: header, frames (one per batch of rows), trailer.
+
+    Rows arrive packed one by one (``write_packed``): the frame is their concatenation behind an
+    array header, and the content hash is taken over the same bytes. Compression (and sealing)
+    of a frame runs on a helper thread while the caller fetches and packs the next batch; frames
+    are written in order, at most ``DEPTH`` of them in flight.
+    """
+
+    DEPTH = 2
 
     def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
-                 encryption: Encryption | None = None) -> None:
+                 encryption: Encryption | None = None, threaded: bool = True) -> None:
         self.path = path
         self.rel = rel
         self._comp = compressor
         self._seal = encryption.sealer(rel) if encryption else None
         self._sha = hashlib.sha256()
-        self._hash = ContentHash(types)
+        self._hash = RowHash(types)
+        self._pack = row_packer()
         self._frames = 0
         self._bytes = 0
+        self._pending: deque[Any] = deque()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress") if threaded else None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
         self._write(HEADER.pack(CHUNK_MAGIC, compressor.id, FLAG_ENCRYPTED if encryption else 0))
@@ -112,23 +125,51 @@ class ChunkWriter:
 
     @property
     def bytes_written(self) -> int:
-        return self._bytes
+        """Bytes stored so far, counting frames still being compressed at their raw size."""
+        return self._bytes + sum(n for _, n in self._pending)
 
-    def write_rows(self, rows: list[list[Any]]) -> None:
-        if not rows:
-            return
-        raw = pack_rows(rows)
-        if len(raw) >= MAX_FRAME:
-            raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
+    @property
+    def content_hash(self) -> str:
+        return self._hash.hexdigest()
+
+    def _store(self, index: int, raw: bytes) -> bytes:
         stored = self._comp.compress(raw)
         if self._seal is not None:
-            stored = self._seal.seal(self._frames, False, stored)
-        self._write(FRAME.pack(len(stored), len(raw), zlib.crc32(stored)))
-        self._write(stored)
-        self._hash.update(rows)
+            stored = self._seal.seal(index, False, stored)
+        return FRAME.pack(len(stored), len(raw), zlib.crc32(stored)) + stored
+
+    def write_rows(self, rows: list[Any]) -> None:
+        if rows:
+            self.write_packed(pack_each(self._pack, rows))
+
+    def write_packed(self, packed: list[bytes]) -> None:
+        """One frame of rows, each already packed with ``codec.row_packer``."""
+        if not packed:
+            return
+        raw = array_header(len(packed)) + b"".join(packed)
+        if len(raw) >= MAX_FRAME:
+            raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
+        self._hash.update_packed(packed)
+        index = self._frames
         self._frames += 1
+        if self._pool is None:
+            self._write(self._store(index, raw))
+            return
+        self._pending.append((self._pool.submit(self._store, index, raw), len(raw)))
+        while len(self._pending) > self.DEPTH:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        fut, _ = self._pending[0]
+        data = fut.result()
+        self._pending.popleft()
+        self._write(data)
 
     def close(self) -> ChunkInfo:
+        while self._pending:
+            self._drain_one()
+        if self._pool is not None:
+            self._pool.shutdown()
         self._write(TRAILER.pack(END_MARK, self._frames, self._hash.rows))
         if self._seal is not None:   # the authenticated end: no frame can be cut off unseen
             sealed = self._seal.seal(self._frames, True, SEALED_TRAILER.pack(self._frames, self._hash.rows))
@@ -139,6 +180,11 @@ class ChunkWriter:
         return ChunkInfo(self.rel, self._hash.rows, self._bytes, self._sha.hexdigest(), self._hash.hexdigest())
 
     def abort(self) -> None:
+        if self._pool is not None:
+            for fut, _ in self._pending:
+                fut.cancel()
+            self._pending.clear()
+            self._pool.shutdown()
         if not self._f.closed:
             self._f.close()
 
@@ -297,7 +343,7 @@ def new_manifest(**kw: Any) -> dict[str, Any]:
     m: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "features": [],
+        "features": [HASH_V2],
         "albackup_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
@@ -364,6 +410,7 @@ class Backup:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
         self.manifest = m
+        self.features: list[str] = list(m.get("features") or [])
 
     def _unseal(self, m: dict[str, Any], keyring: Any, mpath: Path) -> dict[str, Any]:
         from .crypto import open_json

@@ -28,7 +28,32 @@ def unpack_rows(data: bytes, ncols: int, where: str) -> list[list[Any]]:
         raise ArchiveError(f"{where}: cannot decode rows ({type(exc).__name__}: {exc})") from None
     if not isinstance(rows, list):
         raise ArchiveError(f"{where}: frame does not hold a list of rows")
-    for r in rows:
-        if not isinstance(r, list) or len(r) != ncols:
-            raise ArchiveError(f"{where}: a row has {len(r) if isinstance(r, list) else '?'} values, expected {ncols}")
+    if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {ncols}):
+        for r in rows:
+            if not isinstance(r, list) or len(r) != ncols:
+                raise ArchiveError(f"{where}: a row has {len(r) if isinstance(r, list) else '?'} values, "
+                                   f"expected {ncols}")
     return rows
+
+
+def row_packer() -> Any:
+    """``pack(row) -> bytes``: one row's canonical msgpack encoding (the same options as
+    ``pack_rows``). A packer is not thread-safe: make one per thread."""
+    return msgpack.Packer(use_bin_type=True, strict_types=False, datetime=False, autoreset=True).pack
+
+
+def pack_each(pack: Any, rows: list[Any]) -> list[bytes]:
+    """Every row packed on its own (the bytes the content hash is taken over)."""
+    try:
+        return list(map(pack, rows))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ArchiveError(f"cannot encode a row: {exc}") from None
+
+
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` elements: a frame is this plus the packed rows."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from .engines.base import Adapter
 from .model import Schema, Table
 from .reflect import reflect_schema
-from .values import ColumnHashes, ContentHash
+from .values import ColumnRowHashes, RowHash
 
 
 @dataclass
@@ -67,17 +67,15 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
     return out
 
 
-def table_hash(conn: sa.Connection, adapter: Adapter, t: Table) -> ContentHash:
-    readers = [adapter.reader(c.type) for c in t.columns]
-    h = ContentHash([c.type for c in t.columns])
-    for raw in adapter.stream(conn, t, 5000):
-        h.update([[f(v) for f, v in zip(readers, r)] for r in raw])
-    return h
+def table_hash(conn: sa.Connection, adapter: Adapter, t: Table) -> RowHash:
+    from .restore import read_hash
+
+    return read_hash(conn, adapter, t, normalize=True)
 
 
 def column_hashes(conn: sa.Connection, adapter: Adapter, t: Table, idx: list[int]) -> tuple[int, list[str]]:
     readers = [adapter.reader(t.columns[i].type) for i in idx]
-    h = ColumnHashes([t.columns[i].type for i in idx])
+    h = ColumnRowHashes([t.columns[i].type for i in idx])
     n = 0
     for raw in adapter.stream(conn, t, 5000):
         h.update([[f(r[i]) for f, i in zip(readers, idx)] for r in raw])

@@ -16,7 +16,8 @@ from .errors import AlbackupError, DumpError
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
-from .values import Converter, combine_hashes
+from .codec import pack_each, row_packer
+from .values import Converter, combine_v2
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,12 @@ class DumpResult:
         self.location = self.location or str(self.path)
 
 
-def _convert_batch(table: Table, readers: list[Converter], raw: list[Any]) -> list[list[Any]]:
+def _convert_batch(table: Table, convert: Callable[[list[Any]], list[Any]] | None,
+                   readers: list[Converter], raw: list[Any]) -> list[Any]:
+    if convert is None:
+        return raw
     try:
-        return [[f(v) for f, v in zip(readers, r)] for r in raw]
+        return convert(raw)
     except Exception:
         for r in raw:
             for f, v, c in zip(readers, r, table.columns):
@@ -73,36 +77,47 @@ def _convert_batch(table: Table, readers: list[Converter], raw: list[Any]) -> li
         raise
 
 
-def _row_bytes(row: list[Any]) -> int:
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
-
-
-def _frames(rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
-    """Cut a batch into frames of at most about BATCH_BYTES (a frame holds at least one row)."""
+def _frames(packed: list[bytes]) -> Iterator[list[bytes]]:
+    """Cut a batch of packed rows into frames of at most about BATCH_BYTES (at least one row)."""
+    if sum(map(len, packed)) < BATCH_BYTES:
+        yield packed
+        return
     start = size = 0
-    for i, row in enumerate(rows):
-        size += _row_bytes(row)
+    for i, n in enumerate(map(len, packed)):
+        size += n
         if size >= BATCH_BYTES:
-            yield rows[start:i + 1]
+            yield packed[start:i + 1]
             start, size = i + 1, 0
-    if start < len(rows):
-        yield rows[start:]
+    if start < len(packed):
+        yield packed[start:]
 
 
 def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
                 opts: DumpOptions, progress: Reporter, sink: Any = None) -> dict[str, Any]:
     progress.table_started(table.key, adapter.estimate_rows(conn, table))
     readers = [adapter.reader(c.type) for c in table.columns]
+    convert = adapter.batch_reader([c.type for c in table.columns])
+    pack = row_packer()
     types = [c.type for c in table.columns]
     chunks = []
     chunk_no = 1
     chunk: ChunkWriter = writer.chunk(no, chunk_no, types)
     read = 0
     t0 = time.monotonic()
+    held: list[bytes] = []      # rows waiting for a frame: fetches may be smaller than frames
+    held_bytes = 0
     for raw in adapter.stream(conn, table, opts.batch_rows):
         read += len(raw)
-        for frame in _frames(_convert_batch(table, readers, raw)):
-            chunk.write_rows(frame)
+        packed = pack_each(pack, _convert_batch(table, convert, readers, raw))
+        del raw
+        held += packed
+        held_bytes += sum(map(len, packed))
+        del packed
+        if len(held) < opts.batch_rows and held_bytes < BATCH_BYTES:
+            continue
+        for frame in _frames(held):
+            chunk.write_packed(frame)
+        held, held_bytes = [], 0
         progress.advanced(table.key, read, chunk.bytes_written)
         if chunk.bytes_written >= CHUNK_BYTES:
             chunks.append(chunk.close())
@@ -110,6 +125,9 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
                 sink.add_chunk(writer.tmp / chunks[-1].file, chunks[-1].file, chunks[-1].sha256)
             chunk_no += 1
             chunk = writer.chunk(no, chunk_no, types)
+    for frame in _frames(held):
+        chunk.write_packed(frame)
+    progress.advanced(table.key, read, chunk.bytes_written)
     chunks.append(chunk.close())
     if sink is not None:
         for c in chunks[-1:]:
@@ -121,7 +139,7 @@ def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: in
     secs = time.monotonic() - t0
     progress.table_done(table.key, read, size, secs)
     return {"rows": read, "bytes": size, "seconds": round(secs, 3),
-            "content_hash": combine_hashes([c.content_hash for c in chunks]),
+            "content_hash": combine_v2([c.content_hash for c in chunks]),
             "chunks": [c.to_dict() for c in chunks]}
 
 

@@ -21,7 +21,8 @@ from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .model import Column, Table
 from .progress import as_reporter
 from .reflect import matches
-from .values import ColumnHashes, ContentHash
+from .mapping import _ident
+from .values import HASH_V2, ColumnRowHashes, RowHash, batch_converter, combine_v2, normalizing_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,20 @@ def count_losses(backup: Backup, plan: Plan) -> list[LossReport]:
     return out
 
 
-def _converted(backup: Backup, tp: TablePlan, hasher: ContentHash,
-               on_batch: Callable[[int], None] | None) -> Iterator[list[list[Any]]]:
-    convs = [c.move.convert for c in tp.columns]
+def _identity_move(tp: TablePlan) -> bool:
+    return all(c.move.convert is _ident for c in tp.columns)
+
+
+def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
+               on_batch: Callable[[int], None] | None, loaded_only: bool = True) -> Iterator[list[Any]]:
+    convert = batch_converter([None if c.move.convert is _ident else c.move.convert for c in tp.columns],
+                              skip_none=True)
     keep = [i for i, c in enumerate(tp.columns) if c.loaded]
-    all_loaded = len(keep) == len(convs)
+    all_loaded = len(keep) == len(tp.columns) or not loaded_only
     for batch in backup.iter_batches(tp.table.key):
-        rows = [[None if v is None else f(v) for f, v in zip(convs, r)] for r in batch]
-        hasher.update(rows)
+        rows = batch if convert is None else convert(batch)
+        if hasher is not None:
+            hasher.update(rows)
         if on_batch:
             on_batch(len(rows))
         yield rows if all_loaded else [[r[i] for i in keep] for r in rows]
@@ -101,13 +108,18 @@ def _target_model(tp: TablePlan) -> Table:
     return Table(tp.name, tp.schema, cols)
 
 
-def rehash(conn: Connection, adapter: Adapter, tp: TablePlan) -> ContentHash:
-    model = _target_model(tp)
-    readers = [adapter.reader(c.type) for c in model.columns]
-    h = ContentHash([c.type for c in model.columns])
-    for raw in adapter.stream(conn, model, 5000):
-        h.update([[f(v) for f, v in zip(readers, r)] for r in raw])
+def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool) -> RowHash:
+    """The content hash (version 2) of a live table, read through the adapter's dump path."""
+    types = [c.type for c in table.columns]
+    convert = adapter.batch_reader(types)
+    h = RowHash(types, normalize)
+    for raw in adapter.stream(conn, table, 5000):
+        h.update(raw if convert is None else convert(raw))
     return h
+
+
+def rehash(conn: Connection, adapter: Adapter, tp: TablePlan, normalize: bool = True) -> RowHash:
+    return read_hash(conn, adapter, _target_model(tp), normalize)
 
 
 @dataclass
@@ -228,11 +240,20 @@ class Restorer:
                     if col.comment:
                         conn.execute(sa.schema.SetColumnComment(col))
 
-    def _load(self, conn: Connection, plan: Plan, res: RestoreResult) -> dict[str, ContentHash]:
-        expected: dict[str, ContentHash] = {}
+    def _normalize(self, plan: Plan) -> bool:
+        """Compare decimals and JSON by value (not spelling) when reading back from another engine."""
+        return not plan.same_engine
+
+    def _load(self, conn: Connection, plan: Plan, res: RestoreResult) -> dict[str, tuple[int, str]]:
+        expected: dict[str, tuple[int, str]] = {}
+        normalize = self._normalize(plan)
         for tp in plan.tables:
             t0 = time.monotonic()
-            h = ContentHash([c.target for c in tp.columns])
+            # The manifest's hash is the expected one when the values go in as they are stored
+            # (and are compared as stored); otherwise hash the values as converted, on the way in.
+            from_manifest = (HASH_V2 in self.backup.features and _identity_move(tp)
+                             and not (normalize and any(normalizing_kind(c.target) for c in tp.columns)))
+            h = None if from_manifest else RowHash([c.target for c in tp.columns], normalize)
             cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
             writers = [cp.writer for cp in tp.loaded_columns]
             key = tp.table.key
@@ -248,7 +269,11 @@ class Restorer:
             want = self.backup.rows(tp.table.key)
             if n != want:
                 raise RestoreError(f"table {tp.table.key}: loaded {n} rows, the backup holds {want}")
-            expected[tp.table.key] = h
+            if h is None:
+                entry = self.backup.tables[tp.table.key]
+                expected[tp.table.key] = (n, combine_v2([c["content_hash"] for c in entry["chunks"]]))
+            else:
+                expected[tp.table.key] = (h.rows, h.hexdigest())
             secs = time.monotonic() - t0
             res.tables.append({"table": tp.table.key, "target": tp.name, "rows": n, "seconds": round(secs, 3)})
             self.progress.table_done(tp.table.key, n, 0, secs)
@@ -296,14 +321,14 @@ class Restorer:
                                (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
                                + "; use --no-routines to restore without views/triggers/routines")
 
-    def _rehash(self, conn: Connection, plan: Plan, expected: dict[str, ContentHash]) -> None:
+    def _rehash(self, conn: Connection, plan: Plan, expected: dict[str, tuple[int, str]]) -> None:
         for tp in plan.tables:
-            got = rehash(conn, self.adapter, tp)
-            want = expected[tp.table.key]
-            if got.rows != want.rows:
+            got = rehash(conn, self.adapter, tp, self._normalize(plan))
+            want_rows, want_hash = expected[tp.table.key]
+            if got.rows != want_rows:
                 raise IntegrityError(f"table {tp.table.key}: target holds {got.rows} rows after restore, "
-                                     f"expected {want.rows}")
-            if got.hexdigest() != want.hexdigest():
+                                     f"expected {want_rows}")
+            if got.hexdigest() != want_hash:
                 cols = self._differing_columns(conn, tp)
                 raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
                                      f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
@@ -311,15 +336,14 @@ class Restorer:
     def _differing_columns(self, conn: Connection, tp: TablePlan) -> list[str]:
         """A second, diagnostic pass: per-column hashes of the backup (as converted) and the target."""
         types = [c.target for c in tp.columns]
-        want = ColumnHashes(types)
-        convs = [c.move.convert for c in tp.columns]
-        for batch in self.backup.iter_batches(tp.table.key):
-            want.update([[None if v is None else f(v) for f, v in zip(convs, r)] for r in batch])
-        got = ColumnHashes(types)
+        want = ColumnRowHashes(types)
+        for rows in _converted(self.backup, tp, None, None, loaded_only=False):
+            want.update(rows)
+        got = ColumnRowHashes(types)
         model = _target_model(tp)
-        readers = [self.adapter.reader(c.type) for c in model.columns]
+        convert = self.adapter.batch_reader(types)
         for raw in self.adapter.stream(conn, model, 5000):
-            got.update([[f(v) for f, v in zip(readers, r)] for r in raw])
+            got.update(raw if convert is None else convert(raw))
         return [c.source.name for c, a, b in zip(tp.columns, want.digests(), got.digests()) if a != b]
 
     def _cleanup(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from .archive import Backup, read_chunk
 from .errors import IntegrityError
-from .values import ContentHash, combine_hashes
+from .values import combine_for, hasher_for
 
 
 @dataclass
@@ -31,7 +31,7 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
         rows = 0
         for c in entry["chunks"]:
             where = f"{b.id}/{c['file']} (table {t.key})"
-            h = ContentHash(types)
+            h = hasher_for(b.features, types)
             for batch in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
                                     b.encryption, c["file"]):
                 h.update(batch)
@@ -41,7 +41,7 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
             rows += h.rows
         if rows != int(entry["rows"]):
             raise IntegrityError(f"table {t.key}: {rows} rows in its chunks, the manifest says {entry['rows']}")
-        if combine_hashes(hashes) != entry["content_hash"]:
+        if combine_for(b.features, hashes) != entry["content_hash"]:
             raise IntegrityError(f"table {t.key}: content hash does not match the manifest")
         res.tables.append({"table": t.key, "rows": rows, "chunks": len(hashes),
                            "bytes": sum(int(c["bytes"]) for c in entry["chunks"])})

@@ -28,7 +28,7 @@ from albackup.codec import pack_rows
 from albackup.compress import IDS, Compressor
 from albackup.errors import ArchiveError, BackupNotFound, UnsupportedFormat
 from albackup.model import LogicalType
-from albackup.values import ContentHash
+from albackup.values import RowHash
 
 UTC = dt.timezone.utc
 TYPES = [LogicalType("integer", bits=64), LogicalType("text"), LogicalType("binary"),
@@ -93,7 +93,7 @@ def test_chunk_round_trip_every_compression(tmp_path: Path, compression: str) ->
     assert info.bytes == len(data)
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert info.file == "data/00001-00001.chunk"
-    h = ContentHash(TYPES)
+    h = RowHash(TYPES)
     for b in batches:
         h.update(b)
     assert info.content_hash == h.hexdigest()
@@ -351,7 +351,7 @@ def test_writer_publishes_atomically(tmp_path: Path) -> None:
     for f in [final / MANIFEST, final / info.file]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
     m = json.loads((final / MANIFEST).read_text("utf-8"))
-    assert m["format"] == "albackup" and m["format_version"] == 1 and m["features"] == []
+    assert m["format"] == "albackup" and m["format_version"] == 1 and m["features"] == ["content-hash-v2"]
     assert m["name"] == "shop"
     assert not (final / (MANIFEST + ".tmp")).exists()
 

@@ -21,7 +21,7 @@ from albackup.codec import pack_rows, unpack_rows
 from albackup.compress import Compressor
 from albackup.errors import ArchiveError
 from albackup.model import KINDS, LogicalType
-from albackup.values import ContentHash, canonicalizer, combine_hashes
+from albackup.values import ContentHash, RowHash, canonicalizer, combine_hashes, combine_v2
 
 UTC = dt.timezone.utc
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -181,7 +181,7 @@ def test_chunk_round_trip_every_kind(compression: str, batches: list[list[list[A
         got = list(read_chunk(path, len(ALL_TYPES), "t", info.sha256, info.rows))
     assert same(got, nonempty)
     assert info.rows == sum(map(len, batches))
-    h = ContentHash(ALL_TYPES)
+    h = RowHash(ALL_TYPES)
     for b in got:
         h.update(b)
     assert h.hexdigest() == info.content_hash and h.rows == info.rows
@@ -323,10 +323,13 @@ def test_other_forms() -> None:
     assert conv("native")(decimal.Decimal("1.5")) == "1.5"
 
 
-# ---------------------------------------------------------------- ContentHash
+# ---------------------------------------------------------------- ContentHash (v1) and RowHash (v2)
 
-def digest(types: list[LogicalType], rows: list[list[Any]]) -> str:
-    h = ContentHash(types)
+HASHES = {"v1": (ContentHash, combine_hashes), "v2": (RowHash, combine_v2)}
+
+
+def digest(types: list[LogicalType], rows: list[list[Any]], version: str = "v1", **kw: Any) -> str:
+    h = HASHES[version][0](types, **kw)
     h.update(rows)
     return h.hexdigest()
 
@@ -338,10 +341,12 @@ T_DEC, T_FLOAT, T_JSON = LogicalType("decimal", precision=10, scale=2), LogicalT
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=mixed_rows(12), seed=st.randoms(use_true_random=False))
-def test_content_hash_is_order_independent(rows: list[list[Any]], seed: Any) -> None:
+@pytest.mark.parametrize("version", sorted(HASHES))
+def test_content_hash_is_order_independent(rows: list[list[Any]], seed: Any, version: str) -> None:
     shuffled = list(rows)
     seed.shuffle(shuffled)
-    a, b = ContentHash(ALL_TYPES), ContentHash(ALL_TYPES)
+    cls = HASHES[version][0]
+    a, b = cls(ALL_TYPES), cls(ALL_TYPES)
     a.update(rows)
     half = len(shuffled) // 2
     b.update(shuffled[:half])
@@ -352,18 +357,48 @@ def test_content_hash_is_order_independent(rows: list[list[Any]], seed: Any) -> 
 @FAST
 @given(rows=st.lists(st.lists(st.none() | text, min_size=2, max_size=2), min_size=1, max_size=10),
        split=st.integers(0, 10))
-def test_chunk_hashes_combine_to_the_table_hash(rows: list[list[Any]], split: int) -> None:
+@pytest.mark.parametrize("version", sorted(HASHES))
+def test_chunk_hashes_combine_to_the_table_hash(rows: list[list[Any]], split: int, version: str) -> None:
     types = [T_TEXT, T_TEXT]
-    whole = digest(types, rows)
-    assert combine_hashes([digest(types, rows[:split]), digest(types, rows[split:])]) == whole
+    whole = digest(types, rows, version)
+    combine = HASHES[version][1]
+    assert combine([digest(types, rows[:split], version), digest(types, rows[split:], version)]) == whole
 
 
 @FAST
 @given(row=st.lists(st.none() | text, min_size=2, max_size=2))
-def test_content_hash_counts_duplicates(row: list[Any]) -> None:
+@pytest.mark.parametrize("version", sorted(HASHES))
+def test_content_hash_counts_duplicates(row: list[Any], version: str) -> None:
     types = [T_TEXT, T_TEXT]
-    assert digest(types, [row]) != digest(types, [row, row])
-    assert digest(types, []) == "0" * 64
+    assert digest(types, [row], version) != digest(types, [row, row], version)
+    assert digest(types, []) == "0" * 64 and digest(types, [], "v2") == "0" * 32
+
+
+def test_v2_row_hash_is_xxh3_128_of_the_msgpack_row_summed() -> None:
+    import msgpack
+    import xxhash
+
+    rows = [[1, "a", None, b"\x00", 1.5, True, [1, None]], [2**64 - 1, "é", "x", b"", -0.0, False, []]]
+    want = sum(xxhash.xxh3_128_intdigest(msgpack.packb(r, use_bin_type=True)) for r in rows) % (1 << 128)
+    assert digest([T_TEXT] * 7, rows, "v2") == f"{want:032x}"
+
+
+def test_v2_null_empty_string_zero_and_types_differ() -> None:
+    for a, b in ((None, ""), ("", b""), (0, 0.0), (0, False), (None, 0), ("1", 1), ([], None), (0.0, -0.0)):
+        assert digest([T_TEXT], [[a]], "v2") != digest([T_TEXT], [[b]], "v2"), (a, b)
+    assert digest([T_TEXT, T_TEXT], [["ab", "c"]], "v2") != digest([T_TEXT, T_TEXT], [["a", "bc"]], "v2")
+
+
+def test_v2_normalize_mode_compares_decimals_and_json_by_value() -> None:
+    assert digest([T_DEC], [["1.5"]], "v2") != digest([T_DEC], [["1.50"]], "v2")     # exact: as stored
+    assert digest([T_DEC], [["1.5"]], "v2", normalize=True) == digest([T_DEC], [["1.50"]], "v2", normalize=True)
+    assert digest([T_DEC], [["1.5"]], "v2", normalize=True) != digest([T_DEC], [["1.51"]], "v2", normalize=True)
+    a, b = '{"a": 1, "b": [1, 2]}', '{"b":[1,2],"a":1}'
+    assert digest([T_JSON], [[a]], "v2") != digest([T_JSON], [[b]], "v2")
+    assert digest([T_JSON], [[a]], "v2", normalize=True) == digest([T_JSON], [[b]], "v2", normalize=True)
+    assert digest([T_JSON], [["[1,2]"]], "v2", normalize=True) != digest([T_JSON], [["[2,1]"]], "v2", normalize=True)
+    # other kinds are never normalised
+    assert digest([T_TEXT], [["1.5"]], "v2", normalize=True) != digest([T_TEXT], [["1.50"]], "v2", normalize=True)
 
 
 def test_null_empty_string_and_zero_differ() -> None:

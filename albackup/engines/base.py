@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..mapping import ColumnMove
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, canonicalizer
+from ..values import Converter, batch_converter, canonicalizer
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,16 @@ class Adapter(abc.ABC):
         cols = ", ".join(self.q(c.name) for c in table.columns)
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
 
-    def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
-        """Raw DBAPI rows of ``table``, a batch at a time, through a streaming cursor."""
+    def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
+               params: Any = None) -> Iterator[list[Any]]:
+        """Raw DBAPI rows of ``table``, a batch at a time, through a streaming cursor.
+        ``where`` (with its DBAPI ``params``) restricts them to one key range."""
         cur = self.dbapi(conn).cursor()
         try:
-            cur.execute(self.select_sql(table))
+            if params is None:
+                cur.execute(self.select_sql(table) + where)
+            else:
+                cur.execute(self.select_sql(table) + where, params)
             yield from fetch_batches(cur, batch_rows)
         finally:
             cur.close()
@@ -170,6 +175,19 @@ class Adapter(abc.ABC):
     def reader(self, t: LogicalType) -> Converter:
         """DBAPI value → canonical value of logical type ``t``."""
         return canonicalizer(t)
+
+    #: logical kinds whose DBAPI value, on this engine's read path, is already canonical
+    passthrough_kinds: frozenset[str] = frozenset()
+
+    def batch_reader(self, types: list[LogicalType]) -> Callable[[list[Any]], list[Any]] | None:
+        """DBAPI rows → canonical rows for a table of these types, compiled once (None: the
+        rows are canonical as fetched)."""
+        return batch_converter([None if self.passthrough(t) else self.reader(t) for t in types])
+
+    def passthrough(self, t: LogicalType) -> bool:
+        if t.kind == "float":
+            return "float" in self.passthrough_kinds and (t.bits or 64) == 64
+        return t.kind in self.passthrough_kinds
 
     # ---------------------------------------------------------------- restore side
     @abc.abstractmethod
@@ -311,22 +329,88 @@ def _ident(v: Any) -> Any:
 BATCH_BYTES = 16 << 20
 
 
+def _row_size(r: Any) -> int:
+    size = 0
+    for v in r:
+        size += len(v) if isinstance(v, (str, bytes, bytearray, memoryview)) else 8
+    return size
+
+
 def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[Any]]:
     """``fetchmany`` in batches sized by bytes as well as rows: the first batch is small, later
     ones hold about ``max_bytes`` (so a table of 50 MB blobs is read a row or two at a time,
-    a narrow table ``max_rows`` at a time). Memory stays bounded whatever the table."""
+    a narrow table ``max_rows`` at a time). Memory stays bounded whatever the table.
+
+    The width of a batch is estimated from up to 64 of its rows spread over it (and its widest
+    sampled row), not from every value: sizing must not cost a Python loop over every value."""
     n = 1           # the first fetch learns how wide the rows are
     while True:
         rows = cur.fetchmany(n)
         if not rows:
             return
-        size = 0
-        for r in rows:
-            for v in r:
-                size += len(v) if isinstance(v, (str, bytes, bytearray, memoryview)) else 8
+        step = max(1, len(rows) // 64)
+        sizes = [_row_size(r) for r in rows[::step]]
         yield rows
-        avg = max(size / len(rows), 1.0)
+        avg = max(sum(sizes) / len(sizes), max(sizes) / 8, 1.0)
         n = max(1, min(max_rows, int(max_bytes / avg)))
+
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetched(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``batches`` on a helper thread, ``depth`` items ahead of the consumer.
+
+    For drivers that release the GIL while they wait for the server (psycopg2, mysqlclient):
+    the next batch is fetched while this one is converted, packed and hashed. The helper owns
+    the iterator until it ends; closing this generator stops the helper and waits for it."""
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in batches:
+                if not put(item):
+                    break
+            else:
+                put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Failed(exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    t = threading.Thread(target=run, name="albackup-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 _CAST = re.compile(r"^('(?:[^']|'')*'|\(?-?[\d.]+\)?)::[\w\s\[\]\"().]+$")

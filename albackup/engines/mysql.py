@@ -24,7 +24,7 @@ from ..errors import RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import Converter
-from .base import Adapter, Snapshot, register
+from .base import Adapter, Snapshot, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class MySQLAdapter(Adapter):
                          else self.q(c.name) for c in table.columns)
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
 
-    def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
+    def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
+               params: Any = None) -> Iterator[list[Any]]:
         """Rows through the driver's unbuffered cursor (PyMySQL's or mysqlclient's SSCursor)."""
         raw = self.dbapi(conn)
         driver = dbapi_driver(raw)
@@ -170,16 +171,15 @@ class MySQLAdapter(Adapter):
 
             cur = raw.cursor(MySQLdb.cursors.SSCursor)
         else:
-            yield from super().stream(conn, table, batch_rows)
+            yield from super().stream(conn, table, batch_rows, where, params)
             return
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()):
-                cur.execute(self.select_sql(table))
-            while True:
-                rows = cur.fetchmany(batch_rows)
-                if not rows:
-                    break
-                yield rows
+                cur.execute(self.select_sql(table) + where, params)
+            batches = fetch_batches(cur, batch_rows)
+            # mysqlclient waits for the server without the GIL: fetch ahead on a thread.
+            # PyMySQL parses in Python, so a thread would only contend for the GIL.
+            yield from (prefetched(batches) if driver == "mysqldb" else batches)
         finally:
             cur.close()
 

@@ -13,23 +13,31 @@ from sqlalchemy.engine import Connection
 from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
-from ..values import Converter
-from .base import Adapter, Snapshot, Verbatim, fetch_batches, register
+from ..values import Converter, date_text
+from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
 
 def _register_text_casters(cur: Any) -> None:
-    """Values we keep as exact text: json/jsonb (no parsing), interval; uuids as UUID objects."""
+    """Values we keep as the server's exact text, which is already their canonical form: json and
+    jsonb (no parsing), interval, numeric (no Decimal in between), uuid (lowercase with hyphens)
+    and date (ISO; anything else, such as 'infinity', is refused by the date reader)."""
+    import psycopg2
     import psycopg2.extensions as ext
     import psycopg2.extras as extras
 
     extras.register_default_json(cur, loads=lambda s: s)
     extras.register_default_jsonb(cur, loads=lambda s: s)
-    extras.register_uuid(conn_or_curs=cur)
-    interval = ext.new_type((1186,), "ALBACKUP_INTERVAL", lambda s, c: s)
-    ext.register_type(interval, cur)
-    ext.register_type(ext.new_array_type((1187,), "ALBACKUP_INTERVAL[]", interval), cur)
+    for oid, array_oid, name in ((1186, 1187, "INTERVAL"), (1700, 1231, "NUMERIC"), (2950, 2951, "UUID"),
+                                 (1082, 1182, "DATE")):
+        caster = ext.new_type((oid,), f"ALBACKUP_{name}", psycopg2.STRING)
+        ext.register_type(caster, cur)
+        ext.register_type(ext.new_array_type((array_oid,), f"ALBACKUP_{name}[]", caster), cur)
+
+
+def _date_text(v: Any) -> Any:
+    return v if type(v) is str and len(v) == 10 else date_text(v)
 
 
 @register
@@ -116,13 +124,22 @@ class PostgreSQLAdapter(Adapter):
                                  {"t": self.qtable(table.name, table.schema)}).scalar()
         return int(n) if n is not None and n >= 0 else None
 
-    def stream(self, conn: Connection, table: Table, batch_rows: int) -> Iterator[list[Any]]:
+    passthrough_kinds = frozenset({"integer", "boolean", "float", "string", "text", "enum", "interval", "json",
+                                   "decimal", "uuid"})
+
+    def reader(self, t: LogicalType) -> Converter:
+        if t.kind == "date":
+            return lambda v: None if v is None else _date_text(v)
+        return super().reader(t)
+
+    def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
+               params: Any = None) -> Iterator[list[Any]]:
         cur = self.dbapi(conn).cursor(name=f"albackup_{abs(hash(table.key))}")
         cur.itersize = batch_rows
         _register_text_casters(cur)
         try:
-            cur.execute(self.select_sql(table))
-            yield from fetch_batches(cur, batch_rows)
+            cur.execute(self.select_sql(table) + where, params)
+            yield from prefetched(fetch_batches(cur, batch_rows))
         finally:
             cur.close()
 
