@@ -212,7 +212,14 @@ class Restorer:
                         self._routines(conn, plan)
                     for tp in plan.tables:
                         a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
-                    self._rehash(conn, plan, expected)
+                    if a.transactional_ddl:
+                        self._rehash(conn, plan, expected)
+                if not a.transactional_ddl:
+                    # MySQL: read back after the commit. Rows still uncommitted from a bulk load
+                    # (unique_checks off) cost InnoDB many times more to read; the DDL committed
+                    # anyway, and a mismatch still drops every table this restore created.
+                    with conn.begin():
+                        self._rehash(conn, plan, expected)
         except BaseException as exc:
             if not self.adapter.transactional_ddl:
                 self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
