@@ -94,7 +94,7 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
     opts = DumpOptions(
         name=db.name, host=_host(db), schemas=list(db.schemas) or [None], include=db.include_tables,
         exclude=db.exclude_tables, kinds=_kinds(db), compression=db.compression,
-        compression_level=db.compression_level, batch_rows=db.batch_rows,
+        compression_level=db.compression_level, batch_rows=db.batch_rows, jobs=db.jobs, chunk_rows=db.chunk_rows,
         require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
     encryption = new_backup_encryption(db.encryption)
     remote = is_remote(backup_dir)

@@ -192,9 +192,13 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 @click.option("--no-triggers", is_flag=True, help="Do not record triggers.")
 @click.option("--no-routines", is_flag=True, help="Do not record functions and procedures.")
 @click.option("--low-priority", is_flag=True, help="Run at low CPU and I/O priority (nice, idle I/O class).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Worker processes sharing the dump's snapshot (PostgreSQL, MySQL/MariaDB). Default: "
+                   "the config's jobs, else 1.")
 @click.pass_context
 def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], compression: str | None,
-         no_views: bool, no_triggers: bool, no_routines: bool, low_priority: bool, **kw: Any) -> None:
+         no_views: bool, no_triggers: bool, no_routines: bool, low_priority: bool, jobs: int | None,
+         **kw: Any) -> None:
     """Back up a database into a new backup set under --backup-dir (its path is the last line)."""
 
     st = _merge(ctx, **kw)
@@ -209,6 +213,8 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
         changes["exclude_tables"] = db.exclude_tables + _split(exclude_tables)
     if compression:
         changes["compression"] = compression
+    if jobs:
+        changes["jobs"] = jobs
     for flag, key in ((no_views, "views"), (no_triggers, "triggers"), (no_routines, "routines")):
         if flag:
             changes[key] = False

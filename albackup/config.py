@@ -54,7 +54,8 @@ CONNECTION_KEYS = ("driver", "odbc_driver", *ALIASES, *ALIASES.values())
 BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines", "require_consistent",
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
-DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "encryption",
+DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "jobs", "chunk_rows",
+                           "encryption",
                            "retention", "destinations", "max_age",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention", "max_age",
@@ -80,6 +81,8 @@ class DatabaseConfig:
     compression: str = "zstd"
     compression_level: int | None = None
     batch_rows: int = 5000
+    jobs: int = 1                                    # worker processes for dump and restore (-j)
+    chunk_rows: int = 1_000_000                      # tables above this many rows are cut into key ranges
     views: bool = True
     triggers: bool = True
     routines: bool = True
@@ -605,6 +608,11 @@ def _options(data: dict, where: _Where) -> dict[str, Any]:
                                         f"an integer {lo}..{hi} for {compression}")
     if "batch_rows" in data:
         out["batch_rows"] = _int(data["batch_rows"], "batch_rows", where, 1, None, "a positive integer")
+    if "jobs" in data:
+        out["jobs"] = _int(data["jobs"], "jobs", where, 1, 64, "an integer 1..64")
+    if "chunk_rows" in data:
+        out["chunk_rows"] = _int(data["chunk_rows"], "chunk_rows", where, 0, None,
+                                 "a non-negative integer (0: never cut tables)")
     return out
 
 

@@ -16,6 +16,7 @@ from .errors import AlbackupError, DumpError
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
+from .units import Unit, UnitResult, plan_units
 from .codec import pack_each, row_packer
 from .values import Converter, combine_v2
 
@@ -41,6 +42,8 @@ class DumpOptions:
     compression_level: int | None = None
     batch_rows: int = 5000
     require_consistent: bool = False
+    jobs: int = 1
+    chunk_rows: int = 1_000_000
     source_url: str = ""
     database: str | None = None
 
@@ -92,55 +95,64 @@ def _frames(packed: list[bytes]) -> Iterator[list[bytes]]:
         yield packed[start:]
 
 
-def _dump_table(conn: Connection, adapter: Adapter, writer: BackupWriter, no: int, table: Table,
-                opts: DumpOptions, progress: Reporter, sink: Any = None) -> dict[str, Any]:
-    progress.table_started(table.key, adapter.estimate_rows(conn, table))
+def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
+              progress: Reporter) -> UnitResult:
+    """Dump one unit into its chunk file(s); a whole-table unit rolls over past CHUNK_BYTES."""
+    table = unit.table
+    label = unit.label
+    progress.table_started(label, unit.estimate)
     readers = [adapter.reader(c.type) for c in table.columns]
     convert = adapter.batch_reader([c.type for c in table.columns])
     pack = row_packer()
     types = [c.type for c in table.columns]
-    chunks = []
-    chunk_no = 1
-    chunk: ChunkWriter = writer.chunk(no, chunk_no, types)
+    infos = []
+    chunk_no = unit.chunk_no
+    chunk: ChunkWriter = writer.chunk(unit.table_no, chunk_no, types)
     read = 0
     t0 = time.monotonic()
     held: list[bytes] = []      # rows waiting for a frame: fetches may be smaller than frames
     held_bytes = 0
-    for raw in adapter.stream(conn, table, opts.batch_rows):
-        read += len(raw)
-        packed = pack_each(pack, _convert_batch(table, convert, readers, raw))
-        del raw
-        held += packed
-        held_bytes += sum(map(len, packed))
-        del packed
-        if len(held) < opts.batch_rows and held_bytes < BATCH_BYTES:
-            continue
+    try:
+        for raw in adapter.stream(conn, table, opts.batch_rows, unit.where, unit.params):
+            read += len(raw)
+            packed = pack_each(pack, _convert_batch(table, convert, readers, raw))
+            del raw
+            held += packed
+            held_bytes += sum(map(len, packed))
+            del packed
+            if len(held) < opts.batch_rows and held_bytes < BATCH_BYTES:
+                continue
+            for frame in _frames(held):
+                chunk.write_packed(frame)
+            held, held_bytes = [], 0
+            progress.advanced(label, read, chunk.bytes_written)
+            if chunk.bytes_written >= CHUNK_BYTES and not unit.ranged:
+                infos.append(chunk.close())
+                chunk_no += 1
+                chunk = writer.chunk(unit.table_no, chunk_no, types)
         for frame in _frames(held):
             chunk.write_packed(frame)
-        held, held_bytes = [], 0
-        progress.advanced(table.key, read, chunk.bytes_written)
-        if chunk.bytes_written >= CHUNK_BYTES:
-            chunks.append(chunk.close())
-            if sink is not None:
-                sink.add_chunk(writer.tmp / chunks[-1].file, chunks[-1].file, chunks[-1].sha256)
-            chunk_no += 1
-            chunk = writer.chunk(no, chunk_no, types)
-    for frame in _frames(held):
-        chunk.write_packed(frame)
-    progress.advanced(table.key, read, chunk.bytes_written)
-    chunks.append(chunk.close())
-    if sink is not None:
-        for c in chunks[-1:]:
-            sink.add_chunk(writer.tmp / c.file, c.file, c.sha256)
-    written = sum(c.rows for c in chunks)
+        progress.advanced(label, read, chunk.bytes_written)
+        infos.append(chunk.close())
+    except BaseException:
+        chunk.abort()
+        raise
+    written = sum(c.rows for c in infos)
     if written != read:
         raise DumpError(f"table {table.key}: read {read} rows but wrote {written}")
-    size = sum(c.bytes for c in chunks)
     secs = time.monotonic() - t0
-    progress.table_done(table.key, read, size, secs)
-    return {"rows": read, "bytes": size, "seconds": round(secs, 3),
-            "content_hash": combine_v2([c.content_hash for c in chunks]),
-            "chunks": [c.to_dict() for c in chunks]}
+    progress.table_done(label, read, sum(c.bytes for c in infos), secs)
+    chunks = [c.to_dict() for c in infos]
+    if unit.range is not None:
+        chunks[0]["range"] = unit.range
+    return UnitResult(0, chunks, read, secs)
+
+
+def _table_entry(results: list[UnitResult]) -> dict[str, Any]:
+    chunks = [c for r in results for c in r.chunks]
+    return {"rows": sum(r.rows for r in results), "bytes": sum(int(c["bytes"]) for c in chunks),
+            "seconds": round(sum(r.seconds for r in results), 3),
+            "content_hash": combine_v2([c["content_hash"] for c in chunks]), "chunks": chunks}
 
 
 def _as_dump_error(exc: BaseException, backup_dir: Path) -> DumpError | None:
@@ -164,17 +176,55 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
     writer = BackupWriter(backup_dir, bid, opts.compression, opts.compression_level, encryption)
     try:
         with engine.connect() as conn:
+            parallel = opts.jobs > 1 and adapter.supports_parallel_dump
+            if opts.jobs > 1 and not parallel:
+                log.info("%s dumps are read by one connection: -j %d is ignored (its snapshot cannot be "
+                         "shared with other connections)", adapter.name, opts.jobs)
+            lock_refused = adapter.lock_for_snapshot(conn) if parallel else None
             snap = adapter.begin_snapshot(conn)
-            if opts.require_consistent and not snap.consistent:
-                raise DumpError(f"no consistent snapshot could be had ({snap.detail}); "
-                                "require_consistent is set")
-            version = adapter.server_version(conn)
-            schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
-            if opts.include and not schema.tables:
-                raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
+            token = adapter.export_snapshot(conn) if parallel else None
+            pool = None
+            if parallel:
+                from .parallel import DumpPool
+
+                pool = DumpPool(engine, adapter, writer, opts, token, reporter)
+                try:
+                    pool.start(opts.jobs)
+                finally:
+                    adapter.release_snapshot_lock(conn)
+                snap = pool.consistency(snap, lock_refused)
+            try:
+                if opts.require_consistent and not snap.consistent:
+                    raise DumpError(f"no consistent snapshot could be had ({snap.detail}); "
+                                    "require_consistent is set")
+                version = adapter.server_version(conn)
+                schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
+                if opts.include and not schema.tables:
+                    raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
+                units = plan_units(conn, adapter, schema.tables, opts.chunk_rows)
+                if pool is not None:
+                    done = pool.run(units, sink)
+                else:
+                    done = []
+                    for i, unit in enumerate(units):
+                        r = dump_unit(conn, adapter, writer, unit, opts, reporter)
+                        r.index = i
+                        done.append(r)
+                        if sink is not None:
+                            for c in r.chunks:
+                                sink.add_chunk(writer.tmp / c["file"], c["file"], c["sha256"])
+            finally:
+                if pool is not None:
+                    pool.close()
+            by_table: dict[int, list[UnitResult]] = {}
+            for r in sorted(done, key=lambda r: (units[r.index].table_no, units[r.index].chunk_no)):
+                by_table.setdefault(units[r.index].table_no, []).append(r)
             tables: dict[str, Any] = {}
             for no, table in enumerate(schema.tables, start=1):
-                tables[table.key] = _dump_table(conn, adapter, writer, no, table, opts, reporter, sink)
+                tables[table.key] = _table_entry(by_table.get(no, []))
+                if len(by_table.get(no, [])) > 1:
+                    reporter.table_done(table.key, tables[table.key]["rows"], tables[table.key]["bytes"],
+                                        tables[table.key]["seconds"])
             skipped = [k for k in ("view", "trigger", "routine") if k not in opts.kinds]
         rows = sum(t["rows"] for t in tables.values())
         size = sum(t["bytes"] for t in tables.values())

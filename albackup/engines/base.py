@@ -167,10 +167,77 @@ class Adapter(abc.ABC):
             if params is None:
                 cur.execute(self.select_sql(table) + where)
             else:
-                cur.execute(self.select_sql(table) + where, params)
+                cur.execute(self.sql_params(self.select_sql(table)) + where, params)
             yield from fetch_batches(cur, batch_rows)
         finally:
             cur.close()
+
+    # ---------------------------------------------------------------- chunks and parallel dumps
+    #: big tables may be cut into key ranges (units.py)
+    supports_key_split = True
+    #: worker processes can share the dump's snapshot (export_snapshot/join_snapshot)
+    supports_parallel_dump = False
+
+    def sql_params(self, sql: str) -> str:
+        """``sql`` (names already quoted) made safe to run with positional parameters."""
+        return sql.replace("%", "%%") if self.dialect.paramstyle in ("format", "pyformat") else sql
+
+    def key_compare(self, key: list[str], op: str, values: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        """``(key) op (values)`` in key order, for op ``>`` or ``<=``, spelled out column by column."""
+        mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
+        strict = ">" if op == ">" else "<"
+        last = len(key) - 1
+
+        def build(i: int) -> tuple[str, list[Any]]:
+            c = self.q(key[i])
+            if i == last:
+                return f"{c} {op} {mark}", [values[i]]
+            inner, p = build(i + 1)
+            return f"({c} {strict} {mark} OR ({c} = {mark} AND {inner}))", [values[i], values[i], *p]
+
+        return build(0)
+
+    def nth_key_sql(self, table: Table, key: list[str], where: str, n: int) -> str:
+        cols = ", ".join(self.q(k) for k in key)
+        return (f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where} "
+                f"ORDER BY {cols} LIMIT 1 OFFSET {int(n) - 1}")
+
+    def nth_key(self, conn: Connection, table: Table, key: list[str], after: tuple[Any, ...] | None,
+                n: int) -> tuple[Any, ...] | None:
+        """The ``n``-th key (in key order) after ``after`` (from the start when None), or None."""
+        cur = self.dbapi(conn).cursor()
+        try:
+            if after is None:
+                cur.execute(self.nth_key_sql(table, key, "", n))
+            else:
+                cond, params = self.key_compare(key, ">", after)
+                cur.execute(self.sql_params(self.nth_key_sql(table, key, "", n)).replace(
+                    " ORDER BY ", f" WHERE {cond} ORDER BY ", 1), tuple(params))
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        return None if row is None else tuple(row)
+
+    def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
+                       chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
+        """Ranges of a table without a usable key: (where, params, manifest range); none here."""
+        return []
+
+    def lock_for_snapshot(self, conn: Connection) -> str | None:
+        """Before ``begin_snapshot`` of a parallel dump: hold what makes the workers' snapshots
+        equal to the dump's. None when held (or not needed), else why it could not be."""
+        return None
+
+    def export_snapshot(self, conn: Connection) -> Any:
+        """After ``begin_snapshot``: what workers need to read the same snapshot."""
+        return None
+
+    def join_snapshot(self, conn: Connection, token: Any) -> Snapshot:
+        """In a worker: start reading the snapshot ``token`` describes."""
+        return self.begin_snapshot(conn)
+
+    def release_snapshot_lock(self, conn: Connection) -> None:
+        """Once every worker has joined: release what held the snapshot still (MySQL's lock)."""
 
     def reader(self, t: LogicalType) -> Converter:
         """DBAPI value → canonical value of logical type ``t``."""

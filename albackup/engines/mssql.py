@@ -130,6 +130,11 @@ def _time_out_of_day(v: Any) -> bool:
 class MSSQLAdapter(Adapter):
     name = "mssql"
     dialect_names = ("mssql",)
+
+    def nth_key_sql(self, table: Table, key: list[str], where: str, n: int) -> str:
+        cols = ", ".join(self.q(k) for k in key)
+        return (f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where} "
+                f"ORDER BY {cols} OFFSET {int(n) - 1} ROWS FETCH NEXT 1 ROWS ONLY")
     max_identifier = 128
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character

@@ -48,12 +48,51 @@ class PostgreSQLAdapter(Adapter):
     schema_wide_index_names = True
     identity_columns = True
 
+    supports_parallel_dump = True
+
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
         return Snapshot("postgresql-repeatable-read", True,
                         "one REPEATABLE READ, READ ONLY transaction for reflection and every table")
+
+    def export_snapshot(self, conn: Connection) -> Any:
+        return conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+
+    def join_snapshot(self, conn: Connection, token: Any) -> Snapshot:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": token})
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
+        return Snapshot("postgresql-exported-snapshot", True,
+                        "workers share one REPEATABLE READ snapshot (pg_export_snapshot / SET TRANSACTION SNAPSHOT)")
+
+    def key_compare(self, key: list[str], op: str, values: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        if len(key) == 1:
+            return f"{self.q(key[0])} {op} %s", [values[0]]
+        cols = ", ".join(self.q(k) for k in key)
+        return f"({cols}) {op} ({', '.join(['%s'] * len(key))})", list(values)
+
+    def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
+                       chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
+        """Ranges of physical blocks (TID range scans, PostgreSQL 14+): rows need no key."""
+        if int(conn.exec_driver_sql("SHOW server_version_num").scalar()) < 140000:
+            return []
+        blocks = conn.exec_driver_sql(
+            "SELECT pg_relation_size(%(t)s::regclass) / current_setting('block_size')::int",
+            {"t": self.qtable(table.name, table.schema)}).scalar() or 0
+        parts = max(1, -(-estimate // chunk_rows))
+        per = max(1, -(-int(blocks) // parts))
+        out = []
+        start = 0
+        while start < blocks:
+            end = start + per
+            last = end >= blocks
+            where = f" WHERE ctid >= '({start},0)'::tid" + ("" if last else f" AND ctid < '({end},0)'::tid")
+            out.append((where, None, {"ctid_blocks": [start, None if last else end]}))
+            start = end
+        return out
 
     def server_version(self, conn: Connection) -> str:
         return str(conn.exec_driver_sql("SHOW server_version").scalar())
@@ -144,7 +183,10 @@ class PostgreSQLAdapter(Adapter):
         cur.itersize = batch_rows
         _register_text_casters(cur)
         try:
-            cur.execute(self.select_sql(table) + where, params)
+            if params is None:
+                cur.execute(self.select_sql(table) + where)
+            else:
+                cur.execute(self.sql_params(self.select_sql(table)) + where, params)
             yield from prefetched(fetch_batches(cur, batch_rows))
         finally:
             cur.close()

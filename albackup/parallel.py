@@ -1,0 +1,233 @@
+"""Worker processes for ``-j/--jobs``: several connections reading one snapshot.
+
+The dump's own connection opens the snapshot (PostgreSQL: and exports it; MySQL/MariaDB: under
+FLUSH TABLES WITH READ LOCK), then forks the workers. Each worker opens its own connection,
+joins the snapshot and reports ready; only when all are ready is the lock released and work
+handed out, one unit (a table or a key range of one) at a time, the biggest first. Workers
+write their chunk files into the backup's staging folder and send back the manifest entries;
+progress events come back the same way. A worker that fails or dies fails the dump.
+
+Processes are forked (POSIX), so the configuration, the engine and any encryption key are
+inherited, never sent over a pipe or put on a command line. A forked worker leaves the parent's
+connections alone and ends with ``os._exit``, so no inherited connection is ever closed by it.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+import sqlalchemy as sa
+
+from .archive import BackupWriter
+from .engines.base import Adapter, Snapshot
+from .errors import AlbackupError, DumpError
+from .progress import Reporter
+from .units import Unit, UnitResult
+
+log = logging.getLogger(__name__)
+
+# Set in the parent just before the fork; read by the workers.
+_STATE: dict[str, Any] = {}
+
+
+class _PipeReporter(Reporter):
+    """Progress of a unit in a worker, sent to the parent (at most a few events a second)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self._last = 0.0
+
+    def table_started(self, table: str, estimate: int | None) -> None:
+        self.pipe.send(("started", table, estimate))
+
+    def advanced(self, table: str, rows: int, size: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.2:
+            self._last = now
+            self.pipe.send(("advanced", table, rows, size))
+
+    def table_done(self, table: str, rows: int, size: int, seconds: float) -> None:
+        self.pipe.send(("table_done", table, rows, size, seconds))
+
+
+def _describe(exc: BaseException) -> BaseException:
+    """An exception that pickles and says what happened (never a traceback)."""
+    from .dump import _as_dump_error
+
+    if isinstance(exc, AlbackupError):
+        return exc
+    mapped = _as_dump_error(exc, _STATE["writer"].tmp)
+    return mapped or DumpError(f"dump worker failed: {type(exc).__name__}: {exc}")
+
+
+def _worker(idx: int, pipe: Any) -> None:
+    from .dump import dump_unit
+
+    engine: sa.Engine = _STATE["engine"]
+    adapter: Adapter = _STATE["adapter"]
+    engine.dispose(close=False)        # the parent's pooled connections are not ours to use
+    try:
+        with engine.connect() as conn:
+            snap = adapter.join_snapshot(conn, _STATE["token"])
+            pipe.send(("ready", idx, snap.to_dict()))
+            reporter = _PipeReporter(pipe)
+            while True:
+                msg = pipe.recv()
+                if msg is None:
+                    break
+                _, i, unit = msg
+                r = dump_unit(conn, adapter, _STATE["writer"], unit, _STATE["opts"], reporter)
+                r.index = i
+                pipe.send(("done", i, r.chunks, r.rows, r.seconds))
+    except BaseException as exc:  # reported to the parent, which fails the dump
+        try:
+            pipe.send(("error", idx, _describe(exc)))
+        except Exception:
+            pipe.send(("error", idx, DumpError(f"dump worker {idx} failed: {type(exc).__name__}")))
+    finally:
+        pipe.close()
+
+
+class DumpPool:
+    def __init__(self, engine: sa.Engine, adapter: Adapter, writer: BackupWriter, opts: Any, token: Any,
+                 reporter: Reporter) -> None:
+        self.engine = engine
+        self.adapter = adapter
+        self.writer = writer
+        self.opts = opts
+        self.token = token
+        self.reporter = reporter
+        self.procs: list[Any] = []
+        self.pipes: list[Any] = []
+        self.snaps: list[dict[str, Any]] = []
+        self._finished: dict[int, bool] = {}
+        self._exited: set[int] = set()
+
+    def start(self, jobs: int) -> None:
+        """Fork ``jobs`` workers and wait until each has joined the snapshot."""
+        ctx = multiprocessing.get_context("fork")
+        _STATE.update(engine=self.engine, adapter=self.adapter, writer=self.writer, opts=self.opts,
+                      token=self.token)
+        for i in range(jobs):
+            parent_end, child_end = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(i, child_end), name=f"albackup-dump-{i + 1}", daemon=True)
+            p.start()
+            child_end.close()
+            self.procs.append(p)
+            self.pipes.append(parent_end)
+        ready: set[int] = set()
+        while len(ready) < jobs:
+            for i, msg in self._messages(timeout=120):
+                if msg[0] == "ready":
+                    ready.add(i)
+                    self.snaps.append(msg[2])
+                elif msg[0] == "error":
+                    raise msg[2]
+
+    def consistency(self, own: Snapshot, lock_refused: str | None) -> Snapshot:
+        n = len(self.procs)
+        if lock_refused is not None:
+            return Snapshot(f"{own.method}-per-worker", False,
+                            f"{n} workers started their own snapshots one after another; they are not "
+                            f"guaranteed to be the same (FLUSH TABLES WITH READ LOCK was refused: {lock_refused})")
+        methods = {s["method"] for s in self.snaps}
+        consistent = own.consistent and all(s["consistent"] for s in self.snaps)
+        if self.token is not None:
+            return Snapshot(methods.pop() if len(methods) == 1 else own.method, consistent,
+                            f"{n} workers read the snapshot exported by the dump's own transaction "
+                            f"(pg_export_snapshot, SET TRANSACTION SNAPSHOT)")
+        return Snapshot(f"{own.method}-locked", consistent,
+                        f"the dump and {n} workers each started a consistent-snapshot transaction while "
+                        f"FLUSH TABLES WITH READ LOCK held every commit back, so all read the same data; "
+                        f"the lock was released as soon as the last worker had started"
+                        + ("" if consistent else f" ({own.detail})"))
+
+    def _messages(self, timeout: float) -> Any:
+        """(worker, message) pairs as they come; a dead worker is an error."""
+        live = [p for p in self.pipes if not p.closed]
+        sentinels = {p.sentinel: i for i, p in enumerate(self.procs) if i not in self._exited}
+        got = wait(live + list(sentinels), timeout)
+        if not got:
+            raise DumpError(f"dump workers did not answer within {timeout:.0f} s")
+        out = []
+        for obj in got:
+            if obj in sentinels:
+                i = sentinels[obj]
+                self._exited.add(i)
+                pipe = self.pipes[i]
+                while not pipe.closed and pipe.poll():
+                    try:
+                        out.append((i, pipe.recv()))
+                    except EOFError:
+                        break
+                if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
+                    out.append((i, ("error", i, DumpError(
+                        f"dump worker {i + 1} ended unexpectedly (exit code {self.procs[i].exitcode})"))))
+                continue
+            i = self.pipes.index(obj)
+            try:
+                out.append((i, obj.recv()))
+            except EOFError:
+                obj.close()
+        return out
+
+    def run(self, units: list[Unit], sink: Any) -> list[UnitResult]:
+        # The workers were forked before the units were planned: each unit goes by value.
+        order = sorted(range(len(units)), key=lambda i: -(units[i].estimate or 0))
+        results: list[UnitResult] = []
+        busy: dict[int, int] = {}
+        for w in range(len(self.procs)):
+            self._give(w, order, units, busy)
+        while busy:
+            for w, msg in self._messages(timeout=24 * 3600):
+                kind = msg[0]
+                if kind == "started":
+                    self.reporter.table_started(msg[1], msg[2])
+                elif kind == "advanced":
+                    self.reporter.advanced(msg[1], msg[2], msg[3])
+                elif kind == "table_done":
+                    self.reporter.table_done(msg[1], msg[2], msg[3], msg[4])
+                elif kind == "done":
+                    busy.pop(w, None)
+                    r = UnitResult(msg[1], msg[2], msg[3], msg[4])
+                    results.append(r)
+                    if sink is not None:
+                        for c in r.chunks:
+                            sink.add_chunk(self.writer.tmp / c["file"], c["file"], c["sha256"])
+                    self._give(w, order, units, busy)
+                elif kind == "error":
+                    raise msg[2]
+        return results
+
+    def _give(self, w: int, order: list[int], units: list[Unit], busy: dict[int, int]) -> None:
+        if order:
+            i = order.pop(0)
+            self.pipes[w].send(("unit", i, units[i]))
+            busy[w] = i
+        else:
+            self._finished[w] = True
+            self.pipes[w].send(None)
+
+    def close(self) -> None:
+        for w, p in enumerate(self.pipes):
+            if not p.closed:
+                try:
+                    if not self._finished.get(w):
+                        p.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        for p in self.pipes:
+            p.close()
+        _STATE.clear()
+        if os.environ.get("ALBACKUP_DEBUG_WORKERS"):
+            log.debug("dump workers: %s", [p.exitcode for p in self.procs])

@@ -1,0 +1,120 @@
+"""Work units of a dump: whole tables, or key ranges of big ones (keyset pagination).
+
+A table larger than ``chunk_rows`` (by the engine's estimate) is cut into ranges of its primary
+key, or of a unique index over NOT NULL columns: each boundary is *the n-th key after the last
+boundary* in key order (``ORDER BY key LIMIT 1 OFFSET n-1``), found by the server on the
+snapshot the dump reads. Sparse keys, gaps and composite keys therefore give ranges of
+``chunk_rows`` rows each; min/max arithmetic is never used. A table with no such key is one unit
+(PostgreSQL: ranges of physical blocks, ``ctid``, which need no key).
+
+Each range becomes one chunk file, so ranges dump (and restore) in parallel and a single chunk
+can be re-read; the manifest records each chunk's range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from .engines.base import Adapter
+from .model import Table
+
+
+@dataclass
+class Unit:
+    """One piece of a dump: a table, or one key range of it (then exactly one chunk file)."""
+
+    table_no: int
+    table: Table
+    chunk_no: int = 1
+    where: str = ""
+    params: tuple[Any, ...] | None = None
+    range: dict[str, Any] | None = None
+    estimate: int | None = None
+    ranged: bool = False
+    parts: int = 1              # units of its table
+
+    @property
+    def label(self) -> str:
+        return self.table.key if self.parts == 1 else f"{self.table.key} [{self.chunk_no}/{self.parts}]"
+
+
+def split_key(table: Table) -> list[str] | None:
+    """The columns to cut a table by: its primary key, else a unique key over NOT NULL columns."""
+    if table.primary_key:
+        return list(table.primary_key)
+    notnull = {c.name for c in table.columns if not c.nullable}
+    for cols in [u.columns for u in table.uniques] + [i.columns for i in table.indexes
+                                                       if i.unique and not i.expressions]:
+        if cols and all(c in notnull for c in cols):
+            return list(cols)
+    return None
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"hex": bytes(v).hex()}
+    return str(v)
+
+
+def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[Unit]:
+    units: list[Unit] = []
+    for no, table in enumerate(tables, start=1):
+        est = adapter.estimate_rows(conn, table)
+        pieces: list[Unit] = []
+        if chunk_rows and est and est > chunk_rows * 3 // 2 and adapter.supports_key_split:
+            key = split_key(table)
+            if key:
+                pieces = _key_ranges(conn, adapter, no, table, key, chunk_rows)
+            else:
+                pieces = [Unit(no, table, i + 1, where, params, rng, None, True)
+                          for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, chunk_rows))]
+        if len(pieces) <= 1:
+            pieces = [Unit(no, table, estimate=est)]
+        for p in pieces:
+            p.parts = len(pieces)
+            if p.estimate is None and est:
+                p.estimate = max(1, est // len(pieces))
+        units.extend(pieces)
+    return units
+
+
+def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: list[str],
+                chunk_rows: int) -> list[Unit]:
+    bounds: list[tuple[Any, ...]] = []
+    prev: tuple[Any, ...] | None = None
+    while True:
+        b = adapter.nth_key(conn, table, key, prev, chunk_rows)
+        if b is None:
+            break
+        bounds.append(b)
+        prev = b
+    units = []
+    edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        conds, params = [], []
+        if lo is not None:
+            sql, p = adapter.key_compare(key, ">", lo)
+            conds.append(sql)
+            params += p
+        if hi is not None:
+            sql, p = adapter.key_compare(key, "<=", hi)
+            conds.append(sql)
+            params += p
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        rng = {"key": key, "after": None if lo is None else [_jsonable(v) for v in lo],
+               "upto": None if hi is None else [_jsonable(v) for v in hi]}
+        units.append(Unit(no, table, i + 1, where, tuple(params), rng, chunk_rows if hi is not None else None, True))
+    return units
+
+
+@dataclass
+class UnitResult:
+    index: int
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
