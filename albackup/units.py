@@ -92,6 +92,8 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
             break
         bounds.append(b)
         prev = b
+    if bounds and adapter.nth_key(conn, table, key, bounds[-1], 1) is None:
+        bounds.pop()                    # the last boundary is the last key: no empty last range
     units = []
     edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
     for i in range(len(edges) - 1):

@@ -1,0 +1,246 @@
+"""Chunked and parallel dumps: key ranges over sparse, composite and missing keys; -j workers
+that share one snapshot while another connection writes; values compared, never just counts."""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from albackup import api, config
+from albackup.archive import Backup, read_chunk
+from albackup.restore import RestoreOptions
+
+ENGINES = ["sqlite", "postgresql", "mysql"]
+
+
+def _cfg(url: sa.URL, **kw: Any) -> config.DatabaseConfig:
+    return config.url_config(url.render_as_string(hide_password=False), **kw)
+
+
+def _eng(url: sa.URL) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+def _analyze(e: sa.Engine, tables: list[str]) -> None:
+    with e.begin() as c:
+        for t in tables:
+            if e.dialect.name == "postgresql":
+                c.exec_driver_sql(f"ANALYZE {t}")
+            elif e.dialect.name in ("mysql", "mariadb"):
+                c.exec_driver_sql(f"ANALYZE TABLE {t}")
+
+
+SPARSE = [i * i + (7 if i % 3 else 0) for i in range(1, 601)]          # gaps growing to ~360,000
+
+
+def build_keys(url: sa.URL) -> dict[str, list[tuple[Any, ...]]]:
+    """Four tables of 600 rows: a sparse integer key, a composite (text, int) key, a unique
+    NOT NULL index and no key at all."""
+    rnd = random.Random(7)
+    data = {
+        "sparse": [(k, f"s{k}", rnd.random()) for k in SPARSE],
+        "composite": [(f"g{i % 7}", i, f"v{i}") for i in range(600)],
+        "uniq": [(f"code-{i:04d}", i % 11) for i in rnd.sample(range(5000), 600)],
+        "nokey": [(i % 50, f"dup{i % 50}") for i in range(600)],     # duplicate rows on purpose
+    }
+    e = _eng(url)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE sparse (id BIGINT PRIMARY KEY, label VARCHAR(20), x DOUBLE PRECISION)")
+        c.exec_driver_sql("CREATE TABLE composite (grp VARCHAR(10) NOT NULL, n INTEGER NOT NULL, "
+                          "val VARCHAR(20), PRIMARY KEY (grp, n))")
+        c.exec_driver_sql("CREATE TABLE uniq (code VARCHAR(20) NOT NULL, k INTEGER)")
+        c.exec_driver_sql("CREATE UNIQUE INDEX uniq_code ON uniq (code)")
+        c.exec_driver_sql("CREATE TABLE nokey (a INTEGER, b VARCHAR(20))")
+        for name, rows in data.items():
+            ph = ", ".join(["?" if e.dialect.paramstyle == "qmark" else "%s"] * len(rows[0]))
+            c.exec_driver_sql(f"INSERT INTO {name} VALUES ({ph})", rows)
+    _analyze(e, list(data))
+    e.dispose()
+    return data
+
+
+def read_all(url: sa.URL, table: str, cols: str) -> list[tuple[Any, ...]]:
+    e = _eng(url)
+    with e.connect() as c:
+        rows = [tuple(r) for r in c.exec_driver_sql(f"SELECT {cols} FROM {table}")]
+    e.dispose()
+    return sorted(rows, key=repr)
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_chunked_dump_of_sparse_composite_unique_and_keyless_tables(make_db, tmp_path: Path, kind: str,
+                                                                      jobs: int) -> None:
+    if kind == "sqlite" and jobs == 2:
+        pytest.skip("SQLite dumps are read by one connection (-j is ignored; covered by the log test)")
+    src = make_db(kind, "chk")
+    data = build_keys(src)
+    res = api.dump(_cfg(src, chunk_rows=100, jobs=jobs, batch_rows=37), tmp_path / "b")
+    m = json.loads((res.path / "manifest.json").read_text())
+    tables = m["tables"]
+    # Keyed tables are cut into ranges of about chunk_rows rows, whatever the gaps in the key.
+    for name, key in (("sparse", ["id"]), ("composite", ["grp", "n"]), ("uniq", ["code"])):
+        chunks = tables[name]["chunks"]
+        assert len(chunks) == 6, (name, [c["rows"] for c in chunks])
+        assert [c["rows"] for c in chunks] == [100] * 6, name
+        assert all(c["range"]["key"] == key for c in chunks)
+        assert chunks[0]["range"]["after"] is None and chunks[-1]["range"]["upto"] is None
+        for a, b in zip(chunks, chunks[1:]):
+            assert a["range"]["upto"] == b["range"]["after"]
+    # sparse keys: ranges follow the rows, not min/max arithmetic
+    uptos = [c["range"]["upto"][0] for c in tables["sparse"]["chunks"][:-1]]
+    assert uptos == [SPARSE[99], SPARSE[199], SPARSE[299], SPARSE[399], SPARSE[499]]
+    nokey = tables["nokey"]["chunks"]
+    if kind == "postgresql":      # physical block ranges
+        assert len(nokey) >= 1 and all("ctid_blocks" in c["range"] for c in nokey)
+    else:
+        assert len(nokey) == 1 and "range" not in nokey[0]
+    assert tables["nokey"]["rows"] == 600
+    assert m["consistency"]["consistent"] is True
+    if jobs == 2 and kind == "postgresql":
+        assert m["consistency"]["method"] == "postgresql-exported-snapshot"
+    if jobs == 2 and kind == "mysql":
+        assert m["consistency"]["method"] == "mysql-consistent-snapshot-locked"
+    assert api.verify(res.path).rows == 2400
+
+    # One chunk re-read on its own holds exactly the keys of its range.
+    b = Backup(res.path)
+    c3 = tables["sparse"]["chunks"][2]
+    rows = [r for batch in read_chunk(b.chunk_path(c3["file"]), 3, "t", c3["sha256"], c3["rows"]) for r in batch]
+    lo, hi = c3["range"]["after"][0], c3["range"]["upto"][0]
+    assert sorted(r[0] for r in rows) == [k for k in SPARSE if lo < k <= hi]
+
+    # Every row, restored into another database, exactly once (duplicates of the keyless table too).
+    dst = make_db(kind, "chkd")
+    api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert read_all(dst, "sparse", "id, label, x") == sorted(data["sparse"], key=repr)
+    assert read_all(dst, "composite", "grp, n, val") == sorted(data["composite"], key=repr)
+    assert read_all(dst, "uniq", "code, k") == sorted(data["uniq"], key=repr)
+    assert read_all(dst, "nokey", "a, b") == sorted(data["nokey"], key=repr)
+
+
+def test_jobs_are_ignored_with_a_log_line_for_sqlite(make_db, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    src = make_db("sqlite", "j")
+    build_keys(src)
+    with caplog.at_level("INFO"):
+        res = api.dump(_cfg(src, jobs=2, chunk_rows=100), tmp_path / "b")
+    assert "-j 2 is ignored" in caplog.text
+    assert res.rows == 2400 and res.consistency["method"] == "sqlite-read-transaction"
+
+
+def test_chunk_rows_zero_never_cuts(make_db, tmp_path: Path) -> None:
+    src = make_db("postgresql", "z")
+    build_keys(src)
+    res = api.dump(_cfg(src, chunk_rows=0), tmp_path / "b")
+    m = json.loads((res.path / "manifest.json").read_text())
+    assert all(len(t["chunks"]) == 1 for t in m["tables"].values())
+
+
+# ------------------------------------------------------------------ one snapshot under writes
+
+ACCOUNTS = 6000
+
+
+def _bank(url: sa.URL) -> None:
+    e = _eng(url)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance BIGINT NOT NULL, pad VARCHAR(200))")
+        c.exec_driver_sql("CREATE TABLE ledger (id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, amount BIGINT)")
+        c.exec_driver_sql("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        c.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
+        c.exec_driver_sql("INSERT INTO acct VALUES (%s, %s, %s)", [(i, 0, "x" * 150) for i in range(ACCOUNTS)])
+    _analyze(e, ["acct", "ledger", "counter"])
+    e.dispose()
+
+
+def _transfers(url: sa.URL, stop: threading.Event, done: list[int]) -> None:
+    """Move money between far-apart accounts (so between chunks), one commit per transfer; every
+    transfer also writes a ledger row and bumps the counter. Any snapshot has sum(balance) = 0
+    and count(ledger) = counter.n."""
+    rnd = random.Random(1)
+    e = _eng(url)
+    n = 0
+    with e.connect() as c:
+        while not stop.is_set() and n < 100_000:
+            a = rnd.randrange(0, ACCOUNTS // 2)
+            b = rnd.randrange(ACCOUNTS // 2, ACCOUNTS)
+            amt = rnd.randrange(1, 1000)
+            with c.begin():
+                c.exec_driver_sql("UPDATE acct SET balance = balance - %s WHERE id = %s", (amt, a))
+                c.exec_driver_sql("UPDATE acct SET balance = balance + %s WHERE id = %s", (amt, b))
+                c.exec_driver_sql("INSERT INTO ledger VALUES (%s, %s, %s, %s)", (n, a, b, amt))
+                c.exec_driver_sql("UPDATE counter SET n = n + 1 WHERE id = 1")
+            n += 1
+            done[0] = n
+    e.dispose()
+
+
+class _SlowReporter:
+    """Slows the dump's reading down (progress is reported per batch) so the writer gets in."""
+
+    def __init__(self) -> None:
+        from albackup.progress import Reporter
+
+        self.__class__ = type("Slow", (Reporter,), {"advanced": lambda self, t, r, s: time.sleep(0.01)})
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_parallel_dump_under_writes_is_one_snapshot(make_db, tmp_path: Path, kind: str) -> None:
+    src = make_db(kind, "snap")
+    _bank(src)
+    stop = threading.Event()
+    done = [0]
+    writer = threading.Thread(target=_transfers, args=(src, stop, done), daemon=True)
+    writer.start()
+    try:
+        while done[0] < 50:            # the writer is running before the dump starts
+            time.sleep(0.01)
+        before = done[0]
+        res = api.dump(_cfg(src, jobs=2, chunk_rows=500, batch_rows=50), tmp_path / "b",
+                       progress=_SlowReporter())  # type: ignore[arg-type]
+        after = done[0]
+    finally:
+        stop.set()
+        writer.join(30)
+    assert after - before > 20, "the writer made no progress during the dump: the test proves nothing"
+    m = json.loads((res.path / "manifest.json").read_text())
+    assert len(m["tables"]["acct"]["chunks"]) >= 10
+    assert m["consistency"]["consistent"] is True
+    b = Backup(res.path)
+    acct = [r for batch in b.iter_batches("acct") for r in batch]
+    ledger = [r for batch in b.iter_batches("ledger") for r in batch]
+    counter = [r for batch in b.iter_batches("counter") for r in batch]
+    assert len(acct) == ACCOUNTS
+    assert sum(r[1] for r in acct) == 0, "accounts read at different moments: not one snapshot"
+    assert len(ledger) == counter[0][1], "ledger and counter read at different moments"
+    # the ledger replays to exactly the balances that were dumped
+    bal = [0] * ACCOUNTS
+    for _, s, d, amt in ledger:
+        bal[s] -= amt
+        bal[d] += amt
+    assert bal == [r[1] for r in sorted(acct)]
+    assert before <= len(ledger) <= after
+
+
+def test_parallel_worker_failure_fails_the_dump_and_leaves_nothing(make_db, tmp_path: Path) -> None:
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", "wf")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE d (id INTEGER PRIMARY KEY, v DATE)")
+        c.exec_driver_sql("INSERT INTO d SELECT g, DATE '2020-01-01' + g FROM generate_series(1, 3000) g")
+        c.exec_driver_sql("UPDATE d SET v = 'infinity' WHERE id = 2500")
+        c.exec_driver_sql("ANALYZE d")
+    e.dispose()
+    with pytest.raises(DumpError, match=r"table d, column v"):
+        api.dump(_cfg(src, jobs=2, chunk_rows=500), tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []
