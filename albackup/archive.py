@@ -444,6 +444,14 @@ class Backup:
     def rows(self, key: str) -> int:
         return int(self.tables[key]["rows"])
 
+    def iter_chunk(self, key: str, index: int) -> Iterator[list[list[Any]]]:
+        """The rows of one chunk file of a table (0-based), checked against the manifest."""
+        table = self.schema.table(key)
+        c = self.tables[key]["chunks"][index]
+        where = f"{self.path.name}/{c['file']} (table {key})"
+        yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
+                              self.encryption, c["file"])
+
     def iter_batches(self, key: str) -> Iterator[list[list[Any]]]:
         """All rows of one table, batch by batch, checked against the manifest."""
         table = self.schema.table(key)

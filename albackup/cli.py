@@ -238,10 +238,13 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
 @click.option("--allow-restore", is_flag=True, help="With --url: allow writing to that database.")
 @click.option("--skip-checks", is_flag=True, help="Do not recreate check constraints.")
 @click.option("--no-routines", is_flag=True, help="Do not recreate views, triggers and routines.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Worker processes loading chunks, building indexes and checking tables in parallel "
+                   "(PostgreSQL, MySQL/MariaDB; then not one transaction). Default: the config's jobs, else 1.")
 @click.pass_context
 def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], clean: bool,
             plan_only: bool, accept_lossy: bool, allow_restore: bool, skip_checks: bool, no_routines: bool,
-            **kw: Any) -> None:
+            jobs: int | None, **kw: Any) -> None:
     """Restore the backup at --backup-dir into the configured database (needs allow_restore)."""
     st = _merge(ctx, **kw)
     if not st.backup_dir:
@@ -249,7 +252,8 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
     db = _db(st, allow_restore_flag=allow_restore)
     opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
                           exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
-                          enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines)
+                          enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines,
+                          jobs=jobs or db.jobs)
     res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st, "restore"))
     data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
             "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,

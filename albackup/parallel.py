@@ -92,14 +92,13 @@ def _worker(idx: int, pipe: Any) -> None:
         pipe.close()
 
 
-class DumpPool:
-    def __init__(self, engine: sa.Engine, adapter: Adapter, writer: BackupWriter, opts: Any, token: Any,
-                 reporter: Reporter) -> None:
-        self.engine = engine
-        self.adapter = adapter
-        self.writer = writer
-        self.opts = opts
-        self.token = token
+class _Workers:
+    """Forked worker processes, each with a duplex pipe; a dead worker is an error."""
+
+    target: Any = None
+    what = "worker"
+
+    def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.procs: list[Any] = []
         self.pipes: list[Any] = []
@@ -107,14 +106,17 @@ class DumpPool:
         self._finished: dict[int, bool] = {}
         self._exited: set[int] = set()
 
+    def _state(self) -> dict[str, Any]:
+        return {}
+
     def start(self, jobs: int) -> None:
-        """Fork ``jobs`` workers and wait until each has joined the snapshot."""
+        """Fork ``jobs`` workers and wait until each has connected (and joined the snapshot)."""
         ctx = multiprocessing.get_context("fork")
-        _STATE.update(engine=self.engine, adapter=self.adapter, writer=self.writer, opts=self.opts,
-                      token=self.token)
+        _STATE.update(self._state())
         for i in range(jobs):
             parent_end, child_end = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(i, child_end), name=f"albackup-dump-{i + 1}", daemon=True)
+            p = ctx.Process(target=type(self).target, args=(i, child_end), name=f"albackup-{self.what}-{i + 1}",
+                            daemon=True)
             p.start()
             child_end.close()
             self.procs.append(p)
@@ -127,6 +129,105 @@ class DumpPool:
                     self.snaps.append(msg[2])
                 elif msg[0] == "error":
                     raise msg[2]
+
+    def _messages(self, timeout: float) -> Any:
+        """(worker, message) pairs as they come; a dead worker is an error."""
+        live = [p for p in self.pipes if not p.closed]
+        sentinels = {p.sentinel: i for i, p in enumerate(self.procs) if i not in self._exited}
+        got = wait(live + list(sentinels), timeout)
+        if not got:
+            raise DumpError(f"{self.what} workers did not answer within {timeout:.0f} s")
+        out = []
+        for obj in got:
+            if obj in sentinels:
+                i = sentinels[obj]
+                self._exited.add(i)
+                pipe = self.pipes[i]
+                while not pipe.closed and pipe.poll():
+                    try:
+                        out.append((i, pipe.recv()))
+                    except EOFError:
+                        break
+                if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
+                    out.append((i, ("error", i, DumpError(
+                        f"{self.what} worker {i + 1} ended unexpectedly (exit code {self.procs[i].exitcode})"))))
+                continue
+            i = self.pipes.index(obj)
+            try:
+                out.append((i, obj.recv()))
+            except EOFError:
+                obj.close()
+        return out
+
+    def _relay(self, msg: Any) -> bool:
+        """Progress events from a worker; True when ``msg`` was one."""
+        kind = msg[0]
+        if kind == "started":
+            self.reporter.table_started(msg[1], msg[2])
+        elif kind == "advanced":
+            self.reporter.advanced(msg[1], msg[2], msg[3])
+        elif kind == "table_done":
+            self.reporter.table_done(msg[1], msg[2], msg[3], msg[4])
+        elif kind == "error":
+            raise msg[2]
+        else:
+            return False
+        return True
+
+    def _dispatch(self, tasks: list[Any], on_result: Any) -> None:
+        """Hand ``tasks`` out one at a time to idle workers; ``on_result(worker, msg)`` per result."""
+        queue = list(tasks)
+        busy: set[int] = set()
+
+        def give(w: int) -> None:
+            if queue:
+                self.pipes[w].send(queue.pop(0))
+                busy.add(w)
+
+        for w in range(len(self.procs)):
+            give(w)
+        while busy:
+            for w, msg in self._messages(timeout=24 * 3600):
+                if self._relay(msg):
+                    continue
+                busy.discard(w)
+                on_result(w, msg)
+                give(w)
+
+    def close(self) -> None:
+        for w, p in enumerate(self.pipes):
+            if not p.closed:
+                try:
+                    if not self._finished.get(w):
+                        self._finished[w] = True
+                        p.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        for p in self.pipes:
+            p.close()
+        _STATE.clear()
+
+
+class DumpPool(_Workers):
+    what = "dump"
+
+    def __init__(self, engine: sa.Engine, adapter: Adapter, writer: BackupWriter, opts: Any, token: Any,
+                 reporter: Reporter) -> None:
+        super().__init__(reporter)
+        self.engine = engine
+        self.adapter = adapter
+        self.writer = writer
+        self.opts = opts
+        self.token = token
+
+    def _state(self) -> dict[str, Any]:
+        return dict(engine=self.engine, adapter=self.adapter, writer=self.writer, opts=self.opts, token=self.token)
 
     def consistency(self, own: Snapshot, lock_refused: str | None) -> Snapshot:
         n = len(self.procs)
@@ -146,88 +247,146 @@ class DumpPool:
                         f"the lock was released as soon as the last worker had started"
                         + ("" if consistent else f" ({own.detail})"))
 
-    def _messages(self, timeout: float) -> Any:
-        """(worker, message) pairs as they come; a dead worker is an error."""
-        live = [p for p in self.pipes if not p.closed]
-        sentinels = {p.sentinel: i for i, p in enumerate(self.procs) if i not in self._exited}
-        got = wait(live + list(sentinels), timeout)
-        if not got:
-            raise DumpError(f"dump workers did not answer within {timeout:.0f} s")
-        out = []
-        for obj in got:
-            if obj in sentinels:
-                i = sentinels[obj]
-                self._exited.add(i)
-                pipe = self.pipes[i]
-                while not pipe.closed and pipe.poll():
-                    try:
-                        out.append((i, pipe.recv()))
-                    except EOFError:
-                        break
-                if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
-                    out.append((i, ("error", i, DumpError(
-                        f"dump worker {i + 1} ended unexpectedly (exit code {self.procs[i].exitcode})"))))
-                continue
-            i = self.pipes.index(obj)
-            try:
-                out.append((i, obj.recv()))
-            except EOFError:
-                obj.close()
-        return out
-
     def run(self, units: list[Unit], sink: Any) -> list[UnitResult]:
         # The workers were forked before the units were planned: each unit goes by value.
         order = sorted(range(len(units)), key=lambda i: -(units[i].estimate or 0))
         results: list[UnitResult] = []
-        busy: dict[int, int] = {}
-        for w in range(len(self.procs)):
-            self._give(w, order, units, busy)
-        while busy:
-            for w, msg in self._messages(timeout=24 * 3600):
-                kind = msg[0]
-                if kind == "started":
-                    self.reporter.table_started(msg[1], msg[2])
-                elif kind == "advanced":
-                    self.reporter.advanced(msg[1], msg[2], msg[3])
-                elif kind == "table_done":
-                    self.reporter.table_done(msg[1], msg[2], msg[3], msg[4])
-                elif kind == "done":
-                    busy.pop(w, None)
-                    r = UnitResult(msg[1], msg[2], msg[3], msg[4])
-                    results.append(r)
-                    if sink is not None:
-                        for c in r.chunks:
-                            sink.add_chunk(self.writer.tmp / c["file"], c["file"], c["sha256"])
-                    self._give(w, order, units, busy)
-                elif kind == "error":
-                    raise msg[2]
+
+        def done(w: int, msg: Any) -> None:
+            r = UnitResult(msg[1], msg[2], msg[3], msg[4])
+            results.append(r)
+            if sink is not None:
+                for c in r.chunks:
+                    sink.add_chunk(self.writer.tmp / c["file"], c["file"], c["sha256"])
+
+        self._dispatch([("unit", i, units[i]) for i in order], done)
         return results
 
-    def _give(self, w: int, order: list[int], units: list[Unit], busy: dict[int, int]) -> None:
-        if order:
-            i = order.pop(0)
-            self.pipes[w].send(("unit", i, units[i]))
-            busy[w] = i
-        else:
-            self._finished[w] = True
-            self.pipes[w].send(None)
 
-    def close(self) -> None:
-        for w, p in enumerate(self.pipes):
-            if not p.closed:
-                try:
-                    if not self._finished.get(w):
-                        p.send(None)
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 10
-        for p in self.procs:
-            p.join(max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-        for p in self.pipes:
-            p.close()
-        _STATE.clear()
-        if os.environ.get("ALBACKUP_DEBUG_WORKERS"):
-            log.debug("dump workers: %s", [p.exitcode for p in self.procs])
+DumpPool.target = _worker
+
+
+# ------------------------------------------------------------------ restore
+
+def _restore_worker(idx: int, pipe: Any) -> None:
+    from .restore import _converted, _target_model, rehash
+    from .values import RowHash
+
+    restorer = _STATE["restorer"]
+    plan = _STATE["plan"]
+    engine: sa.Engine = restorer.engine
+    adapter: Adapter = restorer.adapter
+    backup = restorer.backup
+    engine.dispose(close=False)
+    try:
+        with engine.connect() as conn:
+            pipe.send(("ready", idx, {"method": "restore", "consistent": True}))
+            reporter = _PipeReporter(pipe)
+            while True:
+                msg = pipe.recv()
+                if msg is None:
+                    break
+                if msg[0] == "load":
+                    _, ti, ci, hash_in, normalize = msg
+                    tp = plan.tables[ti]
+                    key = tp.table.key
+                    nchunks = len(backup.tables[key]["chunks"])
+                    label = key if nchunks == 1 else f"{key} [{ci + 1}/{nchunks}]"
+                    h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
+                    t0 = time.monotonic()
+                    reporter.table_started(label, int(backup.tables[key]["chunks"][ci]["rows"]))
+                    done = [0]
+
+                    def advanced(n: int, label: str = label, done: list[int] = done) -> None:
+                        done[0] += n
+                        reporter.advanced(label, done[0], 0)
+
+                    cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
+                    writers = [cp.writer for cp in tp.loaded_columns]
+                    with conn.begin():
+                        adapter.begin_load(conn)
+                        n = adapter.load(conn, _target_model(tp), cols, writers,
+                                         _converted(backup, tp, h, advanced, chunk=ci), tp.identity)
+                        adapter.end_load(conn)
+                    secs = time.monotonic() - t0
+                    reporter.table_done(label, n, 0, secs)
+                    pipe.send(("loaded", ti, n, h.rows if h else n, h.hexdigest() if h else "", secs))
+                elif msg[0] == "ddl":
+                    _, i, sql = msg
+                    try:
+                        with conn.begin():
+                            conn.exec_driver_sql(sql)
+                    except sa.exc.DBAPIError as exc:
+                        pipe.send(("ddl_failed", i, str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip()
+                                   else type(exc.orig).__name__))
+                        continue
+                    pipe.send(("ddl_done", i))
+                elif msg[0] == "rehash":
+                    _, ti, normalize = msg
+                    with conn.begin():
+                        h = rehash(conn, adapter, plan.tables[ti], normalize)
+                    pipe.send(("rehashed", ti, h.rows, h.hexdigest()))
+    except BaseException as exc:  # reported to the parent, which fails the restore
+        from .errors import RestoreError
+
+        if isinstance(exc, AlbackupError):
+            err: BaseException = exc
+        elif isinstance(exc, sa.exc.DBAPIError):
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            err = RestoreError(f"restore into {restorer.label} failed; the tables it created were dropped: {first}")
+        else:
+            err = RestoreError(f"restore worker failed: {type(exc).__name__}: {exc}")
+        try:
+            pipe.send(("error", idx, err))
+        except Exception:
+            pipe.send(("error", idx, RestoreError(f"restore worker {idx} failed: {type(exc).__name__}")))
+    finally:
+        pipe.close()
+
+
+class RestorePool(_Workers):
+    what = "restore"
+
+    def __init__(self, restorer: Any, plan: Any, reporter: Reporter) -> None:
+        super().__init__(reporter)
+        self.restorer = restorer
+        self.plan = plan
+
+    def _state(self) -> dict[str, Any]:
+        return dict(restorer=self.restorer, plan=self.plan)
+
+    def load(self, loads: list[tuple[int, int, int]], hash_in: list[bool],
+             normalize: bool) -> dict[int, list[tuple[int, int, str, float]]]:
+        """Load every (table, chunk) in parallel, biggest first: {table: [(rows loaded, rows hashed,
+        hash of the chunk as converted, seconds)]}."""
+        out: dict[int, list[tuple[int, int, str, float]]] = {ti: [] for ti in range(len(self.plan.tables))}
+        tasks = [("load", ti, ci, hash_in[ti], normalize) for ti, ci, _ in sorted(loads, key=lambda x: -x[2])]
+        self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5])))
+        return out
+
+    def ddl(self, statements: list[tuple[str, str, bool]]) -> None:
+        """Indexes and constraints, each on its own connection, in parallel."""
+        from .errors import RestoreError
+
+        failed: list[tuple[int, str]] = []
+
+        def done(w: int, m: Any) -> None:
+            if m[0] == "ddl_failed":
+                failed.append((m[1], m[2]))
+
+        self._dispatch([("ddl", i, sql) for i, (_, sql, _) in enumerate(statements)], done)
+        if failed:
+            i, why = min(failed)
+            what, _, is_check = statements[i]
+            raise RestoreError(f"{what} could not be created: {why}"
+                               + (" (use --skip-checks to restore without it)" if is_check else ""))
+
+    def rehash(self, normalize: bool) -> dict[int, tuple[int, str]]:
+        out: dict[int, tuple[int, str]] = {}
+        order = sorted(range(len(self.plan.tables)),
+                       key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
+        self._dispatch([("rehash", ti, normalize) for ti in order], lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
+        return out
+
+
+RestorePool.target = _restore_worker

@@ -89,12 +89,14 @@ def _identity_move(tp: TablePlan) -> bool:
 
 
 def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
-               on_batch: Callable[[int], None] | None, loaded_only: bool = True) -> Iterator[list[Any]]:
+               on_batch: Callable[[int], None] | None, loaded_only: bool = True,
+               chunk: int | None = None) -> Iterator[list[Any]]:
     convert = batch_converter([None if c.move.convert is _ident else c.move.convert for c in tp.columns],
                               skip_none=True)
     keep = [i for i, c in enumerate(tp.columns) if c.loaded]
     all_loaded = len(keep) == len(tp.columns) or not loaded_only
-    for batch in backup.iter_batches(tp.table.key):
+    source = backup.iter_batches(tp.table.key) if chunk is None else backup.iter_chunk(tp.table.key, chunk)
+    for batch in source:
         rows = batch if convert is None else convert(batch)
         if hasher is not None:
             hasher.update(rows)
@@ -133,6 +135,7 @@ class RestoreOptions:
     enable_ri_check: bool = True
     skip_checks: bool = False
     routines: bool = True
+    jobs: int = 1
 
 
 class Restorer:
@@ -194,6 +197,10 @@ class Restorer:
 
     # ---------------------------------------------------------------- the steps
     def _execute(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
+        if self.opts.jobs > 1 and self.adapter.supports_parallel_restore:
+            return self._execute_parallel(plan, res, clash)
+        if self.opts.jobs > 1:
+            log.info("%s restores run in one connection: -j %d is ignored", self.adapter.name, self.opts.jobs)
         a = self.adapter
         try:
             with self.engine.connect() as conn:
@@ -230,6 +237,95 @@ class Restorer:
                                    f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc}") from None
             raise
 
+    def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:
+        """The manifest's hash is the expected one when the values go in as they are stored (and
+        are compared as stored); otherwise the values are hashed as converted, on the way in."""
+        return (HASH_V2 in self.backup.features and _identity_move(tp)
+                and not (normalize and any(normalizing_kind(c.target) for c in tp.columns)))
+
+    def _execute_parallel(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
+        """-j N: tables created (and committed) first, then chunk files loaded by N workers in
+        parallel, indexes and constraints built in parallel, foreign keys added and validated,
+        identities reset, and every table read back and rehashed in parallel. Not one
+        transaction: a failure drops every table this restore created (as on MySQL)."""
+        from .parallel import RestorePool
+
+        a = self.adapter
+        normalize = self._normalize(plan)
+        pool = None
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    if clash:
+                        self._drop_existing(conn, plan, set(clash))
+                    a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
+                    self._create_tables(conn, plan)
+                    a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+            pool = RestorePool(self, plan, self.progress)
+            pool.start(self.opts.jobs)
+            loads = [(ti, ci, int(c["rows"])) for ti, tp in enumerate(plan.tables)
+                     for ci, c in enumerate(self.backup.tables[tp.table.key]["chunks"])]
+            hash_in = [not self.from_manifest(tp, normalize) for tp in plan.tables]
+            loaded = pool.load(loads, hash_in, normalize)
+            expected: dict[str, tuple[int, str]] = {}
+            for ti, tp in enumerate(plan.tables):
+                key = tp.table.key
+                parts = loaded[ti]
+                n = sum(p[0] for p in parts)
+                want = self.backup.rows(key)
+                if n != want:
+                    raise RestoreError(f"table {key}: loaded {n} rows, the backup holds {want}")
+                if hash_in[ti]:
+                    expected[key] = (sum(p[1] for p in parts), combine_v2([p[2] for p in parts]))
+                else:
+                    expected[key] = (n, combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]]))
+                res.tables.append({"table": key, "target": tp.name, "rows": n,
+                                   "seconds": round(sum(p[3] for p in parts), 3)})
+            ddl = []
+            for tp in plan.tables:
+                for add in tp.deferred:
+                    c = add.element
+                    kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
+                    ddl.append((f"table {tp.table.key}: {kind} {c.name}", str(add.compile(dialect=a.dialect)),
+                                kind == "check constraint"))
+                for ix in tp.indexes:
+                    ddl.append((f"table {tp.table.key}: index {ix.name}",
+                                str(CreateIndex(ix).compile(dialect=a.dialect)), False))
+            pool.ddl(ddl)
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    self._foreign_keys(conn, plan)
+                    if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
+                        self._routines(conn, plan)
+                    for tp in plan.tables:
+                        a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
+            got = pool.rehash(normalize)
+            for ti, tp in enumerate(plan.tables):
+                rows, digest = got[ti]
+                want_rows, want_hash = expected[tp.table.key]
+                if rows != want_rows:
+                    raise IntegrityError(f"table {tp.table.key}: target holds {rows} rows after restore, "
+                                         f"expected {want_rows}")
+                if digest != want_hash:
+                    with self.engine.connect() as conn:
+                        cols = self._differing_columns(conn, tp)
+                    raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
+                                         f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
+        except BaseException as exc:
+            if pool is not None:
+                pool.close()
+                pool = None
+            self._cleanup()
+            if isinstance(exc, AlbackupError):
+                raise
+            if isinstance(exc, sa.exc.DBAPIError):
+                raise RestoreError(f"restore into {self.label} failed; the tables it created were dropped: "
+                                   f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc}") from None
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+
     def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
         for tp in reversed(plan.tables):
             if tp.name in names:
@@ -256,11 +352,7 @@ class Restorer:
         normalize = self._normalize(plan)
         for tp in plan.tables:
             t0 = time.monotonic()
-            # The manifest's hash is the expected one when the values go in as they are stored
-            # (and are compared as stored); otherwise hash the values as converted, on the way in.
-            from_manifest = (HASH_V2 in self.backup.features and _identity_move(tp)
-                             and not (normalize and any(normalizing_kind(c.target) for c in tp.columns)))
-            h = None if from_manifest else RowHash([c.target for c in tp.columns], normalize)
+            h = None if self.from_manifest(tp, normalize) else RowHash([c.target for c in tp.columns], normalize)
             cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
             writers = [cp.writer for cp in tp.loaded_columns]
             key = tp.table.key

@@ -177,6 +177,8 @@ class Adapter(abc.ABC):
     supports_key_split = True
     #: worker processes can share the dump's snapshot (export_snapshot/join_snapshot)
     supports_parallel_dump = False
+    #: chunk files can be loaded by several connections at once (restore -j)
+    supports_parallel_restore = False
 
     def sql_params(self, sql: str) -> str:
         """``sql`` (names already quoted) made safe to run with positional parameters."""

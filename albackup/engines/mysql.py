@@ -98,6 +98,7 @@ class MySQLAdapter(Adapter):
                         "START TRANSACTION WITH CONSISTENT SNAPSHOT (InnoDB)")
 
     supports_parallel_dump = True
+    supports_parallel_restore = True
 
     def lock_for_snapshot(self, conn: Connection) -> str | None:
         """Before a parallel dump's snapshots: FLUSH TABLES WITH READ LOCK, so that the dump's own

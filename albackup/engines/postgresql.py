@@ -49,6 +49,7 @@ class PostgreSQLAdapter(Adapter):
     identity_columns = True
 
     supports_parallel_dump = True
+    supports_parallel_restore = True
 
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
