@@ -218,7 +218,7 @@ class Bench:
             d = self.out / f"{key}_albackup_{rep}"
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir()
-            return Cmd([self.albackup("dump", "-q", "--url", url, "--backup-dir", str(d))])
+            return Cmd([self.albackup("dump", "-q", "-j", str(self.args.jobs), "--url", url, "--backup-dir", str(d))])
 
         def finish(rep: int, m: Measurement) -> None:
             path = Path(m.stdout.strip().splitlines()[-1])
@@ -227,7 +227,7 @@ class Bench:
                 self.artifacts[f"{key}_albackup"] = path
             else:
                 shutil.rmtree(path.parent, ignore_errors=True)
-        return Tool("albackup dump (zstd-3)", command, finish=finish, server=server, albackup=True)
+        return Tool(f"albackup dump -j{self.args.jobs} (zstd-3)", command, finish=finish, server=server, albackup=True)
 
     def file_output_finish(self, key: str) -> Callable[[int, Measurement], None]:
         def finish(rep: int, m: Measurement) -> None:
@@ -273,8 +273,8 @@ class Bench:
                         finish=finish, server=self.pg_cpu, albackup=albk)
 
         self.ops.append(Operation("PG restore", [
-            pg_restore_tool("albackup restore", "pg_albackup",
-                            lambda db: self.albackup("restore", "-q", "--url", pg.url(db), "--allow-restore",
+            pg_restore_tool(f"albackup restore -j{self.args.jobs}", "pg_albackup",
+                            lambda db: self.albackup("restore", "-q", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
                                                      "--backup-dir", str(self.artifacts["pg_albackup"])), True),
             pg_restore_tool("pg_restore -j1", "pg_restore_j1",
                             lambda db: ["pg_restore", "-j1", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
@@ -329,8 +329,8 @@ class Bench:
             return Tool(label, lambda rep: command(db), prepare=lambda rep: my.recreate(db), finish=finish,
                         server=self.my_cpu, albackup=albk)
 
-        tools = [my_restore_tool("albackup restore", "my_albackup",
-                                 lambda db: Cmd([self.albackup("restore", "-q", "--url", my.url(db), "--allow-restore",
+        tools = [my_restore_tool(f"albackup restore -j{self.args.jobs}", "my_albackup",
+                                 lambda db: Cmd([self.albackup("restore", "-q", "-j", str(self.args.jobs), "--url", my.url(db), "--allow-restore",
                                                                "--backup-dir", str(self.artifacts["my_albackup"]))]),
                                  True, "my_albackup")]
         if zstd:
@@ -358,8 +358,8 @@ class Bench:
             self.check_counts(pg.counts(db, TABLES), "MariaDB→PostgreSQL")
             if not self.args.keep:
                 pg.drop(db)
-        tools = [Tool("albackup restore", lambda rep: Cmd([self.albackup(
-            "restore", "-q", "--url", pg.url(db), "--allow-restore",
+        tools = [Tool(f"albackup restore -j{self.args.jobs}", lambda rep: Cmd([self.albackup(
+            "restore", "-q", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
             "--backup-dir", str(self.artifacts["my_albackup"]))]),
             prepare=lambda rep: self.pg_fresh(db), finish=cross_finish, server=self.pg_cpu, albackup=True)]
         if shutil.which("pgloader"):
@@ -594,6 +594,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "under cProfile and print the top costs (not part of the table)")
     p.add_argument("--no-zstd", action="store_true",
                    help="run the native tools without the zstd CLI, as if it were not installed")
+    p.add_argument("--jobs", type=int, default=2, metavar="N",
+                   help="albackup's -j for its dumps and restores (default 2, the machine's 2 cores)")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",
                    help="before each run, wait up to S seconds for the machine to be idle (default 30; "
                         "runs that shared the CPU with other processes are flagged in the notes anyway)")

@@ -79,7 +79,11 @@ class My:
         return ["-h", self.host, "-P", str(self.port), "-u", self.user]
 
     def url(self, db: str) -> str:
-        return f"mysql+pymysql://{self.user}@{self.host}:{self.port}/{db}"
+        # mysqlclient (the C driver) when this Python has it, as albackup recommends; else PyMySQL
+        import importlib.util
+
+        driver = "mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql"
+        return f"mysql+{driver}://{self.user}@{self.host}:{self.port}/{db}"
 
     def sql(self, sql: str, db: str | None = None) -> str:
         return _run(["mariadb", "--local-infile=1", "-N", "-B", *self.conn_args(), *([db] if db else [])], sql)
