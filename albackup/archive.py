@@ -96,6 +96,10 @@ class ChunkWriter:
     """
 
     DEPTH = 2
+    AHEAD = 32 << 20
+
+    def _pending_raw(self) -> int:
+        return sum(n for _, n in self._pending)
 
     def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
                  encryption: Encryption | None = None, threaded: bool = True) -> None:
@@ -132,38 +136,48 @@ class ChunkWriter:
     def content_hash(self) -> str:
         return self._hash.hexdigest()
 
-    def _store(self, index: int, raw: bytes) -> bytes:
-        stored = self._comp.compress(raw)
+    def _store(self, index: int, parts: list[bytes], raw_len: int) -> tuple[bytes, bytes]:
+        stored = self._comp.compress_parts(parts)
+        del parts
         if self._seal is not None:
             stored = self._seal.seal(index, False, stored)
-        return FRAME.pack(len(stored), len(raw), zlib.crc32(stored)) + stored
+        return FRAME.pack(len(stored), raw_len, zlib.crc32(stored)), stored
 
     def write_rows(self, rows: list[Any]) -> None:
         if rows:
             self.write_packed(pack_each(self._pack, rows))
 
     def write_packed(self, packed: list[bytes]) -> None:
-        """One frame of rows, each already packed with ``codec.row_packer``."""
+        """One frame of rows, each already packed with ``codec.row_packer``. The frame is the
+        array header and the rows, compressed piece by piece (never joined in memory)."""
         if not packed:
             return
-        raw = array_header(len(packed)) + b"".join(packed)
-        if len(raw) >= MAX_FRAME:
+        parts = [array_header(len(packed)), *packed]
+        raw_len = sum(map(len, parts))
+        if raw_len >= MAX_FRAME:
             raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
         self._hash.update_packed(packed)
         index = self._frames
         self._frames += 1
         if self._pool is None:
-            self._write(self._store(index, raw))
+            self._write_frame(self._store(index, parts, raw_len))
             return
-        self._pending.append((self._pool.submit(self._store, index, raw), len(raw)))
-        while len(self._pending) > self.DEPTH:
+        self._pending.append((self._pool.submit(self._store, index, parts, raw_len), raw_len))
+        del parts
+        # at most DEPTH frames in flight, and at most one once they get big (50 MB values)
+        while len(self._pending) > self.DEPTH or (len(self._pending) > 1 and self._pending_raw() > self.AHEAD):
             self._drain_one()
+
+    def _write_frame(self, frame: tuple[bytes, bytes]) -> None:
+        head, stored = frame
+        self._write(head)
+        self._write(stored)
 
     def _drain_one(self) -> None:
         fut, _ = self._pending[0]
-        data = fut.result()
+        frame = fut.result()
         self._pending.popleft()
-        self._write(data)
+        self._write_frame(frame)
 
     def close(self) -> ChunkInfo:
         while self._pending:

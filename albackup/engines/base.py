@@ -405,26 +405,32 @@ def _row_size(r: Any) -> int:
     return size
 
 
-def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[Any]]:
+def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES,
+                  sizes: list[int] | None = None) -> Iterator[list[Any]]:
     """``fetchmany`` in batches sized by bytes as well as rows: the first batch is small, later
     ones hold about ``max_bytes`` (so a table of 50 MB blobs is read a row or two at a time,
     a narrow table ``max_rows`` at a time). Memory stays bounded whatever the table.
 
     The width of a batch is estimated from up to 64 of its rows spread over it (and its widest
-    sampled row), not from every value: sizing must not cost a Python loop over every value."""
+    sampled row), not from every value: sizing must not cost a Python loop over every value.
+    ``sizes``, when given, receives each batch's estimated size just before it is yielded."""
     n = 1           # the first fetch learns how wide the rows are
     while True:
         rows = cur.fetchmany(n)
         if not rows:
             return
         step = max(1, len(rows) // 64)
-        sizes = [_row_size(r) for r in rows[::step]]
+        sample = [_row_size(r) for r in rows[::step]]
+        if sizes is not None:
+            sizes.append(sum(sample) * len(rows) // len(sample))
         yield rows
-        avg = max(sum(sizes) / len(sizes), max(sizes) / 8, 1.0)
+        avg = max(sum(sample) / len(sample), max(sample) / 8, 1.0)
         n = max(1, min(max_rows, int(max_bytes / avg)))
 
 
 _END = object()
+#: a fetched batch this large is not fetched ahead of the consumer (memory over speed)
+AHEAD_BYTES = 8 << 20
 
 
 class _Failed:
@@ -432,17 +438,21 @@ class _Failed:
         self.exc = exc
 
 
-def prefetched(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def prefetched(batches: Iterator[Any], depth: int = 2, sizes: list[int] | None = None) -> Iterator[Any]:
     """Run ``batches`` on a helper thread, ``depth`` items ahead of the consumer.
 
     For drivers that release the GIL while they wait for the server (psycopg2, mysqlclient):
-    the next batch is fetched while this one is converted, packed and hashed. The helper owns
-    the iterator until it ends; closing this generator stops the helper and waits for it."""
+    the next batch is fetched while this one is converted, packed and hashed. After a batch
+    whose size (from ``sizes``, filled by ``fetch_batches``) is over AHEAD_BYTES, the helper
+    waits until the consumer asks for the next one: rows of 50 MB values are not piled up.
+    The helper owns the iterator until it ends; closing this generator stops the helper and
+    waits for it."""
     import queue
     import threading
 
     q: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
+    want = threading.Event()
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -456,8 +466,12 @@ def prefetched(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     def run() -> None:
         try:
             for item in batches:
+                big = bool(sizes) and sizes[-1] > AHEAD_BYTES
+                want.clear()
                 if not put(item):
                     break
+                while big and not stop.is_set() and not want.wait(0.1):
+                    pass
             else:
                 put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
@@ -471,12 +485,16 @@ def prefetched(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     t.start()
     try:
         while True:
+            if q.empty():
+                want.set()
             item = q.get()
+            want.set()
             if item is _END:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
             yield item
+            want.set()
     finally:
         stop.set()
         t.join()

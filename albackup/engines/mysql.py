@@ -196,10 +196,11 @@ class MySQLAdapter(Adapter):
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()):
                 cur.execute(self.select_sql(table) + where, params)
-            batches = fetch_batches(cur, batch_rows)
+            sizes: list[int] = []
+            batches = fetch_batches(cur, batch_rows, sizes=sizes)
             # mysqlclient waits for the server without the GIL: fetch ahead on a thread.
             # PyMySQL parses in Python, so a thread would only contend for the GIL.
-            yield from (prefetched(batches) if driver == "mysqldb" else batches)
+            yield from (prefetched(batches, sizes=sizes) if driver == "mysqldb" else batches)
         finally:
             cur.close()
 

@@ -165,7 +165,9 @@ class PostgreSQLAdapter(Adapter):
         return int(n) if n is not None and n >= 0 else None
 
     passthrough_kinds = frozenset({"integer", "boolean", "float", "string", "text", "enum", "interval", "json",
-                                   "decimal", "uuid", "char"})
+                                   "decimal", "uuid", "char", "binary"})
+    # binary: psycopg2's memoryview packs as msgpack bin exactly as bytes would (no extra copy);
+    # everything that reads through stream() packs or hashes rows, never keeps them
 
     def select_sql(self, table: Table) -> str:
         # char(n) → text drops the blank padding on the server (the canonical form has none)
@@ -188,7 +190,8 @@ class PostgreSQLAdapter(Adapter):
                 cur.execute(self.select_sql(table) + where)
             else:
                 cur.execute(self.sql_params(self.select_sql(table)) + where, params)
-            yield from prefetched(fetch_batches(cur, batch_rows))
+            sizes: list[int] = []
+            yield from prefetched(fetch_batches(cur, batch_rows, sizes=sizes), sizes=sizes)
         finally:
             cur.close()
 
