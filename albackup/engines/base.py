@@ -394,8 +394,21 @@ def _ident(v: Any) -> Any:
     return v
 
 
-#: a fetched batch is kept near this many bytes, whatever the width of the rows
-BATCH_BYTES = 16 << 20
+#: a fetched batch is kept near this many bytes, whatever the width of the rows (drivers hold
+#: a few times as much while they fetch it: psycopg2 receives bytea as hex text)
+BATCH_BYTES = 4 << 20
+
+
+def split_by_bytes(rows: list[Any], max_bytes: int) -> list[list[Any]]:
+    """``rows`` cut into runs of about ``max_bytes`` (estimated from up to 16 sampled rows)."""
+    if len(rows) <= 1:
+        return [rows]
+    step = max(1, len(rows) // 16)
+    sample = [_row_size(r) for r in rows[::step]]
+    per = max(1, int(max_bytes / max(sum(sample) / len(sample), max(sample) / 4, 1.0)))
+    if per >= len(rows):
+        return [rows]
+    return [rows[i:i + per] for i in range(0, len(rows), per)]
 
 
 def _row_size(r: Any) -> int:

@@ -14,7 +14,7 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..values import Converter, date_text
-from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register
+from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register, split_by_bytes
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
@@ -338,7 +338,8 @@ class PostgreSQLAdapter(Adapter):
             try:
                 for batch in batches:
                     counter[0] += len(batch)
-                    yield text(batch).encode("utf-8")
+                    for part in split_by_bytes(batch, 2 << 20):   # large values: a few rows at a time
+                        yield text(part).encode("utf-8")
             except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
                 failure.append(exc)
                 raise
@@ -399,23 +400,28 @@ class PostgreSQLAdapter(Adapter):
 
 
 class _IterFile:
-    """A read()-able file over an iterator of byte strings, for COPY FROM STDIN."""
+    """A read()-able file over an iterator of byte strings, for COPY FROM STDIN.
+
+    Hands out slices of the current piece (never re-copies what is left of it), so a batch of
+    large values costs one pass, not one copy per read."""
 
     def __init__(self, it: Iterator[bytes]) -> None:
         self._it = it
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            try:
-                self._buf += next(self._it)
-            except StopIteration:
-                break
-        if size < 0:
-            out, self._buf = self._buf, b""
+        if not self._buf:
+            for piece in self._it:
+                if piece:
+                    self._buf = memoryview(piece)
+                    break
+            else:
+                return b""
+        if size < 0 or size >= len(self._buf):
+            out, self._buf = self._buf, memoryview(b"")
         else:
             out, self._buf = self._buf[:size], self._buf[size:]
-        return out
+        return bytes(out)
 
     readline = read
 
