@@ -1,0 +1,69 @@
+"""Bounded memory: a table several times larger than the bound, of 5 MB values, is dumped and
+restored by processes whose peak RSS stays under 200 MB; the values come back unchanged.
+
+Peak RSS is read from /proc/self/status (VmHWM) in the albackup process itself as it exits:
+getrusage of a child would include the peak of the test process it was forked from."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+LIMIT_MB = 200
+RUN = """
+import atexit, sys
+def _peak():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            sys.stderr.write('PEAK_KB=' + line.split()[1] + '\\n')
+atexit.register(_peak)
+from albackup.cli import main
+sys.argv = ['albackup'] + sys.argv[1:]
+main()
+"""
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    p = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    peak = [int(x.split("=")[1]) for x in p.stderr.splitlines() if x.startswith("PEAK_KB=")]
+    assert peak, p.stderr[-2000:]
+    return peak[-1] // 1024, p.stdout
+
+
+def _digest(url: sa.URL) -> tuple[int, str]:
+    e = sa.create_engine(url, poolclass=NullPool)
+    with e.connect() as c:
+        n, d = c.exec_driver_sql("SELECT count(*), md5(string_agg(md5(data), ',' ORDER BY id)) FROM blobs").one()
+    e.dispose()
+    return int(n), str(d)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_dump_and_restore_of_large_values_stay_under_the_memory_bound(make_db, tmp_path: Path) -> None:
+    src = make_db("postgresql", "mem")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BYTEA, note TEXT)")
+        # 60 values of 5 MB (300 MB in all), each different; plus a narrow tail of small rows
+        c.exec_driver_sql("INSERT INTO blobs SELECT g, decode(repeat(md5(g::text), 327680), 'hex'), 'big' "
+                          "FROM generate_series(1, 60) g")
+        c.exec_driver_sql("INSERT INTO blobs SELECT g, decode(md5(g::text), 'hex'), repeat('n', 100) "
+                          "FROM generate_series(61, 20060) g")
+    e.dispose()
+    want = _digest(src)
+    url = src.render_as_string(hide_password=False)
+    peak_dump, out = _run(["dump", "-q", "--url", url, "--backup-dir", str(tmp_path / "b")])
+    backup = out.strip().splitlines()[-1]
+    dst = make_db("postgresql", "memd")
+    peak_restore, _ = _run(["restore", "-q", "--url", dst.render_as_string(hide_password=False),
+                            "--allow-restore", "--backup-dir", backup])
+    assert _digest(dst) == want
+    assert peak_dump < LIMIT_MB, f"dump peaked at {peak_dump} MB"
+    assert peak_restore < LIMIT_MB, f"restore peaked at {peak_restore} MB"
