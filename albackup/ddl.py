@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from .engines.base import Adapter
-from .mapping import ColumnMove, move
+from .mapping import ColumnMove, _ident, move
 from .model import Column, LogicalType, Schema, Table
 from .values import Converter
 
@@ -178,7 +178,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             notes.append(f"column {c.name!r} renamed to {cname!r}")
         if same:
             target, sa_type = c.type, adapter.exact_type(c)
-            mv = ColumnMove(c.type, lambda v: v)
+            mv = ColumnMove(c.type, _ident)
         else:
             target, sa_type = adapter.target_type(c, kc.get(c.name))
             mv = move(c.type, target)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
-from ..values import Converter, date_text
+from ..values import Converter, date_text, datetime_text, time_text
 from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register, split_by_bytes
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
@@ -30,7 +30,8 @@ def _register_text_casters(cur: Any) -> None:
     extras.register_default_json(cur, loads=lambda s: s)
     extras.register_default_jsonb(cur, loads=lambda s: s)
     for oid, array_oid, name in ((1186, 1187, "INTERVAL"), (1700, 1231, "NUMERIC"), (2950, 2951, "UUID"),
-                                 (1082, 1182, "DATE")):
+                                 (1082, 1182, "DATE"), (1114, 1115, "TIMESTAMP"), (1184, 1185, "TIMESTAMPTZ"),
+                                 (1083, 1183, "TIME")):
         caster = ext.new_type((oid,), f"ALBACKUP_{name}", psycopg2.STRING)
         ext.register_type(caster, cur)
         ext.register_type(ext.new_array_type((array_oid,), f"ALBACKUP_{name}[]", caster), cur)
@@ -38,6 +39,31 @@ def _register_text_casters(cur: Any) -> None:
 
 def _date_text(v: Any) -> Any:
     return v if type(v) is str and len(v) == 10 else date_text(v)
+
+
+# The server's text of timestamps (DateStyle ISO, TimeZone UTC) → the canonical ISO form, by
+# slicing where the shape is the common one; anything else (short fractions, BC, infinity)
+# goes through the general parser, which refuses what has no canonical form.
+def _timestamp_text(v: Any) -> Any:
+    if type(v) is str and (len(v) == 19 or len(v) == 26):
+        return v[:10] + "T" + v[11:]
+    return datetime_text(v, False)
+
+
+def _timestamptz_text(v: Any) -> Any:
+    if type(v) is str:
+        n = len(v)
+        if n == 22 and v[19:] == "+00":
+            return v[:10] + "T" + v[11:19] + "+00:00"
+        if n == 29 and v[26:] == "+00":
+            return v[:10] + "T" + v[11:26] + "+00:00"
+    return datetime_text(v, True)
+
+
+def _time_text(v: Any) -> Any:
+    if type(v) is str and (len(v) == 8 or len(v) == 15):
+        return v
+    return time_text(v)
 
 
 @register
@@ -178,6 +204,11 @@ class PostgreSQLAdapter(Adapter):
     def reader(self, t: LogicalType) -> Converter:
         if t.kind == "date":
             return lambda v: None if v is None else _date_text(v)
+        if t.kind == "datetime":
+            f = _timestamptz_text if t.timezone else _timestamp_text
+            return lambda v: None if v is None else f(v)
+        if t.kind == "time" and not t.timezone:
+            return lambda v: None if v is None else _time_text(v)
         return super().reader(t)
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
