@@ -136,12 +136,15 @@ class ChunkWriter:
     def content_hash(self) -> str:
         return self._hash.hexdigest()
 
-    def _store(self, index: int, parts: list[bytes], raw_len: int) -> tuple[bytes, bytes]:
+    def _store(self, index: int, parts: list[bytes], raw_len: int) -> None:
+        """Compress, seal, checksum and write one frame. With the helper thread this runs there,
+        one frame after another in order, so the file and its SHA-256 grow as if written here."""
         stored = self._comp.compress_parts(parts)
         del parts
         if self._seal is not None:
             stored = self._seal.seal(index, False, stored)
-        return FRAME.pack(len(stored), raw_len, zlib.crc32(stored)), stored
+        self._write(FRAME.pack(len(stored), raw_len, zlib.crc32(stored)))
+        self._write(stored)
 
     def write_rows(self, rows: list[Any]) -> None:
         if rows:
@@ -160,7 +163,7 @@ class ChunkWriter:
         index = self._frames
         self._frames += 1
         if self._pool is None:
-            self._write_frame(self._store(index, parts, raw_len))
+            self._store(index, parts, raw_len)
             return
         self._pending.append((self._pool.submit(self._store, index, parts, raw_len), raw_len))
         del parts
@@ -168,16 +171,10 @@ class ChunkWriter:
         while len(self._pending) > self.DEPTH or (len(self._pending) > 1 and self._pending_raw() > self.AHEAD):
             self._drain_one()
 
-    def _write_frame(self, frame: tuple[bytes, bytes]) -> None:
-        head, stored = frame
-        self._write(head)
-        self._write(stored)
-
     def _drain_one(self) -> None:
         fut, _ = self._pending[0]
-        frame = fut.result()
+        fut.result()
         self._pending.popleft()
-        self._write_frame(frame)
 
     def close(self) -> ChunkInfo:
         while self._pending:

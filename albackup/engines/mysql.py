@@ -98,6 +98,10 @@ class MySQLAdapter(Adapter):
                         "START TRANSACTION WITH CONSISTENT SNAPSHOT (InnoDB)")
 
     supports_parallel_dump = True
+    # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
+    # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
+    # strips on read; the session's sql_mode never sets PAD_CHAR_TO_FULL_LENGTH.
+    passthrough_kinds = frozenset({"integer", "float", "string", "text", "char", "enum"})
     supports_parallel_restore = True
 
     def lock_for_snapshot(self, conn: Connection) -> str | None:
