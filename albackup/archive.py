@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .codec import array_header, pack_each, row_packer, unpack_rows
+from .codec import LargeBase, LargeRows, LargeValue, array_header, pack_each, row_packer, unpack_frame
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
 from .fsutil import fsync_dir
@@ -31,7 +31,8 @@ from .values import HASH_V2, RowHash
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
 ENCRYPTION_FEATURE = "encryption-v1"
-KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2})
+LARGE_FEATURE = "large-values-v1"
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE})
 #: manifest keys kept in plain text when the rest of the manifest is sealed
 PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
@@ -81,9 +82,13 @@ class ChunkInfo:
     bytes: int
     sha256: str
     content_hash: str
+    large_values: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if not d["large_values"]:
+            del d["large_values"]
+        return d
 
 
 class ChunkWriter:
@@ -112,6 +117,7 @@ class ChunkWriter:
         self._pack = row_packer()
         self._frames = 0
         self._bytes = 0
+        self.large_values = 0
         self._pending: deque[Any] = deque()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress") if threaded else None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -155,11 +161,39 @@ class ChunkWriter:
         array header and the rows, compressed piece by piece (never joined in memory)."""
         if not packed:
             return
-        parts = [array_header(len(packed)), *packed]
+        self._hash.update_packed(packed)
+        self._frame([array_header(len(packed)), *packed])
+
+    def write_large_row(self, row: Any) -> None:
+        """A row holding large values (codec.LargeBase): a frame of the row with placeholders,
+        then each large value, in column order, as frames of one piece each. The row's content
+        hash is taken over its full canonical encoding as the pieces go by."""
+        from xxhash import xxh3_128
+
+        placed = [v.placeholder() if isinstance(v, LargeBase) else v for v in row]
+        self._frame([array_header(1), *pack_each(self._pack, [placed])])
+        h = xxh3_128()
+        h.update(array_header(len(row)))
+        for v in row:
+            if not isinstance(v, LargeBase):
+                h.update(self._pack(v))
+                continue
+            h.update(v.msgpack_header())
+            n = 0
+            for piece in v.pieces():
+                if piece:
+                    h.update(piece)
+                    n += len(piece)
+                    self._frame([piece])
+            if n != v.length:
+                raise ArchiveError(f"{self.rel}: a large value read {n} bytes, {v.length} were announced")
+            self.large_values += 1
+        self._hash.add(h.intdigest())
+
+    def _frame(self, parts: list[bytes]) -> None:
         raw_len = sum(map(len, parts))
         if raw_len >= MAX_FRAME:
             raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
-        self._hash.update_packed(packed)
         index = self._frames
         self._frames += 1
         if self._pool is None:
@@ -188,7 +222,8 @@ class ChunkWriter:
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
-        return ChunkInfo(self.rel, self._hash.rows, self._bytes, self._sha.hexdigest(), self._hash.hexdigest())
+        return ChunkInfo(self.rel, self._hash.rows, self._bytes, self._sha.hexdigest(), self._hash.hexdigest(),
+                         self.large_values)
 
     def abort(self) -> None:
         if self._pool is not None:
@@ -209,11 +244,15 @@ def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:
 
 def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = None,
                expect_rows: int | None = None, encryption: Encryption | None = None,
-               rel: str | None = None) -> Iterator[list[list[Any]]]:
+               rel: str | None = None, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
     """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
 
     With ``encryption`` every frame is authenticated with the file's name (``rel``) and its
     index, and the sealed trailer proves the file ends where its writer ended it.
+
+    Large values (FORMAT.md §5.1) are read from the frames that follow their row's frame into
+    temporary files; with ``lazy_large`` such a batch is a ``codec.LargeRows`` holding
+    ``codec.LargeValue`` objects (to be streamed), otherwise the values are made whole.
     """
     opener = encryption.opener(rel or path.name) if encryption else None
     sha = hashlib.sha256()
@@ -223,7 +262,10 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
         raise ArchiveError(f"{where}: chunk file is missing") from None
     except OSError as exc:
         raise ArchiveError(f"{where}: cannot open ({exc.strerror})") from None
-    with f:
+    counts = [0, 0]      # frames, rows
+
+    def frames() -> Iterator[bytes]:
+        """Every frame's raw payload, checked; returns at the trailer (checked too)."""
         size = os.fstat(f.fileno()).st_size
         head = _read_exact(f, HEADER.size, where, "header")
         sha.update(head)
@@ -235,9 +277,9 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                                f"the manifest says it {'is' if opener else 'is not'}")
         if comp_id not in COMPRESSION_NAMES:
             raise ArchiveError(f"{where}: unknown compression id {comp_id}")
-        frames = rows = 0
         while True:
-            fh = _read_exact(f, 4, where, f"frame {frames + 1} header")
+            frames_ = counts[0]
+            fh = _read_exact(f, 4, where, f"frame {frames_ + 1} header")
             sha.update(fh)
             (stored_len,) = struct.unpack(">I", fh)
             if stored_len == END_MARK:
@@ -252,14 +294,15 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                         raise ArchiveError(f"{where}: truncated (sealed trailer cut short)")
                     blob = _read_exact(f, slen, where, "sealed trailer")
                     sha.update(blob)
-                    if SEALED_TRAILER.unpack(opener.open(frames, True, blob)) != (nframes, nrows):
+                    if SEALED_TRAILER.unpack(opener.open(frames_, True, blob)) != (nframes, nrows):
                         raise ArchiveError(f"{where}: trailer does not match its sealed copy")
                 if f.read(1):
                     raise ArchiveError(f"{where}: unexpected bytes after the trailer")
-                if nframes != frames or nrows != rows:
-                    raise ArchiveError(f"{where}: trailer says {nframes} frames/{nrows} rows, found {frames}/{rows}")
-                break
-            frames += 1
+                if nframes != frames_ or nrows != counts[1]:
+                    raise ArchiveError(f"{where}: trailer says {nframes} frames/{nrows} rows, "
+                                       f"found {frames_}/{counts[1]}")
+                return
+            counts[0] = frames = frames_ + 1
             rest = _read_exact(f, FRAME.size - 4, where, f"frame {frames} header")
             sha.update(rest)
             _, raw_len, crc = FRAME.unpack(fh + rest)
@@ -280,13 +323,36 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
             raw = decompress(comp_id, stored, raw_len, f"{where} frame {frames}")
             if len(raw) != raw_len:
                 raise ArchiveError(f"{where}: frame {frames} decompressed to the wrong size")
-            batch = unpack_rows(raw, ncols, f"{where} frame {frames}")
-            rows += len(batch)
+            yield raw
+
+    with f:
+        it = frames()
+        for raw in it:
+            found: list[LargeValue] = []
+            batch = unpack_frame(raw, ncols, f"{where} frame {counts[0]}", found)
+            del raw
+            counts[1] += len(batch)
+            if found:
+                for lv in found:          # the values' pieces follow, in order
+                    while lv.filled < lv.length:
+                        piece = next(it, None)
+                        if piece is None:
+                            raise ArchiveError(f"{where}: a large value is cut short")
+                        if lv.filled + len(piece) > lv.length:
+                            raise ArchiveError(f"{where}: frame {counts[0]}: a large value is longer than "
+                                               "announced")
+                        lv.append(piece)
+                if lazy_large:
+                    batch = LargeRows(batch)
+                else:
+                    batch = [[v.materialize() if isinstance(v, LargeValue) else v for v in r] for r in batch]
+                    for lv in found:
+                        lv.close()
             yield batch
     if expect_sha256 is not None and sha.hexdigest() != expect_sha256:
         raise ArchiveError(f"{where}: SHA-256 does not match the manifest")
-    if expect_rows is not None and rows != expect_rows:
-        raise ArchiveError(f"{where}: holds {rows} rows, the manifest says {expect_rows}")
+    if expect_rows is not None and counts[1] != expect_rows:
+        raise ArchiveError(f"{where}: holds {counts[1]} rows, the manifest says {expect_rows}")
 
 
 class BackupWriter:
@@ -455,22 +521,22 @@ class Backup:
     def rows(self, key: str) -> int:
         return int(self.tables[key]["rows"])
 
-    def iter_chunk(self, key: str, index: int) -> Iterator[list[list[Any]]]:
+    def iter_chunk(self, key: str, index: int, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """The rows of one chunk file of a table (0-based), checked against the manifest."""
         table = self.schema.table(key)
         c = self.tables[key]["chunks"][index]
         where = f"{self.path.name}/{c['file']} (table {key})"
         yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
-                              self.encryption, c["file"])
+                              self.encryption, c["file"], lazy_large)
 
-    def iter_batches(self, key: str) -> Iterator[list[list[Any]]]:
+    def iter_batches(self, key: str, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """All rows of one table, batch by batch, checked against the manifest."""
         table = self.schema.table(key)
         ncols = len(table.columns)
         for c in self.tables[key]["chunks"]:
             where = f"{self.path.name}/{c['file']} (table {key})"
             yield from read_chunk(self.chunk_path(c["file"]), ncols, where, c["sha256"], int(c["rows"]),
-                                  self.encryption, c["file"])
+                                  self.encryption, c["file"], lazy_large)
 
     def chunk_path(self, rel: str) -> Path:
         return self._fetch(rel) if self._fetch is not None else self.path / rel

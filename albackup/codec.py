@@ -1,7 +1,8 @@
 """The only module that imports msgpack. Fixed options, bounded unpacking, our own errors."""
 from __future__ import annotations
 
-from typing import Any
+import struct
+from typing import Any, Iterator
 
 import msgpack
 
@@ -22,10 +23,10 @@ def unpack_rows(data: bytes, ncols: int, where: str) -> list[list[Any]]:
     msgpack's limits default to the input's own length, so a damaged length prefix cannot make
     it allocate more than the frame holds.
     """
-    try:
-        rows = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ArchiveError(f"{where}: cannot decode rows ({type(exc).__name__}: {exc})") from None
+    return unpack_frame(data, ncols, where, None)
+
+
+def _check_rows(rows: Any, ncols: int, where: str) -> list[list[Any]]:
     if not isinstance(rows, list):
         raise ArchiveError(f"{where}: frame does not hold a list of rows")
     if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {ncols}):
@@ -57,3 +58,111 @@ def array_header(n: int) -> bytes:
     if n < 1 << 16:
         return b"\xdc" + n.to_bytes(2, "big")
     return b"\xdd" + n.to_bytes(4, "big")
+
+
+# ---------------------------------------------------------------------------------------------
+# Large values (feature "large-values-v1", docs/FORMAT.md §5.1). A value of more than
+# LARGE_BYTES is not held in its row: the row carries a placeholder (msgpack ext type 1: kind and
+# length) and the value's bytes follow the row's frame in frames of their own, a piece each.
+# ---------------------------------------------------------------------------------------------
+
+LARGE_EXT = 1
+LARGE_HEAD = struct.Struct(">BQ")          # kind (0 bytes, 1 text as UTF-8), length in bytes
+LARGE_BYTES = 8 << 20                      # values above this are stored in pieces
+PIECE_BYTES = 1 << 20                      # and read from the source this many at a time
+
+
+class LargeBase:
+    """A value too large to hold whole: ``kind`` 0 (bytes) or 1 (text), ``length`` in bytes."""
+
+    kind: int
+    length: int
+
+    def pieces(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def msgpack_header(self) -> bytes:
+        """What ``msgpack.packb(value)`` starts with: bin 32 or str 32 and the length."""
+        return (b"\xc6" if self.kind == 0 else b"\xdb") + self.length.to_bytes(4, "big")
+
+    def placeholder(self) -> msgpack.ExtType:
+        return msgpack.ExtType(LARGE_EXT, LARGE_HEAD.pack(self.kind, self.length))
+
+    def materialize(self) -> bytes | str:
+        data = b"".join(self.pieces())
+        return data if self.kind == 0 else data.decode("utf-8")
+
+
+class LargeValue(LargeBase):
+    """A large value read from a chunk file, spooled to a temporary file as it is read."""
+
+    def __init__(self, kind: int, length: int) -> None:
+        import tempfile
+
+        self.kind = kind
+        self.length = length
+        self.filled = 0
+        self._f = tempfile.TemporaryFile(prefix="albackup-value-")
+
+    def append(self, piece: bytes) -> None:
+        self._f.write(piece)
+        self.filled += len(piece)
+
+    def pieces(self) -> Iterator[bytes]:
+        self._f.seek(0)
+        while True:
+            b = self._f.read(PIECE_BYTES)
+            if not b:
+                return
+            yield b
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class LargeRows(list):  # type: ignore[type-arg]
+    """A batch of rows holding LargeValue objects (the rest of albackup sees plain lists)."""
+
+
+def has_large(row: Any) -> bool:
+    return any(isinstance(v, LargeBase) for v in row)
+
+
+def hash_row_streaming(row: Any, pack: Any) -> int:
+    """XXH3-128 of the row's canonical encoding, large values fed piece by piece."""
+    from xxhash import xxh3_128
+
+    h = xxh3_128()
+    h.update(array_header(len(row)))
+    for v in row:
+        if isinstance(v, LargeBase):
+            h.update(v.msgpack_header())
+            n = 0
+            for p in v.pieces():
+                h.update(p)
+                n += len(p)
+            if n != v.length:
+                raise ArchiveError(f"a large value holds {n} bytes, {v.length} were expected")
+        else:
+            h.update(pack(v))
+    return h.intdigest()  # type: ignore[no-any-return]
+
+
+def unpack_frame(data: bytes, ncols: int, where: str, found: list[LargeValue] | None) -> list[list[Any]]:
+    """``unpack_rows``, turning large-value placeholders into (empty) LargeValue objects that
+    are appended to ``found`` in the order they occur; None: placeholders are damage."""
+    def hook(code: int, payload: bytes) -> Any:
+        if code != LARGE_EXT or found is None or len(payload) != LARGE_HEAD.size:
+            raise ValueError(f"unexpected msgpack extension type {code}")
+        kind, length = LARGE_HEAD.unpack(payload)
+        if kind not in (0, 1) or length >= 1 << 40:
+            raise ValueError("bad large-value placeholder")
+        lv = LargeValue(kind, length)
+        found.append(lv)
+        return lv
+
+    try:
+        rows = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0, ext_hook=hook)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ArchiveError(f"{where}: cannot decode rows ({type(exc).__name__}: {exc})") from None
+    return _check_rows(rows, ncols, where)

@@ -10,14 +10,14 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .archive import BackupWriter, ChunkWriter, Encryption, new_manifest
+from .archive import LARGE_FEATURE, BackupWriter, ChunkWriter, Encryption, new_manifest
 from .engines.base import Adapter
-from .errors import AlbackupError, DumpError
+from .errors import AlbackupError, ArchiveError, DumpError
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
 from .units import Unit, UnitResult, plan_units
-from .codec import pack_each, row_packer
+from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,20 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
     try:
         for raw in adapter.stream(conn, table, opts.batch_rows, unit.where, unit.params):
             read += len(raw)
-            packed = pack_each(pack, _convert_batch(table, convert, readers, raw))
+            rows = _convert_batch(table, convert, readers, raw)
             del raw
+            try:
+                packed = pack_each(pack, rows)
+            except ArchiveError:
+                if not any(has_large(r) for r in rows):
+                    raise
+                packed = []     # rows with values too large to hold: written piece by piece
+                for r in rows:
+                    if has_large(r):
+                        chunk.write_large_row(r)
+                    else:
+                        packed.append(pack(r))
+            del rows
             held += packed
             held_bytes += sum(map(len, packed))
             del packed
@@ -239,6 +251,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
             tables=tables,
             totals={"tables": len(tables), "rows": rows, "bytes": size},
         )
+        if any(c.get("large_values") for t in tables.values() for c in t["chunks"]):
+            manifest["features"] = [*manifest["features"], LARGE_FEATURE]
         if sink is not None:
             sink.wait_chunks()
         path = writer.commit(manifest)

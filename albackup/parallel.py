@@ -306,7 +306,8 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                     with conn.begin():
                         adapter.begin_load(conn)
                         n = adapter.load(conn, _target_model(tp), cols, writers,
-                                         _converted(backup, tp, h, advanced, chunk=ci), tp.identity)
+                                         _converted(backup, tp, h, advanced, chunk=ci,
+                                                    lazy_large=adapter.streams_large_values), tp.identity)
                         adapter.end_load(conn)
                     secs = time.monotonic() - t0
                     reporter.table_done(label, n, 0, secs)

@@ -90,12 +90,14 @@ def _identity_move(tp: TablePlan) -> bool:
 
 def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
                on_batch: Callable[[int], None] | None, loaded_only: bool = True,
-               chunk: int | None = None) -> Iterator[list[Any]]:
+               chunk: int | None = None, lazy_large: bool = False) -> Iterator[list[Any]]:
     convert = batch_converter([None if c.move.convert is _ident else c.move.convert for c in tp.columns],
                               skip_none=True)
     keep = [i for i, c in enumerate(tp.columns) if c.loaded]
     all_loaded = len(keep) == len(tp.columns) or not loaded_only
-    source = backup.iter_batches(tp.table.key) if chunk is None else backup.iter_chunk(tp.table.key, chunk)
+    lazy = convert is None and lazy_large     # large values streamed only where nothing converts them
+    source = (backup.iter_batches(tp.table.key, lazy) if chunk is None
+              else backup.iter_chunk(tp.table.key, chunk, lazy))
     for batch in source:
         rows = batch if convert is None else convert(batch)
         if hasher is not None:
@@ -363,7 +365,9 @@ class Restorer:
                 done[0] += n
                 self.progress.advanced(key, done[0], 0)
 
-            n = self.adapter.load(conn, _target_model(tp), cols, writers, _converted(self.backup, tp, h, advanced),
+            n = self.adapter.load(conn, _target_model(tp), cols, writers,
+                                  _converted(self.backup, tp, h, advanced,
+                                             lazy_large=self.adapter.streams_large_values),
                                   tp.identity)
             want = self.backup.rows(tp.table.key)
             if n != want:

@@ -367,15 +367,31 @@ class RowHash:
         self.total = (self.total + sum(map(self._digest, packed))) % MOD2
         self.rows += len(packed)
 
+    def add(self, row_hash: int) -> None:
+        """One row hashed elsewhere (a row with large values, fed piece by piece)."""
+        self.total = (self.total + row_hash) % MOD2
+        self.rows += 1
+
     def update(self, rows: list[Any]) -> None:
+        from .codec import has_large, hash_row_streaming, pack_each
+
         if self._norm:
             rows = [list(r) for r in rows]
             for i, f in self._norm:
                 for r in rows:
-                    r[i] = f(r[i])
-        from .codec import pack_each
-
-        self.update_packed(pack_each(self._pack, rows))
+                    v = r[i]
+                    if v is not None and hasattr(v, "materialize"):   # a large value
+                        v = v.materialize()
+                    r[i] = f(v)
+        try:
+            packed = pack_each(self._pack, rows)
+        except Exception:
+            if not any(has_large(r) for r in rows):
+                raise
+            for r in rows:
+                self.add(hash_row_streaming(r, self._pack))
+            return
+        self.update_packed(packed)
 
     def hexdigest(self) -> str:
         return f"{self.total:032x}"

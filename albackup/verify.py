@@ -33,7 +33,7 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
             where = f"{b.id}/{c['file']} (table {t.key})"
             h = hasher_for(b.features, types)
             for batch in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
-                                    b.encryption, c["file"]):
+                                    b.encryption, c["file"], lazy_large=True):
                 h.update(batch)
             if h.hexdigest() != c["content_hash"]:
                 raise IntegrityError(f"{where}: content hash does not match the manifest")

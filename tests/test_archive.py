@@ -515,3 +515,75 @@ def test_iter_batches_checks_chunk_against_manifest(published: Path) -> None:
     b = Backup(published)
     with pytest.raises(ArchiveError, match=r"00002-00001\.chunk \(table b\): SHA-256 does not match"):
         list(b.iter_batches("b"))
+
+
+# ---------------------------------------------------------------- large values (large-values-v1)
+
+def _large(kind: int, data: bytes, short: int = 0) -> object:
+    from albackup.codec import LargeBase
+
+    class Src(LargeBase):
+        def __init__(self) -> None:
+            self.kind, self.length = kind, len(data)
+
+        def pieces(self):  # type: ignore[no-untyped-def]
+            end = len(data) - short
+            for i in range(0, end, 1 << 20):
+                yield data[i:min(i + (1 << 20), end)]
+    return Src()
+
+
+def test_large_values_are_written_in_pieces_and_read_back(tmp_path: Path) -> None:
+    from albackup.codec import LargeRows, LargeValue
+    from albackup.model import LogicalType
+
+    types = [LogicalType("integer"), LogicalType("binary"), LogicalType("text")]
+    blob = bytes(range(256)) * 40000 + b"end"               # ~10 MB
+    text = ("zoë\t" * 3_000_000)                              # ~15 MB of UTF-8
+    w = ChunkWriter(tmp_path / "c.chunk", "data/00001-00001.chunk", Compressor("zstd"), types)
+    w.write_rows([[1, b"small", "a"]])
+    w.write_large_row([2, _large(0, blob), _large(1, text.encode())])
+    w.write_rows([[3, None, "c"]])
+    info = w.close()
+    assert info.large_values == 2 and info.rows == 3
+    rows = [r for b in read_chunk(tmp_path / "c.chunk", 3, "t", info.sha256, 3) for r in b]
+    assert rows == [[1, b"small", "a"], [2, blob, text], [3, None, "c"]]
+    h = RowHash(types)
+    h.update(rows)                                   # the hash of the whole values
+    assert h.hexdigest() == info.content_hash
+    lazy = list(read_chunk(tmp_path / "c.chunk", 3, "t", info.sha256, 3, lazy_large=True))
+    assert [type(b) for b in lazy] == [list, LargeRows, list]
+    lv = lazy[1][0][1]
+    assert isinstance(lv, LargeValue) and lv.length == len(blob) and b"".join(lv.pieces()) == blob
+    h2 = RowHash(types)
+    for b in lazy:
+        h2.update(b)                                 # streamed, never made whole
+    assert h2.hexdigest() == info.content_hash
+
+
+def test_large_value_shorter_than_announced_is_refused(tmp_path: Path) -> None:
+    from albackup.model import LogicalType
+
+    types = [LogicalType("integer"), LogicalType("binary")]
+    w = ChunkWriter(tmp_path / "c.chunk", "data/00001-00001.chunk", Compressor("zstd"), types)
+    with pytest.raises(ArchiveError, match="announced"):
+        w.write_large_row([1, _large(0, b"x" * (9 << 20), short=5)])
+    w.abort()
+
+
+def test_large_value_cut_short_in_the_file_is_damage(tmp_path: Path) -> None:
+    """A chunk whose last piece frame is missing (the trailer rewritten to match) is refused."""
+    from albackup.model import LogicalType
+
+    types = [LogicalType("integer"), LogicalType("binary")]
+    w = ChunkWriter(tmp_path / "c.chunk", "data/00001-00001.chunk", Compressor("none"), types)
+    w.write_large_row([1, _large(0, b"y" * (9 << 20) + b"z")])
+    w.close()
+    data = (tmp_path / "c.chunk").read_bytes()
+    # drop the last piece frame (1 byte "z": 12-byte header + 1 byte) and fix the trailer's count
+    body, trailer = data[:-16], data[-16:]
+    body = body[:-13]
+    frames = int.from_bytes(trailer[4:8], "big") - 1
+    (tmp_path / "c.chunk").write_bytes(body + trailer[:4] + frames.to_bytes(4, "big") + trailer[8:])
+    with pytest.raises(ArchiveError, match="cut short"):
+        list(read_chunk(tmp_path / "c.chunk", 2, "t"))

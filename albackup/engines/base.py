@@ -179,6 +179,9 @@ class Adapter(abc.ABC):
     supports_parallel_dump = False
     #: chunk files can be loaded by several connections at once (restore -j)
     supports_parallel_restore = False
+    #: load() takes rows holding codec.LargeValue objects (batches of codec.LargeRows) and
+    #: streams them; elsewhere large values are made whole before they are loaded
+    streams_large_values = False
 
     def sql_params(self, sql: str) -> str:
         """``sql`` (names already quoted) made safe to run with positional parameters."""

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
+from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
 from ..values import Converter, date_text, datetime_text, time_text
 from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register, split_by_bytes
 
@@ -211,8 +212,43 @@ class PostgreSQLAdapter(Adapter):
             return lambda v: None if v is None else _time_text(v)
         return super().reader(t)
 
+    #: large values (codec.LARGE_BYTES and more) are read and loaded piece by piece
+    streams_large_values = True
+
+    def _large_capable(self, table: Table) -> list[int]:
+        out = []
+        for i, c in enumerate(table.columns):
+            k, n = c.type.kind, c.type.length
+            if k in ("binary", "text") or (k == "string" and (n is None or n * 4 > LARGE_BYTES)):
+                out.append(i)
+        return out
+
+    def _large_columns(self, conn: Connection, table: Table, where: str, params: Any) -> list[int]:
+        """The columns of ``table`` (within ``where``) that hold a value over LARGE_BYTES: one
+        pass over the value lengths, which PostgreSQL knows without reading the values."""
+        cand = self._large_capable(table)
+        if not cand:
+            return []
+        checks = ", ".join(f"coalesce(bool_or(octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}), false)"
+                           for i in cand)
+        sql = f"SELECT {checks} FROM {self.qtable(table.name, table.schema)}"
+        cur = self.dbapi(conn).cursor()
+        try:
+            if params is None:
+                cur.execute(sql + where)
+            else:
+                cur.execute(self.sql_params(sql) + where, params)
+            flags = cur.fetchone()
+        finally:
+            cur.close()
+        return [i for i, f in zip(cand, flags or ()) if f]
+
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
                params: Any = None) -> Iterator[list[Any]]:
+        big = self._large_columns(conn, table, where, params)
+        if big:
+            yield from self._stream_large(conn, table, batch_rows, where, params, big)
+            return
         cur = self.dbapi(conn).cursor(name=f"albackup_{abs(hash(table.key))}")
         cur.itersize = batch_rows
         _register_text_casters(cur)
@@ -223,6 +259,43 @@ class PostgreSQLAdapter(Adapter):
                 cur.execute(self.sql_params(self.select_sql(table)) + where, params)
             sizes: list[int] = []
             yield from prefetched(fetch_batches(cur, batch_rows, sizes=sizes), sizes=sizes)
+        finally:
+            cur.close()
+
+    def _stream_large(self, conn: Connection, table: Table, batch_rows: int, where: str, params: Any,
+                      big: list[int]) -> Iterator[list[Any]]:
+        """Rows in which each value over LARGE_BYTES of the ``big`` columns is left out and
+        replaced by a _PgLarge that reads it in pieces (by ctid, in the same snapshot)."""
+        qt = self.qtable(table.name, table.schema)
+        cols = []
+        for i, c in enumerate(table.columns):
+            q = self.q(c.name)
+            if i in big:
+                cols.append(f"CASE WHEN octet_length({q}) > {LARGE_BYTES} THEN NULL ELSE {q} END")
+            else:
+                cols.append(f"{q}::text" if c.type.kind == "char" else q)
+        cols += [f"octet_length({self.q(table.columns[i].name)})" for i in big] + ["ctid"]
+        sql = f"SELECT {', '.join(cols)} FROM {qt}"
+        n = len(table.columns)
+        raw = self.dbapi(conn)
+        cur = raw.cursor(name=f"albackup_large_{abs(hash(table.key))}")
+        _register_text_casters(cur)
+        try:
+            if params is None:
+                cur.execute(sql + where)
+            else:
+                cur.execute(self.sql_params(sql) + where, params)
+            for batch in fetch_batches(cur, batch_rows):
+                out = []
+                for r in batch:
+                    row = list(r[:n])
+                    for j, i in enumerate(big):
+                        length = r[n + j]
+                        if length is not None and length > LARGE_BYTES:
+                            kind = 0 if table.columns[i].type.kind == "binary" else 1
+                            row[i] = _PgLarge(raw, qt, self.q(table.columns[i].name), r[-1], kind, int(length))
+                    out.append(row)
+                yield out
         finally:
             cur.close()
 
@@ -369,6 +442,13 @@ class PostgreSQLAdapter(Adapter):
             try:
                 for batch in batches:
                     counter[0] += len(batch)
+                    if isinstance(batch, LargeRows):
+                        for row in batch:
+                            if has_large(row):
+                                yield from _large_copy_line(row, writers)
+                            else:
+                                yield text([row]).encode("utf-8")
+                        continue
                     for part in split_by_bytes(batch, 2 << 20):   # large values: a few rows at a time
                         yield text(part).encode("utf-8")
             except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
@@ -536,3 +616,64 @@ def copy_lines(writers: list[Converter]) -> Any:
     env["NULL"] = "\\N"
     exec(compile(src, "<albackup COPY lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
     return env["lines"]
+
+
+class _PgLarge(LargeBase):
+    """A large value still in the database, read in pieces of PIECE_BYTES by the row's ctid in
+    the dump's snapshot. The server detoasts the value once (a materialized CTE; text as its
+    UTF-8 bytes) and hands out byte slices through a server-side cursor: slicing a compressed
+    value directly would decompress it again for every piece."""
+
+    _seq = 0
+
+    def __init__(self, raw: Any, qtable: str, qcol: str, ctid: str, kind: int, length: int) -> None:
+        self.raw, self.qtable, self.qcol, self.ctid = raw, qtable, qcol, ctid
+        self.kind, self.length = kind, length
+
+    def pieces(self) -> Iterator[bytes]:
+        expr = f"{self.qcol} || ''::bytea" if self.kind == 0 else f"convert_to({self.qcol}, 'UTF8')"
+        sql = (f"WITH v AS MATERIALIZED (SELECT {expr} AS b FROM {self.qtable} WHERE ctid = %s::tid) "
+               f"SELECT substring(v.b FROM g FOR %s) FROM v, generate_series(1, %s, %s) AS g ORDER BY g")
+        _PgLarge._seq += 1
+        cur = self.raw.cursor(name=f"albackup_piece_{_PgLarge._seq}")
+        try:
+            cur.execute(sql, (self.ctid, PIECE_BYTES, max(self.length, 1), PIECE_BYTES))
+            got = False
+            while True:
+                rows = cur.fetchmany(2)
+                if not rows:
+                    break
+                for (v,) in rows:
+                    got = True
+                    if v:
+                        yield bytes(v)
+            if not got:
+                raise RuntimeError(f"row {self.ctid} of {self.qtable} is gone from the snapshot")
+        finally:
+            cur.close()
+
+
+_BESC = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
+
+
+def _large_copy_line(row: Any, writers: list[Converter]) -> Iterator[bytes]:
+    """One COPY text line holding large values, as pieces: bytea in hex, text escaped per piece
+    (the escaped bytes are ASCII, so a piece may split a UTF-8 character without harm)."""
+    for i, (w, v) in enumerate(zip(writers, row)):
+        if i:
+            yield b"\t"
+        if v is None:
+            yield b"\\N"
+        elif isinstance(v, LargeBase):
+            if v.kind == 0:
+                yield b"\\\\x"
+                for p in v.pieces():
+                    yield p.hex().encode("ascii")
+            else:
+                for p in v.pieces():
+                    for a, b in _BESC:
+                        p = p.replace(a, b)
+                    yield p
+        else:
+            yield w(v).encode("utf-8")
+    yield b"\n"
