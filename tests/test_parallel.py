@@ -296,3 +296,34 @@ def test_parallel_restore_failure_drops_what_it_created(make_db, tmp_path: Path,
     with pytest.raises(RestoreError, match="index t_code could not be created"):
         api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
     assert sa.inspect(_eng(dst)).get_table_names() == []
+
+
+def test_mysql_parallel_dump_without_reload_privilege_says_it_is_not_consistent(make_db, tmp_path: Path) -> None:
+    """Without RELOAD, FLUSH TABLES WITH READ LOCK is refused: the workers' snapshots are taken
+    one after another, the manifest says the dump is not consistent, and require_consistent
+    turns that into a failure."""
+    import secrets
+
+    from albackup.errors import DumpError
+
+    src = make_db("mysql", "nr")
+    build_keys(src)
+    user = f"albk_nr_{secrets.token_hex(3)}"
+    root = _eng(src)
+    with root.begin() as c:
+        c.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-{user}'")
+        c.exec_driver_sql(f"GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES ON `{src.database}`.* TO '{user}'@'%%'")
+    try:
+        limited = src.set(username=user, password=f"pw-{user}")
+        res = api.dump(_cfg(limited, jobs=2, chunk_rows=100), tmp_path / "b")
+        assert res.consistency["consistent"] is False
+        assert res.consistency["method"] == "mysql-consistent-snapshot-per-worker"
+        assert "FLUSH TABLES WITH READ LOCK was refused" in res.consistency["detail"]
+        assert api.verify(res.path).rows == 2400
+        with pytest.raises(DumpError, match="require_consistent"):
+            api.dump(_cfg(limited, jobs=2, chunk_rows=100, require_consistent=True), tmp_path / "c")
+        assert not (tmp_path / "c").exists() or list((tmp_path / "c").iterdir()) == []
+    finally:
+        with root.begin() as c:
+            c.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
+        root.dispose()
