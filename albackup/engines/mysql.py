@@ -101,7 +101,8 @@ class MySQLAdapter(Adapter):
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
     # strips on read; the session's sql_mode never sets PAD_CHAR_TO_FULL_LENGTH.
-    passthrough_kinds = frozenset({"integer", "float", "string", "text", "char", "enum"})
+    # Decimals come as the server's text (see _decimals_as_text), already padded to their scale.
+    passthrough_kinds = frozenset({"integer", "float", "string", "text", "char", "enum", "decimal"})
     supports_parallel_restore = True
 
     def lock_for_snapshot(self, conn: Connection) -> str | None:
@@ -198,7 +199,8 @@ class MySQLAdapter(Adapter):
             yield from super().stream(conn, table, batch_rows, where, params)
             return
         try:
-            with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()):
+            with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()), \
+                    _decimals_as_text(raw, driver):
                 cur.execute(self.select_sql(table) + where, params)
             sizes: list[int] = []
             batches = fetch_batches(cur, batch_rows, sizes=sizes)
@@ -523,6 +525,38 @@ def _temporals_as_text(raw: Any) -> Iterator[None]:
         yield
     finally:
         conv.update(saved)
+
+
+def _decimal_text(v: Any) -> str:
+    s = v.decode("ascii") if isinstance(v, (bytes, bytearray)) else str(v)
+    return s[1:] if s[:1] == "-" and not s.strip("-0.") else s     # "-0.00" → "0.00"
+
+
+@contextlib.contextmanager
+def _decimals_as_text(raw: Any, driver: str) -> Iterator[None]:
+    """For the statement run inside this block, DECIMAL values stay the server's text (which is
+    their canonical form: plain notation, padded to the column's scale) instead of becoming
+    Decimal objects that albackup would only turn back into text."""
+    if driver == "pymysql":
+        from pymysql.constants import FIELD_TYPE
+
+        conv = raw.decoders
+    else:
+        from MySQLdb.constants import FIELD_TYPE  # type: ignore[no-redef]
+
+        conv = raw.converter
+    codes = [FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL]
+    saved = {c: conv.get(c) for c in codes}
+    for c in codes:
+        conv[c] = _decimal_text
+    try:
+        yield
+    finally:
+        for c, f in saved.items():
+            if f is None:
+                conv.pop(c, None)
+            else:
+                conv[c] = f
 
 
 # ------------------------------------------------------------------------- LOAD DATA format
