@@ -585,3 +585,22 @@ def test_restore_plan_for_sql_server(ad: MSSQLAdapter) -> None:
     assert "[state] NVARCHAR(4) NULL," in lines
     assert "CHECK ([state] IN (N'new', N'done'))" in lines
     assert tp.identity is True
+
+
+# ---------------------------------------------------------------- key ranges (chunked dumps)
+
+def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons(ad: MSSQLAdapter) -> None:
+    a = ad
+    t = Table(EVIL, "dbo", [Column("grp", L("string", length=10), "NVARCHAR(10)", nullable=False),
+                            Column("n", L("integer", bits=32), "INT", nullable=False)], primary_key=["grp", "n"])
+    sql = a.nth_key_sql(t, ["grp", "n"], "", 1000)
+    assert sql == ('SELECT [grp], [n] FROM [dbo].[x"]]; DROP TABLE y; --] ORDER BY [grp], [n] '
+                   'OFFSET 999 ROWS FETCH NEXT 1 ROWS ONLY')
+    cond, params = a.key_compare(["grp", "n"], ">", ("g1", 7))
+    assert cond == "([grp] > ? OR ([grp] = ? AND [n] > ?))" and params == ["g1", "g1", 7]
+    cond, params = a.key_compare(["grp", "n"], "<=", ("g2", 3))
+    assert cond == "([grp] < ? OR ([grp] = ? AND [n] <= ?))" and params == ["g2", "g2", 3]
+    # pyodbc's qmark style: no '%' doubling
+    assert a.sql_params("SELECT '%' FROM t") == "SELECT '%' FROM t"
+    # one connection: a SQL Server dump is never read by workers
+    assert not a.supports_parallel_dump and not a.supports_parallel_restore

@@ -63,6 +63,7 @@ def machine_info(pg: Pg, my: My) -> dict:
         "nproc": os.cpu_count(), "memory": mem, "cpu": cpu,
         "kernel": platform.release(), "python": platform.python_version(),
         "albackup": _cmd_version([sys.executable, "-m", "albackup", "--version"]),
+        "albackup_mysql_driver": my.url("x").split("+", 1)[1].split(":", 1)[0],
         "postgresql": pg.version(),
         "pg_settings": {k: pg.setting(k) for k in ("shared_buffers", "max_wal_size", "wal_level", "autovacuum",
                                                    "synchronous_commit")},
