@@ -589,8 +589,8 @@ def test_restore_plan_for_sql_server(ad: MSSQLAdapter) -> None:
 
 # ---------------------------------------------------------------- key ranges (chunked dumps)
 
-def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons(ad: MSSQLAdapter) -> None:
-    a = ad
+def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons() -> None:
+    a = MSSQLAdapter(mssql_pyodbc.dialect(paramstyle="qmark"))     # pyodbc's own paramstyle
     t = Table(EVIL, "dbo", [Column("grp", L("string", length=10), "NVARCHAR(10)", nullable=False),
                             Column("n", L("integer", bits=32), "INT", nullable=False)], primary_key=["grp", "n"])
     sql = a.nth_key_sql(t, ["grp", "n"], "", 1000)
