@@ -327,7 +327,7 @@ def _compare_copy(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path,
         with backup_at(location, db.encryption, options=opts) as backup:
             _restore(backup, replace(target, encryption=db.encryption),
                      RestoreOptions(allow_restore=True, clean=scratch is not None,
-                                    enable_ri_check=db.enable_ri_check), progress)
+                                    enable_ri_check=db.enable_ri_check, jobs=db.jobs), progress)
         entry.restore_seconds = round(time.monotonic() - t1, 3)
         if after_restore is not None:
             after_restore(db, target)

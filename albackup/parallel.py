@@ -269,7 +269,7 @@ DumpPool.target = _worker
 # ------------------------------------------------------------------ restore
 
 def _restore_worker(idx: int, pipe: Any) -> None:
-    from .restore import _converted, _target_model, rehash
+    from .restore import _converted, _target_model, has_large_values, rehash
     from .values import RowHash
 
     restorer = _STATE["restorer"]
@@ -325,7 +325,8 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                 elif msg[0] == "rehash":
                     _, ti, normalize = msg
                     with conn.begin():
-                        h = rehash(conn, adapter, plan.tables[ti], normalize)
+                        h = rehash(conn, adapter, plan.tables[ti], normalize,
+                                   has_large_values(backup, plan.tables[ti].table.key))
                     pipe.send(("rehashed", ti, h.rows, h.hexdigest()))
     except BaseException as exc:  # reported to the parent, which fails the restore
         from .errors import RestoreError

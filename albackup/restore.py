@@ -112,18 +112,26 @@ def _target_model(tp: TablePlan) -> Table:
     return Table(tp.name, tp.schema, cols)
 
 
-def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool) -> RowHash:
+def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool,
+              large_values: bool = True) -> RowHash:
     """The content hash (version 2) of a live table, read through the adapter's dump path."""
     types = [c.type for c in table.columns]
     convert = adapter.batch_reader(types)
     h = RowHash(types, normalize)
-    for raw in adapter.stream(conn, table, 5000):
+    for raw in adapter.stream(conn, table, 5000, large_values=large_values):
         h.update(raw if convert is None else convert(raw))
     return h
 
 
-def rehash(conn: Connection, adapter: Adapter, tp: TablePlan, normalize: bool = True) -> RowHash:
-    return read_hash(conn, adapter, _target_model(tp), normalize)
+def rehash(conn: Connection, adapter: Adapter, tp: TablePlan, normalize: bool = True,
+           large_values: bool = True) -> RowHash:
+    return read_hash(conn, adapter, _target_model(tp), normalize, large_values)
+
+
+def has_large_values(backup: Backup, key: str) -> bool:
+    """Whether the backup stored any value of this table in pieces (then the read-back looks for
+    large values to read them in pieces too; otherwise none can be there)."""
+    return any(c.get("large_values") for c in backup.tables[key]["chunks"])
 
 
 @dataclass
@@ -263,6 +271,9 @@ class Restorer:
                     a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
                     self._create_tables(conn, plan)
                     a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+            for tp in plan.tables:     # a stored (S3) backup's chunks are fetched here, not by workers
+                for c in self.backup.tables[tp.table.key]["chunks"]:
+                    self.backup.chunk_path(c["file"])
             pool = RestorePool(self, plan, self.progress)
             pool.start(self.opts.jobs)
             loads = [(ti, ci, int(c["rows"])) for ti, tp in enumerate(plan.tables)
@@ -426,7 +437,7 @@ class Restorer:
 
     def _rehash(self, conn: Connection, plan: Plan, expected: dict[str, tuple[int, str]]) -> None:
         for tp in plan.tables:
-            got = rehash(conn, self.adapter, tp, self._normalize(plan))
+            got = rehash(conn, self.adapter, tp, self._normalize(plan), has_large_values(self.backup, tp.table.key))
             want_rows, want_hash = expected[tp.table.key]
             if got.rows != want_rows:
                 raise IntegrityError(f"table {tp.table.key}: target holds {got.rows} rows after restore, "

@@ -347,3 +347,27 @@ databases:
         p = subprocess.run([sys.executable, "-m", "albackup", "--cfg", str(cfgfile), *cmd, "--backup-dir", url],
                            capture_output=True, text=True, env=env, cwd=ROOT)
         assert p.returncode == 0, p.stderr
+
+
+def test_parallel_dump_and_restore_through_s3(s3env: s3servers.S3Server, pg, tmp_path: Path) -> None:
+    """-j 2 with a table cut into key ranges, straight to an s3:// URL and back: the chunk files
+    are fetched before the workers start and every value comes back."""
+    src = pg.new("s3jsrc")
+    e = sa.create_engine(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        c.exec_driver_sql("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+        c.exec_driver_sql("ANALYZE t")
+    e.dispose()
+    cfg = config.url_config(src.render_as_string(False), jobs=2, chunk_rows=1000)
+    location = api.dump(cfg, f"s3://{BUCKET}/parallel").location
+    with api.backup_at(location) as b:
+        assert len(b.tables["t"]["chunks"]) == 5
+    dst = pg.new("s3jdst")
+    res = api.restore(location, config.url_config(dst.render_as_string(False), allow_restore=True),
+                      RestoreOptions(allow_restore=True, jobs=2))
+    assert res.rows == 5000
+    e = sa.create_engine(dst)
+    with e.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*), sum(id), max(v) FROM t").one() == (5000, 12502500, "v999")
+    e.dispose()

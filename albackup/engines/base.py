@@ -159,9 +159,11 @@ class Adapter(abc.ABC):
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
-               params: Any = None) -> Iterator[list[Any]]:
+               params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
         """Raw DBAPI rows of ``table``, a batch at a time, through a streaming cursor.
-        ``where`` (with its DBAPI ``params``) restricts them to one key range."""
+        ``where`` (with its DBAPI ``params``) restricts them to one key range. ``large_values``
+        False: the caller knows no value is large enough to be read in pieces (engines that read
+        large values in pieces then skip looking for them)."""
         cur = self.dbapi(conn).cursor()
         try:
             if params is None:

@@ -183,7 +183,7 @@ class MySQLAdapter(Adapter):
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
-               params: Any = None) -> Iterator[list[Any]]:
+               params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
         """Rows through the driver's unbuffered cursor (PyMySQL's or mysqlclient's SSCursor)."""
         raw = self.dbapi(conn)
         driver = dbapi_driver(raw)
@@ -196,7 +196,7 @@ class MySQLAdapter(Adapter):
 
             cur = raw.cursor(MySQLdb.cursors.SSCursor)
         else:
-            yield from super().stream(conn, table, batch_rows, where, params)
+            yield from super().stream(conn, table, batch_rows, where, params, large_values)
             return
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()), \

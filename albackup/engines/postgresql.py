@@ -244,8 +244,8 @@ class PostgreSQLAdapter(Adapter):
         return [i for i, f in zip(cand, flags or ()) if f]
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
-               params: Any = None) -> Iterator[list[Any]]:
-        big = self._large_columns(conn, table, where, params)
+               params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
+        big = self._large_columns(conn, table, where, params) if large_values else []
         if big:
             yield from self._stream_large(conn, table, batch_rows, where, params, big)
             return
