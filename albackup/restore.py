@@ -215,20 +215,12 @@ class Restorer:
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
-                    if clash:
-                        self._drop_existing(conn, plan, set(clash))
-                    a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
-                    self._create_tables(conn, plan)
-                    a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+                    self._create(conn, plan, clash)
                     a.begin_load(conn)
                     expected = self._load(conn, plan, res)
                     a.end_load(conn)
                     self._constraints(conn, plan)
-                    self._foreign_keys(conn, plan)
-                    if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
-                        self._routines(conn, plan)
-                    for tp in plan.tables:
-                        a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
+                    self._finish(conn, plan)
                     if a.transactional_ddl:
                         self._rehash(conn, plan, expected)
                 if not a.transactional_ddl:
@@ -266,11 +258,7 @@ class Restorer:
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
-                    if clash:
-                        self._drop_existing(conn, plan, set(clash))
-                    a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
-                    self._create_tables(conn, plan)
-                    a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+                    self._create(conn, plan, clash)
             for tp in plan.tables:     # a stored (S3) backup's chunks are fetched here, not by workers
                 for c in self.backup.tables[tp.table.key]["chunks"]:
                     self.backup.chunk_path(c["file"])
@@ -307,11 +295,7 @@ class Restorer:
             pool.ddl(ddl)
             with self.engine.connect() as conn:
                 with conn.begin():
-                    self._foreign_keys(conn, plan)
-                    if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
-                        self._routines(conn, plan)
-                    for tp in plan.tables:
-                        a.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
+                    self._finish(conn, plan)
             got = pool.rehash(normalize)
             for ti, tp in enumerate(plan.tables):
                 rows, digest = got[ti]
@@ -338,6 +322,23 @@ class Restorer:
         finally:
             if pool is not None:
                 pool.close()
+
+    def _create(self, conn: Connection, plan: Plan, clash: list[str]) -> None:
+        """--clean's drops, schemas/types/sequences, the tables (steps 1–3)."""
+        a = self.adapter
+        if clash:
+            self._drop_existing(conn, plan, set(clash))
+        a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
+        self._create_tables(conn, plan)
+        a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+
+    def _finish(self, conn: Connection, plan: Plan) -> None:
+        """Foreign keys and their validation, routines, identities (steps 6–8)."""
+        self._foreign_keys(conn, plan)
+        if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
+            self._routines(conn, plan)
+        for tp in plan.tables:
+            self.adapter.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
 
     def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
         for tp in reversed(plan.tables):
