@@ -109,6 +109,9 @@ class _Workers:
     def _state(self) -> dict[str, Any]:
         return {}
 
+    def _failure(self, message: str) -> BaseException:
+        return DumpError(message)
+
     def start(self, jobs: int) -> None:
         """Fork ``jobs`` workers and wait until each has connected (and joined the snapshot)."""
         ctx = multiprocessing.get_context("fork")
@@ -149,8 +152,10 @@ class _Workers:
                     except EOFError:
                         break
                 if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
-                    out.append((i, ("error", i, DumpError(
-                        f"{self.what} worker {i + 1} ended unexpectedly (exit code {self.procs[i].exitcode})"))))
+                    self.procs[i].join(5)
+                    code = self.procs[i].exitcode
+                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    out.append((i, ("error", i, self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})"))))
                 continue
             i = self.pipes.index(obj)
             try:
@@ -353,6 +358,11 @@ class RestorePool(_Workers):
         super().__init__(reporter)
         self.restorer = restorer
         self.plan = plan
+
+    def _failure(self, message: str) -> BaseException:
+        from .errors import RestoreError
+
+        return RestoreError(message)
 
     def _state(self) -> dict[str, Any]:
         return dict(restorer=self.restorer, plan=self.plan)

@@ -327,3 +327,47 @@ def test_mysql_parallel_dump_without_reload_privilege_says_it_is_not_consistent(
         with root.begin() as c:
             c.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
         root.dispose()
+
+
+def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_path: Path) -> None:
+    """SIGKILL one worker in the middle of a -j 2 dump: the dump fails with a message naming the
+    worker, the other worker is stopped, and no backup (nor staging folder) is left."""
+    import multiprocessing
+    import signal
+
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", "kill")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad "
+                          "FROM generate_series(1, 400000) g")
+        c.exec_driver_sql("ALTER TABLE big ADD PRIMARY KEY (id)")
+        c.exec_driver_sql("ANALYZE big")
+    e.dispose()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            api.dump(_cfg(src, jobs=2, chunk_rows=10000, batch_rows=200), tmp_path / "b")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    victims: list[Any] = []
+    while not victims and time.monotonic() < deadline:
+        victims = [p for p in multiprocessing.active_children() if p.name.startswith("albackup-dump-")]
+        time.sleep(0.05)
+    assert victims, "no dump worker was seen"
+    time.sleep(0.3)
+    import os
+
+    os.kill(victims[0].pid, signal.SIGKILL)
+    t.join(60)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DumpError), errors
+    assert "dump worker" in str(errors[0]) and "ended unexpectedly (killed by signal 9)" in str(errors[0])
+    assert not any(p.is_alive() for p in multiprocessing.active_children() if p.name.startswith("albackup-dump-"))
+    assert list((tmp_path / "b").iterdir()) == []
