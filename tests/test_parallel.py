@@ -371,3 +371,61 @@ def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_pat
     assert "dump worker" in str(errors[0]) and "ended unexpectedly (killed by signal 9)" in str(errors[0])
     assert not any(p.is_alive() for p in multiprocessing.active_children() if p.name.startswith("albackup-dump-"))
     assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_a_killed_restore_worker_fails_the_restore_and_drops_its_tables(make_db, tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    from albackup.errors import RestoreError
+
+    src = make_db("postgresql", "rk")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad "
+                          "FROM generate_series(1, 400000) g")
+        c.exec_driver_sql("ALTER TABLE big ADD PRIMARY KEY (id)")
+        c.exec_driver_sql("ANALYZE big")
+    e.dispose()
+    res = api.dump(_cfg(src, chunk_rows=10000), tmp_path / "b")
+    dst = make_db("postgresql", "rkd")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    victims: list[Any] = []
+    while not victims and time.monotonic() < deadline:
+        victims = [p for p in multiprocessing.active_children() if p.name.startswith("albackup-restore-")]
+        time.sleep(0.05)
+    assert victims, "no restore worker was seen"
+    time.sleep(0.3)
+    os.kill(victims[0].pid, signal.SIGKILL)
+    t.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], RestoreError), errors
+    assert "restore worker" in str(errors[0]) and "killed by signal 9" in str(errors[0])
+    assert sa.inspect(_eng(dst)).get_table_names() == []
+
+
+def test_parallel_progress_reports_each_range_and_each_table(make_db, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Off a terminal, -j prints a log line per finished range (from whichever worker ran it)
+    and one per table with its totals."""
+    from albackup.progress import LogReporter
+
+    src = make_db("postgresql", "prog")
+    build_keys(src)
+    with caplog.at_level("INFO", logger="albackup"):
+        api.dump(_cfg(src, jobs=2, chunk_rows=100), tmp_path / "b", progress=LogReporter())  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if r.name == "albackup"]
+    for i in range(1, 7):
+        assert any(m.startswith(f"table sparse [{i}/6]: 100 rows") for m in lines), lines
+    assert any(m.startswith("table sparse: 600 rows") for m in lines), lines
+    assert any(m.startswith("table nokey") for m in lines), lines
