@@ -8,6 +8,7 @@ the server or the client does not allow local infile, it falls back to multi-row
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from ..errors import RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter
+from ..values import Converter, date_text, datetime_text
 from .base import Adapter, Snapshot, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,14 @@ class MySQLAdapter(Adapter):
                         "START TRANSACTION WITH CONSISTENT SNAPSHOT (InnoDB)")
 
     supports_parallel_dump = True
+
+    def reader(self, t: LogicalType) -> Converter:
+        # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
+        if t.kind == "date":
+            return lambda v: None if v is None else _date_text_fast(v)
+        if t.kind == "datetime" and not t.timezone:
+            return lambda v: None if v is None else _datetime_text_fast(v)
+        return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
     # strips on read; the session's sql_mode never sets PAD_CHAR_TO_FULL_LENGTH.
@@ -532,11 +541,34 @@ def _decimal_text(v: Any) -> str:
     return s[1:] if s[:1] == "-" and not s.strip("-0.") else s     # "-0.00" → "0.00"
 
 
+_date_fromiso = _dt.date.fromisoformat
+_datetime_fromiso = _dt.datetime.fromisoformat
+
+
+def _server_text(v: Any) -> str:
+    return v.decode("ascii") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def _date_text_fast(v: Any) -> Any:
+    """The server's DATE text, checked by the C parser (zero and invalid dates are refused)."""
+    if type(v) is str and len(v) == 10 and _date_fromiso(v):
+        return v
+    return date_text(v)
+
+
+def _datetime_text_fast(v: Any) -> Any:
+    """The server's DATETIME text → canonical ISO (fraction padded to 6 digits, none when zero)."""
+    if type(v) is str:
+        return _datetime_fromiso(v).isoformat()
+    return datetime_text(v, False)
+
+
 @contextlib.contextmanager
 def _decimals_as_text(raw: Any, driver: str) -> Iterator[None]:
     """For the statement run inside this block, DECIMAL values stay the server's text (which is
     their canonical form: plain notation, padded to the column's scale) instead of becoming
-    Decimal objects that albackup would only turn back into text."""
+    Decimal objects that albackup would only turn back into text; DATE, DATETIME and TIMESTAMP
+    values stay text too, for the C parser of the readers (the drivers parse them in Python)."""
     if driver == "pymysql":
         from pymysql.constants import FIELD_TYPE
 
@@ -546,9 +578,12 @@ def _decimals_as_text(raw: Any, driver: str) -> Iterator[None]:
 
         conv = raw.converter
     codes = [FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL]
-    saved = {c: conv.get(c) for c in codes}
+    temporal = [getattr(FIELD_TYPE, n) for n in ("DATE", "NEWDATE", "DATETIME", "TIMESTAMP") if hasattr(FIELD_TYPE, n)]
+    saved = {c: conv.get(c) for c in codes + temporal}
     for c in codes:
         conv[c] = _decimal_text
+    for c in temporal:
+        conv[c] = _server_text
     try:
         yield
     finally:
