@@ -202,6 +202,9 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 pool = DumpPool(engine, adapter, writer, opts, token, reporter)
                 try:
                     pool.start(opts.jobs)
+                except BaseException:
+                    pool.close()       # the workers that did start
+                    raise
                 finally:
                     adapter.release_snapshot_lock(conn)
                 snap = pool.consistency(snap, lock_refused)

@@ -139,7 +139,7 @@ class _Workers:
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs) if i not in self._exited}
         got = wait(live + list(sentinels), timeout)
         if not got:
-            raise DumpError(f"{self.what} workers did not answer within {timeout:.0f} s")
+            raise self._failure(f"{self.what} workers did not answer within {timeout:.0f} s")
         out = []
         for obj in got:
             if obj in sentinels:
@@ -155,7 +155,8 @@ class _Workers:
                     self.procs[i].join(5)
                     code = self.procs[i].exitcode
                     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                    out.append((i, ("error", i, self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})"))))
+                    err = self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})")
+                    out.append((i, ("error", i, err)))
                 continue
             i = self.pipes.index(obj)
             try:
