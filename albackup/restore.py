@@ -232,12 +232,18 @@ class Restorer:
         except BaseException as exc:
             if not self.adapter.transactional_ddl:
                 self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
-            if isinstance(exc, AlbackupError):
+            mapped = self._as_restore_error(exc, "failed and was rolled back")
+            if mapped is None:
                 raise
-            if isinstance(exc, sa.exc.DBAPIError):
-                raise RestoreError(f"restore into {self.label} failed and was rolled back: "
-                                   f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc}") from None
-            raise
+            raise mapped from None
+
+    def _as_restore_error(self, exc: BaseException, what: str) -> RestoreError | None:
+        """A database error as a RestoreError naming the target and the first line of the
+        server's message; None for everything else (raised as it is)."""
+        if isinstance(exc, AlbackupError) or not isinstance(exc, sa.exc.DBAPIError):
+            return None
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
+        return RestoreError(f"restore into {self.label} {what}: {first}")
 
     def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:
         """The manifest's hash is the expected one when the values go in as they are stored (and
@@ -313,12 +319,10 @@ class Restorer:
                 pool.close()
                 pool = None
             self._cleanup()
-            if isinstance(exc, AlbackupError):
+            mapped = self._as_restore_error(exc, "failed; the tables it created were dropped")
+            if mapped is None:
                 raise
-            if isinstance(exc, sa.exc.DBAPIError):
-                raise RestoreError(f"restore into {self.label} failed; the tables it created were dropped: "
-                                   f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc}") from None
-            raise
+            raise mapped from None
         finally:
             if pool is not None:
                 pool.close()

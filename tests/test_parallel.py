@@ -329,22 +329,41 @@ def test_mysql_parallel_dump_without_reload_privilege_says_it_is_not_consistent(
         root.dispose()
 
 
-def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_path: Path) -> None:
-    """SIGKILL one worker in the middle of a -j 2 dump: the dump fails with a message naming the
-    worker, the other worker is stopped, and no backup (nor staging folder) is left."""
-    import multiprocessing
-    import signal
-
-    from albackup.errors import DumpError
-
-    src = make_db("postgresql", "kill")
-    e = _eng(src)
+def _big_table(url: sa.URL) -> None:
+    """400,000 rows of 260 bytes: long enough to kill a worker in the middle of it."""
+    e = _eng(url)
     with e.begin() as c:
         c.exec_driver_sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad "
                           "FROM generate_series(1, 400000) g")
         c.exec_driver_sql("ALTER TABLE big ADD PRIMARY KEY (id)")
         c.exec_driver_sql("ANALYZE big")
     e.dispose()
+
+
+def _kill_a_worker(kind: str) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    deadline = time.monotonic() + 30
+    victims: list[Any] = []
+    while not victims and time.monotonic() < deadline:
+        victims = [p for p in multiprocessing.active_children() if p.name.startswith(f"albackup-{kind}-")]
+        time.sleep(0.05)
+    assert victims, f"no {kind} worker was seen"
+    time.sleep(0.3)
+    os.kill(victims[0].pid, signal.SIGKILL)
+
+
+def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_path: Path) -> None:
+    """SIGKILL one worker in the middle of a -j 2 dump: the dump fails with a message naming the
+    worker, the other worker is stopped, and no backup (nor staging folder) is left."""
+    import multiprocessing
+
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", "kill")
+    _big_table(src)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -355,16 +374,7 @@ def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_pat
 
     t = threading.Thread(target=run)
     t.start()
-    deadline = time.monotonic() + 30
-    victims: list[Any] = []
-    while not victims and time.monotonic() < deadline:
-        victims = [p for p in multiprocessing.active_children() if p.name.startswith("albackup-dump-")]
-        time.sleep(0.05)
-    assert victims, "no dump worker was seen"
-    time.sleep(0.3)
-    import os
-
-    os.kill(victims[0].pid, signal.SIGKILL)
+    _kill_a_worker("dump")
     t.join(60)
     assert not t.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DumpError), errors
@@ -374,20 +384,10 @@ def test_a_killed_dump_worker_fails_the_dump_and_leaves_nothing(make_db, tmp_pat
 
 
 def test_a_killed_restore_worker_fails_the_restore_and_drops_its_tables(make_db, tmp_path: Path) -> None:
-    import multiprocessing
-    import os
-    import signal
-
     from albackup.errors import RestoreError
 
     src = make_db("postgresql", "rk")
-    e = _eng(src)
-    with e.begin() as c:
-        c.exec_driver_sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad "
-                          "FROM generate_series(1, 400000) g")
-        c.exec_driver_sql("ALTER TABLE big ADD PRIMARY KEY (id)")
-        c.exec_driver_sql("ANALYZE big")
-    e.dispose()
+    _big_table(src)
     res = api.dump(_cfg(src, chunk_rows=10000), tmp_path / "b")
     dst = make_db("postgresql", "rkd")
     errors: list[BaseException] = []
@@ -400,14 +400,7 @@ def test_a_killed_restore_worker_fails_the_restore_and_drops_its_tables(make_db,
 
     t = threading.Thread(target=run)
     t.start()
-    deadline = time.monotonic() + 30
-    victims: list[Any] = []
-    while not victims and time.monotonic() < deadline:
-        victims = [p for p in multiprocessing.active_children() if p.name.startswith("albackup-restore-")]
-        time.sleep(0.05)
-    assert victims, "no restore worker was seen"
-    time.sleep(0.3)
-    os.kill(victims[0].pid, signal.SIGKILL)
+    _kill_a_worker("restore")
     t.join(60)
     assert len(errors) == 1 and isinstance(errors[0], RestoreError), errors
     assert "restore worker" in str(errors[0]) and "killed by signal 9" in str(errors[0])
