@@ -94,7 +94,10 @@ def date_text(v: Any) -> str:
         return v.date().isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
-    return dt.date.fromisoformat(str(v)[:10]).isoformat()
+    s = str(v).strip()
+    if len(s) > 10:     # a timestamp in a date column: its date, if the whole text is a timestamp
+        return dt.datetime.fromisoformat(s).date().isoformat()
+    return dt.date.fromisoformat(s).isoformat()
 
 
 def datetime_text(v: Any, aware: bool) -> str:

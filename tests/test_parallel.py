@@ -422,3 +422,22 @@ def test_parallel_progress_reports_each_range_and_each_table(make_db, tmp_path: 
         assert any(m.startswith(f"table sparse [{i}/6]: 100 rows") for m in lines), lines
     assert any(m.startswith("table sparse: 600 rows") for m in lines), lines
     assert any(m.startswith("table nokey") for m in lines), lines
+
+
+@pytest.mark.parametrize("value, column", [("'0044-03-15 BC'::date", "d"), ("'infinity'::timestamp", "ts"),
+                                           ("'2000-01-01 10:00:00 BC'::timestamptz", "tz")])
+def test_postgresql_values_without_canonical_form_are_refused(make_db, tmp_path: Path, value: str,
+                                                              column: str) -> None:
+    """BC and infinite dates/timestamps: the dump fails naming the column (never a silent change)."""
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", "bc")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE v (id INTEGER PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ)")
+        c.exec_driver_sql("INSERT INTO v VALUES (1, '2020-01-01', '2020-01-01 10:00:00', '2020-01-01 10:00:00+00')")
+        c.exec_driver_sql(f"INSERT INTO v (id, {column}) VALUES (2, {value})")
+    e.dispose()
+    with pytest.raises(DumpError, match=rf"table v, column {column}"):
+        api.dump(_cfg(src), tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []

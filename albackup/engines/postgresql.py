@@ -1,6 +1,7 @@
 """PostgreSQL: REPEATABLE READ READ ONLY snapshot, named (server-side) cursors, COPY for the load."""
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from typing import Any, Iterator
@@ -39,7 +40,12 @@ def _register_text_casters(cur: Any) -> None:
 
 
 def _date_text(v: Any) -> Any:
-    return v if type(v) is str and len(v) == 10 else date_text(v)
+    if type(v) is str:      # the server's ISO text; 'infinity' and BC dates have no canonical form
+        return _date_fromiso(v).isoformat()
+    return date_text(v)
+
+
+_date_fromiso = dt.date.fromisoformat
 
 
 # The server's text of timestamps (DateStyle ISO, TimeZone UTC) → the canonical ISO form, by
