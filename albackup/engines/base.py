@@ -506,7 +506,6 @@ def prefetched(batches: Iterator[Any], depth: int = 2, sizes: list[int] | None =
             if q.empty():
                 want.set()
             item = q.get()
-            want.set()
             if item is _END:
                 return
             if isinstance(item, _Failed):
