@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .codec import LargeBase, LargeRows, LargeValue, array_header, pack_each, row_packer, unpack_frame
+from .codec import (LargeBase, LargeRows, LargeValue, array_header, hash_row_streaming, pack_each, row_packer,
+                    unpack_frame)
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
 from .fsutil import fsync_dir
@@ -107,7 +108,7 @@ class ChunkWriter:
         return sum(n for _, n in self._pending)
 
     def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
-                 encryption: Encryption | None = None, threaded: bool = True) -> None:
+                 encryption: Encryption | None = None) -> None:
         self.path = path
         self.rel = rel
         self._comp = compressor
@@ -119,7 +120,7 @@ class ChunkWriter:
         self._bytes = 0
         self.large_values = 0
         self._pending: deque[Any] = deque()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress") if threaded else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
         self._write(HEADER.pack(CHUNK_MAGIC, compressor.id, FLAG_ENCRYPTED if encryption else 0))
@@ -136,15 +137,15 @@ class ChunkWriter:
     @property
     def bytes_written(self) -> int:
         """Bytes stored so far, counting frames still being compressed at their raw size."""
-        return self._bytes + sum(n for _, n in self._pending)
+        return self._bytes + self._pending_raw()
 
     @property
     def content_hash(self) -> str:
         return self._hash.hexdigest()
 
     def _store(self, index: int, parts: list[bytes], raw_len: int) -> None:
-        """Compress, seal, checksum and write one frame. With the helper thread this runs there,
-        one frame after another in order, so the file and its SHA-256 grow as if written here."""
+        """Compress, seal, checksum and write one frame. This runs on the helper thread, one frame
+        after another in order, so the file and its SHA-256 grow as if written by the caller."""
         stored = self._comp.compress_parts(parts)
         del parts
         if self._seal is not None:
@@ -168,27 +169,10 @@ class ChunkWriter:
         """A row holding large values (codec.LargeBase): a frame of the row with placeholders,
         then each large value, in column order, as frames of one piece each. The row's content
         hash is taken over its full canonical encoding as the pieces go by."""
-        from xxhash import xxh3_128
-
         placed = [v.placeholder() if isinstance(v, LargeBase) else v for v in row]
         self._frame([array_header(1), *pack_each(self._pack, [placed])])
-        h = xxh3_128()
-        h.update(array_header(len(row)))
-        for v in row:
-            if not isinstance(v, LargeBase):
-                h.update(self._pack(v))
-                continue
-            h.update(v.msgpack_header())
-            n = 0
-            for piece in v.pieces():
-                if piece:
-                    h.update(piece)
-                    n += len(piece)
-                    self._frame([piece])
-            if n != v.length:
-                raise ArchiveError(f"{self.rel}: a large value read {n} bytes, {v.length} were announced")
-            self.large_values += 1
-        self._hash.add(h.intdigest())
+        self._hash.add(hash_row_streaming(row, self._pack, lambda piece: self._frame([piece]), self.rel))
+        self.large_values += sum(isinstance(v, LargeBase) for v in row)
 
     def _frame(self, parts: list[bytes]) -> None:
         raw_len = sum(map(len, parts))
@@ -196,9 +180,6 @@ class ChunkWriter:
             raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
         index = self._frames
         self._frames += 1
-        if self._pool is None:
-            self._store(index, parts, raw_len)
-            return
         self._pending.append((self._pool.submit(self._store, index, parts, raw_len), raw_len))
         del parts
         # at most DEPTH frames in flight, and at most one once they get big (50 MB values)
@@ -213,8 +194,7 @@ class ChunkWriter:
     def close(self) -> ChunkInfo:
         while self._pending:
             self._drain_one()
-        if self._pool is not None:
-            self._pool.shutdown()
+        self._pool.shutdown()
         self._write(TRAILER.pack(END_MARK, self._frames, self._hash.rows))
         if self._seal is not None:   # the authenticated end: no frame can be cut off unseen
             sealed = self._seal.seal(self._frames, True, SEALED_TRAILER.pack(self._frames, self._hash.rows))
@@ -226,11 +206,10 @@ class ChunkWriter:
                          self.large_values)
 
     def abort(self) -> None:
-        if self._pool is not None:
-            for fut, _ in self._pending:
-                fut.cancel()
-            self._pending.clear()
-            self._pool.shutdown()
+        for fut, _ in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        self._pool.shutdown()
         if not self._f.closed:
             self._f.close()
 
@@ -531,12 +510,8 @@ class Backup:
 
     def iter_batches(self, key: str, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """All rows of one table, batch by batch, checked against the manifest."""
-        table = self.schema.table(key)
-        ncols = len(table.columns)
-        for c in self.tables[key]["chunks"]:
-            where = f"{self.path.name}/{c['file']} (table {key})"
-            yield from read_chunk(self.chunk_path(c["file"]), ncols, where, c["sha256"], int(c["rows"]),
-                                  self.encryption, c["file"], lazy_large)
+        for i in range(len(self.tables[key]["chunks"])):
+            yield from self.iter_chunk(key, i, lazy_large)
 
     def chunk_path(self, rel: str) -> Path:
         return self._fetch(rel) if self._fetch is not None else self.path / rel

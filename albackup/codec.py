@@ -1,8 +1,9 @@
 """The only module that imports msgpack. Fixed options, bounded unpacking, our own errors."""
 from __future__ import annotations
 
+import abc
 import struct
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import msgpack
 
@@ -72,14 +73,15 @@ LARGE_BYTES = 8 << 20                      # values above this are stored in pie
 PIECE_BYTES = 1 << 20                      # and read from the source this many at a time
 
 
-class LargeBase:
+class LargeBase(abc.ABC):
     """A value too large to hold whole: ``kind`` 0 (bytes) or 1 (text), ``length`` in bytes."""
 
     kind: int
     length: int
 
+    @abc.abstractmethod
     def pieces(self) -> Iterator[bytes]:
-        raise NotImplementedError
+        """The value's bytes (text as UTF-8), a piece at a time; may be read more than once."""
 
     def msgpack_header(self) -> bytes:
         """What ``msgpack.packb(value)`` starts with: bin 32 or str 32 and the length."""
@@ -128,8 +130,10 @@ def has_large(row: Any) -> bool:
     return any(isinstance(v, LargeBase) for v in row)
 
 
-def hash_row_streaming(row: Any, pack: Any) -> int:
-    """XXH3-128 of the row's canonical encoding, large values fed piece by piece."""
+def hash_row_streaming(row: Any, pack: Any, on_piece: Callable[[bytes], None] | None = None,
+                       where: str = "") -> int:
+    """XXH3-128 of the row's canonical encoding, large values fed piece by piece (each piece also
+    handed to ``on_piece``, the chunk writer's way of storing it as it goes by)."""
     from xxhash import xxh3_128
 
     h = xxh3_128()
@@ -139,10 +143,13 @@ def hash_row_streaming(row: Any, pack: Any) -> int:
             h.update(v.msgpack_header())
             n = 0
             for p in v.pieces():
-                h.update(p)
-                n += len(p)
+                if p:
+                    h.update(p)
+                    n += len(p)
+                    if on_piece is not None:
+                        on_piece(p)
             if n != v.length:
-                raise ArchiveError(f"a large value holds {n} bytes, {v.length} were expected")
+                raise ArchiveError(f"{where or 'a row'}: a large value read {n} bytes, {v.length} were announced")
         else:
             h.update(pack(v))
     return h.intdigest()  # type: ignore[no-any-return]

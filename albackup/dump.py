@@ -80,9 +80,10 @@ def _convert_batch(table: Table, convert: Callable[[list[Any]], list[Any]] | Non
         raise
 
 
-def _frames(packed: list[bytes]) -> Iterator[list[bytes]]:
-    """Cut a batch of packed rows into frames of at most about BATCH_BYTES (at least one row)."""
-    if sum(map(len, packed)) < BATCH_BYTES:
+def _frames(packed: list[bytes], total: int) -> Iterator[list[bytes]]:
+    """Cut packed rows (``total`` bytes) into frames of at most about BATCH_BYTES (a frame holds
+    at least one row)."""
+    if total < BATCH_BYTES:
         yield packed
         return
     start = size = 0
@@ -134,7 +135,7 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
             del packed
             if len(held) < opts.batch_rows and held_bytes < BATCH_BYTES:
                 continue
-            for frame in _frames(held):
+            for frame in _frames(held, held_bytes):
                 chunk.write_packed(frame)
             held, held_bytes = [], 0
             progress.advanced(label, read, chunk.bytes_written)
@@ -142,7 +143,7 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
                 infos.append(chunk.close())
                 chunk_no += 1
                 chunk = writer.chunk(unit.table_no, chunk_no, types)
-        for frame in _frames(held):
+        for frame in _frames(held, held_bytes):
             chunk.write_packed(frame)
         progress.advanced(label, read, chunk.bytes_written)
         infos.append(chunk.close())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 from multiprocessing.connection import wait
 from typing import Any
@@ -337,13 +336,9 @@ def _restore_worker(idx: int, pipe: Any) -> None:
     except BaseException as exc:  # reported to the parent, which fails the restore
         from .errors import RestoreError
 
-        if isinstance(exc, AlbackupError):
-            err: BaseException = exc
-        elif isinstance(exc, sa.exc.DBAPIError):
-            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-            err = RestoreError(f"restore into {restorer.label} failed; the tables it created were dropped: {first}")
-        else:
-            err = RestoreError(f"restore worker failed: {type(exc).__name__}: {exc}")
+        err: BaseException = (exc if isinstance(exc, AlbackupError)
+                              else restorer._as_restore_error(exc, "failed; the tables it created were dropped")
+                              or RestoreError(f"restore worker failed: {type(exc).__name__}: {exc}"))
         try:
             pipe.send(("error", idx, err))
         except Exception:

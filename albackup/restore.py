@@ -304,16 +304,7 @@ class Restorer:
                     self._finish(conn, plan)
             got = pool.rehash(normalize)
             for ti, tp in enumerate(plan.tables):
-                rows, digest = got[ti]
-                want_rows, want_hash = expected[tp.table.key]
-                if rows != want_rows:
-                    raise IntegrityError(f"table {tp.table.key}: target holds {rows} rows after restore, "
-                                         f"expected {want_rows}")
-                if digest != want_hash:
-                    with self.engine.connect() as conn:
-                        cols = self._differing_columns(conn, tp)
-                    raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
-                                         f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
+                self._check_read_back(tp, *got[ti], expected[tp.table.key], None)
         except BaseException as exc:
             if pool is not None:
                 pool.close()
@@ -443,14 +434,24 @@ class Restorer:
     def _rehash(self, conn: Connection, plan: Plan, expected: dict[str, tuple[int, str]]) -> None:
         for tp in plan.tables:
             got = rehash(conn, self.adapter, tp, self._normalize(plan), has_large_values(self.backup, tp.table.key))
-            want_rows, want_hash = expected[tp.table.key]
-            if got.rows != want_rows:
-                raise IntegrityError(f"table {tp.table.key}: target holds {got.rows} rows after restore, "
-                                     f"expected {want_rows}")
-            if got.hexdigest() != want_hash:
+            self._check_read_back(tp, got.rows, got.hexdigest(), expected[tp.table.key], conn)
+
+    def _check_read_back(self, tp: TablePlan, rows: int, digest: str, want: tuple[int, str],
+                         conn: Connection | None) -> None:
+        """Row count and content hash read back against what the backup holds; on a hash mismatch
+        a diagnostic pass (on ``conn``, else a new connection) names the differing columns."""
+        want_rows, want_hash = want
+        if rows != want_rows:
+            raise IntegrityError(f"table {tp.table.key}: target holds {rows} rows after restore, "
+                                 f"expected {want_rows}")
+        if digest != want_hash:
+            if conn is None:
+                with self.engine.connect() as c:
+                    cols = self._differing_columns(c, tp)
+            else:
                 cols = self._differing_columns(conn, tp)
-                raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
-                                     f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
+            raise IntegrityError(f"table {tp.table.key}: values read back from the target differ from "
+                                 f"the backup in column(s) {', '.join(cols) or '?'} (content hash mismatch)")
 
     def _differing_columns(self, conn: Connection, tp: TablePlan) -> list[str]:
         """A second, diagnostic pass: per-column hashes of the backup (as converted) and the target."""

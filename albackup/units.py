@@ -30,10 +30,14 @@ class Unit:
     chunk_no: int = 1
     where: str = ""
     params: tuple[Any, ...] | None = None
-    range: dict[str, Any] | None = None
+    range: dict[str, Any] | None = None     # None: the whole table
     estimate: int | None = None
-    ranged: bool = False
     parts: int = 1              # units of its table
+
+    @property
+    def ranged(self) -> bool:
+        """A range of its table: exactly one chunk file (a whole table rolls over into more)."""
+        return self.range is not None
 
     @property
     def label(self) -> str:
@@ -70,7 +74,7 @@ def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_ro
             if key:
                 pieces = _key_ranges(conn, adapter, no, table, key, chunk_rows)
             else:
-                pieces = [Unit(no, table, i + 1, where, params, rng, None, True)
+                pieces = [Unit(no, table, i + 1, where, params, rng)
                           for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, chunk_rows))]
         if len(pieces) <= 1:
             pieces = [Unit(no, table, estimate=est)]
@@ -110,7 +114,7 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         rng = {"key": key, "after": None if lo is None else [_jsonable(v) for v in lo],
                "upto": None if hi is None else [_jsonable(v) for v in hi]}
-        units.append(Unit(no, table, i + 1, where, tuple(params), rng, chunk_rows if hi is not None else None, True))
+        units.append(Unit(no, table, i + 1, where, tuple(params), rng, chunk_rows if hi is not None else None))
     return units
 
 

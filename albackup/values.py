@@ -100,6 +100,14 @@ def date_text(v: Any) -> str:
     return dt.date.fromisoformat(s).isoformat()
 
 
+def server_date_text(v: Any) -> Any:
+    """A date the server sent as ISO text, checked and kept by the C parser (anything else, such as
+    'infinity', a BC date or a zero date, raises); a date object as ``date_text``."""
+    if type(v) is str:
+        return dt.date.fromisoformat(v).isoformat()
+    return date_text(v)
+
+
 def datetime_text(v: Any, aware: bool) -> str:
     if not isinstance(v, dt.datetime):
         if isinstance(v, dt.date):

@@ -166,10 +166,7 @@ class Adapter(abc.ABC):
         large values in pieces then skip looking for them)."""
         cur = self.dbapi(conn).cursor()
         try:
-            if params is None:
-                cur.execute(self.select_sql(table) + where)
-            else:
-                cur.execute(self.sql_params(self.select_sql(table)) + where, params)
+            self.execute_where(cur, self.select_sql(table), where, params)
             yield from fetch_batches(cur, batch_rows)
         finally:
             cur.close()
@@ -188,6 +185,14 @@ class Adapter(abc.ABC):
     def sql_params(self, sql: str) -> str:
         """``sql`` (names already quoted) made safe to run with positional parameters."""
         return sql.replace("%", "%%") if self.dialect.paramstyle in ("format", "pyformat") else sql
+
+    def execute_where(self, cur: Any, sql: str, where: str = "", params: Any = None) -> None:
+        """``sql`` + a ``where`` clause with its DBAPI ``params`` (None: no parameters, so no
+        placeholder processing of ``sql``, whose names may hold a '%')."""
+        if params is None:
+            cur.execute(sql + where)
+        else:
+            cur.execute(self.sql_params(sql) + where, params)
 
     def key_compare(self, key: list[str], op: str, values: tuple[Any, ...]) -> tuple[str, list[Any]]:
         """``(key) op (values)`` in key order, for op ``>`` or ``<=``, spelled out column by column."""
@@ -402,6 +407,20 @@ def _ident(v: Any) -> Any:
 #: a fetched batch is kept near this many bytes, whatever the width of the rows (drivers hold
 #: a few times as much while they fetch it: psycopg2 receives bytea as hex text)
 BATCH_BYTES = 4 << 20
+
+
+def compile_lines(writers: list[Converter], null: str, what: str) -> Callable[[list[Any]], str]:
+    """rows → text lines for a bulk load (COPY, LOAD DATA): fields joined by tabs, each by its
+    column's writer (``str`` inlined), NULL as ``null``; one function compiled for the table."""
+    parts = []
+    for i, w in enumerate(writers):
+        val = f"r[{i}]" if w is str else f"w{i}(r[{i}])"
+        parts.append(f"{{NULL if r[{i}] is None else {val}}}")
+    src = "def lines(rows):\n    return ''.join([f\"" + "\\t".join(parts) + "\\n\" for r in rows])\n"
+    env: dict[str, Any] = {f"w{i}": w for i, w in enumerate(writers) if w is not str}
+    env["NULL"] = null
+    exec(compile(src, f"<albackup {what} lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
+    return env["lines"]  # type: ignore[no-any-return]
 
 
 def split_by_bytes(rows: list[Any], max_bytes: int) -> list[list[Any]]:

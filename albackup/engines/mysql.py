@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 from ..errors import RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, date_text, datetime_text
-from .base import Adapter, Snapshot, fetch_batches, prefetched, register
+from ..values import Converter, datetime_text, server_date_text
+from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class MySQLAdapter(Adapter):
     def reader(self, t: LogicalType) -> Converter:
         # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
         if t.kind == "date":
-            return lambda v: None if v is None else _date_text_fast(v)
+            return lambda v: None if v is None else server_date_text(v)   # refuses zero dates
         if t.kind == "datetime" and not t.timezone:
             return lambda v: None if v is None else _datetime_text_fast(v)
         return super().reader(t)
@@ -210,7 +210,7 @@ class MySQLAdapter(Adapter):
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()), \
                     _decimals_as_text(raw, driver):
-                cur.execute(self.select_sql(table) + where, params)
+                self.execute_where(cur, self.select_sql(table), where, params)
             sizes: list[int] = []
             batches = fetch_batches(cur, batch_rows, sizes=sizes)
             # mysqlclient waits for the server without the GIL: fetch ahead on a thread.
@@ -549,7 +549,6 @@ def _decimal_text(v: Any) -> str:
     return s[1:] if s[:1] == "-" and not s.strip("-0.") else s     # "-0.00" → "0.00"
 
 
-_date_fromiso = _dt.date.fromisoformat
 _datetime_fromiso = _dt.datetime.fromisoformat
 
 
@@ -557,11 +556,6 @@ def _server_text(v: Any) -> str:
     return v.decode("ascii") if isinstance(v, (bytes, bytearray)) else str(v)
 
 
-def _date_text_fast(v: Any) -> Any:
-    """The server's DATE text, checked by the C parser (zero and invalid dates are refused)."""
-    if type(v) is str and len(v) == 10 and _date_fromiso(v):
-        return v
-    return date_text(v)
 
 
 def _datetime_text_fast(v: Any) -> Any:
@@ -667,12 +661,7 @@ def _bool(v: Any) -> str:
 
 def _compile_lines(fields: list[Callable[[Any], str]]) -> Callable[[list[Any]], str]:
     """rows → the load file's lines, one function compiled for the table's field encoders."""
-    parts = [f"{{NULL if r[{i}] is None else f{i}(r[{i}])}}" for i in range(len(fields))]
-    src = "def lines(rows):\n    return ''.join([f\"" + "\\t".join(parts) + "\\n\" for r in rows])\n"
-    env: dict[str, Any] = {f"f{i}": f for i, f in enumerate(fields)}
-    env["NULL"] = _NULL
-    exec(compile(src, "<albackup LOAD DATA lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
-    return env["lines"]  # type: ignore[no-any-return]
+    return compile_lines(fields, _NULL, "LOAD DATA")
 
 
 def _field_encoder(i: int, kind: str, modes: list[str | None], writer: Converter) -> Callable[[Any], str]:

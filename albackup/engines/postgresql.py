@@ -1,7 +1,6 @@
 """PostgreSQL: REPEATABLE READ READ ONLY snapshot, named (server-side) cursors, COPY for the load."""
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from typing import Any, Iterator
@@ -15,8 +14,9 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
-from ..values import Converter, date_text, datetime_text, time_text
-from .base import Adapter, Snapshot, Verbatim, fetch_batches, prefetched, register, split_by_bytes
+from ..values import Converter, datetime_text, server_date_text, time_text
+from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
+                   split_by_bytes)
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
@@ -39,13 +39,6 @@ def _register_text_casters(cur: Any) -> None:
         ext.register_type(ext.new_array_type((array_oid,), f"ALBACKUP_{name}[]", caster), cur)
 
 
-def _date_text(v: Any) -> Any:
-    if type(v) is str:      # the server's ISO text; 'infinity' and BC dates have no canonical form
-        return _date_fromiso(v).isoformat()
-    return date_text(v)
-
-
-_date_fromiso = dt.date.fromisoformat
 
 
 # The server's text of timestamps (DateStyle ISO, TimeZone UTC) → the canonical ISO form, by
@@ -84,10 +77,17 @@ class PostgreSQLAdapter(Adapter):
     supports_parallel_dump = True
     supports_parallel_restore = True
 
-    def begin_snapshot(self, conn: Connection) -> Snapshot:
+    def _read_transaction(self, conn: Connection, snapshot: Any = None) -> None:
+        """REPEATABLE READ, READ ONLY (on an exported snapshot when given), in UTC, with the
+        interval style the canonical interval text is written in."""
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if snapshot is not None:
+            conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": snapshot})
         conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
+
+    def begin_snapshot(self, conn: Connection) -> Snapshot:
+        self._read_transaction(conn)
         return Snapshot("postgresql-repeatable-read", True,
                         "one REPEATABLE READ, READ ONLY transaction for reflection and every table")
 
@@ -95,10 +95,7 @@ class PostgreSQLAdapter(Adapter):
         return conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
 
     def join_snapshot(self, conn: Connection, token: Any) -> Snapshot:
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": token})
-        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
+        self._read_transaction(conn, token)
         return Snapshot("postgresql-exported-snapshot", True,
                         "workers share one REPEATABLE READ snapshot (pg_export_snapshot / SET TRANSACTION SNAPSHOT)")
 
@@ -210,7 +207,7 @@ class PostgreSQLAdapter(Adapter):
 
     def reader(self, t: LogicalType) -> Converter:
         if t.kind == "date":
-            return lambda v: None if v is None else _date_text(v)
+            return lambda v: None if v is None else server_date_text(v)   # refuses 'infinity', BC
         if t.kind == "datetime":
             f = _timestamptz_text if t.timezone else _timestamp_text
             return lambda v: None if v is None else f(v)
@@ -240,10 +237,7 @@ class PostgreSQLAdapter(Adapter):
         sql = f"SELECT {checks} FROM {self.qtable(table.name, table.schema)}"
         cur = self.dbapi(conn).cursor()
         try:
-            if params is None:
-                cur.execute(sql + where)
-            else:
-                cur.execute(self.sql_params(sql) + where, params)
+            self.execute_where(cur, sql, where, params)
             flags = cur.fetchone()
         finally:
             cur.close()
@@ -259,10 +253,7 @@ class PostgreSQLAdapter(Adapter):
         cur.itersize = batch_rows
         _register_text_casters(cur)
         try:
-            if params is None:
-                cur.execute(self.select_sql(table) + where)
-            else:
-                cur.execute(self.sql_params(self.select_sql(table)) + where, params)
+            self.execute_where(cur, self.select_sql(table), where, params)
             sizes: list[int] = []
             yield from prefetched(fetch_batches(cur, batch_rows, sizes=sizes), sizes=sizes)
         finally:
@@ -287,10 +278,7 @@ class PostgreSQLAdapter(Adapter):
         cur = raw.cursor(name=f"albackup_large_{abs(hash(table.key))}")
         _register_text_casters(cur)
         try:
-            if params is None:
-                cur.execute(sql + where)
-            else:
-                cur.execute(self.sql_params(sql) + where, params)
+            self.execute_where(cur, sql, where, params)
             for batch in fetch_batches(cur, batch_rows):
                 out = []
                 for r in batch:
@@ -610,18 +598,8 @@ def copy_text_writer(t: LogicalType) -> Converter:
 
 
 def copy_lines(writers: list[Converter]) -> Any:
-    """rows → COPY text lines, one function compiled for the table's column writers.
-
-    ``str`` writers (integers) are formatted inline; NULL is ``\\N``."""
-    parts = []
-    for i, w in enumerate(writers):
-        val = f"r[{i}]" if w is str else f"w{i}(r[{i}])"
-        parts.append(f"{{NULL if r[{i}] is None else {val}}}")
-    src = "def lines(rows):\n    return ''.join([f\"" + "\\t".join(parts) + "\\n\" for r in rows])\n"
-    env: dict[str, Any] = {f"w{i}": w for i, w in enumerate(writers) if w is not str}
-    env["NULL"] = "\\N"
-    exec(compile(src, "<albackup COPY lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
-    return env["lines"]
+    """rows → COPY text lines (``str`` writers, for integers, are formatted inline)."""
+    return compile_lines(writers, "\\N", "COPY")
 
 
 class _PgLarge(LargeBase):
