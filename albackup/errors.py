@@ -73,6 +73,11 @@ class RestoreError(AlbackupError):
     exit_code = 10
 
 
+class LoadConflict(RestoreError):
+    """A load lost a lock conflict with another loading connection (a deadlock, a lock wait
+    timeout): nothing of it was kept, and it can be run again."""
+
+
 class IntegrityError(AlbackupError):
     """Data does not match: row counts, content hashes or referential integrity differ."""
 
@@ -113,7 +118,8 @@ def all_error_classes() -> list[type[AlbackupError]]:
     out: list[type[AlbackupError]] = []
 
     def walk(cls: type[AlbackupError]) -> None:
-        out.append(cls)
+        if "exit_code" in vars(cls):    # a refinement without its own code exits with its parent's
+            out.append(cls)
         for sub in cls.__subclasses__():
             walk(sub)
 

@@ -23,11 +23,14 @@ import sqlalchemy as sa
 
 from .archive import BackupWriter
 from .engines.base import Adapter, Snapshot
-from .errors import AlbackupError, DumpError
+from .errors import AlbackupError, DumpError, LoadConflict
 from .progress import Reporter
 from .units import Unit, UnitResult
 
 log = logging.getLogger(__name__)
+
+#: times a chunk is loaded before a lost lock conflict (deadlock, lock wait timeout) fails the restore
+LOAD_ATTEMPTS = 3
 
 # Set in the parent just before the fork; read by the workers.
 _STATE: dict[str, Any] = {}
@@ -297,23 +300,33 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                     key = tp.table.key
                     nchunks = len(backup.tables[key]["chunks"])
                     label = key if nchunks == 1 else f"{key} [{ci + 1}/{nchunks}]"
-                    h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
                     t0 = time.monotonic()
                     reporter.table_started(label, int(backup.tables[key]["chunks"][ci]["rows"]))
-                    done = [0]
-
-                    def advanced(n: int, label: str = label, done: list[int] = done) -> None:
-                        done[0] += n
-                        reporter.advanced(label, done[0], 0)
-
                     cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
                     writers = [cp.writer for cp in tp.loaded_columns]
-                    with conn.begin():
-                        adapter.begin_load(conn)
-                        n = adapter.load(conn, _target_model(tp), cols, writers,
-                                         _converted(backup, tp, h, advanced, chunk=ci,
-                                                    lazy_large=adapter.streams_large_values), tp.identity)
-                        adapter.end_load(conn)
+                    for attempt in range(1, LOAD_ATTEMPTS + 1):
+                        h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
+                        done = [0]
+
+                        def advanced(n: int, label: str = label, done: list[int] = done) -> None:
+                            done[0] += n
+                            reporter.advanced(label, done[0], 0)
+
+                        try:
+                            with conn.begin():
+                                adapter.begin_load(conn, concurrent=nchunks > 1)
+                                n = adapter.load(conn, _target_model(tp), cols, writers,
+                                                 _converted(backup, tp, h, advanced, chunk=ci,
+                                                            lazy_large=adapter.streams_large_values),
+                                                 tp.identity)
+                                adapter.end_load(conn)
+                            break
+                        except LoadConflict as exc:   # rolled back whole: the chunk is loaded again
+                            if attempt == LOAD_ATTEMPTS:
+                                raise
+                            log.warning("%s: %s; loading it again (attempt %d of %d)", label, exc,
+                                        attempt + 1, LOAD_ATTEMPTS)
+                            time.sleep(0.2 * attempt)
                     secs = time.monotonic() - t0
                     reporter.table_done(label, n, 0, secs)
                     pipe.send(("loaded", ti, n, h.rows if h else n, h.hexdigest() if h else "", secs))

@@ -384,3 +384,45 @@ def test_mysqldb_reads_zero_dates_like_pymysql(make_db, tmp_path: Path) -> None:
             api.dump(_cfg(_as_driver(src, driver), name=f"z_{driver}"), tmp_path / driver)
         errors[driver] = str(info.value)
     assert errors["pymysql"] == errors["mysqldb"] and "column d" in errors["pymysql"]
+
+
+def test_chunks_loaded_side_by_side_take_row_locks_not_the_table(make_db) -> None:
+    """Two connections load into one empty table at once (two chunks with -j). With both checks
+    off MariaDB bulk-loads an empty table under a table lock, so the second load waits and fails
+    (LoadConflict); loaded as concurrent, each takes row locks and both go in."""
+    from albackup.errors import LoadConflict
+
+    url = make_db("mysql", "side")
+    engine = sa.create_engine(url, poolclass=NullPool)
+    adapter = for_engine(engine)
+    adapter.configure_engine(engine)
+    t = Table("side", None, [Column("id", LogicalType("integer", bits=32), ""), Column("s", LogicalType("text"), "")])
+    writers = [adapter.writer(c.type) for c in t.columns]
+
+    def attempt(concurrent: bool) -> list[int]:
+        with engine.begin() as c:
+            c.exec_driver_sql("DROP TABLE IF EXISTS side")
+            c.exec_driver_sql("CREATE TABLE side (id INT PRIMARY KEY, s TEXT)")
+        with engine.connect() as a, engine.connect() as b:
+            for conn in (a, b):
+                conn.begin()
+                conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+                adapter.begin_load(conn, concurrent=concurrent)
+            adapter.load(a, t, ["id", "s"], writers, iter([[[i, f"a{i}"] for i in range(100)]]), False)
+            try:
+                adapter.load(b, t, ["id", "s"], writers, iter([[[i, f"b{i}"] for i in range(100, 200)]]), False)
+            finally:
+                a.commit()
+            b.commit()
+        with engine.connect() as c:
+            return [r[0] for r in c.exec_driver_sql("SELECT id FROM side ORDER BY id")]
+
+    try:
+        assert attempt(concurrent=True) == list(range(200))
+        with engine.connect() as c:
+            version = str(c.exec_driver_sql("SELECT VERSION()").scalar())
+        if "mariadb" in version.lower():
+            with pytest.raises(LoadConflict, match=r"table side: .*1205"):
+                attempt(concurrent=False)
+    finally:
+        engine.dispose()

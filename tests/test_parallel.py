@@ -441,3 +441,66 @@ def test_postgresql_values_without_canonical_form_are_refused(make_db, tmp_path:
     with pytest.raises(DumpError, match=rf"table v, column {column}"):
         api.dump(_cfg(src), tmp_path / "b")
     assert list((tmp_path / "b").iterdir()) == []
+
+
+
+def _conflicting_loads(monkeypatch: pytest.MonkeyPatch, marks: Path, first: int | None) -> None:
+    """Every LOAD DATA of table "sparse" leaves a file in ``marks``; the first ``first`` of them
+    (all when None), in whichever worker, fail the way the server reports a lost lock conflict."""
+    import os
+    import tempfile
+
+    from albackup.engines.mysql import MySQLAdapter
+    from albackup.errors import LoadConflict
+
+    real = MySQLAdapter._load_file
+    marks.mkdir()
+
+    def load_file(self: Any, cur: Any, raw: Any, driver: str, table: Any, *a: Any) -> None:
+        if table.name == "sparse":
+            fd, _ = tempfile.mkstemp(dir=marks, prefix="load-")
+            os.close(fd)
+            for i in range(first or 0):       # O_EXCL: exactly ``first`` loads lose, across workers
+                try:
+                    (marks / f"lost-{i}").open("x").close()
+                except FileExistsError:
+                    continue
+                break
+            else:
+                if first is not None:
+                    return real(self, cur, raw, driver, table, *a)
+            raise LoadConflict(f"table {table.key}: LOAD DATA LOCAL INFILE failed: (1213, 'Deadlock found')")
+        real(self, cur, raw, driver, table, *a)
+
+    monkeypatch.setattr(MySQLAdapter, "_load_file", load_file)
+
+
+def test_a_chunk_that_loses_a_lock_conflict_is_loaded_again(make_db, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk load that loses a lock conflict (the server rolled it back) is loaded again from
+    its chunk file, and the restore goes on; the values are those of the source."""
+    src = make_db("mysql", "lc")
+    data = build_keys(src)
+    res = api.dump(_cfg(src, chunk_rows=100), tmp_path / "b")
+    _conflicting_loads(monkeypatch, tmp_path / "marks", first=1)
+    dst = make_db("mysql", "lcd")
+    out = api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert out.rows == 2400
+    assert len(list((tmp_path / "marks").glob("load-*"))) == 7      # six chunks of "sparse", one loaded twice
+    assert read_all(dst, "sparse", "id, label, x") == sorted(data["sparse"], key=repr)
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+def test_a_chunk_that_keeps_losing_lock_conflicts_fails_the_restore(make_db, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from albackup.errors import RestoreError
+
+    src = make_db("mysql", "lk")
+    build_keys(src)
+    res = api.dump(_cfg(src, chunk_rows=100), tmp_path / "b")
+    _conflicting_loads(monkeypatch, tmp_path / "marks", first=None)
+    dst = make_db("mysql", "lkd")
+    with pytest.raises(RestoreError, match=r"table sparse: LOAD DATA LOCAL INFILE failed: .*Deadlock"):
+        api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert len(list((tmp_path / "marks").glob("load-*"))) >= 3     # two workers without retries: at most 2
+    assert sa.inspect(_eng(dst)).get_table_names() == []

@@ -299,8 +299,9 @@ class Adapter(abc.ABC):
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
         """Things to do after CREATE TABLE (sequence ownership, …)."""
 
-    def begin_load(self, conn: Connection) -> None:
-        """Session settings for loading (foreign key checks off, strict modes)."""
+    def begin_load(self, conn: Connection, concurrent: bool = False) -> None:
+        """Session settings for loading (foreign key checks off, strict modes). ``concurrent``:
+        other connections load into the same table at the same time (chunks with ``-j``)."""
 
     def end_load(self, conn: Connection) -> None:
         pass

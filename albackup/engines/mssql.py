@@ -372,7 +372,7 @@ class MSSQLAdapter(Adapter):
             if conn.exec_driver_sql(f"SELECT SCHEMA_ID({self.mark})", (s,)).scalar() is None:
                 conn.exec_driver_sql(f"CREATE SCHEMA {self.q(s)}")   # must be alone in its batch
 
-    def begin_load(self, conn: Connection) -> None:
+    def begin_load(self, conn: Connection, concurrent: bool = False) -> None:
         # Strings reaching a legacy DATETIME server-side are then read year-month-day.
         conn.exec_driver_sql("SET DATEFORMAT ymd")
 

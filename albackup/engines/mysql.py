@@ -21,7 +21,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
-from ..errors import RestoreError
+from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import Converter, datetime_text, server_date_text
@@ -37,6 +37,8 @@ SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTI
 #: 3948 ER_CLIENT_LOCAL_FILES_DISABLED (MySQL 8), 4166 ER_LOAD_INFILE_CAPABILITY_DISABLED (MariaDB),
 #: 2068 CR_LOAD_DATA_LOCAL_INFILE_REJECTED (libmysqlclient refused the file)
 LOCAL_INFILE_REFUSED = frozenset({1148, 3948, 4166, 2068})
+#: server errors of a lost lock conflict: 1213 ER_LOCK_DEADLOCK, 1205 ER_LOCK_WAIT_TIMEOUT
+LOCK_CONFLICT = frozenset({1213, 1205})
 _LOAD_METHOD_KEY = "albackup.mysql.load_method"
 LOAD_DATA = "load-data"
 INSERT = "insert"
@@ -289,10 +291,14 @@ class MySQLAdapter(Adapter):
             return lambda v: None if math.isnan(v) or math.isinf(v) else v
         return _same
 
-    def begin_load(self, conn: Connection) -> None:
+    def begin_load(self, conn: Connection, concurrent: bool = False) -> None:
         self._session(conn)
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
-        conn.exec_driver_sql("SET SESSION unique_checks = 0")
+        # With both checks off, MariaDB (10.6+) loads an empty table in bulk under a table lock:
+        # the fastest path for one loader, but a second connection loading another chunk of the
+        # same table then waits for the whole first chunk (failing after innodb_lock_wait_timeout)
+        # or deadlocks with it. Chunks loaded side by side keep unique checks on: row locks only.
+        conn.exec_driver_sql(f"SET SESSION unique_checks = {1 if concurrent else 0}")
 
     def end_load(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET SESSION unique_checks = 1")
@@ -319,7 +325,12 @@ class MySQLAdapter(Adapter):
                 os.unlink(path)
         log.debug("table %s: loading with multi-row INSERT", table.key)
         # PyMySQL and mysqlclient turn executemany of one INSERT ... VALUES into multi-row statements.
-        return super().load(conn, table, columns, writers, batches, identity)
+        try:
+            return super().load(conn, table, columns, writers, batches, identity)
+        except _driver_error(raw) as exc:
+            if _code(exc) not in LOCK_CONFLICT:
+                raise
+            raise LoadConflict(f"table {table.key}: INSERT failed: {exc}") from None
 
     def load_method(self, conn: Connection, table: Table, columns: list[str], empty_file: str) -> str:
         """LOAD_DATA or INSERT: decided once per connection (kept in the pool entry's info)."""
@@ -362,7 +373,7 @@ class MySQLAdapter(Adapter):
                 with _local_files(raw, driver):
                     cur.execute(sql)
             except _driver_error(raw) as exc:
-                code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+                code = _code(exc)
                 msg = str(exc.args[1] if len(exc.args) > 1 else exc)
                 if code in LOCAL_INFILE_REFUSED:
                     return INSERT, f"LOAD DATA LOCAL refused ({code}: {msg})"
@@ -460,7 +471,8 @@ class MySQLAdapter(Adapter):
             cur.execute("SHOW WARNINGS")
             warnings = [w for w in cur.fetchall() if str(w[0]).lower() != "note"]
         except _driver_error(raw) as exc:
-            raise RestoreError(f"table {table.key}: LOAD DATA LOCAL INFILE failed: {exc}") from None
+            cls = LoadConflict if _code(exc) in LOCK_CONFLICT else RestoreError
+            raise cls(f"table {table.key}: LOAD DATA LOCAL INFILE failed: {exc}") from None
         if warnings:
             shown = "; ".join(f"{w[0]} {w[1]}: {w[2]}" for w in warnings[:3])
             more = f" (and {len(warnings) - 3} more)" if len(warnings) > 3 else ""
@@ -490,6 +502,11 @@ def dbapi_driver(raw: Any) -> str:
     """'pymysql', 'mysqldb' or the top module name of a live DBAPI connection's class."""
     top = type(raw).__module__.split(".")[0]
     return {"pymysql": "pymysql", "MySQLdb": "mysqldb"}.get(top, top)
+
+
+def _code(exc: BaseException) -> int | None:
+    """The server's error number of a PyMySQL/mysqlclient error."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
 
 
 def _driver_error(raw: Any) -> type[BaseException]:

@@ -189,7 +189,7 @@ class SQLiteAdapter(Adapter):
             return {"sqlite_autoincrement": True}
         return {}
 
-    def begin_load(self, conn: Connection) -> None:
+    def begin_load(self, conn: Connection, concurrent: bool = False) -> None:
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
 
     def validate_foreign_keys(self, conn: Connection, table: Table, sa_table: sa.Table) -> list[str]:
