@@ -24,6 +24,11 @@ Convert = Callable[[Any], Any]
 class Loss:
     reason: str
     affects: Callable[[Any], bool]      # applied to non-NULL source values
+    #: a fast test of a whole batch of non-NULL values: True when none is affected (optional)
+    none_affected: Callable[[list[Any]], bool] | None = None
+    #: the column's conversion without this loss's fix, used when no value of the backup is
+    #: affected (optional; the fix is then skipped, value by value, for the whole restore)
+    unfixed: Convert | None = None
 
 
 @dataclass

@@ -60,7 +60,8 @@ def select_tables(backup: Backup, include: tuple[str, ...], exclude: tuple[str, 
 
 
 def count_losses(backup: Backup, plan: Plan) -> list[LossReport]:
-    """Rows affected by each lossy column, counted from the archive's data."""
+    """Rows affected by each lossy column, counted from the archive's data. A loss that affects
+    no value of the backup takes its fix out of the column's conversion (where it says how)."""
     out: list[LossReport] = []
     for tp in plan.tables:
         lossy = [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]
@@ -68,19 +69,22 @@ def count_losses(backup: Backup, plan: Plan) -> list[LossReport]:
             continue
         counts = {(i, j): 0 for i, c in lossy for j in range(len(c.move.losses))}
         for batch in backup.iter_batches(tp.table.key):
-            for row in batch:
-                for i, c in lossy:
-                    v = row[i]
-                    if v is None:
-                        continue
-                    for j, loss in enumerate(c.move.losses):
-                        if loss.affects(v):
-                            counts[(i, j)] += 1
+            for i, c in lossy:
+                values = [v for v in [row[i] for row in batch] if v is not None]
+                for j, loss in enumerate(c.move.losses):
+                    if loss.none_affected is None or not loss.none_affected(values):
+                        counts[(i, j)] += sum(1 for v in values if loss.affects(v))
         for (i, j), n in counts.items():
             c = tp.columns[i]
             if n:
                 out.append(LossReport(tp.table.key, c.source.name, c.source.type.describe(), c.target.describe(),
                                       c.move.losses[j].reason, n))
+        for i, c in lossy:        # fixes were wrapped around the conversion in order: undo from the last
+            for j in reversed(range(len(c.move.losses))):
+                loss = c.move.losses[j]
+                if counts[(i, j)] or loss.unfixed is None:
+                    break
+                c.move.convert = loss.unfixed
     return out
 
 

@@ -28,6 +28,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import struct
 import uuid
 from typing import Any, Callable
@@ -213,13 +214,29 @@ def canonicalizer(t: LogicalType) -> Converter:
 _NAN = struct.pack(">d", float("nan"))
 
 
-def _norm_decimal(v: str) -> bytes:
+_PLAIN_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?").fullmatch
+
+
+def _norm_decimal_str(v: Any) -> str:
+    """A decimal's normal form: its value without exponent, leading or trailing zeros ("0" for
+    any zero). Plain text such as "-012.340" is shaped as text, the rest through Decimal."""
+    if v.__class__ is str and len(v) < 190 and (m := _PLAIN_DECIMAL(v)):   # well inside _CTX's 200 digits
+        sign, whole, frac = m.groups()
+        whole = whole.lstrip("0")
+        frac = frac.rstrip("0") if frac else ""
+        if not whole and not frac:
+            return "0"
+        return f"{sign}{whole or '0'}.{frac}" if frac else f"{sign}{whole}"
     d = decimal.Decimal(v)
     if not d.is_finite():
-        return str(d).encode()
+        return str(d)
     if d.is_zero():
-        return b"0"
-    return format(d.normalize(_CTX), "f").encode()
+        return "0"
+    return format(d.normalize(_CTX), "f")
+
+
+def _norm_decimal(v: str) -> bytes:
+    return _norm_decimal_str(v).encode()
 
 
 def _norm_json(v: Any) -> bytes:
@@ -346,7 +363,7 @@ HASH_V2 = "content-hash-v2"
 
 
 def _norm_decimal_text(v: Any) -> Any:
-    return None if v is None else _norm_decimal(v).decode()
+    return None if v is None else _norm_decimal_str(v)
 
 
 def _norm_json_text(v: Any) -> Any:

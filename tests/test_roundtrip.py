@@ -183,3 +183,40 @@ def test_restore_refuses_orphans_and_cleans_up(make_db, tmp_path: Path) -> None:
         with e.connect() as c:
             assert c.execute(sa.text("SELECT count(*) FROM c")).scalar() == 2
         e.dispose()
+
+
+def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path: Path) -> None:
+    """SQLite → PostgreSQL: text that holds NUL loses it (counted, reported); a text column of
+    the same table without any NUL goes in unconverted (its conversion is the identity), and
+    both come back as they should."""
+    from albackup.engines.postgresql import _no_nul
+    from albackup.mapping import _ident
+    from albackup.restore import Restorer
+
+    src = make_db("sqlite", "nul")
+    rows = [(i, f"clean {i} \\ tab\there", f"dirty\x00{i}" if i % 3 == 0 else f"fine {i}") for i in range(1, 301)]
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, clean TEXT, dirty TEXT)")
+        c.exec_driver_sql("INSERT INTO t VALUES (?, ?, ?)", rows)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("postgresql", "nuld")
+    cfg = _cfg(dst, allow_restore=True)
+    opts = RestoreOptions(allow_restore=True, accept_lossy=True)
+    with api.backup_at(dumped.path) as backup:
+        engine, adapter = api.connect(cfg, must_exist=False)
+        try:
+            plan, res = Restorer(backup, engine, adapter, opts, "pg").plan()
+        finally:
+            engine.dispose()
+    moves = {c.source.name: c.move for c in plan.tables[0].columns}
+    assert moves["clean"].convert is _ident and moves["dirty"].convert is not _ident
+    assert [(x.column, x.rows) for x in res.losses] == [("dirty", 100)]
+    api.restore(dumped.path, cfg, opts)
+    e = sa.create_engine(dst, poolclass=NullPool)
+    with e.connect() as c:
+        got = [tuple(r) for r in c.exec_driver_sql("SELECT id, clean, dirty FROM t ORDER BY id")]
+    e.dispose()
+    assert got == [(i, a, b.replace("\x00", "")) for i, a, b in rows]
+    assert _no_nul(["a", "b"]) and not _no_nul(["a", "b\x00"]) and not _no_nul(["a", b"bytes"])

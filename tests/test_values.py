@@ -491,3 +491,31 @@ def test_hash_refuses_values_without_canonical_encoding() -> None:
 def test_hash_survives_the_codec(rows: list[list[Any]]) -> None:
     back = unpack_rows(pack_rows(rows), len(ALL_TYPES), "t") if rows else []
     assert digest(ALL_TYPES, back) == digest(ALL_TYPES, rows)
+
+
+def _decimal_reference(v: str) -> str:
+    """The normal form as Decimal computes it (the slow path, kept as the reference)."""
+    d = decimal.Decimal(v)
+    if not d.is_finite():
+        return str(d)
+    return "0" if d.is_zero() else format(d.normalize(decimal.Context(prec=200)), "f")
+
+
+@given(sign=st.sampled_from(["", "-"]), whole=st.text("0123456789", min_size=1, max_size=40),
+       frac=st.none() | st.text("0123456789", min_size=1, max_size=40))
+@example(sign="-", whole="000", frac="000")
+@example(sign="", whole="100", frac=None)
+@example(sign="-", whole="0", frac="00100")
+@FAST
+def test_plain_decimal_text_normalises_as_decimal_does(sign: str, whole: str, frac: str | None) -> None:
+    from albackup.values import _norm_decimal_str
+
+    v = f"{sign}{whole}" + (f".{frac}" if frac is not None else "")
+    assert _norm_decimal_str(v) == _decimal_reference(v)
+
+
+@pytest.mark.parametrize("v", ["1E+3", "-.5", "5.", "+7", "NaN", "-Infinity", "1" * 195 + ".5", " 1"])
+def test_other_decimal_spellings_take_the_decimal_path(v: str) -> None:
+    from albackup.values import _norm_decimal_str
+
+    assert _norm_decimal_str(v) == _decimal_reference(v)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
 
 from ..errors import IntegrityError
-from ..mapping import ColumnMove, Loss
+from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
 from ..values import Converter, datetime_text, server_date_text, time_text
@@ -349,9 +349,10 @@ class PostgreSQLAdapter(Adapter):
     def add_losses(self, move: ColumnMove, src: LogicalType) -> None:
         if move.target.kind in ("string", "text", "char", "json"):
             base = move.convert
-            move.convert = lambda v: base(v).replace("\x00", "") if isinstance(v, str) else base(v)
+            move.convert = (_strip_nul if base is _ident
+                            else lambda v: base(v).replace("\x00", "") if isinstance(v, str) else base(v))
             move.losses.append(Loss("PostgreSQL text cannot hold NUL characters (removed)",
-                                    lambda v: isinstance(v, str) and "\x00" in v))
+                                    lambda v: isinstance(v, str) and "\x00" in v, _no_nul, base))
 
     def writer(self, t: LogicalType) -> Converter:
         return copy_text_writer(t)
@@ -536,6 +537,18 @@ _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 def _copy_str(v: str) -> str:
     return v.translate(_ESC) if ("\\" in v or "\t" in v or "\n" in v or "\r" in v) else v
+
+
+def _strip_nul(v: Any) -> Any:
+    return v.replace("\x00", "") if v.__class__ is str else v
+
+
+def _no_nul(values: list[Any]) -> bool:
+    """True when no string among ``values`` holds a NUL character (one C-level scan)."""
+    try:
+        return "\x00" not in "".join(values)
+    except TypeError:         # not all strings: the values are tested one by one
+        return False
 
 
 def _copy_text(v: Any) -> str:

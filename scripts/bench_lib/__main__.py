@@ -370,7 +370,10 @@ class Bench:
                 m.output_bytes = pg.size(db2)
                 if not self.args.keep:
                     pg.drop(db2)
-            tools.append(Tool("pgloader", lambda rep: Cmd([["pgloader", f"mysql://{my.user}@{my.host}:{my.port}/{SRC}",
+            with_ = (["--with", f"prefetch rows = {self.args.pgloader_prefetch}"]
+                     if self.args.pgloader_prefetch else [])
+            tools.append(Tool("pgloader", lambda rep: Cmd([["pgloader", *with_,
+                                                             f"mysql://{my.user}@{my.host}:{my.port}/{SRC}",
                                                              f"postgresql://{pg.user}@{pg.host}:{pg.port}/{db2}"]]),
                               prepare=lambda rep: self.pg_fresh(db2), finish=pgl_finish, server=self.pg_cpu))
         else:
@@ -595,6 +598,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "under cProfile and print the top costs (not part of the table)")
     p.add_argument("--no-zstd", action="store_true",
                    help="run the native tools without the zstd CLI, as if it were not installed")
+    p.add_argument("--pgloader-prefetch", type=int, default=10000, metavar="ROWS",
+                   help="pgloader's 'prefetch rows' (default 10000; pgloader's own default, 100000, "
+                        "exhausts its 1 GB heap on the full-scale dataset; 0: pgloader's default)")
     p.add_argument("--jobs", type=int, default=2, metavar="N",
                    help="albackup's -j for its dumps and restores (default 2, the machine's 2 cores)")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",
