@@ -59,30 +59,62 @@ def select_tables(backup: Backup, include: tuple[str, ...], exclude: tuple[str, 
     return [t for t in backup.schema.tables if matches(t.key, t.name, include, exclude)]
 
 
-def count_losses(backup: Backup, plan: Plan) -> list[LossReport]:
-    """Rows affected by each lossy column, counted from the archive's data. A loss that affects
-    no value of the backup takes its fix out of the column's conversion (where it says how)."""
+def _count_chunk(backup: Backup, key: str, lossy: list[tuple[int, Any]], chunk: int) -> list[list[int]]:
+    """Rows of one chunk file affected by each loss of each lossy column."""
+    counts = [[0] * len(c.move.losses) for _, c in lossy]
+    for batch in backup.iter_chunk(key, chunk):
+        for k, (i, c) in enumerate(lossy):
+            values = [v for v in [row[i] for row in batch] if v is not None]
+            for j, loss in enumerate(c.move.losses):
+                if loss.none_affected is None or not loss.none_affected(values):
+                    counts[k][j] += sum(1 for v in values if loss.affects(v))
+    return counts
+
+
+# Set in the parent just before the fork of count_losses' pool; read by its workers.
+_LOSS_STATE: dict[str, Any] = {}
+
+
+def _count_task(task: tuple[int, int]) -> tuple[int, list[list[int]]]:
+    key, lossy = _LOSS_STATE["tables"][task[0]]
+    return task[0], _count_chunk(_LOSS_STATE["backup"], key, lossy, task[1])
+
+
+def count_losses(backup: Backup, plan: Plan, jobs: int = 1) -> list[LossReport]:
+    """Rows affected by each lossy column, counted from the archive's data (with ``jobs`` > 1, the
+    chunk files are counted by that many forked processes). A loss that affects no value of the
+    backup takes its fix out of the column's conversion (where it says how)."""
+    import multiprocessing
+
+    tables = [(tp.table.key, [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]) for tp in plan.tables]
+    tasks = [(ti, ci) for ti, (key, lossy) in enumerate(tables) if lossy
+             for ci in range(len(backup.tables[key]["chunks"]))]
+    totals = [[[0] * len(c.move.losses) for _, c in lossy] for _, lossy in tables]
+    if jobs > 1 and len(tasks) > 1 and not multiprocessing.current_process().daemon:
+        for ti, ci in tasks:       # a stored (S3) backup's chunks are fetched here, not by the workers
+            backup.chunk_path(backup.tables[tables[ti][0]]["chunks"][ci]["file"])
+        _LOSS_STATE.update(backup=backup, tables=tables)
+        try:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+                results = list(pool.imap_unordered(_count_task, tasks))
+        finally:
+            _LOSS_STATE.clear()
+    else:
+        results = [(ti, _count_chunk(backup, tables[ti][0], tables[ti][1], ci)) for ti, ci in tasks]
+    for ti, counts in results:
+        for k, row in enumerate(counts):
+            for j, n in enumerate(row):
+                totals[ti][k][j] += n
     out: list[LossReport] = []
-    for tp in plan.tables:
-        lossy = [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]
-        if not lossy:
-            continue
-        counts = {(i, j): 0 for i, c in lossy for j in range(len(c.move.losses))}
-        for batch in backup.iter_batches(tp.table.key):
-            for i, c in lossy:
-                values = [v for v in [row[i] for row in batch] if v is not None]
-                for j, loss in enumerate(c.move.losses):
-                    if loss.none_affected is None or not loss.none_affected(values):
-                        counts[(i, j)] += sum(1 for v in values if loss.affects(v))
-        for (i, j), n in counts.items():
-            c = tp.columns[i]
-            if n:
-                out.append(LossReport(tp.table.key, c.source.name, c.source.type.describe(), c.target.describe(),
-                                      c.move.losses[j].reason, n))
-        for i, c in lossy:        # fixes were wrapped around the conversion in order: undo from the last
-            for j in reversed(range(len(c.move.losses))):
+    for ti, (key, lossy) in enumerate(tables):
+        for k, (i, c) in enumerate(lossy):
+            for j, n in enumerate(totals[ti][k]):
+                if n:
+                    out.append(LossReport(key, c.source.name, c.source.type.describe(), c.target.describe(),
+                                          c.move.losses[j].reason, n))
+            for j in reversed(range(len(c.move.losses))):   # fixes wrap the conversion in order: undo from the last
                 loss = c.move.losses[j]
-                if counts[(i, j)] or loss.unfixed is None:
+                if totals[ti][k][j] or loss.unfixed is None:
                     break
                 c.move.convert = loss.unfixed
     return out
@@ -171,7 +203,8 @@ class Restorer:
             raise RestoreRefused("no table of the backup matches --tables/--exclude-tables")
         plan = build_plan(self.backup.schema, tables, self.adapter, skip_checks=self.opts.skip_checks)
         res = RestoreResult(self.label)
-        res.losses = count_losses(self.backup, plan)
+        res.losses = count_losses(self.backup, plan,
+                                  self.opts.jobs if self.adapter.supports_parallel_restore else 1)
         res.changes = plan.notes + [f"{tp.table.key}: {n}" for tp in plan.tables for n in tp.notes]
         if self.backup.schema.routines and plan.same_engine and (self.opts.include or self.opts.exclude
                                                                  or not self.opts.routines):

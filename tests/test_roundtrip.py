@@ -185,10 +185,11 @@ def test_restore_refuses_orphans_and_cleans_up(make_db, tmp_path: Path) -> None:
         e.dispose()
 
 
-def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path: Path, jobs: int) -> None:
     """SQLite → PostgreSQL: text that holds NUL loses it (counted, reported); a text column of
     the same table without any NUL goes in unconverted (its conversion is the identity), and
-    both come back as they should."""
+    both come back as they should. With -j2 the six chunk files are counted by two processes."""
     from albackup.engines.postgresql import _no_nul
     from albackup.mapping import _ident
     from albackup.restore import Restorer
@@ -200,11 +201,12 @@ def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path
         c.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, clean TEXT, dirty TEXT)")
         c.exec_driver_sql("INSERT INTO t VALUES (?, ?, ?)", rows)
     e.dispose()
-    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dumped = api.dump(_cfg(src, chunk_rows=50), tmp_path / "b")
     dst = make_db("postgresql", "nuld")
     cfg = _cfg(dst, allow_restore=True)
-    opts = RestoreOptions(allow_restore=True, accept_lossy=True)
+    opts = RestoreOptions(allow_restore=True, accept_lossy=True, jobs=jobs)
     with api.backup_at(dumped.path) as backup:
+        assert len(backup.tables["t"]["chunks"]) == 6
         engine, adapter = api.connect(cfg, must_exist=False)
         try:
             plan, res = Restorer(backup, engine, adapter, opts, "pg").plan()
