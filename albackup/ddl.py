@@ -253,6 +253,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     if not adapter.inline_constraints:
         # AddConstraint marks its constraint so that CREATE TABLE leaves it out: added after the load.
         plan.deferred = [AddConstraint(c) for c in plan.uniques + plan.checks]
+        if adapter.primary_key_after_load and t.primary_key:
+            plan.deferred.insert(0, AddConstraint(sa_table.primary_key))
     return plan
 
 
@@ -279,6 +281,13 @@ def _colname(plan: TablePlan, source_name: str) -> str:
         if c.name == source_name:
             return plan.sa_table.columns.values()[i].name
     raise KeyError(source_name)
+
+
+def constraint_label(c: sa.Constraint) -> str:
+    """A constraint added after the load, for messages: "unique constraint uq_t_code"."""
+    kind = ("primary key" if isinstance(c, sa.PrimaryKeyConstraint)
+            else "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint")
+    return f"{kind} {c.name}" if c.name else kind
 
 
 def create_table_sql(plan: TablePlan, adapter: Adapter) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .archive import Backup
-from .ddl import Plan, TablePlan, build_plan, create_table_sql, plan_sql
+from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
 from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .model import Column, Table
@@ -329,9 +329,8 @@ class Restorer:
             for tp in plan.tables:
                 for add in tp.deferred:
                     c = add.element
-                    kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
-                    ddl.append((f"table {tp.table.key}: {kind} {c.name}", str(add.compile(dialect=a.dialect)),
-                                kind == "check constraint"))
+                    ddl.append((f"table {tp.table.key}: {constraint_label(c)}", str(add.compile(dialect=a.dialect)),
+                                isinstance(c, sa.CheckConstraint)))
                 for ix in tp.indexes:
                     ddl.append((f"table {tp.table.key}: index {ix.name}",
                                 str(CreateIndex(ix).compile(dialect=a.dialect)), False))
@@ -433,11 +432,10 @@ class Restorer:
                 try:
                     conn.execute(add)
                 except sa.exc.DBAPIError as exc:
-                    kind = "unique constraint" if isinstance(c, sa.UniqueConstraint) else "check constraint"
-                    raise RestoreError(f"table {tp.table.key}: {kind} {c.name} could not be created: "
+                    raise RestoreError(f"table {tp.table.key}: {constraint_label(c)} could not be created: "
                                        f"{str(exc.orig).strip().splitlines()[0]}"
                                        + (" (use --skip-checks to restore without it)"
-                                          if kind == "check constraint" else "")) from None
+                                          if isinstance(c, sa.CheckConstraint) else "")) from None
             for ix in tp.indexes:
                 conn.execute(CreateIndex(ix))
 

@@ -504,3 +504,35 @@ def test_a_chunk_that_keeps_losing_lock_conflicts_fails_the_restore(make_db, tmp
         api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
     assert len(list((tmp_path / "marks").glob("load-*"))) >= 3     # two workers without retries: at most 2
     assert sa.inspect(_eng(dst)).get_table_names() == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_postgresql_primary_key_is_built_after_the_load(make_db, tmp_path: Path, jobs: int) -> None:
+    """PostgreSQL: CREATE TABLE without the key, rows loaded, then the key added under its own
+    name; a key the data breaks (the backup was edited by hand) fails the restore, names the
+    key, and leaves the target empty."""
+    from albackup.errors import RestoreError
+
+    src = make_db("postgresql", "pk")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id INTEGER CONSTRAINT t_ident PRIMARY KEY, v VARCHAR(10) NOT NULL)")
+        c.exec_driver_sql("INSERT INTO t VALUES (%s, %s)", [(i, "same" if i % 2 else f"v{i}") for i in range(200)])
+    e.dispose()
+    res = api.dump(_cfg(src, chunk_rows=50), tmp_path / "b")
+    dst = make_db("postgresql", "pkd")
+    plan = api.restore(res.path, _cfg(dst), RestoreOptions(plan_only=True, jobs=jobs))
+    assert plan.ddl == ['CREATE TABLE "t" (\n\t"id" INTEGER NOT NULL, \n\t"v" VARCHAR(10) NOT NULL\n);',
+                        'ALTER TABLE "t" ADD CONSTRAINT t_ident PRIMARY KEY ("id");']
+    api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    pk = sa.inspect(_eng(dst)).get_pk_constraint("t")
+    assert (pk["name"], pk["constrained_columns"]) == ("t_ident", ["id"])
+    assert read_all(dst, "t", "id, v") == sorted([(i, "same" if i % 2 else f"v{i}") for i in range(200)], key=repr)
+
+    m = json.loads((res.path / "manifest.json").read_text())
+    m["schema"]["tables"][0]["primary_key"] = ["v"]
+    (res.path / "manifest.json").write_text(json.dumps(m))
+    bad = make_db("postgresql", "pkb")
+    with pytest.raises(RestoreError, match="table t: primary key t_ident could not be created: could not create unique index"):
+        api.restore(res.path, _cfg(bad, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert sa.inspect(_eng(bad)).get_table_names() == []

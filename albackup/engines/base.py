@@ -82,6 +82,10 @@ class Adapter(abc.ABC):
     key_text_chars: int | None = None
     #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
     inline_constraints = False
+    #: the primary key is added after the load, built once from the loaded rows (PostgreSQL,
+    #: whose tables are heaps); elsewhere it is part of CREATE TABLE (InnoDB and SQL Server
+    #: tables are stored in primary key order, so a key added later rebuilds the whole table)
+    primary_key_after_load = False
     #: index and constraint names are unique per schema (PostgreSQL) rather than per table
     schema_wide_index_names = False
     supports_schemas = True

@@ -73,6 +73,7 @@ class PostgreSQLAdapter(Adapter):
     max_identifier = 63
     schema_wide_index_names = True
     identity_columns = True
+    primary_key_after_load = True
 
     supports_parallel_dump = True
     supports_parallel_restore = True
