@@ -257,7 +257,7 @@ class DumpPool(_Workers):
 
     def run(self, units: list[Unit], sink: Any) -> list[UnitResult]:
         # The workers were forked before the units were planned: each unit goes by value.
-        order = sorted(range(len(units)), key=lambda i: -(units[i].estimate or 0))
+        order = sorted(range(len(units)), key=lambda i: -units[i].cost)
         results: list[UnitResult] = []
 
         def done(w: int, msg: Any) -> None:
@@ -378,8 +378,8 @@ class RestorePool(_Workers):
 
     def load(self, loads: list[tuple[int, int, int]], hash_in: list[bool],
              normalize: bool) -> dict[int, list[tuple[int, int, str, float]]]:
-        """Load every (table, chunk) in parallel, biggest first: {table: [(rows loaded, rows hashed,
-        hash of the chunk as converted, seconds)]}."""
+        """Load every (table, chunk, estimated work) in parallel, most work first: {table: [(rows
+        loaded, rows hashed, hash of the chunk as converted, seconds)]}."""
         out: dict[int, list[tuple[int, int, str, float]]] = {ti: [] for ti in range(len(self.plan.tables))}
         tasks = [("load", ti, ci, hash_in[ti], normalize) for ti, ci, _ in sorted(loads, key=lambda x: -x[2])]
         self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5])))

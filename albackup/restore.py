@@ -21,6 +21,7 @@ from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .model import Column, Table
 from .progress import as_reporter
 from .reflect import matches
+from .units import row_cost
 from .mapping import _ident
 from .values import HASH_V2, ColumnRowHashes, RowHash, batch_converter, combine_v2, normalizing_kind
 
@@ -307,7 +308,7 @@ class Restorer:
                     self.backup.chunk_path(c["file"])
             pool = RestorePool(self, plan, self.progress)
             pool.start(self.opts.jobs)
-            loads = [(ti, ci, int(c["rows"])) for ti, tp in enumerate(plan.tables)
+            loads = [(ti, ci, int(c["rows"]) * row_cost(tp.table)) for ti, tp in enumerate(plan.tables)
                      for ci, c in enumerate(self.backup.tables[tp.table.key]["chunks"])]
             hash_in = [not self.from_manifest(tp, normalize) for tp in plan.tables]
             loaded = pool.load(loads, hash_in, normalize)

@@ -1,6 +1,7 @@
 """Work units of a dump: whole tables, or key ranges of big ones (keyset pagination).
 
-A table larger than ``chunk_rows`` (by the engine's estimate) is cut into ranges of its primary
+A table larger than ``chunk_rows``, or than ``CHUNK_BYTES`` of stored data (by the engine's
+estimates), is cut into ranges of its primary
 key, or of a unique index over NOT NULL columns: each boundary is *the n-th key after the last
 boundary* in key order (``ORDER BY key LIMIT 1 OFFSET n-1``), found by the server on the
 snapshot the dump reads. Sparse keys, gaps and composite keys therefore give ranges of
@@ -21,6 +22,22 @@ from .engines.base import Adapter
 from .model import Table
 
 
+#: a key range holds at most about this much of the table's stored data (the engine's estimate),
+#: so a wide table with fewer than ``chunk_rows`` rows is still shared among the workers
+CHUNK_BYTES = 128 << 20
+
+
+#: relative work per value of each kind on the data path (read, convert, pack; or unpack,
+#: convert, load): numbers and booleans 1, text and bytes 2, values shaped from server text 4
+_KIND_COST = {"integer": 1, "boolean": 1, "float": 1, "string": 2, "text": 2, "char": 2, "binary": 2, "enum": 2}
+
+
+def row_cost(table: Table) -> int:
+    """Estimated relative work per row of ``table``: orders the units of a dump or restore so
+    that the longest run first and no single long unit is left for the end."""
+    return sum(_KIND_COST.get(c.type.kind, 4) for c in table.columns) or 1
+
+
 @dataclass
 class Unit:
     """One piece of a dump: a table, or one key range of it (then exactly one chunk file)."""
@@ -33,6 +50,7 @@ class Unit:
     range: dict[str, Any] | None = None     # None: the whole table
     estimate: int | None = None
     parts: int = 1              # units of its table
+    cost: int = 0               # estimated work (``row_cost`` × rows): workers take the costliest first
 
     @property
     def ranged(self) -> bool:
@@ -68,20 +86,27 @@ def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_ro
     units: list[Unit] = []
     for no, table in enumerate(tables, start=1):
         est = adapter.estimate_rows(conn, table)
+        size = adapter.estimate_bytes(conn, table)
+        per_unit = chunk_rows
+        if chunk_rows and est and size and size > CHUNK_BYTES * 3 // 2:
+            by_size = max(1000, est * CHUNK_BYTES // size)
+            if by_size < chunk_rows:                 # ranges of equal size, none a small remainder
+                per_unit = -(-est // -(-est // by_size))
         pieces: list[Unit] = []
-        if chunk_rows and est and est > chunk_rows * 3 // 2 and adapter.supports_key_split:
+        if per_unit and est and est > per_unit * 3 // 2 and adapter.supports_key_split:
             key = split_key(table)
             if key:
-                pieces = _key_ranges(conn, adapter, no, table, key, chunk_rows)
+                pieces = _key_ranges(conn, adapter, no, table, key, per_unit)
             else:
                 pieces = [Unit(no, table, i + 1, where, params, rng)
-                          for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, chunk_rows))]
+                          for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, per_unit))]
         if len(pieces) <= 1:
             pieces = [Unit(no, table, estimate=est)]
         for p in pieces:
             p.parts = len(pieces)
             if p.estimate is None and est:
                 p.estimate = max(1, est // len(pieces))
+            p.cost = (p.estimate or 0) * row_cost(table)
         units.extend(pieces)
     return units
 
@@ -96,8 +121,8 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
             break
         bounds.append(b)
         prev = b
-    if bounds and adapter.nth_key(conn, table, key, bounds[-1], 1) is None:
-        bounds.pop()                    # the last boundary is the last key: no empty last range
+    if bounds and adapter.nth_key(conn, table, key, bounds[-1], max(1, chunk_rows // 4)) is None:
+        bounds.pop()     # under a quarter of a range after the last boundary: merged into the range before
     units = []
     edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
     for i in range(len(edges) - 1):

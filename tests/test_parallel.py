@@ -144,6 +144,61 @@ def test_chunk_rows_zero_never_cuts(make_db, tmp_path: Path) -> None:
     assert all(len(t["chunks"]) == 1 for t in m["tables"].values())
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_wide_table_is_cut_by_stored_size_into_ranges_of_equal_rows(make_db, tmp_path: Path, kind: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer rows than chunk_rows, but more stored data than CHUNK_BYTES (lowered here): cut into
+    key ranges of equal row counts, the work of each estimated by its column kinds, and every
+    value dumped and restored."""
+    from albackup import units
+
+    src = make_db(kind, "wide")
+    rows = [(i, "w" * 900, f"t{i}") for i in range(1, 3001)]
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE wide (id INTEGER PRIMARY KEY, body VARCHAR(1000), tag VARCHAR(10))")
+        c.exec_driver_sql("CREATE TABLE narrow (id INTEGER PRIMARY KEY)")
+        c.exec_driver_sql("INSERT INTO wide VALUES (%s, %s, %s)", rows)
+        c.exec_driver_sql("INSERT INTO narrow VALUES (%s)", [(i,) for i in range(100)])
+    _analyze(e, ["wide", "narrow"])
+    e.dispose()
+    monkeypatch.setattr(units, "CHUNK_BYTES", 512 << 10)
+    res = api.dump(_cfg(src, chunk_rows=1_000_000, jobs=2), tmp_path / "b")
+    m = json.loads((res.path / "manifest.json").read_text())
+    counts = [c["rows"] for c in m["tables"]["wide"]["chunks"]]
+    assert len(counts) >= 3 and sum(counts) == 3000, counts
+    # equal ranges; the rows the estimate missed go to the last, never a small remainder range
+    assert len(set(counts[:-1])) == 1 and counts[0] // 4 <= counts[-1] <= counts[0] * 5 // 4 + 1, counts
+    assert len(m["tables"]["narrow"]["chunks"]) == 1
+    dst = make_db(kind, "wided")
+    api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert read_all(dst, "wide", "id, body, tag") == sorted(rows, key=repr)
+
+
+def test_units_cost_by_rows_and_column_kinds() -> None:
+    from albackup.model import Column, LogicalType, Table
+    from albackup.units import row_cost
+
+    narrow = Table("n", None, [Column("a", LogicalType("integer"), ""), Column("b", LogicalType("char"), "")])
+    mixed = Table("m", None, [Column("a", LogicalType("integer"), ""), Column("t", LogicalType("datetime"), ""),
+                              Column("j", LogicalType("json"), ""), Column("s", LogicalType("text"), "")])
+    assert (row_cost(narrow), row_cost(mixed)) == (3, 11)
+    assert row_cost(Table("e", None, [])) == 1
+
+
+def test_a_small_remainder_is_merged_into_the_last_range(make_db, tmp_path: Path) -> None:
+    src = make_db("postgresql", "rem")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE r (id INTEGER PRIMARY KEY)")
+        c.exec_driver_sql("INSERT INTO r SELECT generate_series(1, 1020)")
+    _analyze(e, ["r"])
+    e.dispose()
+    res = api.dump(_cfg(src, chunk_rows=100), tmp_path / "b")
+    m = json.loads((res.path / "manifest.json").read_text())
+    assert [c["rows"] for c in m["tables"]["r"]["chunks"]] == [100] * 9 + [120]
+
+
 # ------------------------------------------------------------------ one snapshot under writes
 
 ACCOUNTS = 6000

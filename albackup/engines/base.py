@@ -158,6 +158,11 @@ class Adapter(abc.ABC):
         """The engine's cheap row estimate for progress display (None: unknown)."""
         return None
 
+    def estimate_bytes(self, conn: Connection, table: Table) -> int | None:
+        """The engine's cheap estimate of the table's stored size, indexes left out (None: unknown);
+        with the row estimate it sizes a dump's key ranges and orders the work."""
+        return None
+
     def select_sql(self, table: Table) -> str:
         cols = ", ".join(self.q(c.name) for c in table.columns)
         return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"

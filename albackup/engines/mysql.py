@@ -187,6 +187,11 @@ class MySQLAdapter(Adapter):
                                  "coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).scalar()
         return int(n) if n is not None else None
 
+    def estimate_bytes(self, conn: Connection, table: Table) -> int | None:
+        n = conn.exec_driver_sql("SELECT data_length FROM information_schema.tables WHERE table_schema = "
+                                 "coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).scalar()
+        return int(n) if n is not None else None
+
     def select_sql(self, table: Table) -> str:
         # FLOAT travels as text with 6 significant digits; widened to DOUBLE it is exact.
         cols = ", ".join(f"CAST({self.q(c.name)} AS DOUBLE)" if c.type.kind == "float" and c.type.bits == 32

@@ -195,6 +195,11 @@ class PostgreSQLAdapter(Adapter):
                                  {"t": self.qtable(table.name, table.schema)}).scalar()
         return int(n) if n is not None and n >= 0 else None
 
+    def estimate_bytes(self, conn: Connection, table: Table) -> int | None:
+        n = conn.exec_driver_sql("SELECT pg_table_size(to_regclass(%(t)s))",          # heap + TOAST
+                                 {"t": self.qtable(table.name, table.schema)}).scalar()
+        return int(n) if n is not None else None
+
     passthrough_kinds = frozenset({"integer", "boolean", "float", "string", "text", "enum", "interval", "json",
                                    "decimal", "uuid", "char", "binary"})
     # binary: psycopg2's memoryview packs as msgpack bin exactly as bytes would (no extra copy);
