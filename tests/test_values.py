@@ -519,3 +519,50 @@ def test_other_decimal_spellings_take_the_decimal_path(v: str) -> None:
     from albackup.values import _norm_decimal_str
 
     assert _norm_decimal_str(v) == _decimal_reference(v)
+
+
+_TEMPORAL_INPUTS = [None, "2021-03-04", "0044-03-15", "0044-03-15 BC", "infinity", "-infinity", "0000-00-00",
+                    "2021-02-30", "10000-01-01", "2021-03-04 10:11:12", "2021-03-04 10:11:12.5",
+                    "2021-03-04 10:11:12.123456", "2021-03-04 10:11:12.000000", "0044-03-15 10:11:12 BC",
+                    "0000-00-00 00:00:00", "10000-01-01 00:00:00", "2021-03-04T10:11:12",
+                    dt.date(2021, 3, 4), dt.datetime(2021, 3, 4, 10, 11, 12, 5)]
+
+
+def _outcome(f: Any, v: Any) -> Any:
+    try:
+        return ("ok", f(v))
+    except Exception as exc:  # the same refusal, value by value or in the comprehension
+        return ("error", type(exc).__name__)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+@pytest.mark.parametrize("kind", ["date", "datetime"])
+def test_inline_readers_give_what_their_function_gives(engine: str, kind: str) -> None:
+    """A reader's inline expression (written into the compiled batch converter) must agree with
+    the reader called value by value, refusals included."""
+    from albackup.engines import postgresql as pg_mod  # noqa: F401 - registers the adapter
+    from albackup.engines.mysql import MySQLAdapter
+    from albackup.engines.postgresql import PostgreSQLAdapter
+    from albackup.values import batch_converter
+
+    adapter = (PostgreSQLAdapter if engine == "postgresql" else MySQLAdapter).__new__(
+        PostgreSQLAdapter if engine == "postgresql" else MySQLAdapter)
+    reader = adapter.reader(LogicalType(kind))
+    assert getattr(reader, "inline", None), "this reader has an inline expression"
+    conv = batch_converter([reader])
+    assert conv is not None
+    for v in _TEMPORAL_INPUTS:
+        assert _outcome(lambda x: conv([(x,)])[0][0], v) == _outcome(reader, v), v
+
+
+@given(values=st.lists(st.none() | st.text() | st.integers() | st.decimals(allow_nan=False) | st.just("a\\b\tc\nd\re"),
+                       min_size=1, max_size=20))
+@FAST
+def test_copy_text_inline_writer_writes_what_the_function_writes(values: list[Any]) -> None:
+    from albackup.engines.postgresql import _copy_text, copy_lines, copy_text_writer
+
+    w = copy_text_writer(LogicalType("text"))
+    assert getattr(w, "inline", None)
+    lines = copy_lines([w, str])([(v, i) for i, v in enumerate(values)])
+    assert lines == "".join(("\\N" if v is None else _copy_text(v)) + "\t" + str(i) + "\n"
+                            for i, v in enumerate(values))

@@ -419,15 +419,23 @@ def _ident(v: Any) -> Any:
 BATCH_BYTES = 4 << 20
 
 
+#: characters an inline expression of a writer may test for (an f-string expression of Python
+#: 3.11 can hold no backslash)
+INLINE_CHARS = {"_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r"}
+
+
 def compile_lines(writers: list[Converter], null: str, what: str) -> Callable[[list[Any]], str]:
     """rows → text lines for a bulk load (COPY, LOAD DATA): fields joined by tabs, each by its
     column's writer (``str`` inlined), NULL as ``null``; one function compiled for the table."""
     parts = []
     for i, w in enumerate(writers):
-        val = f"r[{i}]" if w is str else f"w{i}(r[{i}])"
+        fast = getattr(w, "inline", None)
+        val = (f"r[{i}]" if w is str else fast.format(x=f"r[{i}]", f=f"w{i}") if fast is not None
+               else f"w{i}(r[{i}])")
         parts.append(f"{{NULL if r[{i}] is None else {val}}}")
     src = "def lines(rows):\n    return ''.join([f\"" + "\\t".join(parts) + "\\n\" for r in rows])\n"
     env: dict[str, Any] = {f"w{i}": w for i, w in enumerate(writers) if w is not str}
+    env.update(INLINE_CHARS)
     env["NULL"] = null
     exec(compile(src, f"<albackup {what} lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
     return env["lines"]  # type: ignore[no-any-return]

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, datetime_text, server_date_text
+from ..values import Converter, datetime_text, server_date_text, with_inline
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,12 @@ class MySQLAdapter(Adapter):
 
     def reader(self, t: LogicalType) -> Converter:
         # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
-        if t.kind == "date":
-            return lambda v: None if v is None else server_date_text(v)   # refuses zero dates
+        if t.kind == "date":       # the C parser refuses zero dates
+            return with_inline(lambda v: None if v is None else server_date_text(v),
+                               "(_date({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
         if t.kind == "datetime" and not t.timezone:
-            return lambda v: None if v is None else _datetime_text_fast(v)
+            return with_inline(lambda v: None if v is None else _datetime_text_fast(v),
+                               "(_datetime({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
         return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already

@@ -14,7 +14,7 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
-from ..values import Converter, datetime_text, server_date_text, time_text
+from ..values import Converter, datetime_text, server_date_text, time_text, with_inline
 from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
 
@@ -213,10 +213,15 @@ class PostgreSQLAdapter(Adapter):
 
     def reader(self, t: LogicalType) -> Converter:
         if t.kind == "date":
-            return lambda v: None if v is None else server_date_text(v)   # refuses 'infinity', BC
+            # the C parser refuses 'infinity', BC dates and years past 9999
+            return with_inline(lambda v: None if v is None else server_date_text(v),
+                               "(_date({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
+        if t.kind == "datetime" and t.timezone:
+            return lambda v: None if v is None else _timestamptz_text(v)
         if t.kind == "datetime":
-            f = _timestamptz_text if t.timezone else _timestamp_text
-            return lambda v: None if v is None else f(v)
+            return with_inline(lambda v: None if v is None else _timestamp_text(v),
+                               "({x}[:10] + 'T' + {x}[11:] if {x}.__class__ is str and "
+                               "(len({x}) == 19 or len({x}) == 26) else {f}({x}))")
         if t.kind == "time" and not t.timezone:
             return lambda v: None if v is None else _time_text(v)
         return super().reader(t)
@@ -563,6 +568,12 @@ def _copy_text(v: Any) -> str:
     return v.translate(_ESC) if ("\\" in v or "\t" in v or "\n" in v or "\r" in v) else v
 
 
+# a string without the four characters COPY escapes goes in as it is, without a call
+_COPY_TEXT = with_inline(lambda v: _copy_text(v),
+                         "({x} if {x}.__class__ is str and _BS not in {x} and _TAB not in {x} "
+                         "and _LF not in {x} and _CR not in {x} else {f}({x}))")
+
+
 def _float_text(v: float) -> str:
     if math.isnan(v):
         return "NaN"
@@ -605,7 +616,7 @@ def copy_text_writer(t: LogicalType) -> Converter:
     if k == "integer":
         return str
     if k in ("string", "text", "char", "enum", "json", "interval", "uuid", "date", "time", "datetime", "decimal"):
-        return _copy_text
+        return _COPY_TEXT
     if k == "float":
         return _float_text
     if k == "binary":
