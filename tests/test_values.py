@@ -566,3 +566,16 @@ def test_copy_text_inline_writer_writes_what_the_function_writes(values: list[An
     lines = copy_lines([w, str])([(v, i) for i, v in enumerate(values)])
     assert lines == "".join(("\\N" if v is None else _copy_text(v)) + "\t" + str(i) + "\n"
                             for i, v in enumerate(values))
+
+
+@given(values=st.lists(st.none() | st.text() | st.integers() | st.booleans() | st.floats(allow_nan=False)
+                       | st.just("a\\b\tc\nd\re\x00f"), min_size=1, max_size=20))
+@FAST
+def test_load_data_inline_encoders_write_what_the_functions_write(values: list[Any]) -> None:
+    from albackup.engines.mysql import _NULL, _compile_lines, _int_text, _str_text
+
+    for enc in (_int_text, _str_text):
+        assert getattr(enc, "inline", None)
+        lines = _compile_lines([enc, str])([(v, i) for i, v in enumerate(values)])
+        assert lines == "".join((_NULL if v is None else enc(v)) + "\t" + str(i) + "\n"
+                                for i, v in enumerate(values))

@@ -421,7 +421,7 @@ BATCH_BYTES = 4 << 20
 
 #: characters an inline expression of a writer may test for (an f-string expression of Python
 #: 3.11 can hold no backslash)
-INLINE_CHARS = {"_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r"}
+INLINE_CHARS = {"_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r", "_NUL": "\x00"}
 
 
 def compile_lines(writers: list[Converter], null: str, what: str) -> Callable[[list[Any]], str]:

@@ -675,6 +675,13 @@ def _str_text(v: Any) -> str:
     return _esc(v) if type(v) is str else _text(v)
 
 
+# The common cases inside the compiled line comprehension (an int is formatted by the f-string
+# itself; a string without a character to escape goes as it is); the functions do the rest.
+with_inline(_int_text, "({x} if {x}.__class__ is int else {f}({x}))")
+with_inline(_str_text, "({x} if {x}.__class__ is str and _BS not in {x} and _TAB not in {x} and _LF not in {x} "
+                       "and _CR not in {x} and _NUL not in {x} else {f}({x}))")
+
+
 def _hex(v: Any) -> str:
     return bytes(v).hex() if isinstance(v, _BYTES) else str(v).encode("utf-8").hex()
 
