@@ -16,7 +16,7 @@ from .errors import AlbackupError, ArchiveError, DumpError
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
-from .units import Unit, UnitResult, plan_units
+from .units import Unit, UnitResult, plan_tables
 from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
 
@@ -217,12 +217,20 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
                 if opts.include and not schema.tables:
                     raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
-                units = plan_units(conn, adapter, schema.tables, opts.chunk_rows)
+                units: list[Unit] = []
+
+                def planned() -> Iterator[tuple[int, Unit]]:
+                    """Units as they are planned (key boundaries found on ``conn`` one range ahead)."""
+                    for t in plan_tables(conn, adapter, schema.tables, opts.chunk_rows):
+                        for u in t.units:
+                            units.append(u)
+                            yield len(units) - 1, u
+
                 if pool is not None:
-                    done = pool.run(units, sink)
+                    done = pool.run(planned(), sink)
                 else:
                     done = []
-                    for i, unit in enumerate(units):
+                    for i, unit in planned():
                         r = dump_unit(conn, adapter, writer, unit, opts, reporter)
                         r.index = i
                         done.append(r)

@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 
@@ -182,14 +182,16 @@ class _Workers:
             return False
         return True
 
-    def _dispatch(self, tasks: list[Any], on_result: Any) -> None:
-        """Hand ``tasks`` out one at a time to idle workers; ``on_result(worker, msg)`` per result."""
-        queue = list(tasks)
+    def _dispatch(self, tasks: Iterable[Any], on_result: Any) -> None:
+        """Hand ``tasks`` out one at a time to idle workers, taking each from the iterable only
+        when a worker is free for it; ``on_result(worker, msg)`` per result."""
+        queue = iter(tasks)
         busy: set[int] = set()
 
         def give(w: int) -> None:
-            if queue:
-                self.pipes[w].send(queue.pop(0))
+            task = next(queue, None)
+            if task is not None:
+                self.pipes[w].send(task)
                 busy.add(w)
 
         for w in range(len(self.procs)):
@@ -255,9 +257,9 @@ class DumpPool(_Workers):
                         f"the lock was released as soon as the last worker had started"
                         + ("" if consistent else f" ({own.detail})"))
 
-    def run(self, units: list[Unit], sink: Any) -> list[UnitResult]:
-        # The workers were forked before the units were planned: each unit goes by value.
-        order = sorted(range(len(units)), key=lambda i: -units[i].cost)
+    def run(self, units: Iterable[tuple[int, Unit]], sink: Any) -> list[UnitResult]:
+        """Dump the (index, unit) pairs as they come, each to the next idle worker. The workers
+        were forked before the units were planned: each unit goes by value."""
         results: list[UnitResult] = []
 
         def done(w: int, msg: Any) -> None:
@@ -267,7 +269,7 @@ class DumpPool(_Workers):
                 for c in r.chunks:
                     sink.add_chunk(self.writer.tmp / c["file"], c["file"], c["sha256"])
 
-        self._dispatch([("unit", i, units[i]) for i in order], done)
+        self._dispatch((("unit", i, u) for i, u in units), done)
         return results
 
 

@@ -14,7 +14,7 @@ can be re-read; the manifest records each chunk's range.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy.engine import Connection
 
@@ -82,8 +82,24 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+@dataclass
+class TableUnits:
+    """The units of one table, in key order: a key range is planned only when it is taken, so
+    the workers start on the first ranges while the dump's connection finds the next boundaries."""
+
+    units: Iterator[Unit]
+    cost: int           # estimated work of one of its units
+
+
 def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[Unit]:
-    units: list[Unit] = []
+    """Every unit of ``tables`` at once (see ``plan_tables``)."""
+    return [u for t in plan_tables(conn, adapter, tables, chunk_rows) for u in t.units]
+
+
+def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[TableUnits]:
+    """Each table's units, the costliest tables' first. Key boundaries are found on ``conn``
+    (in the dump's snapshot) as the units are taken, one range ahead."""
+    out: list[TableUnits] = []
     for no, table in enumerate(tables, start=1):
         est = adapter.estimate_rows(conn, table)
         size = adapter.estimate_bytes(conn, table)
@@ -92,55 +108,72 @@ def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_ro
             by_size = max(1000, est * CHUNK_BYTES // size)
             if by_size < chunk_rows:                 # ranges of equal size, none a small remainder
                 per_unit = -(-est // -(-est // by_size))
-        pieces: list[Unit] = []
-        if per_unit and est and est > per_unit * 3 // 2 and adapter.supports_key_split:
-            key = split_key(table)
-            if key:
-                pieces = _key_ranges(conn, adapter, no, table, key, per_unit)
-            else:
-                pieces = [Unit(no, table, i + 1, where, params, rng)
-                          for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, per_unit))]
+        whole = Unit(no, table, estimate=est, cost=(est or 0) * row_cost(table))
+        if not (per_unit and est and est > per_unit * 3 // 2 and adapter.supports_key_split):
+            out.append(TableUnits(iter([whole]), whole.cost))
+            continue
+        expected = -(-est // per_unit)
+        cost = min(est, per_unit) * row_cost(table)
+        key = split_key(table)
+        if key:
+            out.append(TableUnits(_key_ranges(conn, adapter, no, table, key, per_unit, expected, whole), cost))
+            continue
+        pieces = [Unit(no, table, i + 1, where, params, rng)
+                  for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, per_unit))]
         if len(pieces) <= 1:
-            pieces = [Unit(no, table, estimate=est)]
+            out.append(TableUnits(iter([whole]), whole.cost))
+            continue
         for p in pieces:
             p.parts = len(pieces)
-            if p.estimate is None and est:
-                p.estimate = max(1, est // len(pieces))
-            p.cost = (p.estimate or 0) * row_cost(table)
-        units.extend(pieces)
-    return units
+            p.estimate = max(1, est // len(pieces))
+            p.cost = p.estimate * row_cost(table)
+        out.append(TableUnits(iter(pieces), cost))
+    out.sort(key=lambda t: -t.cost)
+    return out
 
 
 def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: list[str],
-                chunk_rows: int) -> list[Unit]:
-    bounds: list[tuple[Any, ...]] = []
-    prev: tuple[Any, ...] | None = None
+                chunk_rows: int, expected: int, whole: Unit) -> Iterator[Unit]:
+    """Ranges of ``chunk_rows`` keys, each boundary the n-th key after the previous one, found
+    one range ahead of the range handed out; under a quarter of a range after the last boundary
+    joins the last range. A table with no boundary at all is ``whole``."""
+    lo: tuple[Any, ...] | None = None
+    hi = adapter.nth_key(conn, table, key, None, chunk_rows)
+    if hi is None:
+        yield whole
+        return
+    no_in_table = 0
     while True:
-        b = adapter.nth_key(conn, table, key, prev, chunk_rows)
-        if b is None:
-            break
-        bounds.append(b)
-        prev = b
-    if bounds and adapter.nth_key(conn, table, key, bounds[-1], max(1, chunk_rows // 4)) is None:
-        bounds.pop()     # under a quarter of a range after the last boundary: merged into the range before
-    units = []
-    edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
-    for i in range(len(edges) - 1):
-        lo, hi = edges[i], edges[i + 1]
-        conds, params = [], []
-        if lo is not None:
-            sql, p = adapter.key_compare(key, ">", lo)
-            conds.append(sql)
-            params += p
-        if hi is not None:
-            sql, p = adapter.key_compare(key, "<=", hi)
-            conds.append(sql)
-            params += p
-        where = (" WHERE " + " AND ".join(conds)) if conds else ""
-        rng = {"key": key, "after": None if lo is None else [_jsonable(v) for v in lo],
-               "upto": None if hi is None else [_jsonable(v) for v in hi]}
-        units.append(Unit(no, table, i + 1, where, tuple(params), rng, chunk_rows if hi is not None else None))
-    return units
+        nxt = adapter.nth_key(conn, table, key, hi, chunk_rows) if hi is not None else None
+        if hi is not None and nxt is None and adapter.nth_key(conn, table, key, hi, max(1, chunk_rows // 4)) is None:
+            hi = None    # under a quarter of a range after this boundary: merged into this range
+        no_in_table += 1
+        unit = _range_unit(adapter, no, table, key, no_in_table, lo, hi, chunk_rows)
+        unit.parts = no_in_table if hi is None else max(expected, no_in_table + 1)
+        if hi is None and whole.estimate:      # the rest of the estimate
+            unit.estimate = max(1, whole.estimate - chunk_rows * (no_in_table - 1))
+        unit.cost = (unit.estimate or chunk_rows) * row_cost(table)
+        yield unit
+        if hi is None:
+            return
+        lo, hi = hi, nxt
+
+
+def _range_unit(adapter: Adapter, no: int, table: Table, key: list[str], chunk_no: int,
+                lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None, chunk_rows: int) -> Unit:
+    conds, params = [], []
+    if lo is not None:
+        sql, p = adapter.key_compare(key, ">", lo)
+        conds.append(sql)
+        params += p
+    if hi is not None:
+        sql, p = adapter.key_compare(key, "<=", hi)
+        conds.append(sql)
+        params += p
+    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    rng = {"key": key, "after": None if lo is None else [_jsonable(v) for v in lo],
+           "upto": None if hi is None else [_jsonable(v) for v in hi]}
+    return Unit(no, table, chunk_no, where, tuple(params), rng, chunk_rows if hi is not None else None)
 
 
 @dataclass

@@ -591,3 +591,38 @@ def test_postgresql_primary_key_is_built_after_the_load(make_db, tmp_path: Path,
     with pytest.raises(RestoreError, match="table t: primary key t_ident could not be created: could not create unique index"):
         api.restore(res.path, _cfg(bad, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert sa.inspect(_eng(bad)).get_table_names() == []
+
+
+def test_key_ranges_are_planned_as_they_are_taken(make_db) -> None:
+    """The workers start on the first range while the next boundaries are still to be found:
+    taking the first range costs two boundary queries, not one per range."""
+    from albackup import units
+    from albackup.engines import for_engine
+    from albackup.reflect import reflect_schema
+
+    src = make_db("postgresql", "lazy")
+    build_keys(src)
+    e = _eng(src)
+    adapter = for_engine(e)
+    calls: list[Any] = []
+    real = adapter.nth_key
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        calls.append(a[3])
+        return real(*a, **kw)
+
+    adapter.nth_key = counting  # type: ignore[method-assign]
+    try:
+        with e.connect() as conn:
+            schema = reflect_schema(conn, adapter, [None], include=["sparse"])
+            (plan,) = units.plan_tables(conn, adapter, schema.tables, 100)
+            first = next(plan.units)
+            assert len(calls) == 2 and first.label == "sparse [1/6]"
+            rest = list(plan.units)
+    finally:
+        e.dispose()
+    assert [u.label for u in rest] == [f"sparse [{i}/6]" for i in range(2, 7)]
+    # each boundary found once (the sixth is the last key), one query finding none after it, one
+    # remainder check: the same queries as planning everything first
+    assert len(calls) == 8
+    assert rest[-1].range["upto"] is None and first.range["after"] is None
