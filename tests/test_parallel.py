@@ -28,6 +28,16 @@ def _eng(url: sa.URL) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool)
 
 
+def _execute(url: sa.URL, *statements: str, analyze: tuple[str, ...] = ()) -> None:
+    """Run ``statements`` in one transaction on a new engine, then ANALYZE ``analyze``."""
+    e = _eng(url)
+    with e.begin() as c:
+        for sql in statements:
+            c.exec_driver_sql(sql)
+    _analyze(e, list(analyze))
+    e.dispose()
+
+
 def _analyze(e: sa.Engine, tables: list[str]) -> None:
     with e.begin() as c:
         for t in tables:
@@ -188,12 +198,8 @@ def test_units_cost_by_rows_and_column_kinds() -> None:
 
 def test_a_small_remainder_is_merged_into_the_last_range(make_db, tmp_path: Path) -> None:
     src = make_db("postgresql", "rem")
-    e = _eng(src)
-    with e.begin() as c:
-        c.exec_driver_sql("CREATE TABLE r (id INTEGER PRIMARY KEY)")
-        c.exec_driver_sql("INSERT INTO r SELECT generate_series(1, 1020)")
-    _analyze(e, ["r"])
-    e.dispose()
+    _execute(src, "CREATE TABLE r (id INTEGER PRIMARY KEY)", "INSERT INTO r SELECT generate_series(1, 1020)",
+             analyze=("r",))
     res = api.dump(_cfg(src, chunk_rows=100), tmp_path / "b")
     m = json.loads((res.path / "manifest.json").read_text())
     assert [c["rows"] for c in m["tables"]["r"]["chunks"]] == [100] * 9 + [120]
@@ -289,13 +295,9 @@ def test_parallel_worker_failure_fails_the_dump_and_leaves_nothing(make_db, tmp_
     from albackup.errors import DumpError
 
     src = make_db("postgresql", "wf")
-    e = _eng(src)
-    with e.begin() as c:
-        c.exec_driver_sql("CREATE TABLE d (id INTEGER PRIMARY KEY, v DATE)")
-        c.exec_driver_sql("INSERT INTO d SELECT g, DATE '2020-01-01' + g FROM generate_series(1, 3000) g")
-        c.exec_driver_sql("UPDATE d SET v = 'infinity' WHERE id = 2500")
-        c.exec_driver_sql("ANALYZE d")
-    e.dispose()
+    _execute(src, "CREATE TABLE d (id INTEGER PRIMARY KEY, v DATE)",
+             "INSERT INTO d SELECT g, DATE '2020-01-01' + g FROM generate_series(1, 3000) g",
+             "UPDATE d SET v = 'infinity' WHERE id = 2500", analyze=("d",))
     with pytest.raises(DumpError, match=r"table d, column v"):
         api.dump(_cfg(src, jobs=2, chunk_rows=500), tmp_path / "b")
     assert list((tmp_path / "b").iterdir()) == []
