@@ -147,6 +147,9 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         nxt = adapter.nth_key(conn, table, key, hi, chunk_rows) if hi is not None else None
         if hi is not None and nxt is None and adapter.nth_key(conn, table, key, hi, max(1, chunk_rows // 4)) is None:
             hi = None    # under a quarter of a range after this boundary: merged into this range
+            if lo is None:               # the estimate was high: the table is one unit after all
+                yield whole
+                return
         no_in_table += 1
         unit = _range_unit(adapter, no, table, key, no_in_table, lo, hi, chunk_rows)
         unit.parts = no_in_table if hi is None else max(expected, no_in_table + 1)
@@ -156,7 +159,7 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         yield unit
         if hi is None:
             return
-        lo, hi = hi, nxt
+        lo, hi = hi, nxt        # nxt None: the range after hi is the last
 
 
 def _range_unit(adapter: Adapter, no: int, table: Table, key: list[str], chunk_no: int,

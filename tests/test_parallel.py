@@ -196,13 +196,24 @@ def test_units_cost_by_rows_and_column_kinds() -> None:
     assert row_cost(Table("e", None, [])) == 1
 
 
-def test_a_small_remainder_is_merged_into_the_last_range(make_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows, chunks", [(1020, [100] * 9 + [120]), (1030, [100] * 10 + [30]),
+                                          (1000, [100] * 10), (110, [110])])
+def test_a_small_remainder_is_merged_into_the_last_range(make_db, tmp_path: Path, rows: int,
+                                                         chunks: list[int]) -> None:
+    """Under a quarter of a range after the last boundary joins the range before; a quarter or
+    more is a range of its own; a table the estimate made look bigger is one chunk. Every row is
+    in exactly one chunk."""
     src = make_db("postgresql", "rem")
-    _execute(src, "CREATE TABLE r (id INTEGER PRIMARY KEY)", "INSERT INTO r SELECT generate_series(1, 1020)",
+    _execute(src, "CREATE TABLE r (id INTEGER PRIMARY KEY)", f"INSERT INTO r SELECT generate_series(1, {rows})",
              analyze=("r",))
+    if rows == 110:        # an estimate of ten ranges for a table that holds 1.1 of them
+        _execute(src, "UPDATE pg_class SET reltuples = 1000 WHERE relname = 'r'")
     res = api.dump(_cfg(src, chunk_rows=100), tmp_path / "b")
     m = json.loads((res.path / "manifest.json").read_text())
-    assert [c["rows"] for c in m["tables"]["r"]["chunks"]] == [100] * 9 + [120]
+    assert [c["rows"] for c in m["tables"]["r"]["chunks"]] == chunks
+    assert all(("range" in c) == (len(chunks) > 1) for c in m["tables"]["r"]["chunks"])
+    ids = sorted(r[0] for batch in Backup(res.path).iter_batches("r") for r in batch)
+    assert ids == list(range(1, rows + 1))
 
 
 # ------------------------------------------------------------------ one snapshot under writes
