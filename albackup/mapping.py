@@ -29,6 +29,9 @@ class Loss:
     #: the column's conversion without this loss's fix, used when no value of the backup is
     #: affected (optional; the fix is then skipped, value by value, for the whole restore)
     unfixed: Convert | None = None
+    #: ``affects`` for a value stored in pieces (codec.LargeBase), read piece by piece (optional:
+    #: without it the value is made whole and given to ``affects``)
+    affects_large: Callable[[Any], bool] | None = None
 
 
 @dataclass

@@ -154,11 +154,7 @@ class _Workers:
                     except EOFError:
                         break
                 if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
-                    self.procs[i].join(5)
-                    code = self.procs[i].exitcode
-                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                    err = self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})")
-                    out.append((i, ("error", i, err)))
+                    out.append((i, ("error", i, self._dead(i))))
                 continue
             i = self.pipes.index(obj)
             try:
@@ -166,6 +162,13 @@ class _Workers:
             except EOFError:
                 obj.close()
         return out
+
+    def _dead(self, i: int) -> BaseException:
+        """The error for worker ``i``, which ended without saying why."""
+        self.procs[i].join(5)
+        code = self.procs[i].exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})")
 
     def _relay(self, msg: Any) -> bool:
         """Progress events from a worker; True when ``msg`` was one."""
@@ -191,7 +194,10 @@ class _Workers:
         def give(w: int) -> None:
             task = next(queue, None)
             if task is not None:
-                self.pipes[w].send(task)
+                try:
+                    self.pipes[w].send(task)
+                except OSError:           # the worker is gone (its end of the pipe closed with it)
+                    raise self._dead(w) from None
                 busy.add(w)
 
         for w in range(len(self.procs)):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .archive import Backup
+from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
 from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
@@ -63,13 +64,19 @@ def select_tables(backup: Backup, include: tuple[str, ...], exclude: tuple[str, 
 def _count_chunk(backup: Backup, key: str, lossy: list[tuple[int, Any]], chunk: int) -> list[list[int]]:
     """Rows of one chunk file affected by each loss of each lossy column."""
     counts = [[0] * len(c.move.losses) for _, c in lossy]
-    for batch in backup.iter_chunk(key, chunk):
+    for batch in backup.iter_chunk(key, chunk, lazy_large=True):   # large values stay in pieces
         for k, (i, c) in enumerate(lossy):
             values = [v for v in [row[i] for row in batch] if v is not None]
             for j, loss in enumerate(c.move.losses):
                 if loss.none_affected is None or not loss.none_affected(values):
-                    counts[k][j] += sum(1 for v in values if loss.affects(v))
+                    counts[k][j] += sum(1 for v in values if _affects(loss, v))
     return counts
+
+
+def _affects(loss: Any, v: Any) -> bool:
+    if isinstance(v, LargeBase):
+        return bool(loss.affects_large(v)) if loss.affects_large is not None else bool(loss.affects(v.materialize()))
+    return bool(loss.affects(v))
 
 
 # Set in the parent just before the fork of count_losses' pool; read by its workers.

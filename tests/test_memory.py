@@ -123,3 +123,49 @@ def test_50_mb_values_are_streamed_in_pieces(make_db, tmp_path: Path) -> None:
     _run(["restore", "-q", "--url", lite.render_as_string(hide_password=False), "--allow-restore",
           "--backup-dir", backup])
     assert _digest2(lite) == want
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_mariadb_50_mb_values_are_dumped_in_pieces(make_db, tmp_path: Path) -> None:
+    """MySQL/MariaDB: rows holding 50 MB values (LONGBLOB, LONGTEXT) are dumped by a process that
+    stays under 200 MB (the values are read in pieces by the row's key), verified, and restored
+    into PostgreSQL unchanged, also under 200 MB. Creating such values needs max_allowed_packet
+    above them on the server; the test raises it and puts it back."""
+    import json
+
+    src = make_db("mysql", "bigm")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.connect() as c:
+        before = int(c.exec_driver_sql("SELECT @@GLOBAL.max_allowed_packet").scalar())
+        c.exec_driver_sql(f"SET GLOBAL max_allowed_packet = {max(before, 128 << 20)}")
+    e.dispose()
+    try:
+        e = sa.create_engine(src, poolclass=NullPool)      # new connections see the new limit
+        with e.begin() as c:
+            c.exec_driver_sql("CREATE TABLE big (id INT PRIMARY KEY, data LONGBLOB, doc LONGTEXT)")
+            for i in (1, 2):
+                c.exec_driver_sql(f"INSERT INTO big VALUES ({i}, UNHEX(REPEAT(MD5({i}), 3276800)), "
+                                  f"REPEAT(CONCAT('zoë\\tline\\n', {i}), 4000000))")
+            c.exec_driver_sql("INSERT INTO big SELECT seq, UNHEX(MD5(seq)), 'small' FROM seq_3_to_2000")
+            want = [tuple(r) for r in c.exec_driver_sql(
+                "SELECT id, MD5(data), MD5(doc), LENGTH(data) FROM big ORDER BY id")]
+        e.dispose()
+        assert want[0][3] == 52428800
+        url = src.render_as_string(hide_password=False)
+        peak_dump, out = _run(["dump", "-q", "--url", url, "--backup-dir", str(tmp_path / "b")])
+        backup = out.strip().splitlines()[-1]
+        m = json.loads((Path(backup) / "manifest.json").read_text())
+        assert "large-values-v1" in m["features"]
+        assert sum(c.get("large_values", 0) for c in m["tables"]["big"]["chunks"]) == 4
+        _run(["verify", "--backup-dir", backup])
+        dst = make_db("postgresql", "bigmp")
+        peak_restore, _ = _run(["restore", "-q", "--url", dst.render_as_string(hide_password=False),
+                                "--allow-restore", "--backup-dir", backup])
+        assert _digest2(dst) == want
+        assert peak_dump < LIMIT_MB, f"dump peaked at {peak_dump} MB"
+        assert peak_restore < LIMIT_MB, f"restore peaked at {peak_restore} MB"
+    finally:
+        e = sa.create_engine(src, poolclass=NullPool)
+        with e.connect() as c:
+            c.exec_driver_sql(f"SET GLOBAL max_allowed_packet = {before}")
+        e.dispose()

@@ -639,3 +639,29 @@ def test_key_ranges_are_planned_as_they_are_taken(make_db) -> None:
     # remainder check: the same queries as planning everything first
     assert len(calls) == 8
     assert rest[-1].range["upto"] is None and first.range["after"] is None
+
+
+def _ready_then_quit(idx: int, pipe: Any) -> None:
+    pipe.send(("ready", idx, {}))
+    pipe.close()
+
+
+def test_a_task_for_a_worker_that_is_gone_fails_with_the_workers_end() -> None:
+    """Handing a unit to a worker that has just died (its pipe closed) fails the run with the
+    worker's end, as a DumpError, not a broken pipe."""
+    from albackup.errors import DumpError
+    from albackup.parallel import _Workers
+    from albackup.progress import Reporter
+
+    class Quitter(_Workers):
+        target = staticmethod(_ready_then_quit)
+
+    pool = Quitter(Reporter())
+    pool.start(1)
+    pool.procs[0].join(10)
+    assert pool.procs[0].exitcode == 0
+    try:
+        with pytest.raises(DumpError, match=r"worker 1 ended unexpectedly \(exit code 0\)"):
+            pool._dispatch([("unit", 0, None)] * 3, lambda w, m: None)
+    finally:
+        pool.close()

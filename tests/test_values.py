@@ -579,3 +579,29 @@ def test_load_data_inline_encoders_write_what_the_functions_write(values: list[A
         lines = _compile_lines([enc, str])([(v, i) for i, v in enumerate(values)])
         assert lines == "".join((_NULL if v is None else enc(v)) + "\t" + str(i) + "\n"
                                 for i, v in enumerate(values))
+
+
+def test_a_nul_inside_a_large_text_value_is_found_piece_by_piece() -> None:
+    """The NUL loss of PostgreSQL text is counted on values stored in pieces without making them
+    whole: the NUL may sit anywhere, also right at a piece's edge."""
+    from albackup.codec import LargeValue
+    from albackup.engines.postgresql import PostgreSQLAdapter
+    from albackup.mapping import ColumnMove, _ident
+    from albackup.restore import _affects
+
+    move = ColumnMove(LogicalType("text"), _ident)
+    PostgreSQLAdapter.__new__(PostgreSQLAdapter).add_losses(move, LogicalType("text"))
+    (loss,) = move.losses
+    assert loss.affects_large is not None
+
+    def large(pieces: list[bytes], kind: int = 1) -> LargeValue:
+        v = LargeValue(kind, sum(map(len, pieces)))
+        for p in pieces:
+            v.append(p)
+        return v
+
+    assert _affects(loss, large([b"a" * 10, b"b\x00c"]))
+    assert _affects(loss, large([b"\x00" + b"a" * 5]))
+    assert not _affects(loss, large([b"a" * 10, b"zo\xc3\xab"]))
+    assert not _affects(loss, large([b"\x00\x00"], kind=0))      # bytes: no text, no loss
+    assert _affects(loss, "x\x00") and not _affects(loss, "x")

@@ -21,6 +21,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
+from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
@@ -110,6 +111,8 @@ class MySQLAdapter(Adapter):
         if t.kind == "datetime" and not t.timezone:
             return with_inline(lambda v: None if v is None else _datetime_text_fast(v),
                                "(_datetime({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
+        if t.kind == "binary":
+            return with_inline(_binary_value, "({x} if {x}.__class__ is bytes else {f}({x}))")
         return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
@@ -195,10 +198,31 @@ class MySQLAdapter(Adapter):
         return int(n) if n is not None else None
 
     def select_sql(self, table: Table) -> str:
-        # FLOAT travels as text with 6 significant digits; widened to DOUBLE it is exact.
-        cols = ", ".join(f"CAST({self.q(c.name)} AS DOUBLE)" if c.type.kind == "float" and c.type.bits == 32
-                         else self.q(c.name) for c in table.columns)
-        return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+        return f"SELECT {', '.join(self._select_cols(table, []))} FROM {self.qtable(table.name, table.schema)}"
+
+    def _select_cols(self, table: Table, big: list[int]) -> list[str]:
+        """The select list; each ``big`` column's value is left out (NULL) when it is over
+        LARGE_BYTES, and its length in bytes follows the table's columns (NULL when it is not)."""
+        cols, lengths = [], []
+        for i, c in enumerate(table.columns):
+            q = self.q(c.name)
+            if c.type.kind == "float" and c.type.bits == 32:
+                cols.append(f"CAST({q} AS DOUBLE)")   # FLOAT travels as 6 significant digits; DOUBLE is exact
+            elif i in big:
+                n = f"LENGTH({_large_bytes_expr(q, c.type.kind)})"
+                cols.append(f"IF({n} > {LARGE_BYTES}, NULL, {q})")
+                lengths.append(f"IF({n} > {LARGE_BYTES}, {n}, NULL)")
+            else:
+                cols.append(q)
+        return cols + lengths
+
+    # A dump reads values over codec.LARGE_BYTES of MEDIUM/LONG BLOB and TEXT columns in pieces
+    # (tables with a key to find their rows by); a restore makes a stored value whole before
+    # loading it (streams_large_values stays False).
+
+    def _large_capable(self, table: Table) -> list[int]:
+        return [i for i, c in enumerate(table.columns)
+                if c.type.kind in ("binary", "text") and (c.original_type or "").upper().startswith(("MEDIUM", "LONG"))]
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
                params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
@@ -216,17 +240,63 @@ class MySQLAdapter(Adapter):
         else:
             yield from super().stream(conn, table, batch_rows, where, params, large_values)
             return
+        from ..units import split_key
+
+        key = split_key(table) if large_values else None
+        big = self._large_capable(table) if key else []
+        n = len(table.columns)
+        deferred: list[Any] = []
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()), \
                     _decimals_as_text(raw, driver):
-                self.execute_where(cur, self.select_sql(table), where, params)
+                sql = f"SELECT {', '.join(self._select_cols(table, big))} FROM {self.qtable(table.name, table.schema)}"
+                self.execute_where(cur, sql, where, params)
             sizes: list[int] = []
             batches = fetch_batches(cur, batch_rows, sizes=sizes)
             # mysqlclient waits for the server without the GIL: fetch ahead on a thread.
             # PyMySQL parses in Python, so a thread would only contend for the GIL.
-            yield from (prefetched(batches, sizes=sizes) if driver == "mysqldb" else batches)
+            batches = prefetched(batches, sizes=sizes) if driver == "mysqldb" else batches
+            if not big:
+                yield from batches
+            else:          # rows with a large value wait until the stream is done (one cursor at a time)
+                for batch in batches:
+                    out = []
+                    for r in batch:
+                        if any(r[n:]):
+                            deferred.append(r)
+                        else:
+                            out.append(r[:n])
+                    if out:
+                        yield out
         finally:
             cur.close()
+        if deferred:
+            yield from self._large_rows(raw, table, key or [], big, deferred, batch_rows)
+
+    def _large_rows(self, raw: Any, table: Table, key: list[str], big: list[int], rows: list[Any],
+                    batch_rows: int) -> Iterator[list[Any]]:
+        """The rows left out of the stream, each large value a _MyLarge read in pieces by the
+        row's key, in the dump's snapshot."""
+        n = len(table.columns)
+        names = [c.name for c in table.columns]
+        kidx = [names.index(k) for k in key]
+        qt = self.qtable(table.name, table.schema)
+        where = " AND ".join(f"{self.q(k)} = %s" for k in key)
+        out: list[Any] = []
+        for r in rows:
+            row = list(r[:n])
+            for j, i in enumerate(big):
+                length = r[n + j]
+                if length is not None:
+                    c = table.columns[i]
+                    row[i] = _MyLarge(raw, qt, self.q(c.name), c.type.kind, where, tuple(r[k] for k in kidx),
+                                      int(length))
+            out.append(row)
+            if len(out) >= max(1, min(batch_rows, 16)):
+                yield out
+                out = []
+        if out:
+            yield out
 
     # ------------------------------------------------------------------ restore
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
@@ -514,6 +584,47 @@ def dbapi_driver(raw: Any) -> str:
 def _code(exc: BaseException) -> int | None:
     """The server's error number of a PyMySQL/mysqlclient error."""
     return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+
+
+#: a large value is read from MySQL/MariaDB this many bytes at a time
+MY_PIECE_BYTES = 8 << 20
+
+
+def _binary_value(v: Any) -> Any:
+    return v if v is None or isinstance(v, LargeBase) else bytes(v)
+
+
+def _large_bytes_expr(q: str, kind: str) -> str:
+    """A large-capable column as the bytes albackup stores: BLOBs as they are, text as UTF-8."""
+    return q if kind == "binary" else f"CAST(CONVERT({q} USING utf8mb4) AS BINARY)"
+
+
+class _MyLarge(LargeBase):
+    """A large value still in the database, read MY_PIECE_BYTES at a time (SUBSTRING of its
+    bytes) by the row's key, on the dump's connection and so in its snapshot. The server reads
+    the whole value again for each piece, hence pieces larger than PostgreSQL's."""
+
+    def __init__(self, raw: Any, qtable: str, qcol: str, kind: str, where: str, key: tuple[Any, ...],
+                 length: int) -> None:
+        self.raw, self.qtable, self.qcol, self.where, self.key = raw, qtable, qcol, where, key
+        self.kind = 0 if kind == "binary" else 1
+        self.length = length
+        self._kind_name = kind
+
+    def pieces(self) -> Iterator[bytes]:
+        sql = (f"SELECT SUBSTRING({_large_bytes_expr(self.qcol, self._kind_name)}, %s, %s) "
+               f"FROM {self.qtable} WHERE {self.where}")
+        cur = self.raw.cursor()
+        try:
+            for pos in range(1, max(self.length, 1) + 1, MY_PIECE_BYTES):
+                cur.execute(sql, (pos, MY_PIECE_BYTES, *self.key))
+                row = cur.fetchone()
+                if row is None:
+                    raise RuntimeError(f"a row of {self.qtable} is gone from the snapshot")
+                if row[0]:
+                    yield bytes(row[0])
+        finally:
+            cur.close()
 
 
 def _driver_error(raw: Any) -> type[BaseException]:

@@ -363,7 +363,8 @@ class PostgreSQLAdapter(Adapter):
             move.convert = (_strip_nul if base is _ident
                             else lambda v: base(v).replace("\x00", "") if isinstance(v, str) else base(v))
             move.losses.append(Loss("PostgreSQL text cannot hold NUL characters (removed)",
-                                    lambda v: isinstance(v, str) and "\x00" in v, _no_nul, base))
+                                    lambda v: isinstance(v, str) and "\x00" in v, _no_nul, base,
+                                    lambda v: v.kind == 1 and any(b"\x00" in p for p in v.pieces())))
 
     def writer(self, t: LogicalType) -> Converter:
         return copy_text_writer(t)
