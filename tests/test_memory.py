@@ -84,13 +84,25 @@ def _digest2(url: sa.URL) -> list[tuple[int, str, str, int]]:
     return rows
 
 
+def _dump_large(src: sa.URL, tmp_path: Path) -> tuple[int, str]:
+    """Dump table ``big`` (two rows of two large values each): the peak RSS and the backup's
+    path; the manifest records the large-values feature and the four values stored in pieces."""
+    import json
+
+    url = src.render_as_string(hide_password=False)
+    peak, out = _run(["dump", "-q", "--url", url, "--backup-dir", str(tmp_path / "b")])
+    backup = out.strip().splitlines()[-1]
+    m = json.loads((Path(backup) / "manifest.json").read_text())
+    assert "large-values-v1" in m["features"]
+    assert sum(c.get("large_values", 0) for c in m["tables"]["big"]["chunks"]) == 4
+    return peak, backup
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 def test_50_mb_values_are_streamed_in_pieces(make_db, tmp_path: Path) -> None:
     """Rows holding 50 MB values (bytea and text): dumped, verified and restored (also with
     -j 2) by processes that stay under 200 MB, and read back unchanged; the backup records the
     large-values feature. Restored into SQLite (values made whole there), they are unchanged too."""
-    import json
-
     src = make_db("postgresql", "big")
     e = sa.create_engine(src, poolclass=NullPool)
     with e.begin() as c:
@@ -103,12 +115,7 @@ def test_50_mb_values_are_streamed_in_pieces(make_db, tmp_path: Path) -> None:
     e.dispose()
     want = _digest2(src)
     assert want[0][3] == 52428800
-    url = src.render_as_string(hide_password=False)
-    peak_dump, out = _run(["dump", "-q", "--url", url, "--backup-dir", str(tmp_path / "b")])
-    backup = out.strip().splitlines()[-1]
-    m = json.loads((Path(backup) / "manifest.json").read_text())
-    assert "large-values-v1" in m["features"]
-    assert sum(c.get("large_values", 0) for c in m["tables"]["big"]["chunks"]) == 4
+    peak_dump, backup = _dump_large(src, tmp_path)
     peak_verify, _ = _run(["verify", "--backup-dir", backup])
     for jobs in ("1", "2"):
         dst = make_db("postgresql", "bigd")
@@ -131,8 +138,6 @@ def test_mariadb_50_mb_values_are_dumped_in_pieces(make_db, tmp_path: Path) -> N
     stays under 200 MB (the values are read in pieces by the row's key), verified, and restored
     into PostgreSQL unchanged, also under 200 MB. Creating such values needs max_allowed_packet
     above them on the server; the test raises it and puts it back."""
-    import json
-
     src = make_db("mysql", "bigm")
     e = sa.create_engine(src, poolclass=NullPool)
     with e.connect() as c:
@@ -151,12 +156,7 @@ def test_mariadb_50_mb_values_are_dumped_in_pieces(make_db, tmp_path: Path) -> N
                 "SELECT id, MD5(data), MD5(doc), LENGTH(data) FROM big ORDER BY id")]
         e.dispose()
         assert want[0][3] == 52428800
-        url = src.render_as_string(hide_password=False)
-        peak_dump, out = _run(["dump", "-q", "--url", url, "--backup-dir", str(tmp_path / "b")])
-        backup = out.strip().splitlines()[-1]
-        m = json.loads((Path(backup) / "manifest.json").read_text())
-        assert "large-values-v1" in m["features"]
-        assert sum(c.get("large_values", 0) for c in m["tables"]["big"]["chunks"]) == 4
+        peak_dump, backup = _dump_large(src, tmp_path)
         _run(["verify", "--backup-dir", backup])
         dst = make_db("postgresql", "bigmp")
         peak_restore, _ = _run(["restore", "-q", "--url", dst.render_as_string(hide_password=False),
