@@ -151,7 +151,7 @@ class _Workers:
                 while not pipe.closed and pipe.poll():
                     try:
                         out.append((i, pipe.recv()))
-                    except EOFError:
+                    except (EOFError, OSError):     # closed, or reset by the worker's death
                         break
                 if not any(m[0] in ("error",) for _, m in out) and not self._finished.get(i):
                     out.append((i, ("error", i, self._dead(i))))
@@ -159,7 +159,7 @@ class _Workers:
             i = self.pipes.index(obj)
             try:
                 out.append((i, obj.recv()))
-            except EOFError:
+            except (EOFError, OSError):     # the worker is gone: its sentinel tells how it ended
                 obj.close()
         return out
 

@@ -665,3 +665,27 @@ def test_a_task_for_a_worker_that_is_gone_fails_with_the_workers_end() -> None:
             pool._dispatch([("unit", 0, None)] * 3, lambda w, m: None)
     finally:
         pool.close()
+
+
+def _ready_then_quit_unread(idx: int, pipe: Any) -> None:
+    pipe.send(("ready", idx, {}))
+    time.sleep(0.5)       # the task the parent sends meanwhile is never read: the socket is reset
+
+
+def test_a_worker_that_dies_with_a_task_unread_fails_with_its_end() -> None:
+    """A worker that ends with a task unread resets its pipe: the run fails with the worker's
+    end, as a DumpError, not 'connection reset by peer'."""
+    from albackup.errors import DumpError
+    from albackup.parallel import _Workers
+    from albackup.progress import Reporter
+
+    class Quitter(_Workers):
+        target = staticmethod(_ready_then_quit_unread)
+
+    pool = Quitter(Reporter())
+    pool.start(1)
+    try:
+        with pytest.raises(DumpError, match=r"worker 1 ended unexpectedly \(exit code 0\)"):
+            pool._dispatch([("unit", 0, "x" * 100_000)] * 3, lambda w, m: None)
+    finally:
+        pool.close()
