@@ -91,11 +91,6 @@ class TableUnits:
     cost: int           # estimated work of one of its units
 
 
-def plan_units(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[Unit]:
-    """Every unit of ``tables`` at once (see ``plan_tables``)."""
-    return [u for t in plan_tables(conn, adapter, tables, chunk_rows) for u in t.units]
-
-
 def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[TableUnits]:
     """Each table's units, the costliest tables' first. Key boundaries are found on ``conn``
     (in the dump's snapshot) as the units are taken, one range ahead."""

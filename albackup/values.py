@@ -452,8 +452,10 @@ def combine_for(features: list[str] | None, hexes: list[str]) -> str:
     return combine_v2(hexes) if HASH_V2 in (features or []) else combine_hashes(hexes)
 
 
-#: names the inline expressions of converters may use
-_INLINE_NAMES = {"_date": dt.date.fromisoformat, "_datetime": dt.datetime.fromisoformat}
+#: names the inline expressions of converters and bulk-load writers may use (an f-string
+#: expression of Python 3.11 can hold no backslash: the characters are names too)
+INLINE_NAMES: dict[str, Any] = {"_date": dt.date.fromisoformat, "_datetime": dt.datetime.fromisoformat,
+                                "_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r", "_NUL": "\x00"}
 
 
 def with_inline(f: Converter, template: str) -> Converter:
@@ -486,6 +488,6 @@ def batch_converter(funcs: list[Converter | None], skip_none: bool = False) -> C
             parts.append(f"f{i}(r[{i}])")
     src = f"def convert(rows):\n    return [({', '.join(parts)},) for r in rows]\n"
     env: dict[str, Any] = {f"f{i}": f for i, f in enumerate(funcs) if f is not None}
-    env.update(_INLINE_NAMES)
+    env.update(INLINE_NAMES)
     exec(compile(src, "<albackup batch converter>", "exec"), env)  # noqa: S102 - only indices are formatted in
     return env["convert"]  # type: ignore[no-any-return]

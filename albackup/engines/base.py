@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..mapping import ColumnMove
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, batch_converter, canonicalizer
+from ..values import INLINE_NAMES, Converter, batch_converter, canonicalizer
 
 log = logging.getLogger(__name__)
 
@@ -419,11 +419,6 @@ def _ident(v: Any) -> Any:
 BATCH_BYTES = 4 << 20
 
 
-#: characters an inline expression of a writer may test for (an f-string expression of Python
-#: 3.11 can hold no backslash)
-INLINE_CHARS = {"_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r", "_NUL": "\x00"}
-
-
 def compile_lines(writers: list[Converter], null: str, what: str) -> Callable[[list[Any]], str]:
     """rows → text lines for a bulk load (COPY, LOAD DATA): fields joined by tabs, each by its
     column's writer (``str`` inlined), NULL as ``null``; one function compiled for the table."""
@@ -435,7 +430,7 @@ def compile_lines(writers: list[Converter], null: str, what: str) -> Callable[[l
         parts.append(f"{{NULL if r[{i}] is None else {val}}}")
     src = "def lines(rows):\n    return ''.join([f\"" + "\\t".join(parts) + "\\n\" for r in rows])\n"
     env: dict[str, Any] = {f"w{i}": w for i, w in enumerate(writers) if w is not str}
-    env.update(INLINE_CHARS)
+    env.update(INLINE_NAMES)
     env["NULL"] = null
     exec(compile(src, f"<albackup {what} lines>", "exec"), env)  # noqa: S102 - only indices are formatted in
     return env["lines"]  # type: ignore[no-any-return]

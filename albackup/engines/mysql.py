@@ -197,12 +197,10 @@ class MySQLAdapter(Adapter):
                                  "coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).scalar()
         return int(n) if n is not None else None
 
-    def select_sql(self, table: Table) -> str:
-        return f"SELECT {', '.join(self._select_cols(table, []))} FROM {self.qtable(table.name, table.schema)}"
-
-    def _select_cols(self, table: Table, big: list[int]) -> list[str]:
-        """The select list; each ``big`` column's value is left out (NULL) when it is over
+    def select_sql(self, table: Table, big: list[int] | None = None) -> str:
+        """The table's SELECT; each ``big`` column's value is left out (NULL) when it is over
         LARGE_BYTES, and its length in bytes follows the table's columns (NULL when it is not)."""
+        big = big or []
         cols, lengths = [], []
         for i, c in enumerate(table.columns):
             q = self.q(c.name)
@@ -214,7 +212,7 @@ class MySQLAdapter(Adapter):
                 lengths.append(f"IF({n} > {LARGE_BYTES}, {n}, NULL)")
             else:
                 cols.append(q)
-        return cols + lengths
+        return f"SELECT {', '.join(cols + lengths)} FROM {self.qtable(table.name, table.schema)}"
 
     # A dump reads values over codec.LARGE_BYTES of MEDIUM/LONG BLOB and TEXT columns in pieces
     # (tables with a key to find their rows by); a restore makes a stored value whole before
@@ -249,8 +247,7 @@ class MySQLAdapter(Adapter):
         try:
             with (_temporals_as_text(raw) if driver == "mysqldb" else contextlib.nullcontext()), \
                     _decimals_as_text(raw, driver):
-                sql = f"SELECT {', '.join(self._select_cols(table, big))} FROM {self.qtable(table.name, table.schema)}"
-                self.execute_where(cur, sql, where, params)
+                self.execute_where(cur, self.select_sql(table, big), where, params)
             sizes: list[int] = []
             batches = fetch_batches(cur, batch_rows, sizes=sizes)
             # mysqlclient waits for the server without the GIL: fetch ahead on a thread.
@@ -606,14 +603,13 @@ class _MyLarge(LargeBase):
 
     def __init__(self, raw: Any, qtable: str, qcol: str, kind: str, where: str, key: tuple[Any, ...],
                  length: int) -> None:
-        self.raw, self.qtable, self.qcol, self.where, self.key = raw, qtable, qcol, where, key
+        self.raw, self.key, self.length = raw, key, length
         self.kind = 0 if kind == "binary" else 1
-        self.length = length
-        self._kind_name = kind
+        self.sql = f"SELECT SUBSTRING({_large_bytes_expr(qcol, kind)}, %s, %s) FROM {qtable} WHERE {where}"
+        self.qtable = qtable
 
     def pieces(self) -> Iterator[bytes]:
-        sql = (f"SELECT SUBSTRING({_large_bytes_expr(self.qcol, self._kind_name)}, %s, %s) "
-               f"FROM {self.qtable} WHERE {self.where}")
+        sql = self.sql
         cur = self.raw.cursor()
         try:
             for pos in range(1, max(self.length, 1) + 1, MY_PIECE_BYTES):

@@ -570,9 +570,8 @@ def _copy_text(v: Any) -> str:
 
 
 # a string without the four characters COPY escapes goes in as it is, without a call
-_COPY_TEXT = with_inline(lambda v: _copy_text(v),
-                         "({x} if {x}.__class__ is str and _BS not in {x} and _TAB not in {x} "
-                         "and _LF not in {x} and _CR not in {x} else {f}({x}))")
+with_inline(_copy_text, "({x} if {x}.__class__ is str and _BS not in {x} and _TAB not in {x} "
+                        "and _LF not in {x} and _CR not in {x} else {f}({x}))")
 
 
 def _float_text(v: float) -> str:
@@ -617,7 +616,7 @@ def copy_text_writer(t: LogicalType) -> Converter:
     if k == "integer":
         return str
     if k in ("string", "text", "char", "enum", "json", "interval", "uuid", "date", "time", "datetime", "decimal"):
-        return _COPY_TEXT
+        return _copy_text
     if k == "float":
         return _float_text
     if k == "binary":
