@@ -285,8 +285,8 @@ DumpPool.target = _worker
 # ------------------------------------------------------------------ restore
 
 def _restore_worker(idx: int, pipe: Any) -> None:
-    from .restore import _converted, _target_model, has_large_values, rehash
-    from .values import RowHash
+    from .restore import _converted, _target_model, has_large_values, hash_as_converted, loaded_names, rehash
+    from .values import EchoHash, RowHash
 
     restorer = _STATE["restorer"]
     plan = _STATE["plan"]
@@ -303,17 +303,18 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                 if msg is None:
                     break
                 if msg[0] == "load":
-                    _, ti, ci, hash_in, normalize = msg
+                    _, ti, ci, hash_in, normalize, echo_in = msg
                     tp = plan.tables[ti]
                     key = tp.table.key
                     nchunks = len(backup.tables[key]["chunks"])
                     label = key if nchunks == 1 else f"{key} [{ci + 1}/{nchunks}]"
                     t0 = time.monotonic()
                     reporter.table_started(label, int(backup.tables[key]["chunks"][ci]["rows"]))
-                    cols = [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
+                    cols = loaded_names(tp)
                     writers = [cp.writer for cp in tp.loaded_columns]
                     for attempt in range(1, LOAD_ATTEMPTS + 1):
                         h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
+                        echo = EchoHash() if echo_in else None
                         done = [0]
 
                         def advanced(n: int, label: str = label, done: list[int] = done) -> None:
@@ -326,7 +327,7 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                                 n = adapter.load(conn, _target_model(tp), cols, writers,
                                                  _converted(backup, tp, h, advanced, chunk=ci,
                                                             lazy_large=adapter.streams_large_values),
-                                                 tp.identity)
+                                                 tp.identity, echo=echo)
                                 adapter.end_load(conn)
                             break
                         except LoadConflict as exc:   # rolled back whole: the chunk is loaded again
@@ -337,7 +338,8 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                             time.sleep(0.2 * attempt)
                     secs = time.monotonic() - t0
                     reporter.table_done(label, n, 0, secs)
-                    pipe.send(("loaded", ti, n, h.rows if h else n, h.hexdigest() if h else "", secs))
+                    pipe.send(("loaded", ti, n, h.rows if h else n, h.hexdigest() if h else "", secs,
+                               echo.state() if echo else None))
                 elif msg[0] == "ddl":
                     _, i, sql = msg
                     try:
@@ -354,6 +356,15 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                         h = rehash(conn, adapter, plan.tables[ti], normalize,
                                    has_large_values(backup, plan.tables[ti].table.key))
                     pipe.send(("rehashed", ti, h.rows, h.hexdigest()))
+                elif msg[0] == "echo":
+                    _, ti = msg
+                    with conn.begin():
+                        rows, total = adapter.echo_read(conn, _target_model(plan.tables[ti]),
+                                                        loaded_names(plan.tables[ti]))
+                    pipe.send(("echoed", ti, rows, total))
+                elif msg[0] == "hash_in":
+                    _, ti, ci, normalize = msg
+                    pipe.send(("hashed", ti, *hash_as_converted(backup, plan.tables[ti], normalize, ci)))
     except BaseException as exc:  # reported to the parent, which fails the restore
         from .errors import RestoreError
 
@@ -384,14 +395,32 @@ class RestorePool(_Workers):
     def _state(self) -> dict[str, Any]:
         return dict(restorer=self.restorer, plan=self.plan)
 
-    def load(self, loads: list[tuple[int, int, int]], hash_in: list[bool],
-             normalize: bool) -> dict[int, list[tuple[int, int, str, float]]]:
+    def load(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool,
+             echo: list[bool]) -> dict[int, list[tuple[int, int, str, float, Any]]]:
         """Load every (table, chunk, estimated work) in parallel, most work first: {table: [(rows
-        loaded, rows hashed, hash of the chunk as converted, seconds)]}."""
-        out: dict[int, list[tuple[int, int, str, float]]] = {ti: [] for ti in range(len(self.plan.tables))}
-        tasks = [("load", ti, ci, hash_in[ti], normalize) for ti, ci, _ in sorted(loads, key=lambda x: -x[2])]
-        self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5])))
+        loaded, rows hashed, hash of the chunk as converted, seconds, EchoHash state or None)]}."""
+        out: dict[int, list[tuple[int, int, str, float, Any]]] = {ti: [] for ti in range(len(self.plan.tables))}
+        tasks = [("load", ti, ci, hash_in[ti], normalize, echo[ti])
+                 for ti, ci, _ in sorted(loads, key=lambda x: -x[2])]
+        self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5], m[6])))
         return out
+
+    def echo(self, tables: list[int]) -> dict[int, tuple[int, int]]:
+        """Each table printed back by the server: {table: (rows, hash of its lines)}."""
+        out: dict[int, tuple[int, int]] = {}
+        self._dispatch([("echo", ti) for ti in self._biggest_first(tables)],
+                       lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
+        return out
+
+    def hash_in(self, chunks: list[tuple[int, int]], normalize: bool) -> dict[int, list[tuple[int, str]]]:
+        """The backup's (table, chunk)s hashed as converted: {table: [(rows, hash)]}."""
+        out: dict[int, list[tuple[int, str]]] = {}
+        self._dispatch([("hash_in", ti, ci, normalize) for ti, ci in chunks],
+                       lambda w, m: out.setdefault(m[1], []).append((m[2], m[3])))
+        return out
+
+    def _biggest_first(self, tables: list[int]) -> list[int]:
+        return sorted(tables, key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
 
     def ddl(self, statements: list[tuple[str, str, bool]]) -> None:
         """Indexes and constraints, each on its own connection, in parallel."""
@@ -410,11 +439,10 @@ class RestorePool(_Workers):
             raise RestoreError(f"{what} could not be created: {why}"
                                + (" (use --skip-checks to restore without it)" if is_check else ""))
 
-    def rehash(self, normalize: bool) -> dict[int, tuple[int, str]]:
+    def rehash(self, normalize: bool, tables: list[int]) -> dict[int, tuple[int, str]]:
         out: dict[int, tuple[int, str]] = {}
-        order = sorted(range(len(self.plan.tables)),
-                       key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
-        self._dispatch([("rehash", ti, normalize) for ti in order], lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
+        self._dispatch([("rehash", ti, normalize) for ti in self._biggest_first(tables)],
+                       lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
         return out
 
 

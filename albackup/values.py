@@ -425,6 +425,63 @@ class RowHash:
         return f"{self.total:032x}"
 
 
+class EchoHash:
+    """Order-independent hash of the lines of text a bulk load sent (each with its newline): the
+    sum of their XXH3-128 modulo 2^128, and their number. Where the server prints a loaded table
+    back in the same text format, the same hash of its lines equals this one exactly when it
+    holds, row for row, what was sent; ``valid`` is False when part of a load was not sent as
+    whole lines (values streamed in pieces), and then there is nothing to compare."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.rows = 0
+        self.valid = True
+
+    def update(self, data: bytes) -> None:
+        """Lines as sent: ``data`` ends with a newline, and no field holds a raw newline or CR
+        (the format escapes them; were one there, the hashes would just differ)."""
+        from xxhash import xxh3_128_intdigest
+
+        lines = data.splitlines(True)
+        self.total = (self.total + sum(map(xxh3_128_intdigest, lines))) % MOD2
+        self.rows += len(lines)
+
+    def merge(self, other: "EchoHash") -> None:
+        self.total = (self.total + other.total) % MOD2
+        self.rows += other.rows
+        self.valid = self.valid and other.valid
+
+    def state(self) -> tuple[int, int, bool]:
+        return self.rows, self.total, self.valid
+
+    @classmethod
+    def of(cls, state: tuple[int, int, bool]) -> "EchoHash":
+        e = cls()
+        e.rows, e.total, e.valid = state
+        return e
+
+
+class EchoSink:
+    """A ``write()``-able sink that hashes what it is given, one line per call (psycopg2's COPY TO
+    hands each row to ``write`` as it arrives), the same way as ``EchoHash``."""
+
+    __slots__ = ("total", "rows", "_digest")
+
+    def __init__(self) -> None:
+        from xxhash import xxh3_128_intdigest
+
+        self._digest = xxh3_128_intdigest
+        self.total = 0
+        self.rows = 0
+
+    def write(self, line: bytes) -> None:
+        self.total += self._digest(line)
+        self.rows += 1
+
+    def result(self) -> tuple[int, int]:
+        return self.rows, self.total % MOD2
+
+
 def combine_v2(hexes: list[str]) -> str:
     return f"{sum(int(h, 16) for h in hexes) % MOD2:032x}"
 

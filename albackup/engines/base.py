@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..mapping import ColumnMove
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import INLINE_NAMES, Converter, batch_converter, canonicalizer
+from ..values import INLINE_NAMES, Converter, EchoHash, batch_converter, canonicalizer
 
 log = logging.getLogger(__name__)
 
@@ -315,9 +315,18 @@ class Adapter(abc.ABC):
     def end_load(self, conn: Connection) -> None:
         pass
 
+    #: echo_read() prints a loaded table back in the text its load sent (load() fills ``echo``)
+    echo_check = False
+
+    def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
+        """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` as the server
+        prints them in the load's text format; only where ``echo_check``."""
+        raise NotImplementedError
+
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
-             batches: Iterator[list[list[Any]]], identity: bool) -> int:
-        """Insert all batches; returns rows inserted. Default: one executemany per batch."""
+             batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:
+        """Insert all batches; returns rows inserted. Default: one executemany per batch.
+        ``echo`` (only where ``echo_check``) receives the text lines as they are sent."""
         sql = (f"INSERT INTO {self.qtable(table.name, table.schema)} "
                f"({', '.join(self.q(c) for c in columns)}) VALUES ({self.placeholders(len(columns))})")
         cur = self.dbapi(conn).cursor()

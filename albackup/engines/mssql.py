@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from ..errors import AlbackupError, IntegrityError, RestoreError
 from ..mapping import ColumnMove, Loss, nan_loss, to_json_text
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter
+from ..values import Converter, EchoHash
 from .base import Adapter, Snapshot, portable_default, register
 
 log = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ class MSSQLAdapter(Adapter):
         return max(1, (self.max_params - 1) // max(ncols, 1))
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
-             batches: Iterator[list[list[Any]]], identity: bool) -> int:
+             batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:
         """executemany with fast_executemany, < 2100 parameters per call, IDENTITY_INSERT around it.
 
         ``identity``: the caller says the table has an identity column among ``columns``; the

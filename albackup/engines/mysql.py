@@ -25,7 +25,7 @@ from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, datetime_text, server_date_text, with_inline
+from ..values import Converter, EchoHash, datetime_text, server_date_text, with_inline
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,7 @@ class MySQLAdapter(Adapter):
     load_tmpdir: str | None = None
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
-             batches: Iterator[list[list[Any]]], identity: bool) -> int:
+             batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:
         """LOAD DATA LOCAL INFILE where the client and server allow it, else multi-row INSERTs."""
         raw = self.dbapi(conn)
         fd, path = tempfile.mkstemp(prefix="albackup-load-", suffix=".tsv", dir=self.load_tmpdir)

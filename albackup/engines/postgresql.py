@@ -14,7 +14,8 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
-from ..values import Converter, datetime_text, server_date_text, time_text, with_inline
+from ..values import (Converter, EchoHash, EchoSink, datetime_text, server_date_text, time_text,
+                      with_inline)
 from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
 
@@ -437,7 +438,7 @@ class PostgreSQLAdapter(Adapter):
                     f"{self.qtable(tname, s.schema)}.{self.q(cname)}")
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
-             batches: Iterator[list[list[Any]]], identity: bool) -> int:
+             batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:
         cols = ", ".join(self.q(c) for c in columns)
         sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN"
         counter = [0]
@@ -450,6 +451,8 @@ class PostgreSQLAdapter(Adapter):
                 for batch in batches:
                     counter[0] += len(batch)
                     if isinstance(batch, LargeRows):
+                        if echo is not None:
+                            echo.valid = False     # lines sent in pieces: the read-back rehashes instead
                         for row in batch:
                             if has_large(row):
                                 yield from _large_copy_line(row, writers)
@@ -457,7 +460,10 @@ class PostgreSQLAdapter(Adapter):
                                 yield text([row]).encode("utf-8")
                         continue
                     for part in split_by_bytes(batch, 2 << 20):   # large values: a few rows at a time
-                        yield text(part).encode("utf-8")
+                        data = text(part).encode("utf-8")
+                        if echo is not None:
+                            echo.update(data)
+                        yield data
             except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
                 failure.append(exc)
                 raise
@@ -472,6 +478,24 @@ class PostgreSQLAdapter(Adapter):
         finally:
             cur.close()
         return counter[0]
+
+    echo_check = True
+
+    def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
+        """The loaded columns printed back by ``COPY … TO STDOUT`` (text format) in the output
+        settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
+        lines sent: (rows, hash)."""
+        for setting in ("TIME ZONE 'UTC'", "DateStyle = 'ISO, MDY'", "IntervalStyle = 'postgres'",
+                        "extra_float_digits = 1", "bytea_output = 'hex'"):
+            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        cols = ", ".join(self.q(c) for c in columns)
+        sink = EchoSink()
+        cur = self.dbapi(conn).cursor()
+        try:
+            cur.copy_expert(f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT", sink, size=1 << 16)
+        finally:
+            cur.close()
+        return sink.result()
 
     def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
         ddl = str(sa.schema.AddConstraint(fk).compile(dialect=self.dialect)) + " NOT VALID"
@@ -575,11 +599,78 @@ with_inline(_copy_text, "({x} if {x}.__class__ is str and _BS not in {x} and _TA
 
 
 def _float_text(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return repr(v)
+    """A float as PostgreSQL prints a float8 (the shortest text that reads back exactly, as
+    ``repr``, but ``5`` not ``5.0``, and exponent form from 1e15 on, not 1e16), so a loaded value
+    reads back spelled as it went in."""
+    r = repr(v)
+    if r[-2:] == ".0":
+        r = r[:-2]
+        if len(r) >= 16 + (r[0] == "-") and "e" not in r and abs(v) < 1e16:   # 1e15 <= |v| < 1e16
+            sign, digits = ("-", r[1:]) if r[0] == "-" else ("", r)
+            mant = digits.rstrip("0")
+            return f"{sign}{mant[0]}{'.' + mant[1:] if len(mant) > 1 else ''}e+15"
+        return r
+    if "e" in r or "n" in r:    # exponent form, inf, nan
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return r
+    if abs(v) >= 1e15:           # a fraction in 1e15 <= |v| < 1e16: repr's fixed form, PostgreSQL's exponent form
+        sign, digits = ("-", r[1:]) if r[0] == "-" else ("", r)
+        mant = digits.replace(".", "").rstrip("0")
+        return f"{sign}{mant[0]}{'.' + mant[1:] if len(mant) > 1 else ''}e+15"
+    return r
+
+
+def _trim_fraction(s: str, start: int) -> str:
+    """``s`` with the trailing zeros of the fraction that begins at ``start`` (a '.') removed, and
+    the '.' too when nothing is left of it: PostgreSQL's spelling of times."""
+    end = start + 1
+    while end < len(s) and s[end].isdigit():
+        end += 1
+    frac = s[start + 1:end].rstrip("0")
+    return s[:start] + ("." + frac if frac else "") + s[end:]
+
+
+def _timestamp_copy_text(v: Any) -> str:
+    """A canonical ISO timestamp (``2024-05-01T10:00:00.250000``, ``…+00:00``) spelled as
+    PostgreSQL prints it with DateStyle ISO in UTC (``2024-05-01 10:00:00.25``, ``…+00``): the
+    same value, which reads back spelled as it went in. Anything else goes in as it is."""
+    if v.__class__ is str and len(v) >= 19 and v[10] == "T" and v.isprintable() and "\\" not in v:
+        s = v[:10] + " " + v[11:]
+        if len(s) > 19 and s[19] == ".":
+            s = _trim_fraction(s, 19)
+        if s.endswith("+00:00"):
+            s = s[:-3]
+        return s
+    return _copy_text(v)
+
+
+# the common shape (no fraction, no offset) without a call
+with_inline(_timestamp_copy_text, "({x}[:10] + ' ' + {x}[11:] if {x}.__class__ is str and len({x}) == 19 "
+                                  "and {x}[10] == 'T' and {x}.isprintable() and _BS not in {x} else {f}({x}))")
+
+
+def _time_copy_text(v: Any) -> str:
+    """A time with a fraction spelled as PostgreSQL prints it (trailing zeros trimmed)."""
+    if v.__class__ is str and len(v) > 8 and v[8] == "." and v.isprintable() and "\\" not in v:
+        return _trim_fraction(v, 8)
+    return _copy_text(v)
+
+
+with_inline(_time_copy_text, "({x} if {x}.__class__ is str and len({x}) == 8 and {x}.isprintable() and _BS not in {x} else {f}({x}))")
+
+
+def _char_copy_text(n: int) -> Converter:
+    """char(n): the value blank-padded to n characters, as PostgreSQL stores and prints it (a
+    shorter value, as MySQL/MariaDB return them, is the same char(n) value)."""
+    def f(v: Any) -> str:
+        s = v if v.__class__ is str else str(v)
+        return _copy_text(s + " " * (n - len(s)) if len(s) < n else s)
+
+    return with_inline(f, f"({{x}} if {{x}}.__class__ is str and len({{x}}) == {int(n)} and _BS not in {{x}} "
+                          "and _TAB not in {x} and _LF not in {x} and _CR not in {x} else {f}({x}))")
 
 
 def _array_item_text(t: LogicalType) -> Converter:
@@ -615,7 +706,13 @@ def copy_text_writer(t: LogicalType) -> Converter:
         return lambda v: "t" if v else "f"
     if k == "integer":
         return str
-    if k in ("string", "text", "char", "enum", "json", "interval", "uuid", "date", "time", "datetime", "decimal"):
+    if k == "datetime":
+        return _timestamp_copy_text
+    if k == "time":
+        return _time_copy_text
+    if k == "char" and t.length and not t.item:
+        return _char_copy_text(t.length)
+    if k in ("string", "text", "char", "enum", "json", "interval", "uuid", "date", "decimal"):
         return _copy_text
     if k == "float":
         return _float_text
