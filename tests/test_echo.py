@@ -104,7 +104,11 @@ def test_timestamps_times_and_chars_are_written_as_postgresql_prints_them(pg) ->
 
 @pytest.mark.parametrize(("kind", "values"), [
     (LogicalType("datetime", precision=6), ["2024-05-01T10:00:00", "2024-05-01T10:00:00.250000", None,
-                                            "2024-05-01 10:00:00", "2024-05-01T10:00:00+00:00", "x\ty"]),
+                                            "2024-05-01 10:00:00", "2024-05-01T10:00:00+00:00", "x\ty",
+                                            "2024-05-01T10:00:00.000000", "2024-05-01T10:00:00.000001",
+                                            "2024-05-01T10:00:00.25+00:00", "2024-05-01T10:00:0\\.250000"]),
+    (LogicalType("float", bits=64), [0.5, 5.0, -0.0, 1e15, 1e-7, 123456789012345.6, 1234567890123456.8,
+                                     float("nan"), float("inf"), None, 3, 1e300]),
     (LogicalType("time", precision=6), ["10:11:12", "10:11:12.500000", None, "a\\b", "10:11:12+00:00"]),
     (LogicalType("char", length=4), ["ab", "abcd", "abcde", None, "a\tb", "a\\", "\u00fc" * 4]),
 ])

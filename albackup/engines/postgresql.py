@@ -623,6 +623,11 @@ def _float_text(v: float) -> str:
     return r
 
 
+# the common case, a finite float whose repr is PostgreSQL's spelling, without a call
+with_inline(_float_text, "(_r if {x}.__class__ is float and abs({x}) < 1e15 and (_r := repr({x}))[-2:] != '.0' "
+                         "else {f}({x}))")
+
+
 def _trim_fraction(s: str, start: int) -> str:
     """``s`` with the trailing zeros of the fraction that begins at ``start`` (a '.') removed, and
     the '.' too when nothing is left of it: PostgreSQL's spelling of times."""
@@ -647,9 +652,11 @@ def _timestamp_copy_text(v: Any) -> str:
     return _copy_text(v)
 
 
-# the common shape (no fraction, no offset) without a call
-with_inline(_timestamp_copy_text, "({x}[:10] + ' ' + {x}[11:] if {x}.__class__ is str and len({x}) == 19 "
-                                  "and {x}[10] == 'T' and {x}.isprintable() and _BS not in {x} else {f}({x}))")
+# the common shapes (no offset; no fraction, or six digits of it) without a call
+with_inline(_timestamp_copy_text,
+            "(({x}[:10] + ' ' + {x}[11:] if len({x}) == 19 else {x}[:10] + ' ' + {x}[11:].rstrip('0').rstrip('.'))"
+            " if {x}.__class__ is str and (len({x}) == 19 or len({x}) == 26 and {x}[19] == '.') and {x}[10] == 'T'"
+            " and {x}.isprintable() and _BS not in {x} else {f}({x}))")
 
 
 def _time_copy_text(v: Any) -> str:
@@ -669,8 +676,9 @@ def _char_copy_text(n: int) -> Converter:
         s = v if v.__class__ is str else str(v)
         return _copy_text(s + " " * (n - len(s)) if len(s) < n else s)
 
-    return with_inline(f, f"({{x}} if {{x}}.__class__ is str and len({{x}}) == {int(n)} and _BS not in {{x}} "
-                          "and _TAB not in {x} and _LF not in {x} and _CR not in {x} else {f}({x}))")
+    return with_inline(f, f"(({{x}} + ' ' * ({int(n)} - len({{x}})) if len({{x}}) < {int(n)} else {{x}}) "
+                          "if {x}.__class__ is str and _BS not in {x} and _TAB not in {x} and _LF not in {x} "
+                          "and _CR not in {x} else {f}({x}))")
 
 
 def _array_item_text(t: LogicalType) -> Converter:
