@@ -432,7 +432,8 @@ class Restorer:
         for ti in missing:
             if self.from_manifest(tables[ti], normalize):
                 expected[tables[ti].table.key] = self.expected(tables[ti], normalize)
-        hashed = pool.hash_in([(ti, ci) for ti in missing if tables[ti].table.key not in expected
+        to_hash = [ti for ti in missing if tables[ti].table.key not in expected]   # hashed by the workers
+        hashed = pool.hash_in([(ti, ci) for ti in to_hash
                                for ci in range(len(self.backup.tables[tables[ti].table.key]["chunks"]))], normalize)
         for ti, parts in hashed.items():
             expected[tables[ti].table.key] = (sum(p[0] for p in parts), combine_v2([p[1] for p in parts]))

@@ -320,8 +320,9 @@ class Adapter(abc.ABC):
 
     def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
         """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` as the server
-        prints them in the load's text format; only where ``echo_check``."""
-        raise NotImplementedError
+        prints them in the load's text format; only where ``echo_check`` (the restore asks no
+        other adapter)."""
+        raise NotImplementedError(f"{self.name} restores are read back by value only")
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
              batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:

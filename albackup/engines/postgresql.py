@@ -603,24 +603,17 @@ def _float_text(v: float) -> str:
     ``repr``, but ``5`` not ``5.0``, and exponent form from 1e15 on, not 1e16), so a loaded value
     reads back spelled as it went in."""
     r = repr(v)
-    if r[-2:] == ".0":
-        r = r[:-2]
-        if len(r) >= 16 + (r[0] == "-") and "e" not in r and abs(v) < 1e16:   # 1e15 <= |v| < 1e16
-            sign, digits = ("-", r[1:]) if r[0] == "-" else ("", r)
-            mant = digits.rstrip("0")
-            return f"{sign}{mant[0]}{'.' + mant[1:] if len(mant) > 1 else ''}e+15"
-        return r
     if "e" in r or "n" in r:    # exponent form, inf, nan
         if math.isnan(v):
             return "NaN"
         if math.isinf(v):
             return "Infinity" if v > 0 else "-Infinity"
         return r
-    if abs(v) >= 1e15:           # a fraction in 1e15 <= |v| < 1e16: repr's fixed form, PostgreSQL's exponent form
+    if abs(v) >= 1e15:          # 1e15 <= |v| < 1e16: repr's fixed form, PostgreSQL's exponent form
         sign, digits = ("-", r[1:]) if r[0] == "-" else ("", r)
         mant = digits.replace(".", "").rstrip("0")
         return f"{sign}{mant[0]}{'.' + mant[1:] if len(mant) > 1 else ''}e+15"
-    return r
+    return r[:-2] if r[-2:] == ".0" else r
 
 
 # the common case, a finite float whose repr is PostgreSQL's spelling, without a call
