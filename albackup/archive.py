@@ -27,19 +27,22 @@ from .compress import Compressor, decompress
 from .fsutil import fsync_dir
 from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedFormat
 from .model import LogicalType, Schema
-from .values import HASH_V2, RowHash
+from .pgtext import ENCODING as TEXT_ENCODING
+from .pgtext import FEATURE as TEXT_FEATURE
+from .values import HASH_V2, EchoHash, RowHash
 
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
 ENCRYPTION_FEATURE = "encryption-v1"
 LARGE_FEATURE = "large-values-v1"
-KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE})
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE, TEXT_FEATURE})
 #: manifest keys kept in plain text when the rest of the manifest is sealed
 PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
 CHUNK_MAGIC = b"ALBKCHK1"
 HEADER = struct.Struct(">8sBB2x")         # magic, compression id, flags, 2 reserved bytes
 FLAG_ENCRYPTED = 0x01
+FLAG_TEXT = 0x02                          # frames hold PostgreSQL COPY text (pgtext.py), not msgpack
 FRAME = struct.Struct(">III")             # stored length, raw length, crc32 of stored bytes
 END_MARK = 0xFFFFFFFF
 TRAILER = struct.Struct(">IIQ")           # END_MARK, frame count, row count
@@ -84,11 +87,13 @@ class ChunkInfo:
     sha256: str
     content_hash: str
     large_values: int = 0
+    encoding: str | None = None       # pgtext.ENCODING, or None: msgpack rows
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        if not d["large_values"]:
-            del d["large_values"]
+        for k in ("large_values", "encoding"):
+            if not d[k]:
+                del d[k]
         return d
 
 
@@ -96,7 +101,8 @@ class ChunkWriter:
     """Writes one chunk file: header, frames (one per batch of rows), trailer.
 
     Rows arrive packed one by one (``write_packed``): the frame is their concatenation behind an
-    array header, and the content hash is taken over the same bytes. Compression (and sealing)
+    array header, and the content hash is taken over the same bytes. With ``text`` the frames are
+    blocks of PostgreSQL COPY text lines instead (``write_text``), hashed line by line. Compression (and sealing)
     of a frame runs on a helper thread while the caller fetches and packs the next batch; frames
     are written in order, at most ``DEPTH`` of them in flight.
     """
@@ -108,13 +114,14 @@ class ChunkWriter:
         return sum(n for _, n in self._pending)
 
     def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
-                 encryption: Encryption | None = None) -> None:
+                 encryption: Encryption | None = None, text: bool = False) -> None:
         self.path = path
         self.rel = rel
         self._comp = compressor
         self._seal = encryption.sealer(rel) if encryption else None
         self._sha = hashlib.sha256()
-        self._hash = RowHash(types)
+        self.text = text
+        self._hash: RowHash | EchoHash = EchoHash() if text else RowHash(types)
         self._pack = row_packer()
         self._frames = 0
         self._bytes = 0
@@ -123,7 +130,8 @@ class ChunkWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
-        self._write(HEADER.pack(CHUNK_MAGIC, compressor.id, FLAG_ENCRYPTED if encryption else 0))
+        self._write(HEADER.pack(CHUNK_MAGIC, compressor.id,
+                                (FLAG_ENCRYPTED if encryption else 0) | (FLAG_TEXT if text else 0)))
 
     def _write(self, b: bytes) -> None:
         self._f.write(b)
@@ -152,6 +160,13 @@ class ChunkWriter:
             stored = self._seal.seal(index, False, stored)
         self._write(FRAME.pack(len(stored), raw_len, zlib.crc32(stored)))
         self._write(stored)
+
+    def write_text(self, data: bytes) -> None:
+        """One frame of COPY text: whole lines, one per row (a text chunk only)."""
+        if not data:
+            return
+        self._hash.update(data)     # type: ignore[arg-type]  (EchoHash: lines counted and hashed)
+        self._frame([data])
 
     def write_rows(self, rows: list[Any]) -> None:
         if rows:
@@ -203,7 +218,7 @@ class ChunkWriter:
         os.fsync(self._f.fileno())
         self._f.close()
         return ChunkInfo(self.rel, self._hash.rows, self._bytes, self._sha.hexdigest(), self._hash.hexdigest(),
-                         self.large_values)
+                         self.large_values, TEXT_ENCODING if self.text else None)
 
     def abort(self) -> None:
         for fut, _ in self._pending:
@@ -223,8 +238,13 @@ def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:
 
 def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = None,
                expect_rows: int | None = None, encryption: Encryption | None = None,
-               rel: str | None = None, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
+               rel: str | None = None, lazy_large: bool = False,
+               text: Callable[[bytes], list[Any]] | None = None,
+               raw_text: bool = False) -> Iterator[Any]:
     """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
+
+    A COPY text chunk (FORMAT.md §5.2) needs ``text``, the decoder of its frames into rows
+    (pgtext.decoder); with ``raw_text`` its frames are yielded as they are (bytes of whole lines).
 
     With ``encryption`` every frame is authenticated with the file's name (``rel``) and its
     index, and the sealed trailer proves the file ends where its writer ended it.
@@ -251,6 +271,10 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
         magic, comp_id, flags = HEADER.unpack(head)
         if magic != CHUNK_MAGIC:
             raise ArchiveError(f"{where}: not an albackup chunk file (bad magic)")
+        is_text = text is not None or raw_text
+        if bool(flags & FLAG_TEXT) != is_text:
+            raise ArchiveError(f"{where}: chunk holds {'COPY text' if flags & FLAG_TEXT else 'msgpack rows'}, "
+                               f"the manifest says {'COPY text' if is_text else 'msgpack rows'}")
         if bool(flags & FLAG_ENCRYPTED) != (opener is not None):
             raise ArchiveError(f"{where}: chunk is {'' if flags & FLAG_ENCRYPTED else 'not '}encrypted, "
                                f"the manifest says it {'is' if opener else 'is not'}")
@@ -307,6 +331,16 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
     with f:
         it = frames()
         for raw in it:
+            if raw_text:
+                counts[1] += raw.count(b"\n")
+                yield raw
+                continue
+            if text is not None:
+                batch = text(raw)
+                del raw
+                counts[1] += len(batch)
+                yield batch
+                continue
             found: list[LargeValue] = []
             batch = unpack_frame(raw, ncols, f"{where} frame {counts[0]}", found)
             del raw
@@ -360,9 +394,9 @@ class BackupWriter:
         except OSError as exc:
             raise StorageError(f"{self.parent}: cannot write a backup here ({exc.strerror})") from None
 
-    def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType]) -> ChunkWriter:
+    def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType], text: bool = False) -> ChunkWriter:
         rel = f"data/{table_no:05d}-{chunk_no:05d}.chunk"
-        return ChunkWriter(self.tmp / rel, rel, self.compressor, types, self.encryption)
+        return ChunkWriter(self.tmp / rel, rel, self.compressor, types, self.encryption, text)
 
     def commit(self, manifest: dict[str, Any]) -> Path:
         if self.encryption is not None:
@@ -463,6 +497,10 @@ class Backup:
                     if not isinstance(c["file"], str) or not re.fullmatch(r"data/\d{5}-\d{5}\.chunk", c["file"]):
                         raise ValueError(f"bad chunk file name {c['file']!r}")
                     int(c["rows"]), str(c["sha256"]), str(c["content_hash"])
+                    if c.get("encoding") not in (None, TEXT_ENCODING):
+                        raise ValueError(f"unknown chunk encoding {c.get('encoding')!r}")
+                    if c.get("encoding") and TEXT_FEATURE not in (m.get("features") or []):
+                        raise ValueError(f"chunk {c['file']} is COPY text, the features do not say so")
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
         self.manifest = m
@@ -500,13 +538,35 @@ class Backup:
     def rows(self, key: str) -> int:
         return int(self.tables[key]["rows"])
 
+    def is_text(self, key: str, index: int) -> bool:
+        """Whether a chunk holds PostgreSQL COPY text (pgtext.py) rather than msgpack rows."""
+        return self.tables[key]["chunks"][index].get("encoding") == TEXT_ENCODING
+
+    def text_hashed(self, key: str) -> bool:
+        """Whether any chunk of the table is COPY text: then the table's content hash is not a
+        hash of its values (a text chunk's is the hash of its lines)."""
+        return any(self.is_text(key, i) for i in range(len(self.tables[key]["chunks"])))
+
     def iter_chunk(self, key: str, index: int, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """The rows of one chunk file of a table (0-based), checked against the manifest."""
         table = self.schema.table(key)
         c = self.tables[key]["chunks"][index]
         where = f"{self.path.name}/{c['file']} (table {key})"
+        text = None
+        if self.is_text(key, index):
+            from .pgtext import decoder
+
+            text = decoder([col.type for col in table.columns], where)
         yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
-                              self.encryption, c["file"], lazy_large)
+                              self.encryption, c["file"], lazy_large, text)
+
+    def iter_text(self, key: str, index: int) -> Iterator[bytes]:
+        """The frames of a COPY text chunk as stored (whole lines), checked against the manifest."""
+        table = self.schema.table(key)
+        c = self.tables[key]["chunks"][index]
+        where = f"{self.path.name}/{c['file']} (table {key})"
+        yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
+                              self.encryption, c["file"], raw_text=True)
 
     def iter_batches(self, key: str, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """All rows of one table, batch by batch, checked against the manifest."""

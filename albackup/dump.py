@@ -10,13 +10,15 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .archive import LARGE_FEATURE, BackupWriter, ChunkWriter, Encryption, new_manifest
+from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, ChunkWriter, Encryption,
+                      new_manifest)
 from .engines.base import Adapter
 from .errors import AlbackupError, ArchiveError, DumpError
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
 from .units import Unit, UnitResult, plan_tables
+from .pgtext import dump_check
 from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
 
@@ -99,6 +101,8 @@ def _frames(packed: list[bytes], total: int) -> Iterator[list[bytes]]:
 def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
               progress: Reporter) -> UnitResult:
     """Dump one unit into its chunk file(s); a whole-table unit rolls over past CHUNK_BYTES."""
+    if adapter.copy_text_ok(conn, unit.table, unit.where, unit.params):
+        return _dump_unit_text(conn, adapter, writer, unit, progress)
     table = unit.table
     label = unit.label
     progress.table_started(label, unit.estimate)
@@ -159,6 +163,47 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
     if unit.range is not None:
         chunks[0]["range"] = unit.range
     return UnitResult(0, chunks, read, secs)
+
+
+def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit,
+                    progress: Reporter) -> UnitResult:
+    """Dump one unit as the server's COPY text (pgtext.py): frames of whole lines go from the
+    COPY's pipe to the chunk writer on a helper thread; no value becomes a Python object."""
+    table = unit.table
+    label = unit.label
+    progress.table_started(label, unit.estimate)
+    types = [c.type for c in table.columns]
+    infos: list[Any] = []
+    state = {"chunk": writer.chunk(unit.table_no, unit.chunk_no, types, text=True), "no": unit.chunk_no}
+    t0 = time.monotonic()
+    check = dump_check(types, f"table {table.key}", [c.name for c in table.columns])
+
+    def on_frame(data: bytes) -> None:
+        if check is not None:
+            check(data)
+        chunk = state["chunk"]
+        chunk.write_text(data)
+        progress.advanced(label, sum(i.rows for i in infos) + chunk.rows, chunk.bytes_written)
+        if chunk.bytes_written >= CHUNK_BYTES and not unit.ranged:
+            infos.append(chunk.close())
+            state["no"] += 1
+            state["chunk"] = writer.chunk(unit.table_no, state["no"], types, text=True)
+
+    try:
+        sent = adapter.copy_text(conn, table, unit.where, unit.params, on_frame)
+        infos.append(state["chunk"].close())
+    except BaseException:
+        state["chunk"].abort()
+        raise
+    written = sum(c.rows for c in infos)
+    if sent >= 0 and written != sent:
+        raise DumpError(f"table {table.key}: the server sent {sent} rows but {written} were written")
+    secs = time.monotonic() - t0
+    progress.table_done(label, written, sum(c.bytes for c in infos), secs)
+    chunks = [c.to_dict() for c in infos]
+    if unit.range is not None:
+        chunks[0]["range"] = unit.range
+    return UnitResult(0, chunks, written, secs)
 
 
 def _table_entry(results: list[UnitResult]) -> dict[str, Any]:
@@ -265,6 +310,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
         )
         if any(c.get("large_values") for t in tables.values() for c in t["chunks"]):
             manifest["features"] = [*manifest["features"], LARGE_FEATURE]
+        if any(c.get("encoding") == TEXT_ENCODING for t in tables.values() for c in t["chunks"]):
+            manifest["features"] = [*manifest["features"], TEXT_FEATURE]
         if sink is not None:
             sink.wait_chunks()
         path = writer.commit(manifest)

@@ -285,7 +285,7 @@ DumpPool.target = _worker
 # ------------------------------------------------------------------ restore
 
 def _restore_worker(idx: int, pipe: Any) -> None:
-    from .restore import _converted, _target_model, has_large_values, hash_as_converted, loaded_names, rehash
+    from .restore import _target_model, has_large_values, hash_as_converted, load_chunk, loaded_names, rehash
     from .values import EchoHash, RowHash
 
     restorer = _STATE["restorer"]
@@ -310,8 +310,7 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                     label = key if nchunks == 1 else f"{key} [{ci + 1}/{nchunks}]"
                     t0 = time.monotonic()
                     reporter.table_started(label, int(backup.tables[key]["chunks"][ci]["rows"]))
-                    cols = loaded_names(tp)
-                    writers = [cp.writer for cp in tp.loaded_columns]
+                    as_text = restorer.text_load(tp, plan.same_engine)
                     for attempt in range(1, LOAD_ATTEMPTS + 1):
                         h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
                         echo = EchoHash() if echo_in else None
@@ -324,10 +323,7 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                         try:
                             with conn.begin():
                                 adapter.begin_load(conn, concurrent=nchunks > 1)
-                                n = adapter.load(conn, _target_model(tp), cols, writers,
-                                                 _converted(backup, tp, h, advanced, chunk=ci,
-                                                            lazy_large=adapter.streams_large_values),
-                                                 tp.identity, echo=echo)
+                                n = load_chunk(conn, adapter, backup, tp, ci, h, advanced, echo, as_text)
                                 adapter.end_load(conn)
                             break
                         except LoadConflict as exc:   # rolled back whole: the chunk is loaded again

@@ -186,6 +186,32 @@ def hash_as_converted(backup: Backup, tp: TablePlan, normalize: bool, chunk: int
     return h.rows, h.hexdigest()
 
 
+def load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePlan, chunk: int,
+               hasher: RowHash | None, on_batch: Callable[[int], None] | None, echo: EchoHash | None,
+               as_text: bool) -> int:
+    """Load one chunk file of ``tp``; returns the rows sent. With ``as_text`` (the target takes
+    the backup's COPY text as it is, see Restorer.text_load) a COPY text chunk goes in as stored
+    and its lines' hash, from the manifest, is what ``echo`` expects back; every other chunk is
+    decoded, converted and loaded through the adapter's writers."""
+    key = tp.table.key
+    if as_text and hasher is None and backup.is_text(key, chunk):
+        c = backup.tables[key]["chunks"][chunk]
+
+        def frames() -> Iterator[bytes]:
+            for data in backup.iter_text(key, chunk):
+                if on_batch:
+                    on_batch(data.count(b"\n"))
+                yield data
+
+        n = adapter.load_text(conn, _target_model(tp), loaded_names(tp), frames())
+        if echo is not None:
+            echo.merge(EchoHash.of((n, int(c["content_hash"], 16), True)))
+        return n
+    return adapter.load(conn, _target_model(tp), loaded_names(tp), [cp.writer for cp in tp.loaded_columns],
+                        _converted(backup, tp, hasher, on_batch, chunk=chunk, lazy_large=adapter.streams_large_values),
+                        tp.identity, echo=echo)
+
+
 def has_large_values(backup: Backup, key: str) -> bool:
     """Whether the backup stored any value of this table in pieces (then the read-back looks for
     large values to read them in pieces too; otherwise none can be there)."""
@@ -312,9 +338,16 @@ class Restorer:
 
     def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:
         """The manifest's hash is the expected one when the values go in as they are stored (and
-        are compared as stored); otherwise the values are hashed as converted, on the way in."""
+        are compared as stored); otherwise the values are hashed as converted, on the way in.
+        Not where a chunk is COPY text: its hash is that of its lines, not of its values."""
         return (HASH_V2 in self.backup.features and _identity_move(tp)
-                and not (normalize and any(normalizing_kind(c.target) for c in tp.columns)))
+                and not (normalize and any(normalizing_kind(c.target) for c in tp.columns))
+                and not self.backup.text_hashed(tp.table.key))
+
+    def text_load(self, tp: TablePlan, same_engine: bool) -> bool:
+        """Whether COPY text chunks of ``tp`` go in as stored: into the engine they came from
+        (PostgreSQL), every column loaded, nothing converted, and read back as text."""
+        return (same_engine and self.adapter.loads_copy_text and _identity_move(tp) and self.echo_for(tp))
 
     def echo_for(self, tp: TablePlan) -> bool:
         """Whether the read-back of ``tp`` compares the text its load sent with the text the
@@ -487,8 +520,6 @@ class Restorer:
             echo = EchoHash() if self.echo_for(tp) else None
             h = (None if echo is not None or self.from_manifest(tp, normalize)
                  else RowHash([c.target for c in tp.columns], normalize))
-            cols = loaded_names(tp)
-            writers = [cp.writer for cp in tp.loaded_columns]
             key = tp.table.key
             self.progress.table_started(key, self.backup.rows(key))
             done = [0]
@@ -497,10 +528,9 @@ class Restorer:
                 done[0] += n
                 self.progress.advanced(key, done[0], 0)
 
-            n = self.adapter.load(conn, _target_model(tp), cols, writers,
-                                  _converted(self.backup, tp, h, advanced,
-                                             lazy_large=self.adapter.streams_large_values),
-                                  tp.identity, echo=echo)
+            as_text = self.text_load(tp, plan.same_engine)
+            n = sum(load_chunk(conn, self.adapter, self.backup, tp, ci, h, advanced, echo, as_text)
+                    for ci in range(len(self.backup.tables[key]["chunks"])))
             want = self.backup.rows(tp.table.key)
             if n != want:
                 raise RestoreError(f"table {tp.table.key}: loaded {n} rows, the backup holds {want}")

@@ -454,32 +454,14 @@ class EchoHash:
     def state(self) -> tuple[int, int, bool]:
         return self.rows, self.total, self.valid
 
+    def hexdigest(self) -> str:
+        return f"{self.total:032x}"
+
     @classmethod
     def of(cls, state: tuple[int, int, bool]) -> "EchoHash":
         e = cls()
         e.rows, e.total, e.valid = state
         return e
-
-
-class EchoSink:
-    """A ``write()``-able sink that hashes what it is given, one line per call (psycopg2's COPY TO
-    hands each row to ``write`` as it arrives), the same way as ``EchoHash``."""
-
-    __slots__ = ("total", "rows", "_digest")
-
-    def __init__(self) -> None:
-        from xxhash import xxh3_128_intdigest
-
-        self._digest = xxh3_128_intdigest
-        self.total = 0
-        self.rows = 0
-
-    def write(self, line: bytes) -> None:
-        self.total += self._digest(line)
-        self.rows += 1
-
-    def result(self) -> tuple[int, int]:
-        return self.rows, self.total % MOD2
 
 
 def combine_v2(hexes: list[str]) -> str:

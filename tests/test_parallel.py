@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from albackup import api, config
-from albackup.archive import Backup, read_chunk
+from albackup.archive import Backup
 from albackup.restore import RestoreOptions
 
 ENGINES = ["sqlite", "postgresql", "mysql"]
@@ -123,7 +123,7 @@ def test_chunked_dump_of_sparse_composite_unique_and_keyless_tables(make_db, tmp
     # One chunk re-read on its own holds exactly the keys of its range.
     b = Backup(res.path)
     c3 = tables["sparse"]["chunks"][2]
-    rows = [r for batch in read_chunk(b.chunk_path(c3["file"]), 3, "t", c3["sha256"], c3["rows"]) for r in batch]
+    rows = [r for batch in b.iter_chunk("sparse", 2) for r in batch]
     lo, hi = c3["range"]["after"][0], c3["range"]["upto"][0]
     assert sorted(r[0] for r in rows) == [k for k in SPARSE if lo < k <= hi]
 

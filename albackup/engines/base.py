@@ -318,6 +318,23 @@ class Adapter(abc.ABC):
     #: echo_read() prints a loaded table back in the text its load sent (load() fills ``echo``)
     echo_check = False
 
+    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None) -> bool:
+        """Whether this unit of ``table`` can be dumped as the server's COPY text (pgtext.py)."""
+        return False
+
+    def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
+                  on_frame: Callable[[bytes], None]) -> int:
+        """Dump a unit as COPY text, in blocks of whole lines; returns the rows the server sent.
+        Only where ``copy_text_ok`` said yes."""
+        raise NotImplementedError(f"{self.name} dumps are read by value only")
+
+    #: load_text() takes a COPY text chunk as it is stored (same engine, nothing converted)
+    loads_copy_text = False
+
+    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> int:
+        """Load the frames of a COPY text chunk as they are; returns the rows sent."""
+        raise NotImplementedError(f"{self.name} restores load values only")
+
     def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
         """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` as the server
         prints them in the load's text format; only where ``echo_check`` (the restore asks no

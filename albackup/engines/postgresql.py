@@ -14,8 +14,8 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
-from ..values import (Converter, EchoHash, EchoSink, datetime_text, server_date_text, time_text,
-                      with_inline)
+from ..values import MOD2, Converter, EchoHash, datetime_text, server_date_text, time_text, with_inline
+from .. import pgtext
 from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
 
@@ -80,13 +80,14 @@ class PostgreSQLAdapter(Adapter):
     supports_parallel_restore = True
 
     def _read_transaction(self, conn: Connection, snapshot: Any = None) -> None:
-        """REPEATABLE READ, READ ONLY (on an exported snapshot when given), in UTC, with the
-        interval style the canonical interval text is written in."""
+        """REPEATABLE READ, READ ONLY (on an exported snapshot when given), in UTC, with ISO
+        dates, the interval style the canonical interval text is written in, floats printed
+        exactly and bytea in hex (pgtext.SETTINGS: COPY text chunks are printed so)."""
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot is not None:
             conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": snapshot})
-        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        conn.exec_driver_sql("SET LOCAL intervalstyle = 'postgres'")
+        for setting in pgtext.SETTINGS:     # the canonical text of dates, intervals; exact floats
+            conn.exec_driver_sql(f"SET LOCAL {setting}")
 
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         self._read_transaction(conn)
@@ -268,6 +269,30 @@ class PostgreSQLAdapter(Adapter):
             self.execute_where(cur, self.select_sql(table), where, params)
             sizes: list[int] = []
             yield from prefetched(fetch_batches(cur, batch_rows, sizes=sizes), sizes=sizes)
+        finally:
+            cur.close()
+
+    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None) -> bool:
+        """Every column of a kind whose COPY text pgtext decodes, a UTF-8 connection, and no value
+        over LARGE_BYTES in this unit (COPY hands over whole rows; large ones are read in pieces)."""
+        if not table.columns or not all(pgtext.text_kind(c.type) for c in table.columns):
+            return False
+        if self.dbapi(conn).encoding != "UTF8":
+            return False
+        return not self._large_columns(conn, table, where, params)
+
+    def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
+                  on_frame: Any) -> int:
+        cols = ", ".join(self.q(c.name) for c in table.columns)
+        select = f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+        cur = self.dbapi(conn).cursor()
+        try:
+            if params is not None:
+                select = cur.mogrify(self.sql_params(select) + where, params).decode("utf-8")
+            else:
+                select += where
+            pgtext.copy_out(cur, f"COPY ({select}) TO STDOUT", on_frame)
+            return int(cur.rowcount)
         finally:
             cur.close()
 
@@ -485,17 +510,52 @@ class PostgreSQLAdapter(Adapter):
         """The loaded columns printed back by ``COPY … TO STDOUT`` (text format) in the output
         settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
         lines sent: (rows, hash)."""
-        for setting in ("TIME ZONE 'UTC'", "DateStyle = 'ISO, MDY'", "IntervalStyle = 'postgres'",
-                        "extra_float_digits = 1", "bytea_output = 'hex'"):
+        for setting in pgtext.SETTINGS:
             conn.exec_driver_sql(f"SET LOCAL {setting}")
         cols = ", ".join(self.q(c) for c in columns)
-        sink = EchoSink()
+        got = [0, 0]
+
+        def on_frame(data: bytes) -> None:
+            got[0] += data.count(b"\n")
+            got[1] += pgtext.line_hash(data)
+
         cur = self.dbapi(conn).cursor()
         try:
-            cur.copy_expert(f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT", sink, size=1 << 16)
+            pgtext.copy_out(cur, f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT", on_frame)
         finally:
             cur.close()
-        return sink.result()
+        return got[0], got[1] % MOD2
+
+    loads_copy_text = True
+
+    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> int:
+        """A COPY text chunk (pgtext.py) sent as stored, in the settings it was printed in."""
+        for setting in pgtext.SETTINGS:
+            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        cols = ", ".join(self.q(c) for c in columns)
+        counter = [0]
+        failure: list[BaseException] = []
+
+        def counted() -> Iterator[bytes]:
+            try:
+                for data in frames:
+                    counter[0] += data.count(b"\n")
+                    yield data
+            except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
+                failure.append(exc)
+                raise
+
+        cur = self.dbapi(conn).cursor()
+        try:
+            cur.copy_expert(f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN",
+                            _IterFile(counted()), size=1 << 16)
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+        finally:
+            cur.close()
+        return counter[0]
 
     def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
         ddl = str(sa.schema.AddConstraint(fk).compile(dialect=self.dialect)) + " NOT VALID"

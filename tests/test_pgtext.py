@@ -1,0 +1,286 @@
+"""PostgreSQL COPY text chunks (albackup/pgtext.py): dumped as the server prints them, restored
+into PostgreSQL as they are, decoded to the same values as the cursor path everywhere else."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.pool import NullPool
+
+from albackup import api, pgtext
+from albackup.archive import Backup
+from albackup.engines.postgresql import PostgreSQLAdapter
+from albackup.errors import ArchiveError, IntegrityError
+from albackup.restore import RestoreOptions
+from albackup.values import MOD2
+
+from . import torture
+from .test_roundtrip import EXPECTED_LOSSES, _approx_equal, _cfg
+
+
+def _eng(url: sa.URL) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+def _cursor_rows(url: sa.URL, table: str) -> list[Any]:
+    """The rows of ``table`` as albackup's cursor read path gives them (the msgpack chunks' values)."""
+    from albackup.reflect import reflect_schema
+
+    e = _eng(url)
+    adapter = PostgreSQLAdapter(e.dialect)
+    try:
+        with e.connect() as c, c.begin():
+            adapter.begin_snapshot(c)
+            schema = reflect_schema(c, adapter, [None], (table,), (), set())
+            t = schema.tables[0]
+            convert = adapter.batch_reader([col.type for col in t.columns])
+            rows = []
+            for raw in adapter.stream(c, t, 1000):
+                rows += [list(r) for r in (raw if convert is None else convert(raw))]
+    finally:
+        e.dispose()
+    return rows
+
+
+def _key(row: list[Any]) -> str:
+    return repr([(type(v).__name__, v if not isinstance(v, float) or not math.isnan(v) else "nan") for v in row])
+
+
+def _backup_rows(path: Path, table: str) -> list[Any]:
+    b = Backup(path)
+    return [[bytes(v) if isinstance(v, memoryview) else v for v in r] for batch in b.iter_batches(table) for r in batch]
+
+
+def _norm(rows: list[Any]) -> list[str]:
+    return sorted(_key([bytes(v) if isinstance(v, memoryview) else v for v in r]) for r in rows)
+
+
+# ------------------------------------------------------------------ the torture, without arrays
+TEXT_RUNS = [("sqlite", 1), ("postgresql", 1), ("mysql", 1), ("postgresql", 2), ("mysql", 2)]
+
+
+@pytest.mark.parametrize(("dst_kind", "jobs"), TEXT_RUNS, ids=[f"to-{d}-j{j}" for d, j in TEXT_RUNS])
+def test_torture_as_copy_text_round_trips_everywhere(dst_kind: str, jobs: int, make_db, tmp_path: Path) -> None:
+    """The PostgreSQL type torture (arrays dropped: those tables are read by value) is dumped as
+    COPY text, verified, decoded to the cursor path's values, and restored into every engine
+    with each value read back; into PostgreSQL the chunks go in as stored and are read back as
+    text."""
+    src = make_db("postgresql", "txs")
+    torture.build(src)
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("ALTER TABLE torture DROP COLUMN arr_i, DROP COLUMN arr_t")
+        c.exec_driver_sql("ANALYZE torture")
+    dumped = api.dump(_cfg(src, name="tt", jobs=jobs, chunk_rows=2 if jobs > 1 else 1_000_000), tmp_path / "b")
+    b = Backup(dumped.path)
+    assert "pg-copy-text-v1" in b.features
+    chunks = b.tables["torture"]["chunks"]
+    assert all(c["encoding"] == "pg-copy-text" for c in chunks) and (jobs == 1 or len(chunks) >= 2)
+    assert api.verify(dumped.path).rows == dumped.rows
+    # decoded, the chunks hold exactly what the cursor path reads
+    assert _norm(_backup_rows(dumped.path, "torture")) == _norm(_cursor_rows(src, "torture"))
+
+    dst = make_db(dst_kind, "txd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True),
+                      RestoreOptions(allow_restore=True, accept_lossy=True, jobs=jobs))
+    assert res.rows == dumped.rows
+    if dst_kind == "postgresql":
+        assert {t["table"]: t["read_back"] for t in res.tables}["torture"] == "text"
+    lossy = EXPECTED_LOSSES.get(("postgresql", dst_kind), set())
+    want = torture.expected_source("postgresql")
+    got = torture.read_torture(dst)
+    assert sorted(got) == sorted(want)
+    bad = [(rid, col, v, got[rid].get(col)) for rid, row in want.items() for col, v in row.items()
+           if not col.startswith("arr_") and not _approx_equal(col, v, got[rid].get(col), col in lossy)]
+    assert not bad, bad[:5]
+
+
+# ------------------------------------------------------------------ decoding = the cursor path
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+_ROW = st.tuples(
+    st.integers(-2**63, 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(width=32, allow_nan=False, allow_infinity=True),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**20, max_value=10**20),
+    st.booleans(),
+    _TEXT,
+    st.text(st.sampled_from("ab \\\t\n\r\b\f\v"), max_size=6),
+    st.binary(max_size=30),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(_ROW, min_size=1, max_size=60))
+def test_decoded_copy_text_equals_the_cursor_path(pg, tmp_path_factory: pytest.TempPathFactory,
+                                                  rows: list[Any]) -> None:
+    """Random values of every kind COPY text is used for, NULLs included: the rows a dump stores
+    as text, decoded, equal the rows the cursor path reads, value for value and type for type."""
+    src = pg.new("txh")
+    tmp = tmp_path_factory.mktemp("txh")
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE h (id serial PRIMARY KEY, i bigint, f float8, r real, n numeric(30,4), "
+                          "b boolean, t text, ch char(8), by bytea, d date, ts timestamp, tm time, "
+                          "tz timestamptz, j jsonb, u uuid, iv interval)")
+        cur = c.connection.dbapi_connection.cursor()
+        for k, r in enumerate(rows):
+            vals = list(r) + [r[9], json.dumps({"s": r[5], "k": k}), f"{k:032x}", f"{k} days {k % 24}:00:00.{k:06d}"]
+            if k % 7 == 3:
+                vals = [None] * len(vals)
+            cur.execute("INSERT INTO h (i, f, r, n, b, t, ch, by, d, ts, tm, tz, j, u, iv) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::timestamp AT TIME ZONE 'UTC', "
+                        "%s, %s, %s)", vals)
+    e.dispose()
+    dumped = api.dump(_cfg(src, name="h"), tmp / "b")
+    assert Backup(dumped.path).tables["h"]["chunks"][0]["encoding"] == "pg-copy-text"
+    want = _cursor_rows(src, "h")
+    got = _backup_rows(dumped.path, "h")
+    assert len(got) == len(rows)
+    assert _norm(got) == _norm(want)
+
+
+# ------------------------------------------------------------------ the pipe, errors, damage
+def test_copy_out_hands_whole_lines_and_raises_the_consumers_error(pg) -> None:
+    url = pg.new("txp")
+    e = _eng(url)
+    try:
+        with e.connect() as c:
+            cur = c.connection.dbapi_connection.cursor()
+            frames: list[bytes] = []
+            got: list[int] = []
+
+            def on_frame(data: bytes) -> None:
+                assert data.endswith(b"\n")
+                got.append(data.count(b"\n"))
+                frames.append(data)
+
+            pgtext.copy_out(cur, "COPY (SELECT g, repeat('x', 300) FROM generate_series(1, 40000) g) TO STDOUT",
+                            on_frame)
+            assert sum(got) == 40000 and cur.rowcount == 40000 and len(frames) >= 2
+            assert b"".join(frames).split(b"\n")[39999].startswith(b"40000\t")
+
+            def failing(data: bytes) -> None:
+                raise OSError(28, "No space left on device")
+
+            before = threading.active_count()
+            with pytest.raises(OSError, match="No space left"):
+                pgtext.copy_out(cur, "COPY (SELECT g, repeat('x', 300) FROM generate_series(1, 200000) g) TO STDOUT",
+                                failing)
+            assert threading.active_count() == before     # the helper thread ended
+    finally:
+        e.dispose()
+
+
+def test_dump_refuses_a_value_without_canonical_form_naming_it(make_db, tmp_path: Path) -> None:
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", "txr")
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("CREATE TABLE v (id int PRIMARY KEY, note text, d date)")
+        # text that merely looks suspect is decoded and let through; an infinite date has no
+        # canonical form
+        c.exec_driver_sql("INSERT INTO v VALUES (1, 'infinity BC 10000-01-01', '2020-02-29'), (2, NULL, 'infinity')")
+    with pytest.raises(DumpError, match=r"table v, column d: cannot read a value as date"):
+        api.dump(_cfg(src), tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("DELETE FROM v WHERE id = 2")
+    res = api.dump(_cfg(src), tmp_path / "b")
+    assert _backup_rows(res.path, "v") == [[1, "infinity BC 10000-01-01", "2020-02-29"]]
+
+
+def _text_backup(make_db, tmp_path: Path) -> tuple[sa.URL, Path]:
+    src = make_db("postgresql", "txd")
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY, s text)")
+        c.exec_driver_sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g")
+    return src, api.dump(_cfg(src), tmp_path / "b").path
+
+
+def test_a_text_chunk_announced_as_msgpack_is_refused(make_db, tmp_path: Path) -> None:
+    _, path = _text_backup(make_db, tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    del m["tables"]["t"]["chunks"][0]["encoding"]
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArchiveError, match="chunk holds COPY text, the manifest says msgpack rows"):
+        api.verify(path)
+    m["tables"]["t"]["chunks"][0]["encoding"] = "csv"
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArchiveError, match="unknown chunk encoding 'csv'"):
+        api.verify(path)
+
+
+def test_verify_and_restore_check_the_line_hash(make_db, tmp_path: Path) -> None:
+    """A manifest whose text hash does not match its lines fails verify; a restore into
+    PostgreSQL then finds the text read back different and checks the values instead (they are
+    the backup's, so it succeeds, read back by value)."""
+    _, path = _text_backup(make_db, tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    c = m["tables"]["t"]["chunks"][0]
+    c["content_hash"] = f"{(int(c['content_hash'], 16) + 1) % MOD2:032x}"
+    m["tables"]["t"]["content_hash"] = c["content_hash"]
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IntegrityError, match="content hash does not match the manifest"):
+        api.verify(path)
+    dst = make_db("postgresql", "txv")
+    res = api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert [(t["table"], t["rows"], t["read_back"]) for t in res.tables] == [("t", 500, "values")]
+
+
+def test_a_row_lost_on_the_way_in_fails_the_restore(make_db, tmp_path: Path) -> None:
+    """The server drops a row of a chunk that went in as stored (a rule): the row count read back
+    fails the restore and its tables are dropped."""
+    _, path = _text_backup(make_db, tmp_path)
+    dst = make_db("postgresql", "txl")
+    e = _eng(dst)
+    with e.begin() as c:      # the table t, once created, gets a trigger that swallows row 77
+        c.exec_driver_sql("""
+            CREATE FUNCTION eat_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.id = 77 THEN RETURN NULL; END IF;
+              RETURN NEW;
+            END $$""")
+        c.exec_driver_sql("""
+            CREATE FUNCTION eat() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF to_regclass('public.t') IS NOT NULL AND NOT EXISTS (
+                  SELECT 1 FROM pg_trigger WHERE tgname = 'eat_t') THEN
+                CREATE TRIGGER eat_t BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION eat_row();
+              END IF;
+            END $$""")
+        c.exec_driver_sql("CREATE EVENT TRIGGER eat ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
+                          "EXECUTE FUNCTION eat()")
+    with pytest.raises(IntegrityError, match="table t: target holds 499 rows after restore, expected 500"):
+        api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    with e.connect() as c:
+        assert c.exec_driver_sql("SELECT to_regclass('t')").scalar() is None
+    e.dispose()
+
+
+def test_large_values_are_not_dumped_as_text(make_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit holding a value over LARGE_BYTES is read by value (in pieces), not as COPY text."""
+    import albackup.engines.postgresql as pgmod
+
+    monkeypatch.setattr(pgmod, "LARGE_BYTES", 1000)
+    src = make_db("postgresql", "txg")
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("CREATE TABLE small (id int PRIMARY KEY, s text)")
+        c.exec_driver_sql("INSERT INTO small VALUES (1, 'short')")
+        c.exec_driver_sql("CREATE TABLE big (id int PRIMARY KEY, s text)")
+        c.exec_driver_sql("INSERT INTO big VALUES (1, repeat('y', 5000))")
+    res = api.dump(_cfg(src), tmp_path / "b")
+    b = Backup(res.path)
+    assert b.tables["small"]["chunks"][0].get("encoding") == "pg-copy-text"
+    assert b.tables["big"]["chunks"][0].get("encoding") is None
+    assert _backup_rows(res.path, "big") == [[1, "y" * 5000]]
+    assert os.path.getsize(res.path / b.tables["big"]["chunks"][0]["file"]) > 0
