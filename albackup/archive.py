@@ -239,7 +239,7 @@ def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:
 def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = None,
                expect_rows: int | None = None, encryption: Encryption | None = None,
                rel: str | None = None, lazy_large: bool = False,
-               text: Callable[[bytes], list[Any]] | None = None,
+               text: Callable[[bytes], Iterator[list[Any]]] | None = None,
                raw_text: bool = False) -> Iterator[Any]:
     """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
 
@@ -336,10 +336,10 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                 yield raw
                 continue
             if text is not None:
-                batch = text(raw)
+                for batch in text(raw):
+                    counts[1] += len(batch)
+                    yield batch
                 del raw
-                counts[1] += len(batch)
-                yield batch
                 continue
             found: list[LargeValue] = []
             batch = unpack_frame(raw, ncols, f"{where} frame {counts[0]}", found)

@@ -284,6 +284,22 @@ DumpPool.target = _worker
 
 # ------------------------------------------------------------------ restore
 
+def _interleaved(loads: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(table, chunk, work) in the order the workers take them: the tables by their work, most
+    first, one chunk of each in turn (each table's chunks most work first), so that workers
+    running side by side mostly load different tables (chunks of one table loading at the same
+    time contend for its extension lock) while the biggest table still starts first."""
+    by_table: dict[int, list[tuple[int, int, int]]] = {}
+    for x in sorted(loads, key=lambda x: -x[2]):
+        by_table.setdefault(x[0], []).append(x)
+    queues = sorted(by_table.values(), key=lambda q: -sum(x[2] for x in q))
+    out = []
+    while queues:
+        out += [q.pop(0) for q in queues]
+        queues = [q for q in queues if q]
+    return out
+
+
 def _restore_worker(idx: int, pipe: Any) -> None:
     from .restore import _target_model, has_large_values, hash_as_converted, load_chunk, loaded_names, rehash
     from .values import EchoHash, RowHash
@@ -353,10 +369,10 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                                    has_large_values(backup, plan.tables[ti].table.key))
                     pipe.send(("rehashed", ti, h.rows, h.hexdigest()))
                 elif msg[0] == "echo":
-                    _, ti = msg
+                    _, ti, blocks = msg
                     with conn.begin():
                         rows, total = adapter.echo_read(conn, _target_model(plan.tables[ti]),
-                                                        loaded_names(plan.tables[ti]))
+                                                        loaded_names(plan.tables[ti]), blocks)
                     pipe.send(("echoed", ti, rows, total))
                 elif msg[0] == "hash_in":
                     _, ti, ci, normalize = msg
@@ -396,17 +412,10 @@ class RestorePool(_Workers):
         """Load every (table, chunk, estimated work) in parallel, most work first: {table: [(rows
         loaded, rows hashed, hash of the chunk as converted, seconds, EchoHash state or None)]}."""
         out: dict[int, list[tuple[int, int, str, float, Any]]] = {ti: [] for ti in range(len(self.plan.tables))}
-        tasks = [("load", ti, ci, hash_in[ti], normalize, echo[ti])
-                 for ti, ci, _ in sorted(loads, key=lambda x: -x[2])]
+        tasks = [("load", ti, ci, hash_in[ti], normalize, echo[ti]) for ti, ci, _ in _interleaved(loads)]
         self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5], m[6])))
         return out
 
-    def echo(self, tables: list[int]) -> dict[int, tuple[int, int]]:
-        """Each table printed back by the server: {table: (rows, hash of its lines)}."""
-        out: dict[int, tuple[int, int]] = {}
-        self._dispatch([("echo", ti) for ti in self._biggest_first(tables)],
-                       lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
-        return out
 
     def hash_in(self, chunks: list[tuple[int, int]], normalize: bool) -> dict[int, list[tuple[int, str]]]:
         """The backup's (table, chunk)s hashed as converted: {table: [(rows, hash)]}."""
@@ -418,22 +427,34 @@ class RestorePool(_Workers):
     def _biggest_first(self, tables: list[int]) -> list[int]:
         return sorted(tables, key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
 
-    def ddl(self, statements: list[tuple[str, str, bool]]) -> None:
-        """Indexes and constraints, each on its own connection, in parallel."""
+    def ddl(self, statements: list[tuple[str, str, bool]],
+            echo: list[tuple[int, Any]] | None = None) -> dict[int, tuple[int, int]]:
+        """Indexes and constraints, each on its own connection, in parallel, in the order given;
+        then, as workers come free, the ``echo`` parts (table, blocks), each printed back by the
+        server: {table: (rows, hash of its lines)}, the parts of a table added up. (A part waits
+        while its table's ALTER TABLE holds its lock; no task holds two tables, so nothing
+        deadlocks.)"""
         from .errors import RestoreError
+        from .values import MOD2
 
         failed: list[tuple[int, str]] = []
+        out: dict[int, tuple[int, int]] = {}
 
         def done(w: int, m: Any) -> None:
             if m[0] == "ddl_failed":
                 failed.append((m[1], m[2]))
+            elif m[0] == "echoed":
+                rows, total = out.get(m[1], (0, 0))
+                out[m[1]] = (rows + m[2], (total + m[3]) % MOD2)
 
-        self._dispatch([("ddl", i, sql) for i, (_, sql, _) in enumerate(statements)], done)
+        self._dispatch([("ddl", i, sql) for i, (_, sql, _) in enumerate(statements)]
+                       + [("echo", ti, blocks) for ti, blocks in echo or ()], done)
         if failed:
             i, why = min(failed)
             what, _, is_check = statements[i]
             raise RestoreError(f"{what} could not be created: {why}"
                                + (" (use --skip-checks to restore without it)" if is_check else ""))
+        return out
 
     def rehash(self, normalize: bool, tables: list[int]) -> dict[int, tuple[int, str]]:
         out: dict[int, tuple[int, str]] = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import ArchiveError
 from .model import LogicalType
@@ -37,7 +37,9 @@ TEXT_KINDS = frozenset({"integer", "float", "decimal", "boolean", "string", "tex
                         "datetime", "time", "interval", "uuid", "json", "enum"})
 
 #: frames hold whole lines, about this many bytes (a line longer than that is a frame of its own)
-FRAME_BYTES = 4 << 20
+FRAME_BYTES = 2 << 20
+#: a decoded frame is handed on in batches of at most this many rows (Python objects are large)
+DECODE_ROWS = 2000
 
 
 def text_kind(t: LogicalType) -> bool:
@@ -87,9 +89,11 @@ _FIELD = {
 _STRING = "({x} if '\\\\' not in {x} else _unescape({x}))"
 
 
-def decoder(types: list[LogicalType], where: str, names: list[str] | None = None) -> Callable[[bytes], list[Any]]:
-    """Frame bytes (whole lines) → canonical rows, as the PostgreSQL cursor read path gives them.
-    A value that does not decode raises ArchiveError naming its column (``names``)."""
+def decoder(types: list[LogicalType], where: str,
+            names: list[str] | None = None) -> Callable[[bytes], Iterator[list[Any]]]:
+    """Frame bytes (whole lines) → batches of canonical rows (at most DECODE_ROWS each), as the
+    PostgreSQL cursor read path gives them. A value that does not decode raises ArchiveError
+    naming its column (``names``)."""
     from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 
     from .engines.postgresql import PostgreSQLAdapter
@@ -102,9 +106,9 @@ def decoder(types: list[LogicalType], where: str, names: list[str] | None = None
     for i, t in enumerate(types):
         x = f"f[{i}]"
         parts.append(f"(None if {x} == '\\\\N' else {_FIELD.get(t.kind, _STRING).format(x=x)})")
-    src = ("def decode(data):\n"
+    src = ("def decode(lines):\n"
            "    out = []\n"
-           "    for line in data.decode('utf-8').split('\\n')[:-1]:\n"
+           "    for line in lines:\n"
            "        f = line.split('\\t')\n"
            f"        if len(f) != {n}:\n"
            "            raise ValueError(f'{len(f)} fields in a row, expected " + str(n) + "')\n"
@@ -123,54 +127,27 @@ def decoder(types: list[LogicalType], where: str, names: list[str] | None = None
                 if v == "\\N":
                     continue
                 try:
-                    field = env["decode"]((("\\N\t" * i) + v + ("\t\\N" * (len(types) - i - 1)) + "\n")
-                                          .encode("utf-8"))[0][i]
+                    field = decode([("\\N\t" * i) + v + ("\t\\N" * (len(types) - i - 1))])[0][i]
                     adapter.reader(t)(field)
                 except Exception as exc:
                     name = names[i] if names else f"#{i + 1}"
                     return f"column {name}: cannot read a value as {t.describe()} ({type(exc).__name__}: {exc})"
         return ""
 
-    def rows(data: bytes) -> list[Any]:
+    def rows(data: bytes) -> Iterator[list[Any]]:
         if data and not data.endswith(b"\n"):
             raise ArchiveError(f"{where}: a frame of COPY text does not end with a whole line")
         try:
-            out = decode(data)
-            return out if convert is None else convert(out)
-        except ArchiveError:
-            raise
+            lines = data.decode("utf-8").split("\n")
+            lines.pop()
+            for i in range(0, len(lines), DECODE_ROWS):
+                out = decode(lines[i:i + DECODE_ROWS])
+                yield out if convert is None else convert(out)
         except Exception as exc:   # UnicodeDecodeError, ValueError from int()/float()/fromhex(), …
             why = culprit(data) or f"cannot decode COPY text ({type(exc).__name__}: {exc})"
             raise ArchiveError(f"{where}: {why}"[:500]) from None
 
-    rows.culprit = culprit     # type: ignore[attr-defined]
     return rows
-
-
-#: what a date or timestamp without a canonical form looks like in COPY text (BC, infinity, a
-#: year past 9999); a frame holding one is decoded at dump time, which refuses it
-_SUSPECT = re.compile(rb"infinity| BC|(?:^|\t)\d{5,}-\d\d-\d\d", re.M)
-_CHECKED_KINDS = frozenset({"date", "datetime"})
-
-
-def dump_check(types: list[LogicalType], where: str, names: list[str]) -> Callable[[bytes], None] | None:
-    """For a dump: a check that refuses, naming the column, a value the cursor path would refuse
-    (dates and timestamps that have no canonical form), so no backup holds what cannot be restored
-    everywhere. None where no column can hold one."""
-    if not any(t.kind in _CHECKED_KINDS for t in types):
-        return None
-    decode = decoder(types, where, names)
-
-    def check(data: bytes) -> None:
-        if _SUSPECT.search(data):
-            try:
-                decode(data)
-            except ArchiveError:
-                from .errors import DumpError
-
-                raise DumpError(f"{where}, {decode.culprit(data) or 'a value does not decode'}"[:500]) from None
-
-    return check
 
 
 def line_hash(data: bytes) -> int:

@@ -404,7 +404,9 @@ class Restorer:
                      for ci, c in enumerate(self.backup.tables[tp.table.key]["chunks"])]
             echo_in = [self.echo_for(tp) for tp in plan.tables]
             hash_in = [not e and not self.from_manifest(tp, normalize) for tp, e in zip(plan.tables, echo_in)]
+            t_load = time.monotonic()
             loaded = pool.load(loads, hash_in, normalize, echo_in)
+            log.debug("restore: %d chunk files loaded in %.1fs", len(loads), time.monotonic() - t_load)
             expected: dict[str, tuple[int, str]] = {}
             for ti, tp in enumerate(plan.tables):
                 key = tp.table.key
@@ -424,8 +426,13 @@ class Restorer:
                     expected[key] = (n, combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]]))
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
                                    "seconds": round(sum(p[3] for p in parts), 3)})
+            # Indexes and constraints, biggest table first; then the text read-backs, in parts,
+            # smallest table first, taken by the workers as they come free (a part of a table
+            # whose ALTER TABLE still runs waits for it): the read-back fills the time the
+            # biggest index build leaves the other workers. Nothing of it changes a row.
             ddl = []
-            for tp in plan.tables:
+            by_size = sorted(range(len(plan.tables)), key=lambda ti: -self.backup.rows(plan.tables[ti].table.key))
+            for tp in (plan.tables[ti] for ti in by_size):
                 for add in tp.deferred:
                     c = add.element
                     ddl.append((f"table {tp.table.key}: {constraint_label(c)}", str(add.compile(dialect=a.dialect)),
@@ -433,11 +440,24 @@ class Restorer:
                 for ix in tp.indexes:
                     ddl.append((f"table {tp.table.key}: index {ix.name}",
                                 str(CreateIndex(ix).compile(dialect=a.dialect)), False))
-            pool.ddl(ddl)
+            echo_parts: list[tuple[int, Any]] = []
+            with self.engine.connect() as conn:
+                for ti in reversed(by_size):
+                    e = self.echoes.get(plan.tables[ti].table.key)
+                    if e is not None and e.valid:
+                        echo_parts += [(ti, b) for b in a.echo_parts(conn, _target_model(plan.tables[ti]))]
+            t_ddl = time.monotonic()
+            got_echo = pool.ddl(ddl, echo_parts)
+            log.debug("restore: %d indexes and constraints built, %d parts read back as text, in %.1fs",
+                      len(ddl), len(echo_parts), time.monotonic() - t_ddl)
+            t_fin = time.monotonic()
             with self.engine.connect() as conn:
                 with conn.begin():
                     self._finish(conn, plan)
-            self._read_back_parallel(pool, plan, expected, normalize)
+            log.debug("restore: foreign keys, routines and identities in %.1fs", time.monotonic() - t_fin)
+            t_back = time.monotonic()
+            self._read_back_parallel(pool, plan, expected, normalize, got_echo)
+            log.debug("restore: the rest read back in %.1fs", time.monotonic() - t_back)
         except BaseException as exc:
             if pool is not None:
                 pool.close()
@@ -452,13 +472,11 @@ class Restorer:
                 pool.close()
 
     def _read_back_parallel(self, pool: Any, plan: Plan, expected: dict[str, tuple[int, str]],
-                            normalize: bool) -> None:
-        """Every table read back by the workers: as text where its load's text was kept, and by
-        value (rehashed) where not, or where the text differs."""
+                            normalize: bool, got_echo: dict[int, tuple[int, int]]) -> None:
+        """Every table read back: as text where its load's text was kept (``got_echo``, printed
+        back by the workers with the indexes), and by value (rehashed by the workers) where not,
+        or where the text differs."""
         tables = plan.tables
-        echoed = [ti for ti, tp in enumerate(tables)
-                  if tp.table.key in self.echoes and self.echoes[tp.table.key].valid]
-        got_echo = pool.echo(echoed)
         by_value = [ti for ti, tp in enumerate(tables) if ti not in got_echo
                     or not self.echo_verdict(tp, self.echoes[tp.table.key], *got_echo[ti])]
         missing = [ti for ti in by_value if tables[ti].table.key not in expected]

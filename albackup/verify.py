@@ -40,7 +40,8 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
                 for data in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
                                        b.encryption, c["file"], raw_text=True):
                     h.update(data)
-                    decode(data)
+                    for _ in decode(data):
+                        pass
             else:
                 h = hasher_for(b.features, types)
                 for batch in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),

@@ -335,10 +335,14 @@ class Adapter(abc.ABC):
         """Load the frames of a COPY text chunk as they are; returns the rows sent."""
         raise NotImplementedError(f"{self.name} restores load values only")
 
-    def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
-        """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` as the server
-        prints them in the load's text format; only where ``echo_check`` (the restore asks no
-        other adapter)."""
+    def echo_parts(self, conn: Connection, table: Table) -> list[Any]:
+        """Parts of ``table`` that echo_read can print back one by one (None: the whole table)."""
+        return [None]
+
+    def echo_read(self, conn: Connection, table: Table, columns: list[str], blocks: Any = None) -> tuple[int, int]:
+        """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` (or of one part,
+        ``blocks``, of echo_parts) as the server prints them in the load's text format; only
+        where ``echo_check`` (the restore asks no other adapter)."""
         raise NotImplementedError(f"{self.name} restores are read back by value only")
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],

@@ -239,14 +239,16 @@ class PostgreSQLAdapter(Adapter):
                 out.append(i)
         return out
 
-    def _large_columns(self, conn: Connection, table: Table, where: str, params: Any) -> list[int]:
+    def _large_columns(self, conn: Connection, table: Table, where: str, params: Any,
+                       more: list[str] | None = None) -> list[int]:
         """The columns of ``table`` (within ``where``) that hold a value over LARGE_BYTES: one
-        pass over the value lengths, which PostgreSQL knows without reading the values."""
+        pass over the value lengths, which PostgreSQL knows without reading the values. Each of
+        ``more`` (conditions on a row) found true in the same pass counts as one more (-1)."""
         cand = self._large_capable(table)
-        if not cand:
+        tests = [f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in cand] + list(more or ())
+        if not tests:
             return []
-        checks = ", ".join(f"coalesce(bool_or(octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}), false)"
-                           for i in cand)
+        checks = ", ".join(f"coalesce(bool_or({t}), false)" for t in tests)
         sql = f"SELECT {checks} FROM {self.qtable(table.name, table.schema)}"
         cur = self.dbapi(conn).cursor()
         try:
@@ -254,7 +256,7 @@ class PostgreSQLAdapter(Adapter):
             flags = cur.fetchone()
         finally:
             cur.close()
-        return [i for i, f in zip(cand, flags or ()) if f]
+        return [i for i, f in zip(cand + [-1] * len(more or ()), flags or ()) if f]
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
                params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
@@ -273,13 +275,22 @@ class PostgreSQLAdapter(Adapter):
             cur.close()
 
     def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None) -> bool:
-        """Every column of a kind whose COPY text pgtext decodes, a UTF-8 connection, and no value
-        over LARGE_BYTES in this unit (COPY hands over whole rows; large ones are read in pieces)."""
+        """Every column of a kind whose COPY text pgtext decodes, a UTF-8 connection, no value
+        over LARGE_BYTES in this unit (COPY hands over whole rows; large ones are read in pieces)
+        and no date or timestamp without a canonical form (BC, infinite, past 9999: the cursor
+        path refuses those, naming the column). One pass over the unit answers both."""
         if not table.columns or not all(pgtext.text_kind(c.type) for c in table.columns):
             return False
         if self.dbapi(conn).encoding != "UTF8":
             return False
-        return not self._large_columns(conn, table, where, params)
+        checks = []
+        for c in table.columns:
+            q = self.q(c.name)
+            if c.type.kind == "date":
+                checks.append(f"{q} < '0001-01-01' OR {q} > '9999-12-31'")
+            elif c.type.kind == "datetime":
+                checks.append(f"{q} < '0001-01-01' OR {q} >= '10000-01-01'")
+        return not self._large_columns(conn, table, where, params, checks)
 
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
                   on_frame: Any) -> int:
@@ -506,10 +517,30 @@ class PostgreSQLAdapter(Adapter):
 
     echo_check = True
 
-    def echo_read(self, conn: Connection, table: Table, columns: list[str]) -> tuple[int, int]:
+    #: a table's text read-back is cut into parts of about this much of its heap (-j restores)
+    ECHO_PART_BYTES = 64 << 20
+
+    def echo_parts(self, conn: Connection, table: Table) -> list[tuple[int, int | None] | None]:
+        """Ranges of physical blocks (TID range scans, PostgreSQL 14+) of about ECHO_PART_BYTES,
+        the whole table in all; before 14, one part (a filter on ctid would scan every block)."""
+        if int(conn.exec_driver_sql("SHOW server_version_num").scalar()) < 140000:
+            return [None]
+        size, block = conn.exec_driver_sql(
+            "SELECT pg_relation_size(%(t)s::regclass), current_setting('block_size')::int",
+            {"t": self.qtable(table.name, table.schema)}).one()
+        blocks = -(-int(size) // int(block))
+        parts = max(1, min(64, -(-int(size) // self.ECHO_PART_BYTES)))
+        if parts == 1:
+            return [None]
+        per = -(-blocks // parts)
+        return [(start, start + per if start + per < blocks else None) for start in range(0, blocks, per)]
+
+    def echo_read(self, conn: Connection, table: Table, columns: list[str],
+                  blocks: tuple[int, int | None] | None = None) -> tuple[int, int]:
         """The loaded columns printed back by ``COPY … TO STDOUT`` (text format) in the output
         settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
-        lines sent: (rows, hash)."""
+        lines sent: (rows, hash), of the whole table or of the physical ``blocks`` [start, end)
+        (end None: to the end); the parts of echo_parts add up to the whole table."""
         for setting in pgtext.SETTINGS:
             conn.exec_driver_sql(f"SET LOCAL {setting}")
         cols = ", ".join(self.q(c) for c in columns)
@@ -521,7 +552,13 @@ class PostgreSQLAdapter(Adapter):
 
         cur = self.dbapi(conn).cursor()
         try:
-            pgtext.copy_out(cur, f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT", on_frame)
+            if blocks is None:
+                sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT"
+            else:
+                start, end = int(blocks[0]), blocks[1]
+                where = f"ctid >= '({start},0)'::tid" + ("" if end is None else f" AND ctid < '({int(end)},0)'::tid")
+                sql = f"COPY (SELECT {cols} FROM {self.qtable(table.name, table.schema)} WHERE {where}) TO STDOUT"
+            pgtext.copy_out(cur, sql, on_frame)
         finally:
             cur.close()
         return got[0], got[1] % MOD2

@@ -167,6 +167,18 @@ class Bench:
             raise RunFailed(f"{what}: row counts {counts}, expected {want}")
 
     # ------------------------------------------------------------ setup
+    def read_back_note(self, label: str, rep: int, m: Measurement) -> None:
+        """A note naming the tables an albackup restore into PostgreSQL read back by value (its
+        ``--json`` result): those cost the server and the client a full read more than text."""
+        try:
+            tables = json.loads(m.stdout)["tables"]
+        except (ValueError, KeyError, TypeError):
+            self.notes.append(f"{label} (run {rep + 1}): no JSON result to tell how tables were read back")
+            return
+        by_value = [t["table"] for t in tables if t.get("read_back") != "text"]
+        if by_value:
+            self.notes.append(f"{label} (run {rep + 1}): read back by value: {', '.join(by_value)}")
+
     def generate_and_load(self) -> None:
         a = self.args
         t0 = time.perf_counter()
@@ -267,6 +279,8 @@ class Bench:
             def finish(rep: int, m: Measurement) -> None:
                 m.output_bytes = pg.size(db)
                 self.check_counts(pg.counts(db, TABLES), label)
+                if albk:
+                    self.read_back_note(label, rep, m)
                 self.fingerprints.setdefault("pg", []).append((label, pg.fingerprint(db)))
                 if not self.args.keep:
                     pg.drop(db)
@@ -275,7 +289,7 @@ class Bench:
 
         self.ops.append(Operation("PG restore", [
             pg_restore_tool(f"albackup restore -j{self.args.jobs}", "pg_albackup",
-                            lambda db: self.albackup("restore", "-q", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
+                            lambda db: self.albackup("restore", "-q", "--json", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
                                                      "--backup-dir", str(self.artifacts["pg_albackup"])), True),
             pg_restore_tool("pg_restore -j1", "pg_restore_j1",
                             lambda db: ["pg_restore", "-j1", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
@@ -357,10 +371,11 @@ class Bench:
         def cross_finish(rep: int, m: Measurement, db: str = db) -> None:
             m.output_bytes = pg.size(db)
             self.check_counts(pg.counts(db, TABLES), "MariaDB→PostgreSQL")
+            self.read_back_note("MariaDB→PG albackup restore", rep, m)
             if not self.args.keep:
                 pg.drop(db)
         tools = [Tool(f"albackup restore -j{self.args.jobs}", lambda rep: Cmd([self.albackup(
-            "restore", "-q", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
+            "restore", "-q", "--json", "-j", str(self.args.jobs), "--url", pg.url(db), "--allow-restore",
             "--backup-dir", str(self.artifacts["my_albackup"]))]),
             prepare=lambda rep: self.pg_fresh(db), finish=cross_finish, server=self.pg_cpu, albackup=True)]
         if shutil.which("pgloader"):
