@@ -192,12 +192,16 @@ class CopyOutPipe:
                 held.append(data)
                 size += len(data)
                 if size >= self._frame_bytes:
-                    buf = b"".join(held)
-                    cut = buf.rfind(b"\n") + 1
-                    if cut:
-                        self._on_frame(buf[:cut])
-                    held, size = ([buf[cut:]], len(buf) - cut) if cut < len(buf) else ([], 0)
-                    del buf
+                    cut = data.rfind(b"\n") + 1      # the frame ends at the last newline read
+                    if not cut:
+                        continue                      # a long line: read on to its end
+                    held[-1] = data[:cut]
+                    frame = b"".join(held)            # one copy of the frame (the pieces go next)
+                    held = [data[cut:]] if cut < len(data) else []
+                    size = len(data) - cut
+                    del data
+                    self._on_frame(frame)
+                    del frame
             if held:
                 self._on_frame(b"".join(held))
         except BaseException as exc:

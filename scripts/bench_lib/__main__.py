@@ -188,40 +188,44 @@ class Bench:
         log(f"  {ds.accounts_rows:,} accounts + {ds.mixed_rows:,} mixed rows, "
             f"{sum(ds.file_bytes.values()) / 1e6:.0f} MB of TSV, {self.setup['generate_s']:.1f} s")
 
-        t0 = time.perf_counter()
-        log(f"loading PostgreSQL {SRC} (COPY, then primary keys, VACUUM FREEZE ANALYZE)")
-        self.pg.recreate(SRC)
-        self.created_pg.add(SRC)
-        self.pg.psql(SRC, datagen.PG_DDL)
-        for t in TABLES:
-            self.pg.copy_in(SRC, t, Path(ds.files[t]))
-        self.pg.psql(SRC, datagen.PG_AFTER)
-        self.pg.psql(SRC, "VACUUM (FREEZE, ANALYZE)")
-        self.pg.checkpoint()
-        self.check_counts(self.pg.counts(SRC, TABLES), "PostgreSQL source")
-        self.setup["pg_load_s"] = time.perf_counter() - t0
-        self.setup["pg_src_bytes"] = self.pg.size(SRC)
-        log(f"  {self.setup['pg_load_s']:.1f} s, database {self.setup['pg_src_bytes'] / 1e6:.0f} MB")
+        if a.only != "mariadb":
+            t0 = time.perf_counter()
+            log(f"loading PostgreSQL {SRC} (COPY, then primary keys, VACUUM FREEZE ANALYZE)")
+            self.pg.recreate(SRC)
+            self.created_pg.add(SRC)
+            self.pg.psql(SRC, datagen.PG_DDL)
+            for t in TABLES:
+                self.pg.copy_in(SRC, t, Path(ds.files[t]))
+            self.pg.psql(SRC, datagen.PG_AFTER)
+            self.pg.psql(SRC, "VACUUM (FREEZE, ANALYZE)")
+            self.pg.checkpoint()
+            self.check_counts(self.pg.counts(SRC, TABLES), "PostgreSQL source")
+            self.setup["pg_load_s"] = time.perf_counter() - t0
+            self.setup["pg_src_bytes"] = self.pg.size(SRC)
+            log(f"  {self.setup['pg_load_s']:.1f} s, database {self.setup['pg_src_bytes'] / 1e6:.0f} MB")
 
-        t0 = time.perf_counter()
-        log(f"loading MariaDB {SRC} (LOAD DATA LOCAL INFILE)")
-        self.my.recreate(SRC)
-        self.created_my.add(SRC)
-        self.my.sql(datagen.MY_DDL, SRC)
-        for t in TABLES:
-            self.my.sql("SET unique_checks = 0; SET foreign_key_checks = 0; "
-                        + datagen.MY_LOAD[t].format(path=ds.files[t]) + ";", SRC)
-        self.check_counts(self.my.counts(SRC, TABLES), "MariaDB source")
-        self.setup["mariadb_load_s"] = time.perf_counter() - t0
-        self.setup["mariadb_src_bytes"] = self.my.size(SRC)
-        log(f"  {self.setup['mariadb_load_s']:.1f} s, database ~{self.setup['mariadb_src_bytes'] / 1e6:.0f} MB")
+        if a.only != "pg":
+            t0 = time.perf_counter()
+            log(f"loading MariaDB {SRC} (LOAD DATA LOCAL INFILE)")
+            self.my.recreate(SRC)
+            self.created_my.add(SRC)
+            self.my.sql(datagen.MY_DDL, SRC)
+            for t in TABLES:
+                self.my.sql("SET unique_checks = 0; SET foreign_key_checks = 0; "
+                            + datagen.MY_LOAD[t].format(path=ds.files[t]) + ";", SRC)
+            self.check_counts(self.my.counts(SRC, TABLES), "MariaDB source")
+            self.setup["mariadb_load_s"] = time.perf_counter() - t0
+            self.setup["mariadb_src_bytes"] = self.my.size(SRC)
+            log(f"  {self.setup['mariadb_load_s']:.1f} s, database ~{self.setup['mariadb_src_bytes'] / 1e6:.0f} MB")
         if not a.keep_files:
             shutil.rmtree(self.work / "data", ignore_errors=True)
         t0 = time.perf_counter()
         log("warming up: one full read of each source table on both servers")
-        self.pg.psql(SRC, "SELECT count(*), sum(length(a::text)) FROM accounts a; "
-                          "SELECT count(*), sum(length(m::text)) FROM mixed m")
-        self.my.fingerprint(SRC)
+        if a.only != "mariadb":
+            self.pg.psql(SRC, "SELECT count(*), sum(length(a::text)) FROM accounts a; "
+                              "SELECT count(*), sum(length(m::text)) FROM mixed m")
+        if a.only != "pg":
+            self.my.fingerprint(SRC)
         self.pg.checkpoint()
         self.setup["warmup_s"] = time.perf_counter() - t0
 
@@ -257,6 +261,8 @@ class Bench:
         src_pg = pg.conn_args(SRC)
         zstd = self.zstd
 
+        if self.args.only == "mariadb":
+            return self.build_mariadb_ops()
         # PostgreSQL dump
         tools = [self.albackup_dump_tool("pg", pg.url(SRC), self.pg_cpu),
                  Tool("pg_dump -Fc", lambda rep: Cmd([["pg_dump", "-Fc", *src_pg, "-f", str(self.out / f"pg_dump_fc_{rep}")]]),
@@ -297,6 +303,13 @@ class Bench:
                             lambda db: ["pg_restore", "-j2", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
         ], "into a fresh PostgreSQL database; output = its pg_database_size"))
 
+        if self.args.only == "pg":
+            return
+        self.build_mariadb_ops()
+
+    def build_mariadb_ops(self) -> None:
+        pg, my = self.pg, self.my
+        zstd = self.zstd
         # MariaDB dump
         my_args = [*my.conn_args()]
         if zstd:
@@ -616,6 +629,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pgloader-prefetch", type=int, default=10000, metavar="ROWS",
                    help="pgloader's 'prefetch rows' (default 10000; pgloader's own default, 100000, "
                         "exhausts its 1 GB heap on the full-scale dataset; 0: pgloader's default)")
+    p.add_argument("--only", choices=("pg", "mariadb"),
+                   help="only the PostgreSQL operations (dump, restore), or only the MariaDB ones (dump, "
+                        "restore, MariaDB→PostgreSQL); default: all")
     p.add_argument("--jobs", type=int, default=2, metavar="N",
                    help="albackup's -j for its dumps and restores (default 2, the machine's 2 cores)")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",
@@ -654,10 +670,13 @@ def main(argv: list[str]) -> int:
         prof = b.profile() if args.profile else None
         rows = b.summary()
         ds = b.dataset
+        sources = "; ".join(x for x in (
+            f"PostgreSQL source {b.setup['pg_src_bytes'] / 1e6:.0f} MB" if "pg_src_bytes" in b.setup else "",
+            f"MariaDB source ~{b.setup['mariadb_src_bytes'] / 1e6:.0f} MB" if "mariadb_src_bytes" in b.setup else "")
+            if x)
         print(f"\n## albackup beside the native tools: scale {args.scale:g} MB, seed {args.seed}, "
               f"{ds.accounts_rows:,} accounts + {ds.mixed_rows:,} mixed = {ds.rows:,} rows; "
-              f"PostgreSQL source {b.setup['pg_src_bytes'] / 1e6:.0f} MB, MariaDB source "
-              f"~{b.setup['mariadb_src_bytes'] / 1e6:.0f} MB; median of {args.repeat} run(s)")
+              f"{sources}; median of {args.repeat} run(s)")
         b.print_table(rows)
         print("\n(A) = albackup; ratio = albackup wall time ÷ that tool's, paired run by run (median; "
               "min–max over the pairs); > 1 means albackup is slower.\nCPU s and peak RSS MB are the "
@@ -671,8 +690,9 @@ def main(argv: list[str]) -> int:
         for r in failed:
             print(f"  FAILED {r['operation']} / {r['tool']}: {r['error'][:2000]}")
         total = time.perf_counter() - started
-        print(f"\ntotal {total:.0f} s (setup: generate {b.setup['generate_s']:.0f} s, PostgreSQL load "
-              f"{b.setup['pg_load_s']:.0f} s, MariaDB load {b.setup['mariadb_load_s']:.0f} s)")
+        loads = "".join(f", {what} load {b.setup[k]:.0f} s" for what, k in
+                        (("PostgreSQL", "pg_load_s"), ("MariaDB", "mariadb_load_s")) if k in b.setup)
+        print(f"\ntotal {total:.0f} s (setup: generate {b.setup['generate_s']:.0f} s{loads})")
         if args.json:
             doc = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "params": {k: v for k, v in vars(args).items()}, "machine": info,
