@@ -209,12 +209,18 @@ def _table_entry(results: list[UnitResult]) -> dict[str, Any]:
             "content_hash": combine_v2([c["content_hash"] for c in chunks]), "chunks": chunks}
 
 
-def _as_dump_error(exc: BaseException, backup_dir: Path) -> DumpError | None:
-    """Database and file-system failures become a DumpError; everything else passes as it is."""
+def _as_dump_error(exc: BaseException, backup_dir: Path, dbapi: Any = None) -> DumpError | None:
+    """Database and file-system failures become a DumpError; everything else passes as it is.
+    ``dbapi``: the driver module, whose own errors (raised by the raw cursors the data path
+    reads with, not wrapped by SQLAlchemy) are database failures too."""
     if isinstance(exc, AlbackupError):
         return None
     if isinstance(exc, sa.exc.DBAPIError):
         return DumpError(f"database error during dump: {str(exc.orig).strip().splitlines()[0]}")
+    driver_error = getattr(dbapi, "Error", None)
+    if isinstance(driver_error, type) and isinstance(exc, driver_error):
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return DumpError(f"database error during dump: {first}")
     if isinstance(exc, OSError):
         return DumpError(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}")
     return None
@@ -323,7 +329,7 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
         writer.abort()
         if sink is not None:
             sink.abort()
-        mapped = _as_dump_error(exc, backup_dir)
+        mapped = _as_dump_error(exc, backup_dir, engine.dialect.dbapi)
         if mapped is None:
             raise
         raise mapped from None

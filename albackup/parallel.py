@@ -62,7 +62,7 @@ def _describe(exc: BaseException) -> BaseException:
 
     if isinstance(exc, AlbackupError):
         return exc
-    mapped = _as_dump_error(exc, _STATE["writer"].tmp)
+    mapped = _as_dump_error(exc, _STATE["writer"].tmp, _STATE["engine"].dialect.dbapi)
     return mapped or DumpError(f"dump worker failed: {type(exc).__name__}: {exc}")
 
 

@@ -329,11 +329,19 @@ class Restorer:
             raise mapped from None
 
     def _as_restore_error(self, exc: BaseException, what: str) -> RestoreError | None:
-        """A database error as a RestoreError naming the target and the first line of the
-        server's message; None for everything else (raised as it is)."""
-        if isinstance(exc, AlbackupError) or not isinstance(exc, sa.exc.DBAPIError):
+        """A database error (through SQLAlchemy, or the driver's own from the raw cursors the
+        load and the read-back use) as a RestoreError naming the target and the first line of
+        the server's message; None for everything else (raised as it is)."""
+        if isinstance(exc, AlbackupError):
             return None
-        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
+        if isinstance(exc, sa.exc.DBAPIError):
+            orig: BaseException = exc.orig
+        else:
+            driver_error = getattr(self.engine.dialect.dbapi, "Error", None)
+            if not (isinstance(driver_error, type) and isinstance(exc, driver_error)):
+                return None
+            orig = exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return RestoreError(f"restore into {self.label} {what}: {first}")
 
     def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:

@@ -351,3 +351,62 @@ def test_encrypted_copy_text_backup(make_db, tmp_path: Path, monkeypatch: pytest
     with _eng(dst).connect() as c:
         got = c.exec_driver_sql("SELECT id, holder, number FROM cards ORDER BY id").fetchall()
     assert got[0] == (1, "holder-1", "4111-1111-1111-0001") and len(got) == 300
+
+
+def test_a_driver_error_from_the_raw_cursors_is_a_dump_error(pg) -> None:
+    """The data path reads with the driver's own cursors (COPY, server-side cursors): their
+    errors are database failures (DumpError, exit 9), not internal errors."""
+    import psycopg2
+
+    from albackup.dump import _as_dump_error
+    from albackup.errors import DumpError
+
+    url = pg.new("txq")
+    e = _eng(url)
+    try:
+        with e.connect() as c:
+            cur = c.connection.dbapi_connection.cursor()
+            cur.execute("SET statement_timeout = 1")
+            with pytest.raises(psycopg2.Error) as info:
+                pgtext.copy_out(cur, "COPY (SELECT pg_sleep(0.2)) TO STDOUT", lambda data: None)
+    finally:
+        e.dispose()
+    mapped = _as_dump_error(info.value, Path("/nonexistent"), psycopg2)
+    assert isinstance(mapped, DumpError) and DumpError.exit_code == 9
+    assert str(mapped) == "database error during dump: canceling statement due to statement timeout"
+    assert _as_dump_error(info.value, Path("/nonexistent")) is None      # without the driver: not ours
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_load_the_server_refuses_fails_the_restore_and_drops_the_tables(make_db, tmp_path: Path,
+                                                                         jobs: int) -> None:
+    """A COPY text chunk the server refuses on the way in (a trigger raises on row 77): the restore
+    fails with the server's message (RestoreError, exit 10), and the tables it created are gone."""
+    from albackup.errors import RestoreError
+
+    _, path = _text_backup(make_db, tmp_path)
+    dst = make_db("postgresql", "txz")
+    e = _eng(dst)
+    with e.begin() as c:
+        c.exec_driver_sql("""
+            CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.id = 77 THEN RAISE EXCEPTION 'row 77 is not welcome'; END IF;
+              RETURN NEW;
+            END $$""")
+        c.exec_driver_sql("""
+            CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF to_regclass('public.t') IS NOT NULL AND NOT EXISTS (
+                  SELECT 1 FROM pg_trigger WHERE tgname = 'refuse_t') THEN
+                CREATE TRIGGER refuse_t BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION refuse_row();
+              END IF;
+            END $$""")
+        c.exec_driver_sql("CREATE EVENT TRIGGER arm ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
+                          "EXECUTE FUNCTION arm()")
+    with pytest.raises(RestoreError, match="row 77 is not welcome") as info:
+        api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert info.value.exit_code == 10
+    with e.connect() as c:
+        assert c.exec_driver_sql("SELECT to_regclass('t')").scalar() is None
+    e.dispose()
