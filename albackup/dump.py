@@ -153,11 +153,17 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
     except BaseException:
         chunk.abort()
         raise
+    return _unit_done(unit, infos, read, t0, progress, "read {read} rows but wrote {written}")
+
+
+def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Reporter, mismatch: str) -> UnitResult:
+    """A unit's chunk files written: their rows checked against the rows ``read`` (``mismatch``
+    says it otherwise), the unit reported done, and its result with the manifest's chunk entries."""
     written = sum(c.rows for c in infos)
     if written != read:
-        raise DumpError(f"table {table.key}: read {read} rows but wrote {written}")
+        raise DumpError(f"table {unit.table.key}: {mismatch.format(read=read, written=written)}")
     secs = time.monotonic() - t0
-    progress.table_done(label, read, sum(c.bytes for c in infos), secs)
+    progress.table_done(unit.label, read, sum(c.bytes for c in infos), secs)
     chunks = [c.to_dict() for c in infos]
     if unit.range is not None:
         chunks[0]["range"] = unit.range
@@ -191,15 +197,9 @@ def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, un
     except BaseException:
         state["chunk"].abort()
         raise
-    written = sum(c.rows for c in infos)
-    if sent >= 0 and written != sent:
-        raise DumpError(f"table {table.key}: the server sent {sent} rows but {written} were written")
-    secs = time.monotonic() - t0
-    progress.table_done(label, written, sum(c.bytes for c in infos), secs)
-    chunks = [c.to_dict() for c in infos]
-    if unit.range is not None:
-        chunks[0]["range"] = unit.range
-    return UnitResult(0, chunks, written, secs)
+    if sent < 0:        # the driver did not say: the lines written are the count
+        sent = sum(c.rows for c in infos)
+    return _unit_done(unit, infos, sent, t0, progress, "the server sent {read} rows but {written} were written")
 
 
 def _table_entry(results: list[UnitResult]) -> dict[str, Any]:

@@ -237,29 +237,35 @@ def test_verify_and_restore_check_the_line_hash(make_db, tmp_path: Path) -> None
     assert [(t["table"], t["rows"], t["read_back"]) for t in res.tables] == [("t", 500, "values")]
 
 
-def test_a_row_lost_on_the_way_in_fails_the_restore(make_db, tmp_path: Path) -> None:
-    """The server drops a row of a chunk that went in as stored (a rule): the row count read back
-    fails the restore and its tables are dropped."""
-    _, path = _text_backup(make_db, tmp_path)
-    dst = make_db("postgresql", "txl")
-    e = _eng(dst)
-    with e.begin() as c:      # the table t, once created, gets a trigger that swallows row 77
-        c.exec_driver_sql("""
-            CREATE FUNCTION eat_row() RETURNS trigger LANGUAGE plpgsql AS $$
+def _trigger_on_t(e: sa.Engine, on_row_77: str) -> None:
+    """Once a restore creates table t, a BEFORE INSERT trigger on it runs ``on_row_77`` (PL/pgSQL)
+    for the row whose id is 77 (an event trigger adds it)."""
+    with e.begin() as c:
+        c.exec_driver_sql(f"""
+            CREATE FUNCTION row_77() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              IF NEW.id = 77 THEN RETURN NULL; END IF;
+              IF NEW.id = 77 THEN {on_row_77} END IF;
               RETURN NEW;
             END $$""")
         c.exec_driver_sql("""
-            CREATE FUNCTION eat() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF to_regclass('public.t') IS NOT NULL AND NOT EXISTS (
-                  SELECT 1 FROM pg_trigger WHERE tgname = 'eat_t') THEN
-                CREATE TRIGGER eat_t BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION eat_row();
+                  SELECT 1 FROM pg_trigger WHERE tgname = 'row_77_t') THEN
+                CREATE TRIGGER row_77_t BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION row_77();
               END IF;
             END $$""")
-        c.exec_driver_sql("CREATE EVENT TRIGGER eat ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
-                          "EXECUTE FUNCTION eat()")
+        c.exec_driver_sql("CREATE EVENT TRIGGER arm ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
+                          "EXECUTE FUNCTION arm()")
+
+
+def test_a_row_lost_on_the_way_in_fails_the_restore(make_db, tmp_path: Path) -> None:
+    """The server drops a row of a chunk that went in as stored (a trigger): the row count read
+    back fails the restore and its tables are dropped."""
+    _, path = _text_backup(make_db, tmp_path)
+    dst = make_db("postgresql", "txl")
+    e = _eng(dst)
+    _trigger_on_t(e, "RETURN NULL;")
     with pytest.raises(IntegrityError, match="table t: target holds 499 rows after restore, expected 500"):
         api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
     with e.connect() as c:
@@ -387,23 +393,7 @@ def test_a_load_the_server_refuses_fails_the_restore_and_drops_the_tables(make_d
     _, path = _text_backup(make_db, tmp_path)
     dst = make_db("postgresql", "txz")
     e = _eng(dst)
-    with e.begin() as c:
-        c.exec_driver_sql("""
-            CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.id = 77 THEN RAISE EXCEPTION 'row 77 is not welcome'; END IF;
-              RETURN NEW;
-            END $$""")
-        c.exec_driver_sql("""
-            CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF to_regclass('public.t') IS NOT NULL AND NOT EXISTS (
-                  SELECT 1 FROM pg_trigger WHERE tgname = 'refuse_t') THEN
-                CREATE TRIGGER refuse_t BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION refuse_row();
-              END IF;
-            END $$""")
-        c.exec_driver_sql("CREATE EVENT TRIGGER arm ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
-                          "EXECUTE FUNCTION arm()")
+    _trigger_on_t(e, "RAISE EXCEPTION 'row 77 is not welcome';")
     with pytest.raises(RestoreError, match="row 77 is not welcome") as info:
         api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert info.value.exit_code == 10
