@@ -4,7 +4,7 @@ A PostgreSQL dump reads a table whose every column is of a kind listed in ``TEXT
 that holds no large value) with ``COPY (SELECT …) TO STDOUT``: the server's own text, one line
 per row, goes through an OS pipe into a helper thread that cuts it into frames of whole lines,
 counts and hashes the lines and hands the frames to the chunk writer. No Python object is made
-per value or per row: psycopg2 writes each row into a C buffered writer.
+per value, and no Python code runs per row: psycopg2 hands each row to a C buffered writer.
 
 Such a chunk is restored into PostgreSQL (same engine, nothing converted) by sending its frames
 to ``COPY … FROM STDIN`` as they are; everywhere else (another engine, ``verify``'s checks,
