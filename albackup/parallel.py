@@ -432,8 +432,8 @@ class RestorePool(_Workers):
         """Indexes and constraints, each on its own connection, in parallel, in the order given;
         then, as workers come free, the ``echo`` parts (table, blocks), each printed back by the
         server: {table: (rows, hash of its lines)}, the parts of a table added up. (A part waits
-        while its table's ALTER TABLE holds its lock; no task holds two tables, so nothing
-        deadlocks.)"""
+        while its table's ALTER TABLE holds its lock. Every task takes one lock on one table and
+        none upgrades a lock it holds, so no two tasks deadlock.)"""
         from .errors import RestoreError
         from .values import MOD2
 
