@@ -416,7 +416,6 @@ class RestorePool(_Workers):
         self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5], m[6])))
         return out
 
-
     def hash_in(self, chunks: list[tuple[int, int]], normalize: bool) -> dict[int, list[tuple[int, str]]]:
         """The backup's (table, chunk)s hashed as converted: {table: [(rows, hash)]}."""
         out: dict[int, list[tuple[int, str]]] = {}
