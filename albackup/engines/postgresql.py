@@ -86,8 +86,7 @@ class PostgreSQLAdapter(Adapter):
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot is not None:
             conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": snapshot})
-        for setting in pgtext.SETTINGS:     # the canonical text of dates, intervals; exact floats
-            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        _text_settings(conn)     # the canonical text of dates, intervals; exact floats
 
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         self._read_transaction(conn)
@@ -475,45 +474,53 @@ class PostgreSQLAdapter(Adapter):
 
     def load(self, conn: Connection, table: Table, columns: list[str], writers: list[Converter],
              batches: Iterator[list[list[Any]]], identity: bool, echo: EchoHash | None = None) -> int:
-        cols = ", ".join(self.q(c) for c in columns)
-        sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN"
         counter = [0]
-        failure: list[BaseException] = []
-
         text = copy_lines(writers)
 
         def lines() -> Iterator[bytes]:
+            for batch in batches:
+                counter[0] += len(batch)
+                if isinstance(batch, LargeRows):
+                    if echo is not None:
+                        echo.valid = False     # lines sent in pieces: the read-back rehashes instead
+                    for row in batch:
+                        if has_large(row):
+                            yield from _large_copy_line(row, writers)
+                        else:
+                            yield text([row]).encode("utf-8")
+                    continue
+                for part in split_by_bytes(batch, 2 << 20):   # large values: a few rows at a time
+                    data = text(part).encode("utf-8")
+                    if echo is not None:
+                        echo.update(data)
+                    yield data
+
+        self._copy_in(conn, table, columns, lines())
+        return counter[0]
+
+    def _copy_in(self, conn: Connection, table: Table, columns: list[str], data: Iterator[bytes]) -> None:
+        """``COPY table (columns) FROM STDIN`` fed from ``data``. An error raised while producing
+        the data is raised as it is (psycopg2 would turn it into QueryCanceled)."""
+        failure: list[BaseException] = []
+
+        def guarded() -> Iterator[bytes]:
             try:
-                for batch in batches:
-                    counter[0] += len(batch)
-                    if isinstance(batch, LargeRows):
-                        if echo is not None:
-                            echo.valid = False     # lines sent in pieces: the read-back rehashes instead
-                        for row in batch:
-                            if has_large(row):
-                                yield from _large_copy_line(row, writers)
-                            else:
-                                yield text([row]).encode("utf-8")
-                        continue
-                    for part in split_by_bytes(batch, 2 << 20):   # large values: a few rows at a time
-                        data = text(part).encode("utf-8")
-                        if echo is not None:
-                            echo.update(data)
-                        yield data
-            except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
+                yield from data
+            except BaseException as exc:
                 failure.append(exc)
                 raise
 
+        cols = ", ".join(self.q(c) for c in columns)
         cur = self.dbapi(conn).cursor()
         try:
-            cur.copy_expert(sql, _IterFile(lines()), size=1 << 16)
+            cur.copy_expert(f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN",
+                            _IterFile(guarded()), size=1 << 16)
         except Exception:
             if failure:
                 raise failure[0] from None
             raise
         finally:
             cur.close()
-        return counter[0]
 
     echo_check = True
 
@@ -541,8 +548,7 @@ class PostgreSQLAdapter(Adapter):
         settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
         lines sent: (rows, hash), of the whole table or of the physical ``blocks`` [start, end)
         (end None: to the end); the parts of echo_parts add up to the whole table."""
-        for setting in pgtext.SETTINGS:
-            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        _text_settings(conn)
         cols = ", ".join(self.q(c) for c in columns)
         got = [0, 0]
 
@@ -567,31 +573,15 @@ class PostgreSQLAdapter(Adapter):
 
     def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> int:
         """A COPY text chunk (pgtext.py) sent as stored, in the settings it was printed in."""
-        for setting in pgtext.SETTINGS:
-            conn.exec_driver_sql(f"SET LOCAL {setting}")
-        cols = ", ".join(self.q(c) for c in columns)
+        _text_settings(conn)
         counter = [0]
-        failure: list[BaseException] = []
 
         def counted() -> Iterator[bytes]:
-            try:
-                for data in frames:
-                    counter[0] += data.count(b"\n")
-                    yield data
-            except BaseException as exc:   # psycopg2 would turn it into QueryCanceled: keep ours
-                failure.append(exc)
-                raise
+            for data in frames:
+                counter[0] += data.count(b"\n")
+                yield data
 
-        cur = self.dbapi(conn).cursor()
-        try:
-            cur.copy_expert(f"COPY {self.qtable(table.name, table.schema)} ({cols}) FROM STDIN",
-                            _IterFile(counted()), size=1 << 16)
-        except Exception:
-            if failure:
-                raise failure[0] from None
-            raise
-        finally:
-            cur.close()
+        self._copy_in(conn, table, columns, counted())
         return counter[0]
 
     def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
@@ -636,6 +626,13 @@ class PostgreSQLAdapter(Adapter):
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
+
+
+def _text_settings(conn: Connection) -> None:
+    """The session settings COPY text is printed and read in (pgtext.SETTINGS), for this
+    transaction."""
+    for setting in pgtext.SETTINGS:
+        conn.exec_driver_sql(f"SET LOCAL {setting}")
 
 
 class _IterFile:
