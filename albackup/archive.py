@@ -174,7 +174,7 @@ class ChunkWriter:
 
     def write_packed(self, packed: list[bytes]) -> None:
         """One frame of rows, each already packed with ``codec.row_packer``. The frame is the
-        array header and the rows, compressed piece by piece (never joined in memory)."""
+        array header and the rows (joined on the helper thread, see Compressor.compress_parts)."""
         if not packed:
             return
         self._hash.update_packed(packed)

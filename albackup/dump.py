@@ -14,6 +14,7 @@ from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, 
                       new_manifest)
 from .engines.base import Adapter
 from .errors import AlbackupError, ArchiveError, DumpError
+from .gcpause import gc_paused
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
@@ -100,8 +101,14 @@ def _frames(packed: list[bytes], total: int) -> Iterator[list[bytes]]:
 def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
               progress: Reporter) -> UnitResult:
     """Dump one unit into its chunk file(s); a whole-table unit rolls over past CHUNK_BYTES."""
-    if adapter.copy_text_ok(conn, unit.table, unit.where, unit.params):
-        return _dump_unit_text(conn, adapter, writer, unit, progress)
+    with gc_paused():
+        if adapter.copy_text_ok(conn, unit.table, unit.where, unit.params):
+            return _dump_unit_text(conn, adapter, writer, unit, progress)
+        return _dump_unit_rows(conn, adapter, writer, unit, opts, progress)
+
+
+def _dump_unit_rows(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
+                    progress: Reporter) -> UnitResult:
     table = unit.table
     label = unit.label
     progress.table_started(label, unit.estimate)

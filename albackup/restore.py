@@ -19,6 +19,7 @@ from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
 from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
+from .gcpause import gc_paused
 from .model import Column, Table
 from .progress import as_reporter
 from .reflect import matches
@@ -162,8 +163,9 @@ def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool,
     types = [c.type for c in table.columns]
     convert = adapter.batch_reader(types)
     h = RowHash(types, normalize)
-    for raw in adapter.stream(conn, table, 5000, large_values=large_values):
-        h.update(raw if convert is None else convert(raw))
+    with gc_paused():
+        for raw in adapter.stream(conn, table, 5000, large_values=large_values):
+            h.update(raw if convert is None else convert(raw))
     return h
 
 
@@ -181,8 +183,9 @@ def hash_as_converted(backup: Backup, tp: TablePlan, normalize: bool, chunk: int
     """(rows, content hash) of the backup's rows of ``tp`` (or of one chunk) as they are converted
     on their way in: the expected read-back where the manifest's hash is not."""
     h = RowHash([c.target for c in tp.columns], normalize)
-    for _ in _converted(backup, tp, h, None, chunk=chunk):
-        pass
+    with gc_paused():
+        for _ in _converted(backup, tp, h, None, chunk=chunk):
+            pass
     return h.rows, h.hexdigest()
 
 
@@ -193,6 +196,13 @@ def load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePlan
     the backup's COPY text as it is, see Restorer.text_load) a COPY text chunk goes in as stored
     and its lines' hash, from the manifest, is what ``echo`` expects back; every other chunk is
     decoded, converted and loaded through the adapter's writers."""
+    with gc_paused():
+        return _load_chunk(conn, adapter, backup, tp, chunk, hasher, on_batch, echo, as_text)
+
+
+def _load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePlan, chunk: int,
+                hasher: RowHash | None, on_batch: Callable[[int], None] | None, echo: EchoHash | None,
+                as_text: bool) -> int:
     key = tp.table.key
     if as_text and hasher is None and backup.is_text(key, chunk):
         c = backup.tables[key]["chunks"][chunk]

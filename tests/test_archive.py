@@ -587,3 +587,19 @@ def test_large_value_cut_short_in_the_file_is_damage(tmp_path: Path) -> None:
     (tmp_path / "c.chunk").write_bytes(body + trailer[:4] + frames.to_bytes(4, "big") + trailer[8:])
     with pytest.raises(ArchiveError, match="cut short"):
         list(read_chunk(tmp_path / "c.chunk", 2, "t"))
+
+
+def test_compress_parts_joins_small_frames_and_streams_big_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from albackup import compress
+    from albackup.compress import decompress
+
+    parts = [bytes([i % 251]) * (i * 37 % 1000) for i in range(3000)]
+    whole = b"".join(parts)
+    c = Compressor()
+    joined = c.compress_parts(parts)
+    assert joined == c.compress(whole)          # below JOIN_BYTES: one call over the joined frame
+    monkeypatch.setattr(compress, "JOIN_BYTES", 1000)
+    streamed = c.compress_parts(parts)
+    assert streamed != joined                   # past it: fed part by part, never joined
+    for blob in (joined, streamed):
+        assert decompress(IDS["zstd"], blob, len(whole), "t") == whole

@@ -368,6 +368,16 @@ def test_mysqldb_and_pymysql_dumps_hash_the_same(make_db, tmp_path: Path, caplog
     assert_same_data(src, _as_driver(dst, "pymysql"), 7000)
 
 
+def test_decimal_reader_keeps_the_server_text_and_makes_negative_zero_zero() -> None:
+    import sqlalchemy.dialects.mysql.pymysql as d
+
+    adapter = MySQLAdapter(d.dialect())
+    t = LogicalType("decimal", precision=12, scale=2)
+    convert = adapter.batch_reader([LogicalType("integer", bits=32), t])
+    rows = [(1, "-0.00"), (2, "-1.50"), (3, None), (4, "2.00"), (5, b"-0.00"), (6, Decimal("7.5"))]
+    assert convert(rows) == [(1, "0.00"), (2, "-1.50"), (3, None), (4, "2.00"), (5, "0.00"), (6, "7.50")]
+
+
 @needs_mysqldb
 def test_mysqldb_reads_zero_dates_like_pymysql(make_db, tmp_path: Path) -> None:
     """mysqlclient would read '0000-00-00' as None (a silent NULL); both drivers must fail alike."""

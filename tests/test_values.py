@@ -605,3 +605,34 @@ def test_a_nul_inside_a_large_text_value_is_found_piece_by_piece() -> None:
     assert not _affects(loss, large([b"a" * 10, b"zo\xc3\xab"]))
     assert not _affects(loss, large([b"\x00\x00"], kind=0))      # bytes: no text, no loss
     assert _affects(loss, "x\x00") and not _affects(loss, "x")
+
+
+def test_gc_paused_holds_the_collector_off_and_collects_at_the_end() -> None:
+    import gc
+    import weakref
+
+    from albackup.gcpause import gc_paused
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        a, b = Node(), Node()
+        a.other, b.other = b, a          # a cycle: only the collector frees it
+        gone = weakref.ref(a)
+        del a, b
+        with gc_paused():                # nested: left off
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        assert gone() is not None
+    assert gc.isenabled()
+    assert gone() is None                # collected when the block ended
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()        # a collector the caller turned off stays off
+    finally:
+        gc.enable()

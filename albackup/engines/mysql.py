@@ -113,12 +113,19 @@ class MySQLAdapter(Adapter):
                                "(_datetime({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
         if t.kind == "binary":
             return with_inline(_binary_value, "({x} if {x}.__class__ is bytes else {f}({x}))")
+        if t.kind == "decimal":    # the server's text, kept; a negative zero, should one come, made 0
+            base = super().reader(t)
+
+            def decimal(v: Any) -> Any:
+                return _decimal_text(v) if isinstance(v, (str, bytes, bytearray)) else base(v)
+
+            return with_inline(decimal, "({x} if {x}.__class__ is str and {x}[0] != '-' else {f}({x}))")
         return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
     # strips on read; the session's sql_mode never sets PAD_CHAR_TO_FULL_LENGTH.
     # Decimals come as the server's text (see _decimals_as_text), already padded to their scale.
-    passthrough_kinds = frozenset({"integer", "float", "string", "text", "char", "enum", "decimal"})
+    passthrough_kinds = frozenset({"integer", "float", "string", "text", "char", "enum"})
     supports_parallel_restore = True
 
     def lock_for_snapshot(self, conn: Connection) -> str | None:
@@ -713,10 +720,12 @@ def _decimals_as_text(raw: Any, driver: str) -> Iterator[None]:
     codes = [FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL]
     temporal = [getattr(FIELD_TYPE, n) for n in ("DATE", "NEWDATE", "DATETIME", "TIMESTAMP") if hasattr(FIELD_TYPE, n)]
     saved = {c: conv.get(c) for c in codes + temporal}
+    # mysqlclient decodes a field whose converter is ``str`` itself in C (no Python call per
+    # value); PyMySQL calls a converter per value anyway, and hands over bytes for some types
     for c in codes:
-        conv[c] = _decimal_text
+        conv[c] = str if driver == "mysqldb" else _decimal_text
     for c in temporal:
-        conv[c] = _server_text
+        conv[c] = str if driver == "mysqldb" else _server_text
     try:
         yield
     finally:

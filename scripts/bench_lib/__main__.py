@@ -451,12 +451,15 @@ class Bench:
                 self.notes.append(f"{engine}: every restore (albackup and native) gave the same content fingerprint")
 
     def profile(self) -> dict:
-        """One albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore under cProfile."""
+        """One albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore under cProfile (those of
+        the engines ``--only`` leaves)."""
         out = {}
         jobs = [("pg-dump", ["dump", "-q", "--url", self.pg.url(SRC), "--backup-dir", str(self.out / "prof_pg")],
                  lambda: (self.out / "prof_pg").mkdir(exist_ok=True)),
                 ("mariadb-dump", ["dump", "-q", "--url", self.my.url(SRC), "--backup-dir", str(self.out / "prof_my")],
                  lambda: (self.out / "prof_my").mkdir(exist_ok=True))]
+        only = self.args.only
+        jobs = [j for j in jobs if not only or j[0].startswith("pg-" if only == "pg" else "mariadb-")]
         if "pg_albackup" in self.artifacts:
             db = self.pg_db("prof_restore")
             jobs.append(("pg-restore", ["restore", "-q", "--url", self.pg.url(db), "--allow-restore",
