@@ -244,7 +244,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
     """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
 
     A COPY text chunk (FORMAT.md §5.2) needs ``text``, the decoder of its frames into rows
-    (pgtext.decoder); with ``raw_text`` its frames are yielded as they are (bytes of whole lines).
+    (pgtext.decoder); with ``raw_text`` its frames are yielded as they are (bytes of whole lines),
+    each as ``(frame, lines)`` (counting them is a pass over the frame: done once, here).
 
     With ``encryption`` every frame is authenticated with the file's name (``rel``) and its
     index, and the sealed trailer proves the file ends where its writer ended it.
@@ -332,8 +333,9 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
         it = frames()
         for raw in it:
             if raw_text:
-                counts[1] += raw.count(b"\n")
-                yield raw
+                n = raw.count(b"\n")
+                counts[1] += n
+                yield raw, n
                 continue
             if text is not None:
                 for batch in text(raw):
@@ -560,8 +562,9 @@ class Backup:
         yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
                               self.encryption, c["file"], lazy_large, text)
 
-    def iter_text(self, key: str, index: int) -> Iterator[bytes]:
-        """The frames of a COPY text chunk as stored (whole lines), checked against the manifest."""
+    def iter_text(self, key: str, index: int) -> Iterator[tuple[bytes, int]]:
+        """The frames of a COPY text chunk as stored (whole lines), checked against the manifest,
+        each with the number of its lines."""
         table = self.schema.table(key)
         c = self.tables[key]["chunks"][index]
         where = f"{self.path.name}/{c['file']} (table {key})"

@@ -207,13 +207,17 @@ def _load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePla
     if as_text and hasher is None and backup.is_text(key, chunk):
         c = backup.tables[key]["chunks"][chunk]
 
+        sent = [0]
+
         def frames() -> Iterator[bytes]:
-            for data in backup.iter_text(key, chunk):
+            for data, lines in backup.iter_text(key, chunk):
+                sent[0] += lines
                 if on_batch:
-                    on_batch(data.count(b"\n"))
+                    on_batch(lines)
                 yield data
 
-        n = adapter.load_text(conn, _target_model(tp), loaded_names(tp), frames())
+        adapter.load_text(conn, _target_model(tp), loaded_names(tp), frames())
+        n = sent[0]
         if echo is not None:
             echo.merge(EchoHash.of((n, int(c["content_hash"], 16), True)))
         return n

@@ -37,8 +37,8 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
                 # into another engine would
                 h = EchoHash()
                 decode = decoder(types, where)
-                for data in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
-                                       b.encryption, c["file"], raw_text=True):
+                for data, _lines in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"],
+                                               int(c["rows"]), b.encryption, c["file"], raw_text=True):
                     h.update(data)
                     for _ in decode(data):
                         pass

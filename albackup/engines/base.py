@@ -331,8 +331,8 @@ class Adapter(abc.ABC):
     #: load_text() takes a COPY text chunk as it is stored (same engine, nothing converted)
     loads_copy_text = False
 
-    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> int:
-        """Load the frames of a COPY text chunk as they are; returns the rows sent."""
+    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> None:
+        """Load the frames of a COPY text chunk as they are (the caller counts their lines)."""
         raise NotImplementedError(f"{self.name} restores load values only")
 
     def echo_parts(self, conn: Connection, table: Table) -> list[Any]:

@@ -571,18 +571,10 @@ class PostgreSQLAdapter(Adapter):
 
     loads_copy_text = True
 
-    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> int:
+    def load_text(self, conn: Connection, table: Table, columns: list[str], frames: Iterator[bytes]) -> None:
         """A COPY text chunk (pgtext.py) sent as stored, in the settings it was printed in."""
         _text_settings(conn)
-        counter = [0]
-
-        def counted() -> Iterator[bytes]:
-            for data in frames:
-                counter[0] += data.count(b"\n")
-                yield data
-
-        self._copy_in(conn, table, columns, counted())
-        return counter[0]
+        self._copy_in(conn, table, columns, frames)
 
     def add_foreign_key(self, conn: Connection, fk: sa.ForeignKeyConstraint, validate: bool) -> None:
         ddl = str(sa.schema.AddConstraint(fk).compile(dialect=self.dialect)) + " NOT VALID"
