@@ -244,6 +244,9 @@ class RestoreOptions:
     skip_checks: bool = False
     routines: bool = True
     jobs: int = 1
+    #: how the restored tables are checked: "hash" (every row read back and compared with the
+    #: backup's content hash) or "count" (row counts only: faster, and trusts the load)
+    read_back: str = "hash"
 
 
 class Restorer:
@@ -258,8 +261,12 @@ class Restorer:
         self.created: list[TablePlan] = []
         #: what each table's load sent, where the read-back compares text (echo_check)
         self.echoes: dict[str, EchoHash] = {}
-        #: how each table was read back: "text" (as loaded, line for line) or "values" (rehashed)
+        #: how each table was read back: "text" (as loaded, line for line), "values" (rehashed)
+        #: or "count" (rows counted, with read_back="count")
         self.read_back: dict[str, str] = {}
+        if opts.read_back not in ("hash", "count"):
+            raise RestoreRefused(f"read_back must be hash or count, not {opts.read_back!r}")
+        self.counting = opts.read_back == "count"
 
     def plan(self) -> tuple[Plan, RestoreResult]:
         if not self.backup.schema.tables:
@@ -368,14 +375,29 @@ class Restorer:
 
     def text_load(self, tp: TablePlan, same_engine: bool) -> bool:
         """Whether COPY text chunks of ``tp`` go in as stored: into the engine they came from
-        (PostgreSQL), every column loaded, nothing converted, and read back as text."""
-        return (same_engine and self.adapter.loads_copy_text and _identity_move(tp) and self.echo_for(tp))
+        (PostgreSQL), every column loaded, nothing converted, and read back as text (or only
+        counted)."""
+        return (same_engine and self.adapter.loads_copy_text and _identity_move(tp)
+                and (self.counting or self.echo_for(tp)))
 
     def echo_for(self, tp: TablePlan) -> bool:
         """Whether the read-back of ``tp`` compares the text its load sent with the text the
         server prints back (the adapter can, every column is loaded, no value went in pieces)."""
-        return (self.adapter.echo_check and all(cp.loaded for cp in tp.columns)
+        return (not self.counting and self.adapter.echo_check and all(cp.loaded for cp in tp.columns)
                 and not has_large_values(self.backup, tp.table.key))
+
+    def hashes_in(self, tp: TablePlan, normalize: bool) -> bool:
+        """Whether the load hashes the values of ``tp`` as it converts them (the expected
+        read-back where neither the text nor the manifest's hash will do)."""
+        return not self.counting and not self.echo_for(tp) and not self.from_manifest(tp, normalize)
+
+    def count_back(self, conn: Connection, tp: TablePlan) -> None:
+        """read_back="count": the target's row count against the backup's."""
+        rows = self.adapter.count_rows(conn, _target_model(tp))
+        want = self.backup.rows(tp.table.key)
+        if rows != want:
+            raise IntegrityError(f"table {tp.table.key}: target holds {rows} rows after restore, expected {want}")
+        self.read_back[tp.table.key] = "count"
 
     def expected(self, tp: TablePlan, normalize: bool) -> tuple[int, str]:
         """The read-back's expected (rows, hash) where it was not taken on the way in: the
@@ -425,7 +447,7 @@ class Restorer:
             loads = [(ti, ci, int(c["rows"]) * row_cost(tp.table)) for ti, tp in enumerate(plan.tables)
                      for ci, c in enumerate(self.backup.tables[tp.table.key]["chunks"])]
             echo_in = [self.echo_for(tp) for tp in plan.tables]
-            hash_in = [not e and not self.from_manifest(tp, normalize) for tp, e in zip(plan.tables, echo_in)]
+            hash_in = [self.hashes_in(tp, normalize) for tp in plan.tables]
             t_load = time.monotonic()
             loaded = pool.load(loads, hash_in, normalize, echo_in)
             log.debug("restore: %d chunk files loaded in %.1fs", len(loads), time.monotonic() - t_load)
@@ -444,6 +466,8 @@ class Restorer:
                     self.echoes[key] = echo
                 elif hash_in[ti]:
                     expected[key] = (sum(p[1] for p in parts), combine_v2([p[2] for p in parts]))
+                elif self.counting:
+                    pass
                 else:
                     expected[key] = (n, combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]]))
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
@@ -478,7 +502,12 @@ class Restorer:
                     self._finish(conn, plan)
             log.debug("restore: foreign keys, routines and identities in %.1fs", time.monotonic() - t_fin)
             t_back = time.monotonic()
-            self._read_back_parallel(pool, plan, expected, normalize, got_echo)
+            if self.counting:
+                with self.engine.connect() as conn:
+                    for tp in plan.tables:
+                        self.count_back(conn, tp)
+            else:
+                self._read_back_parallel(pool, plan, expected, normalize, got_echo)
             log.debug("restore: the rest read back in %.1fs", time.monotonic() - t_back)
         except BaseException as exc:
             if pool is not None:
@@ -558,8 +587,7 @@ class Restorer:
         for tp in plan.tables:
             t0 = time.monotonic()
             echo = EchoHash() if self.echo_for(tp) else None
-            h = (None if echo is not None or self.from_manifest(tp, normalize)
-                 else RowHash([c.target for c in tp.columns], normalize))
+            h = RowHash([c.target for c in tp.columns], normalize) if self.hashes_in(tp, normalize) else None
             key = tp.table.key
             self.progress.table_started(key, self.backup.rows(key))
             done = [0]
@@ -576,6 +604,8 @@ class Restorer:
                 raise RestoreError(f"table {tp.table.key}: loaded {n} rows, the backup holds {want}")
             if echo is not None:
                 self.echoes[key] = echo     # the expected hash is computed only if the text differs
+            elif self.counting:
+                pass
             elif h is None:
                 entry = self.backup.tables[tp.table.key]
                 expected[tp.table.key] = (n, combine_v2([c["content_hash"] for c in entry["chunks"]]))
@@ -631,6 +661,9 @@ class Restorer:
         normalize = self._normalize(plan)
         for tp in plan.tables:
             key = tp.table.key
+            if self.counting:
+                self.count_back(conn, tp)
+                continue
             echo = self.echoes.get(key)
             if echo is not None and echo.valid and self.echo_matches(conn, tp, echo):
                 continue

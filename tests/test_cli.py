@@ -460,6 +460,19 @@ def test_restore_json(capsys: pytest.CaptureFixture[str], backup: Path, tmp_path
     data = json.loads(r.out)
     assert data["rows"] == 9 and data["planned_only"] is False and data["losses"] == []
     assert {t["table"]: t["rows"] for t in data["tables"]} == {"customers": 4, "orders": 5}
+    assert {t["read_back"] for t in data["tables"]} == {"values"}
+
+
+def test_restore_read_back_count(capsys: pytest.CaptureFixture[str], src: Path, backup: Path, tmp_path: Path) -> None:
+    target = tmp_path / "counted.sqlite"
+    r = cli(capsys, "restore", "--json", "--read-back", "count", "--allow-restore", "--url", url(target),
+            "--backup-dir", backup)
+    assert r.code == 0, r.err
+    assert {t["table"]: t["read_back"] for t in json.loads(r.out)["tables"]} == {"customers": "count", "orders": "count"}
+    assert rows(target, "orders") == rows(src, "orders")
+    r = cli(capsys, "restore", "--read-back", "rows", "--allow-restore", "--url", url(tmp_path / "x.sqlite"),
+            "--backup-dir", backup)
+    assert r.code == 2 and "'rows' is not one of 'hash', 'count'" in r.err
 
 
 def test_restore_into_non_empty_target_needs_clean(capsys: pytest.CaptureFixture[str], src: Path, backup: Path,

@@ -158,6 +158,10 @@ class Adapter(abc.ABC):
         """The engine's cheap row estimate for progress display (None: unknown)."""
         return None
 
+    def count_rows(self, conn: Connection, table: Table) -> int:
+        """The table's exact row count."""
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self.qtable(table.name, table.schema)}").scalar() or 0)
+
     def estimate_bytes(self, conn: Connection, table: Table) -> int | None:
         """The engine's cheap estimate of the table's stored size, indexes left out (None: unknown);
         with the row estimate it sizes a dump's key ranges and orders the work."""

@@ -175,7 +175,7 @@ class Bench:
         except (ValueError, KeyError, TypeError):
             self.notes.append(f"{label} (run {rep + 1}): no JSON result to tell how tables were read back")
             return
-        by_value = [t["table"] for t in tables if t.get("read_back") != "text"]
+        by_value = [t["table"] for t in tables if t.get("read_back") not in ("text", "count")]
         if by_value:
             self.notes.append(f"{label} (run {rep + 1}): read back by value: {', '.join(by_value)}")
 
@@ -302,6 +302,15 @@ class Bench:
             pg_restore_tool("pg_restore -j2", "pg_restore_j2",
                             lambda db: ["pg_restore", "-j2", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
         ], "into a fresh PostgreSQL database; output = its pg_database_size"))
+        # what the read-back costs: the same restore, each table's rows only counted
+        self.ops.append(Operation("PG restore, count", [
+            pg_restore_tool(f"albackup restore -j{self.args.jobs} --read-back count", "pg_albackup_count",
+                            lambda db: self.albackup("restore", "-q", "--json", "-j", str(self.args.jobs), "--read-back",
+                                                     "count", "--url", pg.url(db), "--allow-restore",
+                                                     "--backup-dir", str(self.artifacts["pg_albackup"])), True),
+            pg_restore_tool("pg_restore -j2", "pg_restore_j2_count",
+                            lambda db: ["pg_restore", "-j2", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
+        ], "as PG restore, albackup with --read-back count (rows counted, not read back)"))
 
         if self.args.only == "pg":
             return
@@ -377,6 +386,23 @@ class Bench:
         else:
             self.skipped.append({"operation": "MariaDB restore", "tool": "myloader", "reason": "not installed"})
         self.ops.append(Operation("MariaDB restore", tools, "into a fresh MariaDB database; output = data+index length"))
+        # what the read-back costs: the same restore, each table's rows only counted
+        counted = [my_restore_tool(f"albackup restore -j{self.args.jobs} --read-back count", "my_albackup_count",
+                                   lambda db: Cmd([self.albackup("restore", "-q", "-j", str(self.args.jobs), "--read-back",
+                                                                 "count", "--url", my.url(db), "--allow-restore",
+                                                                 "--backup-dir", str(self.artifacts["my_albackup"]))]),
+                                   True, "my_albackup")]
+        if shutil.which("myloader") and shutil.which("mydumper"):
+            counted.append(my_restore_tool("myloader", "my_myloader_count",
+                                           lambda db: Cmd([["myloader", "-h", my.host, "-P", str(my.port), "-u", my.user,
+                                                            "-d", str(self.artifacts["mydumper"]), "-B", db,
+                                                            "-t", str(os.cpu_count() or 2)]]), False, "mydumper"))
+        elif zstd:
+            counted.append(my_restore_tool("zstd -dc | mariadb", "my_native_count",
+                                           lambda db: Cmd([[zstd, "-dc", str(self.artifacts["mariadb_dump"])],
+                                                           ["mariadb", *my_args, db]]), False, "mariadb_dump"))
+        self.ops.append(Operation("MariaDB restore, count", counted,
+                                  "as MariaDB restore, albackup with --read-back count (rows counted, not read back)"))
 
         # MariaDB -> PostgreSQL
         db = self.pg_db("my2pg_albackup")
