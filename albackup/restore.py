@@ -206,7 +206,6 @@ def _load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePla
     key = tp.table.key
     if as_text and hasher is None and backup.is_text(key, chunk):
         c = backup.tables[key]["chunks"][chunk]
-
         sent = [0]
 
         def frames() -> Iterator[bytes]:
@@ -466,9 +465,7 @@ class Restorer:
                     self.echoes[key] = echo
                 elif hash_in[ti]:
                     expected[key] = (sum(p[1] for p in parts), combine_v2([p[2] for p in parts]))
-                elif self.counting:
-                    pass
-                else:
+                elif not self.counting:
                     expected[key] = (n, combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]]))
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
                                    "seconds": round(sum(p[3] for p in parts), 3)})
@@ -605,7 +602,7 @@ class Restorer:
             if echo is not None:
                 self.echoes[key] = echo     # the expected hash is computed only if the text differs
             elif self.counting:
-                pass
+                pass                        # only the rows are counted (count_back)
             elif h is None:
                 entry = self.backup.tables[tp.table.key]
                 expected[tp.table.key] = (n, combine_v2([c["content_hash"] for c in entry["chunks"]]))
