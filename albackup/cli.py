@@ -241,13 +241,14 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes loading chunks, building indexes and checking tables in parallel "
                    "(PostgreSQL, MySQL/MariaDB; then not one transaction). Default: the config's jobs, else 1.")
-@click.option("--read-back", type=click.Choice(["hash", "count"]), default="hash", show_default=True,
+@click.option("--read-back", type=click.Choice(["hash", "count"]), default=None,
               help="How each restored table is checked: hash reads every row back and compares it with "
-                   "the backup's content hash; count compares row counts only (faster; trusts the load).")
+                   "the backup's content hash; count compares row counts only (faster; trusts the load). "
+                   "Default: the config's read_back, else hash.")
 @click.pass_context
 def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], clean: bool,
             plan_only: bool, accept_lossy: bool, allow_restore: bool, skip_checks: bool, no_routines: bool,
-            jobs: int | None, read_back: str, **kw: Any) -> None:
+            jobs: int | None, read_back: str | None, **kw: Any) -> None:
     """Restore the backup at --backup-dir into the configured database (needs allow_restore)."""
     st = _merge(ctx, **kw)
     if not st.backup_dir:
@@ -256,7 +257,7 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
     opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
                           exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
                           enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines,
-                          jobs=jobs or db.jobs, read_back=read_back)
+                          jobs=jobs or db.jobs, read_back=read_back or db.read_back)
     res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st, "restore"))
     data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
             "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,

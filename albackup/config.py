@@ -38,6 +38,7 @@ from .password import decrypt_value, is_encrypted
 log = logging.getLogger(__name__)
 
 COMPRESSIONS = ("zstd", "gzip", "lzma", "none")
+READ_BACKS = ("hash", "count")
 LEVELS = {"zstd": (1, 22), "gzip": (0, 9), "lzma": (0, 9)}
 DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
            "sqlite": "sqlite", "mssql": "mssql+pyodbc"}
@@ -55,7 +56,7 @@ BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines"
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "jobs", "chunk_rows",
-                           "encryption",
+                           "encryption", "read_back",
                            "retention", "destinations", "max_age",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention", "max_age",
@@ -83,6 +84,7 @@ class DatabaseConfig:
     batch_rows: int = 5000
     jobs: int = 1                                    # worker processes for dump and restore (-j)
     chunk_rows: int = 1_000_000                      # tables above this many rows are cut into key ranges
+    read_back: str = "hash"                          # restore: how each table is checked (--read-back)
     views: bool = True
     triggers: bool = True
     routines: bool = True
@@ -613,6 +615,10 @@ def _options(data: dict, where: _Where) -> dict[str, Any]:
     if "chunk_rows" in data:
         out["chunk_rows"] = _int(data["chunk_rows"], "chunk_rows", where, 0, None,
                                  "a non-negative integer (0: never cut tables)")
+    if "read_back" in data:
+        if data["read_back"] not in READ_BACKS:
+            raise where.error("read_back", f"expected one of {', '.join(READ_BACKS)}, got {_show(data['read_back'])}")
+        out["read_back"] = data["read_back"]
     return out
 
 

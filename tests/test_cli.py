@@ -473,6 +473,15 @@ def test_restore_read_back_count(capsys: pytest.CaptureFixture[str], src: Path, 
     r = cli(capsys, "restore", "--read-back", "rows", "--allow-restore", "--url", url(tmp_path / "x.sqlite"),
             "--backup-dir", backup)
     assert r.code == 2 and "'rows' is not one of 'hash', 'count'" in r.err
+    # the target's config may ask for it too; the command line wins
+    cfg = write_cfg(tmp_path / "counted.yaml", "driver: sqlite\ndatabase: c2.sqlite\nallow_restore: true\n"
+                                               "read_back: count\n")
+    r = cli(capsys, "--cfg", cfg, "restore", "--json", "--backup-dir", backup)
+    assert r.code == 0, r.err
+    assert {t["read_back"] for t in json.loads(r.out)["tables"]} == {"count"}
+    r = cli(capsys, "--cfg", cfg, "restore", "--json", "--read-back", "hash", "--clean", "--backup-dir", backup)
+    assert r.code == 0, r.err
+    assert {t["read_back"] for t in json.loads(r.out)["tables"]} == {"values"}
 
 
 def test_restore_into_non_empty_target_needs_clean(capsys: pytest.CaptureFixture[str], src: Path, backup: Path,

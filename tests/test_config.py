@@ -252,6 +252,7 @@ def test_unknown_key_in_test_all_scratch(tmp_path: Path) -> None:
     ("chunk_rows: -5", "chunk_rows", "non-negative integer (0: never cut tables)"),
     ("schemas: {a: 1}", "schemas", "list of strings"),
     ("compression: bzip2", "compression", "zstd, gzip, lzma, none"),
+    ("read_back: rows", "read_back", "expected one of hash, count, got a string 'rows'"),
     ("compression_level: 30", "compression_level", "1..22"),
     ("db_name: 2024", "db_name", "string (quote it)"),
 ])
