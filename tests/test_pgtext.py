@@ -415,6 +415,43 @@ def test_a_driver_error_from_the_raw_cursors_is_a_dump_error(pg) -> None:
     assert _as_dump_error(info.value, Path("/nonexistent")) is None      # without the driver: not ours
 
 
+def test_ctrl_c_during_a_copy_text_unit_stops_the_dump(make_db, tmp_path: Path) -> None:
+    """SIGINT while psycopg2 runs a unit's COPY (C code, calling the pipe's C write): the dump
+    stops with exit code 130 and leaves neither a backup nor its staging folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = make_db("postgresql", "txi")
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("CREATE TABLE big (id int PRIMARY KEY, s text)")
+        c.exec_driver_sql("INSERT INTO big SELECT g, md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 2000000) g")
+    cfg = tmp_path / "db.yaml"
+    cfg.write_text(f"url: {src.render_as_string(hide_password=False)}\nchunk_rows: 0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "albackup", "--cfg", str(cfg), "dump", "-q", "--backup-dir", str(out)],
+                         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p.poll() is None:     # until the COPY has written 2 MB
+            if any(f.stat().st_size > 2 << 20 for f in out.glob(".*/data/*.chunk")):
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, "the dump ended before it could be interrupted"
+        assert any(f.stat().st_size > 2 << 20 for f in out.glob(".*/data/*.chunk"))
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, err.decode()
+    assert err.decode().strip() == "albackup: interrupted"
+    assert list(out.iterdir()) == []
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_load_the_server_refuses_fails_the_restore_and_drops_the_tables(make_db, tmp_path: Path,
                                                                          jobs: int) -> None:
