@@ -119,7 +119,7 @@ class MySQLAdapter(Adapter):
             def decimal(v: Any) -> Any:
                 return _decimal_text(v) if isinstance(v, (str, bytes, bytearray)) else base(v)
 
-            return with_inline(decimal, "({x} if {x}.__class__ is str and {x}[0] != '-' else {f}({x}))")
+            return with_inline(decimal, "({x} if {x}.__class__ is str and {x}[:1] != '-' else {f}({x}))")
         return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
