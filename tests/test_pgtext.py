@@ -391,6 +391,30 @@ def test_encrypted_copy_text_backup(make_db, tmp_path: Path, monkeypatch: pytest
     assert got[0] == (1, "holder-1", "4111-1111-1111-0001") and len(got) == 300
 
 
+def test_dump_sessions_print_in_the_text_settings_without_jit(pg) -> None:
+    """Every dump session (the dump's own and each worker's) reads in pgtext.SETTINGS, and with
+    JIT off, for its transaction only."""
+    url = pg.new("txs")
+    e = _eng(url)
+    adapter = PostgreSQLAdapter(e.dialect)
+    try:
+        with e.connect() as c:
+            before = c.exec_driver_sql("SHOW jit").scalar()
+        with e.connect() as c, c.begin():
+            adapter.begin_snapshot(c)
+            got = [c.exec_driver_sql(f"SHOW {name}").scalar()
+                   for name in ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "jit")]
+            token = adapter.export_snapshot(c)
+            with e.connect() as w, w.begin():
+                adapter.join_snapshot(w, token)
+                assert w.exec_driver_sql("SHOW jit").scalar() == "off"
+        with e.connect() as c:
+            assert c.exec_driver_sql("SHOW jit").scalar() == before   # SET LOCAL: only that transaction
+    finally:
+        e.dispose()
+    assert got == ["UTC", "ISO, MDY", "postgres", "3", "hex", "off"]
+
+
 def test_a_driver_error_from_the_raw_cursors_is_a_dump_error(pg) -> None:
     """The data path reads with the driver's own cursors (COPY, server-side cursors): their
     errors are database failures (DumpError, exit 9), not internal errors."""
