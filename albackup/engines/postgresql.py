@@ -82,7 +82,7 @@ class PostgreSQLAdapter(Adapter):
     def _read_transaction(self, conn: Connection, snapshot: Any = None) -> None:
         """REPEATABLE READ, READ ONLY (on an exported snapshot when given), in UTC, with ISO
         dates, the interval style the canonical interval text is written in, floats printed
-        exactly and bytea in hex (pgtext.SETTINGS: COPY text chunks are printed so)."""
+        exactly and bytea in hex (pgtext.SETTINGS: COPY text chunks are printed so), without JIT."""
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot is not None:
             conn.exec_driver_sql("SET TRANSACTION SNAPSHOT %(s)s", {"s": snapshot})
