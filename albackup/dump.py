@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, ChunkWriter, Encryption,
                       new_manifest)
-from .engines.base import Adapter
+from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, ArchiveError, DumpError
 from .gcpause import gc_paused
 from .model import Table
@@ -222,11 +222,8 @@ def _as_dump_error(exc: BaseException, backup_dir: Path, dbapi: Any = None) -> D
     reads with, not wrapped by SQLAlchemy) are database failures too."""
     if isinstance(exc, AlbackupError):
         return None
-    if isinstance(exc, sa.exc.DBAPIError):
-        return DumpError(f"database error during dump: {str(exc.orig).strip().splitlines()[0]}")
-    driver_error = getattr(dbapi, "Error", None)
-    if isinstance(driver_error, type) and isinstance(exc, driver_error):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = database_error_line(exc, dbapi)
+    if first is not None:
         return DumpError(f"database error during dump: {first}")
     if isinstance(exc, OSError):
         return DumpError(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}")

@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .archive import Backup
 from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
-from .engines.base import Adapter
+from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
@@ -354,14 +354,9 @@ class Restorer:
         the server's message; None for everything else (raised as it is)."""
         if isinstance(exc, AlbackupError):
             return None
-        if isinstance(exc, sa.exc.DBAPIError):
-            orig: BaseException = exc.orig
-        else:
-            driver_error = getattr(self.engine.dialect.dbapi, "Error", None)
-            if not (isinstance(driver_error, type) and isinstance(exc, driver_error)):
-                return None
-            orig = exc
-        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        first = database_error_line(exc, self.engine.dialect.dbapi)
+        if first is None:
+            return None
         return RestoreError(f"restore into {self.label} {what}: {first}")
 
     def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:

@@ -490,6 +490,20 @@ def _row_size(r: Any) -> int:
     return size
 
 
+def database_error_line(exc: BaseException, dbapi: Any) -> str | None:
+    """The first line of the server's message when ``exc`` is a database error: SQLAlchemy's
+    wrapper, or the driver's own (``dbapi.Error``, raised by the raw cursors the data path uses);
+    None for anything else."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig
+    else:
+        driver_error = getattr(dbapi, "Error", None)
+        if not (isinstance(driver_error, type) and isinstance(exc, driver_error)):
+            return None
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES,
                   sizes: list[int] | None = None) -> Iterator[list[Any]]:
     """``fetchmany`` in batches sized by bytes as well as rows: the first batch is small, later
