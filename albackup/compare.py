@@ -52,10 +52,22 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
               for f in u.foreign_keys}
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
-        if {tuple(x.columns) for x in t.uniques} != {tuple(x.columns) for x in u.uniques}:
+        ua, ub = {tuple(x.columns) for x in t.uniques}, {tuple(x.columns) for x in u.uniques}
+        ia, ib = _index_sig(t), _index_sig(u)
+        if not exact_types:
+            # A unique index over plain columns and a unique constraint are one thing to an engine
+            # that has no separate constraint (MySQL reflects each unique index as both): across
+            # engines, either form counts as the constraint.
+            def plain(sig: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+                return {x for x in sig if x[1] and not x[2]}
+
+            ua |= {x[0] for x in plain(ia)}
+            ub |= {x[0] for x in plain(ib)}
+            ia, ib = ia - plain(ia), ib - plain(ib)
+        if ua != ub:
             out.append(f"table {t.key}: unique constraints differ")
-        missing = _index_sig(t) - _index_sig(u)
-        extra = _index_sig(u) - _index_sig(t)
+        missing = ia - ib
+        extra = ib - ia
         if not exact_types:   # engines that index foreign keys by themselves (MySQL) add these
             extra = {x for x in extra if not (not x[1] and list(x[0]) in [f.columns for f in u.foreign_keys])}
         if missing or extra:

@@ -150,13 +150,6 @@ def decoder(types: list[LogicalType], where: str,
     return rows
 
 
-def line_hash(data: bytes) -> int:
-    """The sum of XXH3-128 of the lines of ``data`` (each with its newline), not yet reduced."""
-    from xxhash import xxh3_128_intdigest
-
-    return sum(map(xxh3_128_intdigest, data.splitlines(True)))
-
-
 class CopyOutPipe:
     """A file for psycopg2's ``copy_expert`` (COPY … TO STDOUT) whose ``write`` is C: an OS pipe
     behind a buffered writer. A helper thread reads the pipe and calls ``on_frame(data)`` with
@@ -220,9 +213,12 @@ class CopyOutPipe:
             raise self.error
 
 
-def copy_out(cur: Any, sql: str, on_frame: Callable[[bytes], None]) -> None:
+def copy_out(cur: Any, sql: str, on_frame: Callable[[bytes], None], params: Any = None) -> None:
     """Run ``COPY … TO STDOUT`` on the psycopg2 cursor ``cur``, giving its output to ``on_frame``
-    in blocks of whole lines (see CopyOutPipe). An error of ``on_frame`` is raised as it is."""
+    in blocks of whole lines (see CopyOutPipe). An error of ``on_frame`` is raised as it is.
+    ``sql`` is formatted with ``params`` first (copy_expert does not format, and names quoted
+    as SQLAlchemy quotes them have each '%' doubled)."""
+    sql = cur.mogrify(sql, params or ())
     pipe = CopyOutPipe(on_frame)
     try:
         cur.copy_expert(sql, pipe.file, size=1 << 16)

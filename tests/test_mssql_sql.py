@@ -600,7 +600,10 @@ def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons() -> None:
     assert cond == "([grp] > ? OR ([grp] = ? AND [n] > ?))" and params == ["g1", "g1", 7]
     cond, params = a.key_compare(["grp", "n"], "<=", ("g2", 3))
     assert cond == "([grp] < ? OR ([grp] = ? AND [n] <= ?))" and params == ["g2", "g2", 3]
-    # pyodbc's qmark style: no '%' doubling
-    assert a.sql_params("SELECT '%' FROM t") == "SELECT '%' FROM t"
+    # pyodbc's qmark style: a '%' in a name stays as it is, and no parameters are None
+    assert not a.formats and a.q("a%b") == "[a%b]"
+    sql = a.nth_key_sql(t, ["grp", "n"], f" WHERE {cond}", 5)
+    assert sql == ('SELECT [grp], [n] FROM [dbo].[x"]]; DROP TABLE y; --] WHERE ([grp] < ? OR ([grp] = ? AND '
+                   '[n] <= ?)) ORDER BY [grp], [n] OFFSET 4 ROWS FETCH NEXT 1 ROWS ONLY')
     # one connection: a SQL Server dump is never read by workers
     assert not a.supports_parallel_dump and not a.supports_parallel_restore

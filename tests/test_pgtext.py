@@ -393,26 +393,31 @@ def test_encrypted_copy_text_backup(make_db, tmp_path: Path, monkeypatch: pytest
 
 def test_dump_sessions_print_in_the_text_settings_without_jit(pg) -> None:
     """Every dump session (the dump's own and each worker's) reads in pgtext.SETTINGS, and with
-    JIT off, for its transaction only."""
+    JIT and parallel query off, for its transaction only."""
     url = pg.new("txs")
     e = _eng(url)
     adapter = PostgreSQLAdapter(e.dialect)
     try:
         with e.connect() as c:
             before = c.exec_driver_sql("SHOW jit").scalar()
+            workers = c.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar()
+        assert workers != "0"      # the server's default: else the test below proves nothing
         with e.connect() as c, c.begin():
             adapter.begin_snapshot(c)
             got = [c.exec_driver_sql(f"SHOW {name}").scalar()
-                   for name in ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "jit")]
+                   for name in ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "jit",
+                                "max_parallel_workers_per_gather")]
             token = adapter.export_snapshot(c)
             with e.connect() as w, w.begin():
                 adapter.join_snapshot(w, token)
                 assert w.exec_driver_sql("SHOW jit").scalar() == "off"
+                assert w.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == "0"
         with e.connect() as c:
             assert c.exec_driver_sql("SHOW jit").scalar() == before   # SET LOCAL: only that transaction
+            assert c.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == workers
     finally:
         e.dispose()
-    assert got == ["UTC", "ISO, MDY", "postgres", "3", "hex", "off"]
+    assert got == ["UTC", "ISO, MDY", "postgres", "3", "hex", "off", "0"]
 
 
 def test_a_driver_error_from_the_raw_cursors_is_a_dump_error(pg) -> None:
@@ -493,3 +498,47 @@ def test_a_load_the_server_refuses_fails_the_restore_and_drops_the_tables(make_d
     with e.connect() as c:
         assert c.exec_driver_sql("SELECT to_regclass('t')").scalar() is None
     e.dispose()
+
+
+def test_the_pass_for_large_values_and_dates_names_what_it_found(pg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass over a unit that decides between COPY text and reading by value: nothing found
+    in a range is [] (the short scan), and a range holding a large value or a date without a
+    canonical form names that column (or -1 for the date condition), the range given as
+    parameters."""
+    import albackup.engines.postgresql as pgmod
+    from albackup.reflect import reflect_schema
+
+    monkeypatch.setattr(pgmod, "LARGE_BYTES", 1000)
+    url = pg.new("txl")
+    e = _eng(url)
+    raw = e.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute('CREATE TABLE "pl" (id int PRIMARY KEY, "ab" text, b bytea, d date)')
+        cur.execute("""INSERT INTO "pl" SELECT g, 'v' || g, '\\x00'::bytea, DATE '2024-01-01' + g
+                       FROM generate_series(1, 100) g""")
+        cur.execute("""UPDATE "pl" SET "ab" = repeat('x', 2000) WHERE id = 50""")
+        cur.execute("""UPDATE "pl" SET b = decode(repeat('ab', 1500), 'hex') WHERE id = 55""")
+        cur.execute("""UPDATE "pl" SET d = 'infinity' WHERE id = 80""")
+        raw.commit()
+    finally:
+        raw.close()
+    adapter = PostgreSQLAdapter(e.dialect)
+    dates = ['"d" < \'0001-01-01\' OR "d" > \'9999-12-31\'']
+    try:
+        with e.connect() as c, c.begin():
+            adapter.begin_snapshot(c)
+            table = reflect_schema(c, adapter, [None]).table("pl")
+
+            def found(lo: int, hi: int, more: list[str] | None = None) -> list[int]:
+                return adapter._large_columns(c, table, ' WHERE "id" > %s AND "id" <= %s', (lo, hi), more)
+
+            assert found(0, 40) == [] and found(0, 40, dates) == []
+            assert found(40, 52) == [1]
+            assert found(40, 60) == [1, 2]
+            assert found(60, 100) == [] and found(60, 100, dates) == [-1]
+            assert adapter._large_columns(c, table, "", None, dates) == [1, 2, -1]
+            assert adapter.copy_text_ok(c, table, ' WHERE "id" > %s AND "id" <= %s', (0, 40))
+            assert not adapter.copy_text_ok(c, table, ' WHERE "id" > %s AND "id" <= %s', (60, 100))
+    finally:
+        e.dispose()

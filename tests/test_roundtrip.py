@@ -222,3 +222,80 @@ def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path
     e.dispose()
     assert got == [(i, a, b.replace("\x00", "")) for i, a, b in rows]
     assert _no_nul(["a", "b"]) and not _no_nul(["a", "b\x00"]) and not _no_nul(["a", b"bytes"])
+
+
+PERCENT_RUNS = [("postgresql", "postgresql", "", 2), ("mysql", "mysql", "", 2), ("mysql", "mysql", "mysqldb", 2),
+                ("postgresql", "mysql", "mysqldb", 1), ("mysql", "postgresql", "", 1), ("sqlite", "postgresql", "", 1),
+                ("postgresql", "sqlite", "", 1)]
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind", "driver", "jobs"), PERCENT_RUNS,
+                         ids=[f"{SHORT[s]}-to-{SHORT[d]}{'-' + v if v else ''}-j{j}" for s, d, v, j in PERCENT_RUNS])
+def test_names_with_a_percent_sign(src_kind: str, dst_kind: str, driver: str, jobs: int, make_db,
+                                   tmp_path: Path) -> None:
+    """Table, column, index and key names holding a '%' (which drivers that format parameters
+    read as a placeholder) dump in key ranges, load (COPY, LOAD DATA, INSERT) and compare."""
+    def with_driver(url: sa.URL) -> sa.URL:
+        return url.set(drivername=f"mysql+{driver}") if driver and url.drivername.startswith("mysql") else url
+
+    src = with_driver(make_db(src_kind, "pct"))
+    md = sa.MetaData()
+    parent = sa.Table("p%ct", md, sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("a%b", sa.String(40), nullable=False), sa.Column("100%", sa.LargeBinary))
+    sa.Index("ix%u", parent.c["a%b"], unique=True)
+    child = sa.Table("c%hild", md, sa.Column("id%", sa.Integer, primary_key=True),
+                     sa.Column("p%id", sa.Integer, sa.ForeignKey("p%ct.id", name="fk%p")))
+    e = sa.create_engine(src, poolclass=NullPool)
+    md.create_all(e)
+    rows = [{"id": i, "a%b": f"v%s{i}%%", "100%": bytes([i % 256, 37])} for i in range(1, 61)]
+    with e.begin() as c:
+        c.execute(parent.insert(), rows)
+        c.execute(child.insert(), [{"id%": i, "p%id": i % 60 + 1} for i in range(1, 31)])
+        if src_kind == "postgresql":
+            c.exec_driver_sql('ANALYZE "p%%ct"')
+        elif src_kind == "mysql":
+            c.exec_driver_sql("ANALYZE TABLE `p%%ct`")
+    e.dispose()
+    dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=10), tmp_path / "b")
+    if jobs > 1:
+        assert len(api.open_backup(dumped.path).tables["p%ct"]["chunks"]) >= 4
+    assert api.verify(dumped.path).rows == 90
+    dst = with_driver(make_db(dst_kind, "pcd"))
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert res.rows == 90
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        md2 = sa.MetaData()
+        with e.connect() as c:
+            p = sa.Table("p%ct", md2, autoload_with=c)
+            got = [dict(r._mapping) for r in c.execute(sa.select(p).order_by(p.c.id))]
+            assert got == rows
+            assert sa.inspect(c).get_foreign_keys("c%hild")[0]["referred_table"] == "p%ct"
+            assert any(i["name"] == "ix%u" and i["unique"] for i in sa.inspect(c).get_indexes("p%ct"))
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+def test_across_engines_a_unique_index_and_a_unique_constraint_compare_equal() -> None:
+    """MySQL reflects a unique index as a unique constraint too: across engines the two forms
+    are one; a unique index that became a plain one, or an expression index, still differs."""
+    from albackup.compare import compare_schema
+    from albackup.model import Column, Index, LogicalType, Schema, Table, Unique
+
+    def schema(engine: str, uniques: list[Unique], indexes: list[Index]) -> Schema:
+        cols = [Column(n, LogicalType("integer", bits=32), "INTEGER", nullable=False) for n in ("id", "a", "b")]
+        return Schema(engine, [Table("t", columns=cols, primary_key=["id"], uniques=uniques, indexes=indexes)])
+
+    pg = schema("postgresql", [], [Index("ix", ["a"], unique=True), Index("ie", [], True, ["lower(b)"])])
+    my = schema("mysql", [Unique("ix", ["a"])], [Index("ix", ["a"], unique=True), Index("ie", [], True, ["lower(b)"])])
+    assert compare_schema(pg, my, exact_types=False) == []
+    assert compare_schema(my, pg, exact_types=False) == []
+    assert compare_schema(pg, my, exact_types=True) == ["table t: unique constraints differ"]
+    plain = schema("mysql", [], [Index("ix", ["a"]), Index("ie", [], True, ["lower(b)"])])
+    assert compare_schema(pg, plain, exact_types=False) == [
+        "table t: unique constraints differ",
+        "table t: indexes differ (missing [], extra [(('a',), False, ())])"]
+    noexpr = schema("mysql", [Unique("ix", ["a"])], [])
+    assert compare_schema(pg, noexpr, exact_types=False) == [
+        "table t: indexes differ (missing [((), True, ('lower(b)',))], extra [])"]

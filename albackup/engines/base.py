@@ -110,6 +110,16 @@ class Adapter(abc.ABC):
     def qtable(self, name: str, schema: str | None) -> str:
         return f"{self.q(schema)}.{self.q(name)}" if schema else self.q(name)
 
+    def qtable_value(self, name: str, schema: str | None) -> str:
+        """The quoted table name as a parameter value (``'"s"."t"'::regclass``): never a doubled
+        '%' (``q`` doubles them for the statement's text, see ``execute``)."""
+        p = self.prep
+
+        def one(n: str) -> str:
+            return p.initial_quote + n.replace(p.escape_quote, p.escape_to_quote) + p.final_quote
+
+        return f"{one(schema)}.{one(name)}" if schema else one(name)
+
     def placeholders(self, n: int) -> str:
         style = self.dialect.paramstyle
         mark = "?" if style == "qmark" else "%s"
@@ -195,17 +205,26 @@ class Adapter(abc.ABC):
     #: streams them; elsewhere large values are made whole before they are loaded
     streams_large_values = False
 
-    def sql_params(self, sql: str) -> str:
-        """``sql`` (names already quoted) made safe to run with positional parameters."""
-        return sql.replace("%", "%%") if self.dialect.paramstyle in ("format", "pyformat") else sql
+    def execute(self, cur: Any, sql: str, params: Any = None) -> None:
+        """Run ``sql`` on a raw DBAPI cursor. ``q`` quotes names as SQLAlchemy does, which
+        doubles a '%' in them for the drivers that format parameters client-side (psycopg2,
+        PyMySQL, mysqlclient), as ``exec_driver_sql`` needs: on those drivers the statement must
+        always be formatted, so no parameters is an empty tuple, never None."""
+        if params is None and self.formats:
+            params = ()
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+
+    @property
+    def formats(self) -> bool:
+        """The driver formats parameters into the statement (``%s``; a literal '%' is ``%%``)."""
+        return self.dialect.paramstyle in ("format", "pyformat")
 
     def execute_where(self, cur: Any, sql: str, where: str = "", params: Any = None) -> None:
-        """``sql`` + a ``where`` clause with its DBAPI ``params`` (None: no parameters, so no
-        placeholder processing of ``sql``, whose names may hold a '%')."""
-        if params is None:
-            cur.execute(sql + where)
-        else:
-            cur.execute(self.sql_params(sql) + where, params)
+        """``sql`` + a ``where`` clause with its DBAPI ``params`` (see ``execute``)."""
+        self.execute(cur, sql + where, params)
 
     def key_compare(self, key: list[str], op: str, values: tuple[Any, ...]) -> tuple[str, list[Any]]:
         """``(key) op (values)`` in key order, for op ``>`` or ``<=``, spelled out column by column."""
@@ -233,11 +252,10 @@ class Adapter(abc.ABC):
         cur = self.dbapi(conn).cursor()
         try:
             if after is None:
-                cur.execute(self.nth_key_sql(table, key, "", n))
+                self.execute(cur, self.nth_key_sql(table, key, "", n))
             else:
                 cond, params = self.key_compare(key, ">", after)
-                cur.execute(self.sql_params(self.nth_key_sql(table, key, "", n)).replace(
-                    " ORDER BY ", f" WHERE {cond} ORDER BY ", 1), tuple(params))
+                self.execute(cur, self.nth_key_sql(table, key, f" WHERE {cond}", n), tuple(params))
             row = cur.fetchone()
         finally:
             cur.close()
