@@ -493,6 +493,18 @@ def combine_for(features: list[str] | None, hexes: list[str]) -> str:
 
 #: names the inline expressions of converters and bulk-load writers may use (an f-string
 #: expression of Python 3.11 can hold no backslash: the characters are names too)
+#: Inline readers (see ``with_inline``) of a date or a naive datetime the server sent as ISO
+#: text: the C parser checks the value (refusing zero dates and invalid ones), and text already
+#: in the canonical form is kept rather than printed back from the parsed object (which cost
+#: more than the parse): 'YYYY-MM-DD', and 'YYYY-MM-DD HH:MM:SS' with no or six fraction digits
+#: (a zero fraction dropped). ``x[4:8:3]`` and ``x[4:17:3]`` are the separators; anything else
+#: (another spelling, an offset, 1–5 fraction digits) takes the reader's function.
+ISO_DATE_INLINE = "({x} if {x}.__class__ is str and len({x}) == 10 and {x}[4:8:3] == '--' and _date({x}) else {f}({x}))"
+ISO_DATETIME_INLINE = (
+    "({x}[:10] + 'T' + ({x}[11:19] if {x}[19:] == '.000000' else {x}[11:]) "
+    "if {x}.__class__ is str and {x}[4:17:3] == '-- ::' and (len({x}) == 19 or (len({x}) == 26 and "
+    "{x}[19] == '.' and {x}[20:].isdigit())) and _datetime({x}) else {f}({x}))")
+
 INLINE_NAMES: dict[str, Any] = {"_date": dt.date.fromisoformat, "_datetime": dt.datetime.fromisoformat,
                                 "_BS": "\\", "_TAB": "\t", "_LF": "\n", "_CR": "\r", "_NUL": "\x00"}
 

@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import logging
 import math
+import operator
 import os
 import re
 import tempfile
@@ -25,7 +26,8 @@ from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
 from ..model import Column, LogicalType, Routine, Schema, Table
-from ..values import Converter, EchoHash, datetime_text, server_date_text, with_inline
+from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
+                      with_inline)
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
@@ -105,12 +107,11 @@ class MySQLAdapter(Adapter):
 
     def reader(self, t: LogicalType) -> Converter:
         # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
-        if t.kind == "date":       # the C parser refuses zero dates
-            return with_inline(lambda v: None if v is None else server_date_text(v),
-                               "(_date({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
+        # the C parser refuses zero dates and the invalid ones ALLOW_INVALID_DATES lets in
+        if t.kind == "date":
+            return with_inline(lambda v: None if v is None else server_date_text(v), ISO_DATE_INLINE)
         if t.kind == "datetime" and not t.timezone:
-            return with_inline(lambda v: None if v is None else _datetime_text_fast(v),
-                               "(_datetime({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
+            return with_inline(lambda v: None if v is None else _datetime_text_fast(v), ISO_DATETIME_INLINE)
         if t.kind == "binary":
             return with_inline(_binary_value, "({x} if {x}.__class__ is bytes else {f}({x}))")
         if t.kind == "decimal":    # the server's text, kept; a negative zero, should one come, made 0
@@ -119,7 +120,8 @@ class MySQLAdapter(Adapter):
             def decimal(v: Any) -> Any:
                 return _decimal_text(v) if isinstance(v, (str, bytes, bytearray)) else base(v)
 
-            return with_inline(decimal, "({x} if {x}.__class__ is str and {x}[:1] != '-' else {f}({x}))")
+            return with_inline(decimal, "({x} if {x}.__class__ is str and ({x}[:1] != '-' or {x}.strip('-0.')) "
+                                        "else {f}({x}))")
         return super().reader(t)
     # Both drivers return int for integers, float for DOUBLE (FLOAT is read as DOUBLE and
     # rounded by the float32 reader), and str for text columns, whose CHAR padding MySQL already
@@ -263,13 +265,18 @@ class MySQLAdapter(Adapter):
             if not big:
                 yield from batches
             else:          # rows with a large value wait until the stream is done (one cursor at a time)
+                lengths = [operator.itemgetter(n + j) for j in range(len(big))]
+                cut = operator.itemgetter(slice(0, n))
                 for batch in batches:
-                    out = []
-                    for r in batch:
-                        if any(r[n:]):
-                            deferred.append(r)
-                        else:
-                            out.append(r[:n])
+                    if any(any(map(length, batch)) for length in lengths):
+                        out = []
+                        for r in batch:
+                            if any(r[n:]):
+                                deferred.append(r)
+                            else:
+                                out.append(r[:n])
+                    else:           # nearly always: no large value in the batch (C loops only)
+                        out = list(map(cut, batch))
                     if out:
                         yield out
         finally:

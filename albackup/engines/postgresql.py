@@ -14,7 +14,7 @@ from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
-from ..values import Converter, EchoHash, datetime_text, server_date_text, time_text, with_inline
+from ..values import ISO_DATE_INLINE, Converter, EchoHash, datetime_text, server_date_text, time_text, with_inline
 from .. import pgtext
 from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
@@ -226,8 +226,7 @@ class PostgreSQLAdapter(Adapter):
     def reader(self, t: LogicalType) -> Converter:
         if t.kind == "date":
             # the C parser refuses 'infinity', BC dates and years past 9999
-            return with_inline(lambda v: None if v is None else server_date_text(v),
-                               "(_date({x}).isoformat() if {x}.__class__ is str else {f}({x}))")
+            return with_inline(lambda v: None if v is None else server_date_text(v), ISO_DATE_INLINE)
         if t.kind == "datetime" and t.timezone:
             return lambda v: None if v is None else _timestamptz_text(v)
         if t.kind == "datetime":
