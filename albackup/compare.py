@@ -1,6 +1,7 @@
 """Compare two live databases (a source and its restored copy): schema and data."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,15 @@ class Comparison:
     differences: list[str] = field(default_factory=list)
 
 
-def _index_sig(t: Table) -> set[tuple[Any, ...]]:
-    return {(tuple(i.columns), i.unique, tuple(i.expressions or ())) for i in t.indexes}
+def _index_sig(t: Table, options: bool = False) -> set[tuple[Any, ...]]:
+    """Each index as (columns, unique, expressions), and with ``options`` (same engine) its
+    reflected options too (a partial index's WHERE, the access method, sort order, …)."""
+    def opts(i: Any) -> str:
+        return json.dumps({k: v for k, v in (i.options or {}).items() if not k.endswith("_tablespace")},
+                          sort_keys=True) if options else ""
+
+    return {(tuple(i.columns), i.unique, tuple(i.expressions or ())) + ((opts(i),) if options else ())
+            for i in t.indexes}
 
 
 def _action(a: str | None) -> str:
@@ -53,7 +61,7 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
         ua, ub = {tuple(x.columns) for x in t.uniques}, {tuple(x.columns) for x in u.uniques}
-        ia, ib = _index_sig(t), _index_sig(u)
+        ia, ib = _index_sig(t, exact_types), _index_sig(u, exact_types)
         if not exact_types:
             # A unique index over plain columns and a unique constraint are one thing to an engine
             # that has no separate constraint (MySQL reflects each unique index as both): across

@@ -191,12 +191,12 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         if c.default and default is None and not c.autoincrement and not c.computed:
             notes.append(f"column {c.name!r}: default {c.default} is engine-specific and was not kept")
         if default is not None and not c.computed:
-            kw["server_default"] = sa.text(default)
+            kw["server_default"] = sa.literal_column(default)
         args: list[Any] = []
         loaded = True
         if c.computed is not None:
             if same:
-                args.append(sa.Computed(sa.text(c.computed)))
+                args.append(sa.Computed(sa.literal_column(c.computed), persisted=c.computed_stored))
                 loaded = False
             else:
                 notes.append(f"column {c.name!r}: generated column restored as a plain column")
@@ -235,19 +235,31 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter)
             if not same and text != chk.sqltext:
                 notes.append(f"check {chk.name or i + 1}: translated to {text}")
-            plan.checks.append(sa.CheckConstraint(sa.text(text), name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
+            plan.checks.append(sa.CheckConstraint(sa.literal_column(text), name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
     elif t.checks:
         notes.append(f"{len(t.checks)} check constraint(s) skipped (--skip-checks)")
     for ix in t.indexes:
+        opts = dict(ix.options or {})
+        if not same:
+            why = _engine_specific_index(opts)
+            if why:
+                notes.append(f"index {ix.name} is engine-specific ({why}) and was not kept")
+                continue
         iname = names.take(ix.name, f"ix_{name}_{'_'.join(ix.columns)}", scope)
         if ix.expressions:
             if same:
-                plan.indexes.append(sa.Index(iname, *[sa.text(e) for e in ix.expressions], unique=ix.unique,
-                                             _table=sa_table))
+                plan.indexes.append(sa.Index(iname, *_sorted_elements([sa.literal_column(e) for e in ix.expressions],
+                                                                      ix.expressions, opts),
+                                             unique=ix.unique, _table=sa_table, **_index_kwargs(opts)))
             else:
                 notes.append(f"expression index {ix.name} is engine-specific and was not kept")
             continue
-        plan.indexes.append(sa.Index(iname, *[sa_table.c[colmap[c]] for c in ix.columns], unique=ix.unique))
+        cols = [sa_table.c[colmap[c]] for c in ix.columns]
+        if same:
+            plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
+                                         **_index_kwargs(opts)))
+        else:
+            plan.indexes.append(sa.Index(iname, *cols, unique=ix.unique))
     for c in plan.uniques + plan.checks:
         sa_table.append_constraint(c)
     if not adapter.inline_constraints:
@@ -256,6 +268,44 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         if adapter.primary_key_after_load and t.primary_key:
             plan.deferred.insert(0, AddConstraint(sa_table.primary_key))
     return plan
+
+
+def _engine_specific_index(opts: dict[str, Any]) -> str | None:
+    """Why an index cannot be made on another engine (None: it can, as a plain index): a
+    partial index (made whole it would refuse rows, or allow others, that its WHERE does not),
+    another access method than a B-tree, a FULLTEXT or SPATIAL index."""
+    for k, v in opts.items():
+        if k.endswith("_where"):
+            return f"partial: WHERE {v}"
+    using = str(opts.get("postgresql_using") or opts.get("mysql_using") or "btree").lower()
+    if using != "btree":
+        return f"USING {using}"
+    if opts.get("mysql_prefix"):
+        return str(opts["mysql_prefix"])
+    return None
+
+
+def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    """The reflected dialect options of an index, as sa.Index takes them (same engine): a WHERE
+    as SQL text; a tablespace left out (the target may have none of that name)."""
+    out: dict[str, Any] = {}
+    for k, v in opts.items():
+        if k == "column_sorting" or k.endswith("_tablespace"):
+            continue
+        out[k] = sa.literal_column(v) if k.endswith("_where") else v
+    return out
+
+
+def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any]) -> list[Any]:
+    """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST)."""
+    sorting = opts.get("column_sorting") or {}
+    out = []
+    for el, n in zip(elements, names):
+        for how in sorting.get(n) or ():
+            if how in ("desc", "asc", "nulls_first", "nulls_last"):
+                el = getattr(el, how)()
+        out.append(el)
+    return out
 
 
 def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Names, adapter: Adapter) -> None:

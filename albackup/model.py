@@ -88,6 +88,7 @@ class Column:
     sequence: str | None = None               # PostgreSQL: sequence this column's default draws from
     comment: str | None = None
     computed: str | None = None               # generated column expression (engine SQL)
+    computed_stored: bool | None = None       # generated column: stored (True), virtual (False), unknown
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v not in (None, False) or k == "nullable"}
@@ -130,6 +131,10 @@ class Index:
     columns: list[str]
     unique: bool = False
     expressions: list[str] | None = None   # expression index: engine SQL, same engine only
+    # the engine's own index options as SQLAlchemy reflects them (``postgresql_where``,
+    # ``postgresql_using``, ``postgresql_include``, ``postgresql_ops``, ``mysql_prefix``,
+    # ``mysql_length``, ``sqlite_where``, …) and ``column_sorting`` ({column: ["desc", …]})
+    options: dict[str, Any] | None = None
 
 
 @dataclass

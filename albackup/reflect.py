@@ -69,6 +69,7 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         )
         if col.computed is not None:
             col.computed = str(col.computed)
+            col.computed_stored = (info.get("computed") or {}).get("persisted")
         adapter.refine_column(col, info, t)
         t.columns.append(col)
     for fk in insp.get_foreign_keys(name, schema=schema):
@@ -93,15 +94,34 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
             continue
         cols = list(ix.get("column_names") or [])
         exprs = ix.get("expressions")
+        options = _index_options(ix)
         if any(c is None for c in cols):
-            t.indexes.append(Index(ix.get("name"), [], bool(ix.get("unique")), [str(e) for e in exprs or []]))
+            t.indexes.append(Index(ix.get("name"), [], bool(ix.get("unique")), [str(e) for e in exprs or []],
+                                   options))
             continue
-        if ix.get("unique") and cols == pk_cols:
+        if ix.get("unique") and cols == pk_cols and not options:
             continue
-        t.indexes.append(Index(ix.get("name"), cols, bool(ix.get("unique"))))
+        t.indexes.append(Index(ix.get("name"), cols, bool(ix.get("unique")), None, options))
     try:
         t.comment = (insp.get_table_comment(name, schema=schema) or {}).get("text")
     except NotImplementedError:
         t.comment = None
     adapter.refine_table(t, conn)
     return t
+
+
+def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:
+    """What SQLAlchemy reflects of an index beyond its columns (its dialect's options, such as a
+    partial index's WHERE, the access method, INCLUDE columns, operator classes, prefix lengths,
+    FULLTEXT; and the columns' sort order), as JSON values; None when there is nothing."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+
+    out = {k: plain(v) for k, v in (ix.get("dialect_options") or {}).items() if v not in (None, [], {}, "")}
+    if ix.get("column_sorting"):
+        out["column_sorting"] = plain(ix["column_sorting"])
+    return out or None

@@ -222,6 +222,11 @@ class Adapter(abc.ABC):
         """The driver formats parameters into the statement (``%s``; a literal '%' is ``%%``)."""
         return self.dialect.paramstyle in ("format", "pyformat")
 
+    def literal_sql(self, sql: str) -> str:
+        """SQL text not built with ``q`` (a view's or routine's definition, a literal) made safe
+        for ``exec_driver_sql``, which always formats on the drivers that do: each '%' doubled."""
+        return sql.replace("%", "%%") if self.formats else sql
+
     def execute_where(self, cur: Any, sql: str, where: str = "", params: Any = None) -> None:
         """``sql`` + a ``where`` clause with its DBAPI ``params`` (see ``execute``)."""
         self.execute(cur, sql + where, params)
@@ -450,9 +455,9 @@ class Adapter(abc.ABC):
                 try:
                     if self.transactional_ddl:
                         with conn.begin_nested():
-                            conn.exec_driver_sql(r.sql)
+                            conn.exec_driver_sql(self.literal_sql(r.sql))
                     else:
-                        conn.exec_driver_sql(r.sql)
+                        conn.exec_driver_sql(self.literal_sql(r.sql))
                     pending.remove(r)
                     progress = True
                 except sa.exc.DBAPIError as exc:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
-from ..model import Column, LogicalType, Routine, Schema, Table
+from ..model import Check, Column, LogicalType, Routine, Schema, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
@@ -155,6 +155,17 @@ class MySQLAdapter(Adapter):
             col.autoincrement = True
 
     def refine_table(self, table: Table, conn: Connection) -> None:
+        if conn.dialect.is_mariadb and (conn.dialect.server_version_info or ()) >= (10, 5, 10):
+            # MariaDB keeps a CHECK written on a column apart (LEVEL 'Column', named after the
+            # column; the column appeared in 10.5.10) and SQLAlchemy does not read those: they
+            # are restored as table checks.
+            have = {c.sqltext for c in table.checks}
+            for name, text in conn.exec_driver_sql(
+                    "SELECT constraint_name, check_clause FROM information_schema.check_constraints "
+                    "WHERE constraint_schema = coalesce(%s, DATABASE()) AND table_name = %s AND level = 'Column' "
+                    "ORDER BY constraint_name", (table.schema, table.name)):
+                if text not in have:
+                    table.checks.append(Check(name, text))
         keep = []
         for chk in table.checks:
             m = _JSON_CHECK.match(chk.sqltext or "")

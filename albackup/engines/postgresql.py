@@ -444,7 +444,7 @@ class PostgreSQLAdapter(Adapter):
                     {"n": e.name, "s": e.schema}).first()
                 if exists:
                     continue
-                labels = ", ".join("'" + v.replace("'", "''") + "'" for v in e.values)
+                labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in e.values)
                 conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
             needed = {c.sequence for t in tables for c in t.columns if c.sequence}
             everything = len(tables) == len(schema.tables)
@@ -468,7 +468,7 @@ class PostgreSQLAdapter(Adapter):
                         exists = conn.exec_driver_sql(
                             "SELECT 1 FROM pg_type WHERE typname = %(n)s", {"n": name}).first()
                         if not exists:
-                            labels = ", ".join("'" + v.replace("'", "''") + "'" for v in c.type.values or ())
+                            labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in c.type.values or ())
                             conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
 
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
