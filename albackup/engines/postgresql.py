@@ -396,7 +396,9 @@ class PostgreSQLAdapter(Adapter):
         if k == "uuid":
             return t, pg.UUID(as_uuid=False)
         if k == "json":
-            return t, pg.JSONB()
+            # json keeps the text as the source held it; jsonb would rewrite it (key order,
+            # duplicate keys, spacing, number spelling) and the read-back could not compare lines
+            return t, pg.JSON()
         if k == "enum":
             return t, pg.ENUM(*(t.values or ()), name=self._enum_name(col), create_type=False)
         if k == "array":

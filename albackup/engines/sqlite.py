@@ -10,7 +10,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 
 from ..mapping import ColumnMove, Loss, decimal_digits
-from ..model import Column, LogicalType, Routine, Schema, Table, Unique
+from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
 
@@ -58,9 +58,11 @@ class SQLiteAdapter(Adapter):
         return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self.q(table.name)}").scalar() or 0)
 
     def refine_table(self, table: Table, conn: Connection) -> None:
-        """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions."""
+        """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions, and
+        indexes on expressions (taken from the statement that made them)."""
         qt = self.q(table.name)
         have = {tuple(u.columns) for u in table.uniques}
+        indexed = {i.name for i in table.indexes}
         for row in conn.exec_driver_sql(f"PRAGMA index_list({qt})").fetchall():
             name, unique, origin = row[1], row[2], row[3]
             if unique and origin == "u":
@@ -68,6 +70,14 @@ class SQLiteAdapter(Adapter):
                 if cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
+            elif origin == "c" and name not in indexed:
+                sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                           (name,)).scalar()
+                parts = index_parts(sql or "")
+                if parts is not None:
+                    elements, where = parts
+                    table.indexes.append(Index(name, [], bool(unique), [elements],
+                                               {"sqlite_where": where} if where else None))
         actions: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
         rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({qt})").fetchall()
         by_id: dict[int, list[Any]] = {}
@@ -265,3 +275,47 @@ def _decimal_param(v: str) -> Any:
             pass
     f = float(v)
     return f if not math.isnan(f) else None
+
+
+def index_parts(sql: str) -> tuple[str, str | None] | None:
+    """The element list (between the parentheses after the table's name) and the WHERE clause
+    of a ``CREATE [UNIQUE] INDEX … ON table (…) [WHERE …]`` statement, quotes and nested
+    parentheses respected; None when the statement is not of that shape."""
+    i, n = 0, len(sql)
+    depth, start = 0, -1
+    on = False
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`[":
+            close = "]" if ch == "[" else ch
+            j = i + 1
+            while j < n:
+                if sql[j] == close:
+                    if close != "]" and j + 1 < n and sql[j + 1] == close:
+                        j += 2           # a doubled quote inside the quoted text
+                        continue
+                    break
+                j += 1
+            i = j + 1
+            continue
+        if not on and sql[i:i + 2].upper() == "ON" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")) \
+                and (i + 2 >= n or not (sql[i + 2].isalnum() or sql[i + 2] == "_")):
+            on = True
+            i += 2
+            continue
+        if on and ch == "(":
+            if depth == 0:
+                start = i + 1
+            depth += 1
+        elif on and ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                elements = sql[start:i].strip()
+                rest = sql[i + 1:].strip()
+                if not rest:
+                    return elements, None
+                if rest[:5].upper() == "WHERE" and (len(rest) == 5 or not rest[5].isalnum()):
+                    return elements, rest[5:].strip() or None
+                return None
+        i += 1
+    return None
