@@ -54,10 +54,12 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
             out.append(f"table {t.key}: columns differ: {'; '.join(map(str, diff[:3]))}")
         if t.primary_key != u.primary_key:
             out.append(f"table {t.key}: primary key {t.primary_key} ≠ {u.primary_key}")
-        fa = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
-              for f in t.foreign_keys}
-        fb = {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
-              for f in u.foreign_keys}
+        def fks(x: Table) -> set[tuple[Any, ...]]:
+            return {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
+                    + ((bool(f.deferrable), (f.initially or "IMMEDIATE").upper()) if exact_types else ())
+                    for f in x.foreign_keys}
+
+        fa, fb = fks(t), fks(u)
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
         ua, ub = {tuple(x.columns) for x in t.uniques}, {tuple(x.columns) for x in u.uniques}

@@ -162,6 +162,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 tschema: str | None, skip_checks: bool, referenced: set[str]) -> TablePlan:
     name = t.name if same else fit_name(t.name, adapter.max_identifier)
     notes: list[str] = []
+    if t.partitions:
+        notes.append(f"partitioned in the source ({len(t.partitions)} partitions: "
+                     f"{', '.join(t.partitions[:5])}{' …' if len(t.partitions) > 5 else ''}): "
+                     "restored as one table holding all their rows")
     if name != t.name:
         notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
     kc = _key_chars(t, adapter)
@@ -321,7 +325,11 @@ def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Nam
         cons = sa.ForeignKeyConstraint(
             [_colname(plan, c) for c in fk.columns], refcols,
             name=names.take(fk.name, f"fk_{plan.name}_{'_'.join(fk.columns)}", scope),
-            ondelete=fk.on_delete, onupdate=fk.on_update)
+            ondelete=fk.on_delete, onupdate=fk.on_update,
+            **({"deferrable": fk.deferrable, "initially": fk.initially} if adapter.deferrable_constraints else {}))
+        if (fk.deferrable or fk.initially) and not adapter.deferrable_constraints:
+            plan.notes.append(f"foreign key {fk.name or fk.columns}: DEFERRABLE is not kept (the target checks "
+                              "each statement)")
         plan.sa_table.append_constraint(cons)
         plan.foreign_keys.append(cons)
 

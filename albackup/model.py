@@ -111,6 +111,8 @@ class ForeignKey:
     ref_schema: str | None = None
     on_delete: str | None = None
     on_update: str | None = None
+    deferrable: bool | None = None     # PostgreSQL (and SQLite): DEFERRABLE, INITIALLY DEFERRED/IMMEDIATE
+    initially: str | None = None
 
 
 @dataclass
@@ -149,6 +151,9 @@ class Table:
     checks: list[Check] = field(default_factory=list)
     indexes: list[Index] = field(default_factory=list)
     comment: str | None = None
+    # PostgreSQL: the partitions (keys) whose rows this partitioned table holds; they are not
+    # tables of their own in the backup
+    partitions: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -173,7 +178,7 @@ class Table:
             "checks": [asdict(c) for c in self.checks],
             "indexes": [asdict(i) for i in self.indexes],
             "comment": self.comment,
-        }
+        } | ({"partitions": self.partitions} if self.partitions else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -188,6 +193,7 @@ class Table:
             checks=[Check(**c) for c in d.get("checks") or []],
             indexes=[Index(**i) for i in d.get("indexes") or []],
             comment=d.get("comment"),
+            partitions=list(d.get("partitions") or []),
         )
 
 

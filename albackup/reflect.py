@@ -37,12 +37,19 @@ def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None]
     default = insp.default_schema_name
     out = Schema(engine=adapter.name)
     norm = [None if (s is None or s == default) else s for s in (schemas or [None])]
+    merged: dict[str, list[str]] = {}
     for s in norm:
+        children = adapter.partition_children(conn, s)
         for name in sorted(insp.get_table_names(schema=s)):
             key = f"{s}.{name}" if s else name
+            if name in children:            # its rows are read through the partitioned table
+                merged.setdefault(children[name], []).append(key)
+                continue
             if not matches(key, name, include, exclude):
                 continue
             out.tables.append(_reflect_table(conn, insp, adapter, name, s, default))
+    for t in out.tables:
+        t.partitions = sorted(merged.get(t.key, []))
     adapter.reflect_extras(conn, out, norm, kinds if kinds is not None else {"view", "trigger", "routine"})
     return out
 
@@ -78,7 +85,8 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         t.foreign_keys.append(ForeignKey(
             name=fk.get("name"), columns=list(fk["constrained_columns"]), ref_table=fk["referred_table"],
             ref_columns=list(fk["referred_columns"]), ref_schema=_ref_schema(fk.get("referred_schema"), default),
-            on_delete=opts.get("ondelete"), on_update=opts.get("onupdate")))
+            on_delete=opts.get("ondelete"), on_update=opts.get("onupdate"),
+            deferrable=opts.get("deferrable"), initially=opts.get("initially")))
     unique_names = set()
     with warnings.catch_warnings():
         # SQLite: the SQLite adapter's refine_table reads expression indexes itself

@@ -82,6 +82,8 @@ class Adapter(abc.ABC):
     key_text_chars: int | None = None
     #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
     inline_constraints = False
+    #: foreign keys may be DEFERRABLE (INITIALLY DEFERRED)
+    deferrable_constraints = False
     #: the primary key is added after the load, built once from the loaded rows (PostgreSQL,
     #: whose tables are heaps); elsewhere it is part of CREATE TABLE (InnoDB and SQL Server
     #: tables are stored in primary key order, so a key added later rebuilds the whole table)
@@ -163,6 +165,11 @@ class Adapter(abc.ABC):
         if d.upper().startswith("CREATE"):
             return d
         return f"CREATE VIEW {self.qtable(name, schema)} AS {d}"
+
+    def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
+        """Tables of ``schema`` that are partitions of another table (name → the key of the
+        partitioned table at the top, whose rows include theirs). None here."""
+        return {}
 
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:
         """The engine's cheap row estimate for progress display (None: unknown)."""

@@ -75,6 +75,7 @@ class PostgreSQLAdapter(Adapter):
     schema_wide_index_names = True
     identity_columns = True
     primary_key_after_load = True
+    deferrable_constraints = True
 
     supports_parallel_dump = True
     supports_parallel_restore = True
@@ -202,14 +203,52 @@ class PostgreSQLAdapter(Adapter):
                                           AND d.deptype = 'e')""", {"names": names}):
                 schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0]))
 
+    def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
+        """Every partition (at any depth) of a partitioned table in ``schema``: a SELECT of the
+        partitioned table at the top reads their rows, so the backup holds them there once."""
+        if (conn.dialect.server_version_info or (0,)) < (10,):
+            return {}
+        rows = conn.exec_driver_sql(
+            """WITH RECURSIVE up AS (
+                   SELECT c.oid AS child, i.inhparent AS parent FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_inherits i ON i.inhrelid = c.oid
+                    WHERE c.relispartition AND n.nspname = coalesce(%(s)s, current_schema())
+                   UNION ALL
+                   SELECT up.child, i.inhparent FROM up JOIN pg_class p ON p.oid = up.parent AND p.relispartition
+                     JOIN pg_inherits i ON i.inhrelid = up.parent)
+               SELECT c.relname, pn.nspname, p.relname FROM up
+                 JOIN pg_class c ON c.oid = up.child
+                 JOIN pg_class p ON p.oid = up.parent AND NOT p.relispartition
+                 JOIN pg_namespace pn ON pn.oid = p.relnamespace""", {"s": schema}).all()
+        default = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        return {child: (parent if pschema == default else f"{pschema}.{parent}") for child, pschema, parent in rows}
+
+    def _partition_sum(self, conn: Connection, table: Table, per_relation: str) -> Any:
+        """``per_relation`` (SQL over the oid ``r``) summed over the table, or over the leaf
+        partitions of a partitioned table (which has no rows of its own)."""
+        return conn.exec_driver_sql(
+            f"""SELECT CASE WHEN c.relkind = 'p' THEN
+                          (SELECT sum(x) FROM (SELECT (SELECT {per_relation} FROM (SELECT t.relid AS r) q) AS x
+                                               FROM pg_partition_tree(c.oid) t WHERE t.isleaf) s)
+                       ELSE (SELECT {per_relation} FROM (SELECT c.oid AS r) q) END
+                  FROM pg_class c WHERE c.oid = to_regclass(%(t)s)""",
+            {"t": self.qtable_value(table.name, table.schema)}).scalar()
+
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:
-        n = conn.exec_driver_sql("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(t)s)",
-                                 {"t": self.qtable_value(table.name, table.schema)}).scalar()
+        if (conn.dialect.server_version_info or (0,)) < (12,):       # no pg_partition_tree
+            n = conn.exec_driver_sql("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(t)s)",
+                                     {"t": self.qtable_value(table.name, table.schema)}).scalar()
+        else:
+            n = self._partition_sum(conn, table, "(SELECT reltuples::bigint FROM pg_class WHERE oid = r)")
         return int(n) if n is not None and n >= 0 else None
 
     def estimate_bytes(self, conn: Connection, table: Table) -> int | None:
-        n = conn.exec_driver_sql("SELECT pg_table_size(to_regclass(%(t)s))",          # heap + TOAST
-                                 {"t": self.qtable_value(table.name, table.schema)}).scalar()
+        if (conn.dialect.server_version_info or (0,)) < (12,):
+            n = conn.exec_driver_sql("SELECT pg_table_size(to_regclass(%(t)s))",          # heap + TOAST
+                                     {"t": self.qtable_value(table.name, table.schema)}).scalar()
+        else:
+            n = self._partition_sum(conn, table, "pg_table_size(r)")
         return int(n) if n is not None else None
 
     passthrough_kinds = frozenset({"integer", "boolean", "float", "string", "text", "enum", "interval", "json",

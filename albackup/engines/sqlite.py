@@ -21,6 +21,7 @@ class SQLiteAdapter(Adapter):
     dialect_names = ("sqlite",)
     max_identifier = 10_000
     inline_constraints = True
+    deferrable_constraints = True
     supports_schemas = False
 
     def server_version(self, conn: Connection) -> str:
