@@ -60,6 +60,15 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                     for f in x.foreign_keys}
 
         fa, fb = fks(t), fks(u)
+        if exact_types:
+            def parts(x: Table) -> tuple[Any, ...]:
+                return x.partition_by, sorted((p["name"], p["bound"], p.get("partition_by"))
+                                              for p in x.partition_tree)
+
+            if parts(t) != parts(u):
+                out.append(f"table {t.key}: partitioning differs ({t.partition_by or 'none'} with "
+                           f"{len(t.partition_tree)} partitions ≠ {u.partition_by or 'none'} with "
+                           f"{len(u.partition_tree)})")
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
         ua, ub = {tuple(x.columns) for x in t.uniques}, {tuple(x.columns) for x in u.uniques}

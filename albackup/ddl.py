@@ -43,6 +43,7 @@ class TablePlan:
     notes: list[str] = field(default_factory=list)
     identity: bool = False         # the load writes explicit values into an identity column
     deferred: list[AddConstraint] = field(default_factory=list)   # uniques and checks, after the load
+    after_create: list[str] = field(default_factory=list)         # right after CREATE TABLE (partitions)
 
     @property
     def target_table(self) -> Table:
@@ -162,7 +163,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 tschema: str | None, skip_checks: bool, referenced: set[str]) -> TablePlan:
     name = t.name if same else fit_name(t.name, adapter.max_identifier)
     notes: list[str] = []
-    if t.partitions:
+    if t.partitions and not (same and t.partition_by):
         notes.append(f"partitioned in the source ({len(t.partitions)} partitions: "
                      f"{', '.join(t.partitions[:5])}{' …' if len(t.partitions) > 5 else ''}): "
                      "restored as one table holding all their rows")
@@ -230,6 +231,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     kwargs.update(adapter.table_options(t))
     sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
+    if same and t.partition_by:
+        plan.after_create = adapter.partition_sql(t, name, tschema)
     scope = tschema if adapter.schema_wide_index_names else f"{tschema}.{name}"
     for u in t.uniques:
         plan.uniques.append(sa.UniqueConstraint(*[colmap[c] for c in u.columns],
@@ -356,7 +359,8 @@ def create_table_sql(plan: TablePlan, adapter: Adapter) -> str:
 def plan_sql(plan: Plan, adapter: Adapter) -> list[str]:
     """Every DDL statement the restore will run, in order (for ``restore --plan``)."""
     d = adapter.dialect
-    out = [create_table_sql(t, adapter).strip() + ";" for t in plan.tables]
+    out = [x for t in plan.tables for x in [create_table_sql(t, adapter).strip() + ";",
+                                            *(a + ";" for a in t.after_create)]]
     if not adapter.inline_constraints:
         for t in plan.tables:
             for c in t.deferred:

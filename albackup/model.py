@@ -154,6 +154,10 @@ class Table:
     # PostgreSQL: the partitions (keys) whose rows this partitioned table holds; they are not
     # tables of their own in the backup
     partitions: list[str] = field(default_factory=list)
+    # PostgreSQL: how it is partitioned (pg_get_partkeydef, e.g. "RANGE (at)") and its partitions,
+    # parents first: {"name", "schema", "parent" (key), "bound" (FOR VALUES …), "partition_by"}
+    partition_by: str | None = None
+    partition_tree: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -178,7 +182,8 @@ class Table:
             "checks": [asdict(c) for c in self.checks],
             "indexes": [asdict(i) for i in self.indexes],
             "comment": self.comment,
-        } | ({"partitions": self.partitions} if self.partitions else {})
+        } | ({"partitions": self.partitions} if self.partitions else {}) \
+          | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -194,6 +199,8 @@ class Table:
             indexes=[Index(**i) for i in d.get("indexes") or []],
             comment=d.get("comment"),
             partitions=list(d.get("partitions") or []),
+            partition_by=d.get("partition_by"),
+            partition_tree=list(d.get("partition_tree") or []),
         )
 
 

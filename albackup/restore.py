@@ -154,7 +154,7 @@ def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
 
 def _target_model(tp: TablePlan) -> Table:
     cols = [Column(sc.name, cp.target, "") for sc, cp in zip(tp.sa_table.columns, tp.columns)]
-    return Table(tp.name, tp.schema, cols)
+    return Table(tp.name, tp.schema, cols, partition_by=tp.table.partition_by if tp.after_create else None)
 
 
 def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool,
@@ -562,6 +562,8 @@ class Restorer:
         for tp in plan.tables:
             conn.exec_driver_sql(create_table_sql(tp, self.adapter))
             self.created.append(tp)
+            for sql in tp.after_create:
+                conn.exec_driver_sql(sql)
             if d.supports_comments and not d.inline_comments:
                 if tp.sa_table.comment:
                     conn.execute(sa.schema.SetTableComment(tp.sa_table))

@@ -483,8 +483,9 @@ def test_a_mariadb_json_column_moves_to_postgresql_as_json_text_unchanged(make_d
 def test_a_partitioned_table_is_backed_up_once_with_its_partitions_rows(dst_kind: str, jobs: int, make_db,
                                                                          tmp_path: Path) -> None:
     """The rows of a partitioned PostgreSQL table are read through it, and its partitions (sub-
-    partitions too) are not tables of their own: each row is in the backup once; the restore
-    says it makes one table of it. A DEFERRABLE foreign key stays deferrable."""
+    partitions too) are not tables of their own: each row is in the backup once. Into
+    PostgreSQL the partitions are made again and each row lands in its own; elsewhere the
+    restore says it makes one table of it. A DEFERRABLE foreign key stays deferrable."""
     src = make_db("postgresql", "prt")
     e = sa.create_engine(src, poolclass=NullPool)
     with e.begin() as c:
@@ -510,17 +511,24 @@ def test_a_partitioned_table_is_backed_up_once_with_its_partitions_rows(dst_kind
     dst = make_db(dst_kind, "prd")
     res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert res.rows == 602
-    assert any("m: partitioned in the source (4 partitions: m_2024, m_2025, m_2025_a, m_2025_b): restored as one "
-               "table holding all their rows" in x for x in res.changes)
+    merged = any("m: partitioned in the source (4 partitions: m_2024, m_2025, m_2025_a, m_2025_b): restored as one "
+                 "table holding all their rows" in x for x in res.changes)
+    assert merged == (dst_kind != "postgresql")
     e = sa.create_engine(dst, poolclass=NullPool)
     try:
         with e.connect() as c:
-            assert sorted(sa.inspect(c).get_table_names()) == ["c", "m", "p"]
             assert c.exec_driver_sql("SELECT count(*), count(DISTINCT id), min(v), max(at) FROM m").one()[:3] == \
                 (600, 600, "v1")
             if dst_kind == "postgresql":
+                assert sorted(sa.inspect(c).get_table_names()) == ["c", "m", "m_2024", "m_2025", "m_2025_a", "m_2025_b",
+                                                                  "p"]
+                where = dict(c.exec_driver_sql("SELECT tableoid::regclass::text, count(*) FROM m GROUP BY 1").all())
+                assert where == {"m_2024": 365, "m_2025_a": where["m_2025_a"], "m_2025_b": 235 - where["m_2025_a"]}
+                assert c.exec_driver_sql("SELECT pg_get_partkeydef('m_2025'::regclass)").scalar() == "HASH (id)"
                 assert c.exec_driver_sql("SELECT condeferrable, condeferred FROM pg_constraint "
                                          "WHERE contype = 'f' AND conrelid = 'c'::regclass").one() == (True, True)
+            else:
+                assert sorted(sa.inspect(c).get_table_names()) == ["c", "m", "p"]
     finally:
         e.dispose()
     assert api.compare(_cfg(src), _cfg(dst)).differences == []
@@ -541,3 +549,21 @@ def test_compare_sees_a_foreign_key_that_lost_deferrable_on_the_same_engine() ->
     assert compare_schema(kept, schema(True, "deferred"), exact_types=True) == []
     assert compare_schema(kept, lost, exact_types=True)[0].startswith("table c: foreign keys differ")
     assert compare_schema(kept, lost, exact_types=False) == []      # across engines: not every engine has it
+
+
+def test_compare_sees_partitioning_that_differs_on_the_same_engine() -> None:
+    from albackup.compare import compare_schema
+    from albackup.model import Column, LogicalType, Schema, Table
+
+    def schema(by: str | None, bound: str = "FOR VALUES FROM (1) TO (9)") -> Schema:
+        col = Column("id", LogicalType("integer", bits=32), "INTEGER", nullable=False)
+        tree = [{"name": "m_1", "schema": None, "parent": "m", "bound": bound, "partition_by": None}] if by else []
+        return Schema("postgresql", [Table("m", columns=[col], primary_key=["id"], partitions=["m_1"] if by else [],
+                                           partition_by=by, partition_tree=tree)])
+
+    assert compare_schema(schema("RANGE (id)"), schema("RANGE (id)"), exact_types=True) == []
+    assert compare_schema(schema("RANGE (id)"), schema(None), exact_types=True) == [
+        "table m: partitioning differs (RANGE (id) with 1 partitions ≠ none with 0)"]
+    assert compare_schema(schema("RANGE (id)"), schema("RANGE (id)", "FOR VALUES FROM (1) TO (5)"),
+                          exact_types=True)[0].startswith("table m: partitioning differs")
+    assert compare_schema(schema("RANGE (id)"), schema(None), exact_types=False) == []

@@ -331,6 +331,11 @@ class Adapter(abc.ABC):
         """Dialect keyword arguments for sa.Table (e.g. sqlite_autoincrement)."""
         return {}
 
+    def partition_sql(self, table: Table, name: str, schema: str | None) -> list[str]:
+        """Same engine: the statements that recreate ``table``'s partitions once it exists as
+        ``schema.name`` (its rows are then loaded into it and routed by the server). None here."""
+        return []
+
     def server_default(self, col: Column, same_engine: bool) -> str | None:
         if same_engine:
             return col.default

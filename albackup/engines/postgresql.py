@@ -224,6 +224,46 @@ class PostgreSQLAdapter(Adapter):
         default = conn.exec_driver_sql("SELECT current_schema()").scalar()
         return {child: (parent if pschema == default else f"{pschema}.{parent}") for child, pschema, parent in rows}
 
+    def refine_table(self, table: Table, conn: Connection) -> None:
+        """A partitioned table: its partition key and its partitions (PostgreSQL 12 and later,
+        whose pg_partition_tree lists them), parents first."""
+        if (conn.dialect.server_version_info or (0,)) < (12,):
+            return
+        oid = conn.exec_driver_sql("SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'p'",
+                                   {"t": self.qtable_value(table.name, table.schema)}).scalar()
+        if oid is None:
+            return
+        table.partition_by = conn.exec_driver_sql("SELECT pg_get_partkeydef(%(o)s)", {"o": oid}).scalar()
+        default = conn.exec_driver_sql("SELECT current_schema()").scalar()
+
+        def key(schema: str, name: str) -> str:
+            return name if schema == default else f"{schema}.{name}"
+
+        for name, schema, pname, pschema, bound, sub in conn.exec_driver_sql(
+                """SELECT c.relname, n.nspname, pc.relname, pn.nspname, pg_get_expr(c.relpartbound, c.oid),
+                          CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END
+                     FROM pg_partition_tree(%(o)s) t
+                     JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    WHERE t.level > 0 ORDER BY t.level, c.relname""", {"o": oid}):
+            table.partition_tree.append({"name": name, "schema": None if schema == default else schema,
+                                         "parent": key(pschema, pname), "bound": bound, "partition_by": sub})
+
+    def table_options(self, table: Table) -> dict[str, Any]:
+        return {"postgresql_partition_by": table.partition_by} if table.partition_by else {}
+
+    def partition_sql(self, table: Table, name: str, schema: str | None) -> list[str]:
+        """``CREATE TABLE … PARTITION OF …`` for each partition, parents first, into ``schema``
+        (where the table is restored) unless it was in a schema of its own."""
+        where = {table.key: self.qtable(name, schema)}
+        out = []
+        for p in table.partition_tree:
+            mine = self.qtable(p["name"], p["schema"] if p["schema"] is not None else schema)
+            where[f"{p['schema']}.{p['name']}" if p["schema"] else p["name"]] = mine
+            out.append(f"CREATE TABLE {mine} PARTITION OF {where[p['parent']]} {self.literal_sql(p['bound'])}"
+                       + (f" PARTITION BY {self.literal_sql(p['partition_by'])}" if p.get("partition_by") else ""))
+        return out
+
     def _partition_sum(self, conn: Connection, table: Table, per_relation: str) -> Any:
         """``per_relation`` (SQL over the oid ``r``) summed over the table, or over the leaf
         partitions of a partitioned table (which has no rows of its own)."""
@@ -586,8 +626,8 @@ class PostgreSQLAdapter(Adapter):
     def echo_parts(self, conn: Connection, table: Table) -> list[tuple[int, int | None] | None]:
         """Ranges of physical blocks (TID range scans, PostgreSQL 14+) of about ECHO_PART_BYTES,
         the whole table in all; before 14, one part (a filter on ctid would scan every block)."""
-        if int(conn.exec_driver_sql("SHOW server_version_num").scalar()) < 140000:
-            return [None]
+        if int(conn.exec_driver_sql("SHOW server_version_num").scalar()) < 140000 or table.partition_by:
+            return [None]       # (a partitioned table has no blocks of its own: read whole)
         size, block = conn.exec_driver_sql(
             "SELECT pg_relation_size(%(t)s::regclass), current_setting('block_size')::int",
             {"t": self.qtable_value(table.name, table.schema)}).one()
@@ -609,7 +649,9 @@ class PostgreSQLAdapter(Adapter):
         got = EchoHash()
         cur = self.dbapi(conn).cursor()
         try:
-            if blocks is None:
+            if blocks is None and table.partition_by:    # COPY reads no partitioned table by name
+                sql = f"COPY (SELECT {cols} FROM {self.qtable(table.name, table.schema)}) TO STDOUT"
+            elif blocks is None:
                 sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT"
             else:
                 start, end = int(blocks[0]), blocks[1]
