@@ -65,6 +65,8 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                 return x.partition_by, sorted((p["name"], p["bound"], p.get("partition_by"))
                                               for p in x.partition_tree)
 
+            if sorted(x["sql"] for x in t.native_constraints) != sorted(x["sql"] for x in u.native_constraints):
+                out.append(f"table {t.key}: EXCLUDE constraints differ")
             if parts(t) != parts(u):
                 out.append(f"table {t.key}: partitioning differs ({t.partition_by or 'none'} with "
                            f"{len(t.partition_tree)} partitions ≠ {u.partition_by or 'none'} with "

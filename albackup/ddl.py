@@ -44,6 +44,7 @@ class TablePlan:
     identity: bool = False         # the load writes explicit values into an identity column
     deferred: list[AddConstraint] = field(default_factory=list)   # uniques and checks, after the load
     after_create: list[str] = field(default_factory=list)         # right after CREATE TABLE (partitions)
+    after_load: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) with the indexes
 
     @property
     def target_table(self) -> Table:
@@ -233,6 +234,16 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same and t.partition_by:
         plan.after_create = adapter.partition_sql(t, name, tschema)
+    for nc in t.native_constraints:
+        if same:
+            plan.after_load.append((f"table {t.key}: constraint {nc['name']}",
+                                    f"ALTER TABLE {adapter.qtable(name, tschema)} ADD CONSTRAINT "
+                                    f"{adapter.q(nc['name'])} {adapter.literal_sql(nc['sql'])}"))
+        else:
+            plan.notes.append(f"constraint {nc['name']} ({nc['sql']}) is engine-specific and was not kept")
+    if t.inherited:
+        plan.notes.append("other tables inherit from it in the source: it holds its own rows, and each of "
+                          "them is restored as a table of its own")
     scope = tschema if adapter.schema_wide_index_names else f"{tschema}.{name}"
     for u in t.uniques:
         plan.uniques.append(sa.UniqueConstraint(*[colmap[c] for c in u.columns],
@@ -368,6 +379,7 @@ def plan_sql(plan: Plan, adapter: Adapter) -> list[str]:
     for t in plan.tables:
         for ix in t.indexes:
             out.append(str(CreateIndex(ix).compile(dialect=d)).strip() + ";")
+        out += [sql + ";" for _, sql in t.after_load]
     if not adapter.inline_constraints:
         for t in plan.tables:
             for fk in t.foreign_keys:

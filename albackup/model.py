@@ -158,6 +158,11 @@ class Table:
     # parents first: {"name", "schema", "parent" (key), "bound" (FOR VALUES …), "partition_by"}
     partition_by: str | None = None
     partition_tree: list[dict[str, Any]] = field(default_factory=list)
+    # PostgreSQL: other tables inherit from it (INHERITS): it is read with ONLY, its own rows
+    inherited: bool = False
+    # the engine's own constraints SQLAlchemy has no model for (PostgreSQL EXCLUDE): name and
+    # definition (engine SQL), restored only into the same engine, after the load
+    native_constraints: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -183,7 +188,9 @@ class Table:
             "indexes": [asdict(i) for i in self.indexes],
             "comment": self.comment,
         } | ({"partitions": self.partitions} if self.partitions else {}) \
-          | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {})
+          | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {}) \
+          | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
+          | ({"inherited": True} if self.inherited else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -201,6 +208,8 @@ class Table:
             partitions=list(d.get("partitions") or []),
             partition_by=d.get("partition_by"),
             partition_tree=list(d.get("partition_tree") or []),
+            native_constraints=list(d.get("native_constraints") or []),
+            inherited=bool(d.get("inherited")),
         )
 
 
@@ -244,6 +253,7 @@ class Schema:
     sequences: list[Sequence] = field(default_factory=list)
     enums: list[EnumType] = field(default_factory=list)
     routines: list[Routine] = field(default_factory=list)
+    extensions: list[str] = field(default_factory=list)     # PostgreSQL: CREATE EXTENSION names
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -258,7 +268,7 @@ class Schema:
             "sequences": [asdict(s) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
             "routines": [asdict(r) for r in self.routines],
-        }
+        } | ({"extensions": self.extensions} if self.extensions else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -268,4 +278,5 @@ class Schema:
             sequences=[Sequence(**s) for s in d.get("sequences") or []],
             enums=[EnumType(**e) for e in d.get("enums") or []],
             routines=[Routine(**r) for r in d.get("routines") or []],
+            extensions=list(d.get("extensions") or []),
         )

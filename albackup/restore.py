@@ -478,6 +478,7 @@ class Restorer:
                 for ix in tp.indexes:
                     ddl.append((f"table {tp.table.key}: index {ix.name}",
                                 str(CreateIndex(ix).compile(dialect=a.dialect)), False))
+                ddl += [(label, sql, False) for label, sql in tp.after_load]
             echo_parts: list[tuple[int, Any]] = []
             with self.engine.connect() as conn:
                 for ti in reversed(by_size):
@@ -623,6 +624,13 @@ class Restorer:
                                           if isinstance(c, sa.CheckConstraint) else "")) from None
             for ix in tp.indexes:
                 conn.execute(CreateIndex(ix))
+            for label, sql in tp.after_load:
+                try:
+                    with conn.begin_nested():
+                        conn.exec_driver_sql(sql)
+                except sa.exc.DBAPIError as exc:
+                    raise RestoreError(f"{label} could not be created: "
+                                       f"{str(exc.orig).strip().splitlines()[0]}") from None
 
     def _foreign_keys(self, conn: Connection, plan: Plan) -> None:
         validate = self.opts.enable_ri_check

@@ -567,3 +567,45 @@ def test_compare_sees_partitioning_that_differs_on_the_same_engine() -> None:
     assert compare_schema(schema("RANGE (id)"), schema("RANGE (id)", "FOR VALUES FROM (1) TO (5)"),
                           exact_types=True)[0].startswith("table m: partitioning differs")
     assert compare_schema(schema("RANGE (id)"), schema(None), exact_types=False) == []
+
+
+@pytest.mark.parametrize("dst_kind", ["postgresql", "mysql"])
+def test_inheritance_exclusion_constraints_and_extensions(dst_kind: str, make_db, tmp_path: Path) -> None:
+    """A PostgreSQL table others inherit from is read with ONLY (each row once, in its own
+    table); an EXCLUDE constraint is made again into PostgreSQL, with the extension it needs,
+    and named as not kept elsewhere."""
+    src = make_db("postgresql", "inh")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        if not c.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gist'").first():
+            pytest.skip("the server has no btree_gist extension (postgresql-contrib)")
+        for stmt in ["CREATE EXTENSION btree_gist",
+                     "CREATE TABLE base (id int PRIMARY KEY, v text)",
+                     "CREATE TABLE kid (extra int) INHERITS (base)",
+                     "INSERT INTO base VALUES (1, 'b')", "INSERT INTO kid VALUES (2, 'k', 5)",
+                     "CREATE TABLE room (id int PRIMARY KEY, r int, d date, e date, "
+                     "EXCLUDE USING gist (r WITH =, daterange(d, e) WITH &&))",
+                     "INSERT INTO room VALUES (1, 1, '2024-01-01', '2024-01-03')"]:
+            c.exec_driver_sql(stmt)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    assert dumped.rows == 3 and "btree_gist" in api.open_backup(dumped.path).schema.extensions
+    dst = make_db(dst_kind, "ind")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert any("base: other tables inherit from it in the source" in x for x in res.changes)
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT id FROM base").scalars().all() == [1]
+            assert c.exec_driver_sql("SELECT id, extra FROM kid").all() == [(2, 5)]
+        if dst_kind == "postgresql":
+            with pytest.raises(sa.exc.IntegrityError, match="room_r_daterange_excl|conflicting key"):
+                with e.begin() as c:
+                    c.exec_driver_sql("INSERT INTO room VALUES (2, 1, '2024-01-02', '2024-01-05')")
+        else:
+            assert any("constraint room_r_daterange_excl (EXCLUDE USING gist" in x and "was not kept" in x
+                       for x in res.changes)
+    finally:
+        e.dispose()
+    if dst_kind == "postgresql":
+        assert api.compare(_cfg(src), _cfg(dst)).differences == []

@@ -184,9 +184,13 @@ class Adapter(abc.ABC):
         with the row estimate it sizes a dump's key ranges and orders the work."""
         return None
 
+    def read_from(self, table: Table) -> str:
+        """The FROM of a statement that reads ``table``'s own rows."""
+        return self.qtable(table.name, table.schema)
+
     def select_sql(self, table: Table) -> str:
         cols = ", ".join(self.q(c.name) for c in table.columns)
-        return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+        return f"SELECT {cols} FROM {self.read_from(table)}"
 
     def stream(self, conn: Connection, table: Table, batch_rows: int, where: str = "",
                params: Any = None, large_values: bool = True) -> Iterator[list[Any]]:
@@ -255,7 +259,7 @@ class Adapter(abc.ABC):
 
     def nth_key_sql(self, table: Table, key: list[str], where: str, n: int) -> str:
         cols = ", ".join(self.q(k) for k in key)
-        return (f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where} "
+        return (f"SELECT {cols} FROM {self.read_from(table)}{where} "
                 f"ORDER BY {cols} LIMIT 1 OFFSET {int(n) - 1}")
 
     def nth_key(self, conn: Connection, table: Table, key: list[str], after: tuple[Any, ...] | None,

@@ -1,6 +1,7 @@
 """PostgreSQL: REPEATABLE READ READ ONLY snapshot, named (server-side) cursors, COPY for the load."""
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any, Iterator
@@ -18,6 +19,8 @@ from ..values import ISO_DATE_INLINE, Converter, EchoHash, datetime_text, server
 from .. import pgtext
 from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
+
+log = logging.getLogger(__name__)
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
@@ -156,6 +159,8 @@ class PostgreSQLAdapter(Adapter):
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         super().reflect_extras(conn, schema, schemas, kinds)
+        schema.extensions = list(conn.exec_driver_sql(
+            "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname").scalars())
         insp = sa.inspect(conn)
         names = [s or insp.default_schema_name for s in schemas]
         default = insp.default_schema_name
@@ -224,9 +229,22 @@ class PostgreSQLAdapter(Adapter):
         default = conn.exec_driver_sql("SELECT current_schema()").scalar()
         return {child: (parent if pschema == default else f"{pschema}.{parent}") for child, pschema, parent in rows}
 
+    def read_from(self, table: Table) -> str:
+        return ("ONLY " if table.inherited else "") + self.qtable(table.name, table.schema)
+
     def refine_table(self, table: Table, conn: Connection) -> None:
-        """A partitioned table: its partition key and its partitions (PostgreSQL 12 and later,
-        whose pg_partition_tree lists them), parents first."""
+        """Whether other tables inherit from it (its own rows are then read with ONLY, as the
+        inheriting tables are backed up as tables of their own); its EXCLUDE constraints; a
+        partitioned table's partition key and partitions (PostgreSQL 12 and later, whose
+        pg_partition_tree lists them), parents first."""
+        qv = {"t": self.qtable_value(table.name, table.schema)}
+        table.inherited = bool(conn.exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%(t)s) AND NOT c.relispartition)", qv).scalar())
+        table.native_constraints = [
+            {"name": n, "sql": d} for n, d in conn.exec_driver_sql(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = to_regclass(%(t)s) AND contype = 'x' ORDER BY conname", qv)]
         if (conn.dialect.server_version_info or (0,)) < (12,):
             return
         oid = conn.exec_driver_sql("SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'p'",
@@ -300,7 +318,7 @@ class PostgreSQLAdapter(Adapter):
         # char(n) → text drops the blank padding on the server (the canonical form has none)
         cols = ", ".join(f"{self.q(c.name)}::text" if c.type.kind == "char" else self.q(c.name)
                          for c in table.columns)
-        return f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+        return f"SELECT {cols} FROM {self.read_from(table)}"
 
     def reader(self, t: LogicalType) -> Converter:
         if t.kind == "date":
@@ -336,7 +354,7 @@ class PostgreSQLAdapter(Adapter):
         tests = [f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in cand] + list(more or ())
         if not tests:
             return []
-        qt = self.qtable(table.name, table.schema)
+        qt = self.read_from(table)
         any_test = " OR ".join(f"({t})" for t in tests)
         cur = self.dbapi(conn).cursor()
         try:
@@ -391,7 +409,7 @@ class PostgreSQLAdapter(Adapter):
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
                   on_frame: Any) -> int:
         cols = ", ".join(self.q(c.name) for c in table.columns)
-        select = f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}"
+        select = f"SELECT {cols} FROM {self.read_from(table)}"
         cur = self.dbapi(conn).cursor()
         try:
             pgtext.copy_out(cur, f"COPY ({select}{where}) TO STDOUT", on_frame, params)
@@ -403,7 +421,7 @@ class PostgreSQLAdapter(Adapter):
                       big: list[int]) -> Iterator[list[Any]]:
         """Rows in which each value over LARGE_BYTES of the ``big`` columns is left out and
         replaced by a _PgLarge that reads it in pieces (by ctid, in the same snapshot)."""
-        qt = self.qtable(table.name, table.schema)
+        qt = self.read_from(table)
         cols = []
         for i, c in enumerate(table.columns):
             q = self.q(c.name)
@@ -514,6 +532,16 @@ class PostgreSQLAdapter(Adapter):
         for s in sorted({t.schema for t in tables if t.schema}):
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.q(s)}")
         if same_engine:
+            for name in schema.extensions:
+                # the types, operator classes and functions the tables may use; where one cannot
+                # be made (not installed on this server, no privilege), whatever needs it fails
+                # on its own, naming itself
+                try:
+                    with conn.begin_nested():
+                        conn.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS {self.q(name)}")
+                except sa.exc.DBAPIError as exc:
+                    log.warning("extension %s could not be created: %s", name,
+                                str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc)
             used = {c.original_type for t in tables for c in t.columns}
             for e in schema.enums:
                 qname = self.qtable(e.name, e.schema)
