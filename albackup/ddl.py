@@ -207,6 +207,11 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 notes.append(f"column {c.name!r}: generated column restored as a plain column")
         auto = c.autoincrement and c.type.kind == "integer" and c.name in t.primary_key
+        if not auto and same and c.identity and "always" in c.identity and c.type.kind == "integer":
+            # an identity column outside the primary key (PostgreSQL): the same identity
+            args.append(sa.Identity(always=bool(c.identity.get("always")), start=c.identity.get("start"),
+                                    increment=c.identity.get("increment")))
+            identity = True
         if auto:
             identity = True
             if same and c.identity and "always" in c.identity:

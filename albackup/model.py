@@ -229,6 +229,18 @@ class Sequence:
 
 
 @dataclass
+class DomainType:
+    """PostgreSQL: CREATE DOMAIN name AS type [COLLATE] [DEFAULT] [NOT NULL] [CHECK …]."""
+    name: str
+    type: str                    # the underlying type as the server spells it
+    schema: str | None = None
+    nullable: bool = True
+    default: str | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)    # {"name", "check"} (engine SQL)
+    collation: str | None = None
+
+
+@dataclass
 class EnumType:
     name: str
     values: list[str]
@@ -254,6 +266,7 @@ class Schema:
     enums: list[EnumType] = field(default_factory=list)
     routines: list[Routine] = field(default_factory=list)
     extensions: list[str] = field(default_factory=list)     # PostgreSQL: CREATE EXTENSION names
+    domains: list[DomainType] = field(default_factory=list)  # PostgreSQL
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -268,7 +281,8 @@ class Schema:
             "sequences": [asdict(s) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
             "routines": [asdict(r) for r in self.routines],
-        } | ({"extensions": self.extensions} if self.extensions else {})
+        } | ({"extensions": self.extensions} if self.extensions else {}) \
+          | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -279,4 +293,5 @@ class Schema:
             enums=[EnumType(**e) for e in d.get("enums") or []],
             routines=[Routine(**r) for r in d.get("routines") or []],
             extensions=list(d.get("extensions") or []),
+            domains=[DomainType(**x) for x in d.get("domains") or []],
         )

@@ -27,6 +27,9 @@ def _int_bits(t: sat.TypeEngine) -> int:
 def logical_from_sqlalchemy(t: sat.TypeEngine, original: str) -> LogicalType:
     """Map a reflected SQLAlchemy type to the logical vocabulary (``native`` when unknown)."""
     # Order matters: specific classes before their generic bases.
+    if isinstance(t, postgresql.DOMAIN):
+        # its values are the underlying type's (into PostgreSQL the domain itself is made again)
+        return logical_from_sqlalchemy(t.data_type, str(t.data_type))
     if isinstance(t, postgresql.ARRAY):
         item = logical_from_sqlalchemy(t.item_type, str(t.item_type))
         return LogicalType("array", item=item)

@@ -609,3 +609,42 @@ def test_inheritance_exclusion_constraints_and_extensions(dst_kind: str, make_db
         e.dispose()
     if dst_kind == "postgresql":
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+@pytest.mark.parametrize("dst_kind", ["postgresql", "mysql"])
+def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, make_db, tmp_path: Path) -> None:
+    """A PostgreSQL domain (made again with its CHECK), an array of an enum type (read as its
+    labels), an identity column outside the primary key (still an identity, past the rows) and
+    a materialized view (made again, with its rows, after the data)."""
+    src = make_db("postgresql", "dom")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        for stmt in ["CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+                     "CREATE TYPE color AS ENUM ('red', 'green')",
+                     "CREATE TABLE t (id int PRIMARY KEY, n posint, cs color[], g int GENERATED ALWAYS AS IDENTITY)",
+                     "INSERT INTO t (id, n, cs) VALUES (1, 5, '{red,green}'), (2, 7, NULL), (3, NULL, '{}')",
+                     "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t WHERE n IS NOT NULL"]:
+            c.exec_driver_sql(stmt)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db(dst_kind, "dod")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    if dst_kind == "postgresql":
+        assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            cs_sql = "cs::text[]" if dst_kind == "postgresql" else "cs"
+            rows = c.exec_driver_sql(f"SELECT id, n, {cs_sql}, g FROM t ORDER BY id").all()
+            cs = [r[2] if not isinstance(r[2], str) else json.loads(r[2]) for r in rows]
+            assert [(r[0], r[1], r[3]) for r in rows] == [(1, 5, 1), (2, 7, 2), (3, None, 3)]
+            assert cs == [["red", "green"], None, []]
+        if dst_kind == "postgresql":
+            with e.begin() as c:
+                assert c.exec_driver_sql("SELECT id, n FROM mv ORDER BY id").all() == [(1, 5), (2, 7)]
+                assert c.exec_driver_sql("INSERT INTO t (id) VALUES (4) RETURNING g").scalar() == 4
+            with pytest.raises(sa.exc.IntegrityError, match="posint_check"):
+                with e.begin() as c:
+                    c.exec_driver_sql("INSERT INTO t (id, n) VALUES (5, 0)")
+    finally:
+        e.dispose()

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import IntegrityError
 from ..mapping import ColumnMove, Loss, _ident
-from ..model import Column, EnumType, LogicalType, Routine, Schema, Sequence, Table
+from ..model import Column, DomainType, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
 from ..values import ISO_DATE_INLINE, Converter, EchoHash, datetime_text, server_date_text, time_text, with_inline
 from .. import pgtext
@@ -23,6 +23,17 @@ from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, pr
 log = logging.getLogger(__name__)
 
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
+
+
+def _select_column(q: str, t: LogicalType) -> str:
+    """How a column is selected for the read by value: char(n) → text drops the blank padding
+    on the server (the canonical form has none); an array of an enum type (which psycopg2 would
+    hand over as the array's text) as text[], a list of the labels."""
+    if t.kind == "char":
+        return f"{q}::text"
+    if t.kind == "array" and t.item is not None and t.item.kind == "enum":
+        return f"{q}::text[]"
+    return q
 
 
 def _register_text_casters(cur: Any) -> None:
@@ -159,6 +170,13 @@ class PostgreSQLAdapter(Adapter):
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         super().reflect_extras(conn, schema, schemas, kinds)
+        if "view" in kinds:
+            insp0 = sa.inspect(conn)
+            for s in schemas:
+                for v in insp0.get_materialized_view_names(schema=s):
+                    d = insp0.get_view_definition(v, schema=s).strip().rstrip(";")
+                    # made (and filled) after the data, with the views
+                    schema.routines.append(Routine("view", v, f"CREATE MATERIALIZED VIEW {self.qtable(v, s)} AS {d}", s))
         schema.extensions = list(conn.exec_driver_sql(
             "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname").scalars())
         insp = sa.inspect(conn)
@@ -168,6 +186,13 @@ class PostgreSQLAdapter(Adapter):
             if e["schema"] in names:
                 schema.enums.append(EnumType(e["name"], list(e["labels"]),
                                              None if e["schema"] == default else e["schema"]))
+        for d in insp.get_domains(schema="*"):
+            if d["schema"] in names:
+                schema.domains.append(DomainType(
+                    d["name"], str(d["type"]), None if d["schema"] == default else d["schema"],
+                    bool(d.get("nullable", True)), None if d.get("default") is None else str(d["default"]),
+                    [{"name": c.get("name"), "check": str(c["check"])} for c in d.get("constraints") or []],
+                    d.get("collation")))
         rows = conn.exec_driver_sql(
             """
             SELECT s.schemaname, s.sequencename, s.start_value, s.increment_by, s.min_value,
@@ -316,8 +341,7 @@ class PostgreSQLAdapter(Adapter):
 
     def select_sql(self, table: Table) -> str:
         # char(n) → text drops the blank padding on the server (the canonical form has none)
-        cols = ", ".join(f"{self.q(c.name)}::text" if c.type.kind == "char" else self.q(c.name)
-                         for c in table.columns)
+        cols = ", ".join(_select_column(self.q(c.name), c.type) for c in table.columns)
         return f"SELECT {cols} FROM {self.read_from(table)}"
 
     def reader(self, t: LogicalType) -> Converter:
@@ -428,7 +452,7 @@ class PostgreSQLAdapter(Adapter):
             if i in big:
                 cols.append(f"CASE WHEN octet_length({q}) > {LARGE_BYTES} THEN NULL ELSE {q} END")
             else:
-                cols.append(f"{q}::text" if c.type.kind == "char" else q)
+                cols.append(_select_column(q, c.type))
         cols += [f"octet_length({self.q(table.columns[i].name)})" for i in big] + ["ctid"]
         sql = f"SELECT {', '.join(cols)} FROM {qt}"
         n = len(table.columns)
@@ -555,6 +579,7 @@ class PostgreSQLAdapter(Adapter):
                     continue
                 labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in e.values)
                 conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
+            self._create_domains(conn, schema.domains)
             needed = {c.sequence for t in tables for c in t.columns if c.sequence}
             everything = len(tables) == len(schema.tables)
             for s in schema.sequences:
@@ -579,6 +604,41 @@ class PostgreSQLAdapter(Adapter):
                         if not exists:
                             labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in c.type.values or ())
                             conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
+
+    def _create_domains(self, conn: Connection, domains: list[DomainType]) -> None:
+        """Each domain not there yet; one over another domain waits for it (in turns, as the
+        routines do). A domain that cannot be made fails the restore, naming it."""
+        from ..errors import RestoreError
+
+        pending = list(domains)
+        while pending:
+            errors = []
+            for d in list(pending):
+                exists = conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE t.typname = %(n)s AND n.nspname = coalesce(%(s)s, current_schema())",
+                    {"n": d.name, "s": d.schema}).first()
+                if exists:
+                    pending.remove(d)
+                    continue
+                sql = [f"CREATE DOMAIN {self.qtable(d.name, d.schema)} AS {self.literal_sql(d.type)}"]
+                if d.collation:
+                    sql.append(f"COLLATE {self.q(d.collation)}")
+                if d.default is not None:
+                    sql.append(f"DEFAULT {self.literal_sql(d.default)}")
+                if not d.nullable:
+                    sql.append("NOT NULL")
+                for c in d.checks:
+                    sql.append((f"CONSTRAINT {self.q(c['name'])} " if c.get("name") else "")
+                               + f"CHECK ({self.literal_sql(c['check'])})")
+                try:
+                    with conn.begin_nested():
+                        conn.exec_driver_sql(" ".join(sql))
+                    pending.remove(d)
+                except sa.exc.DBAPIError as exc:
+                    errors.append(f"domain {d.name}: {str(exc.orig).strip().splitlines()[0]}")
+            if pending and len(errors) == len(pending):
+                raise RestoreError(f"{errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
 
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
         if not same_engine:
