@@ -235,6 +235,11 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         table_args.append(sa.PrimaryKeyConstraint(*[colmap[c] for c in t.primary_key], name=pk_name))
     kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
     kwargs.update(adapter.table_options(t))
+    if same:
+        kwargs.update({k: v for k, v in t.options.items() if k in adapter.kept_table_options})
+        if t.options.get("mysql_partition_by"):
+            notes.append(f"partitioned in the source (PARTITION BY {t.options['mysql_partition_by']}): restored "
+                         "as one table, without partitions")
     sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same and t.partition_by:

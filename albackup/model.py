@@ -160,6 +160,9 @@ class Table:
     partition_tree: list[dict[str, Any]] = field(default_factory=list)
     # PostgreSQL: other tables inherit from it (INHERITS): it is read with ONLY, its own rows
     inherited: bool = False
+    # the engine's table options as SQLAlchemy reflects them (MySQL: mysql_engine, mysql_default
+    # charset, mysql_collate, …), restored into the same engine where the adapter keeps them
+    options: dict[str, Any] = field(default_factory=dict)
     # the engine's own constraints SQLAlchemy has no model for (PostgreSQL EXCLUDE): name and
     # definition (engine SQL), restored only into the same engine, after the load
     native_constraints: list[dict[str, str]] = field(default_factory=list)
@@ -190,7 +193,8 @@ class Table:
         } | ({"partitions": self.partitions} if self.partitions else {}) \
           | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {}) \
           | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
-          | ({"inherited": True} if self.inherited else {})
+          | ({"inherited": True} if self.inherited else {}) \
+          | ({"options": self.options} if self.options else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -210,6 +214,7 @@ class Table:
             partition_tree=list(d.get("partition_tree") or []),
             native_constraints=list(d.get("native_constraints") or []),
             inherited=bool(d.get("inherited")),
+            options=dict(d.get("options") or {}),
         )
 
 

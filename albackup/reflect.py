@@ -120,6 +120,11 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         t.comment = (insp.get_table_comment(name, schema=schema) or {}).get("text")
     except NotImplementedError:
         t.comment = None
+    try:
+        t.options = {k: v for k, v in (insp.get_table_options(name, schema=schema) or {}).items()
+                     if isinstance(v, (str, int, float, bool))}
+    except NotImplementedError:
+        t.options = {}
     adapter.refine_table(t, conn)
     return t
 

@@ -648,3 +648,39 @@ def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, ma
                     c.exec_driver_sql("INSERT INTO t (id, n) VALUES (5, 0)")
     finally:
         e.dispose()
+
+
+def test_mysql_table_options_are_kept(make_db, tmp_path: Path) -> None:
+    """Into MySQL/MariaDB again a table keeps its storage engine, character set and collation
+    (its text columns follow them); a partitioned table is one table, and the plan says so."""
+    src = make_db("mysql", "myo")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        for stmt in ["CREATE TABLE l1 (id int PRIMARY KEY, name varchar(50)) DEFAULT CHARSET=latin1 "
+                     "COLLATE=latin1_swedish_ci",
+                     "INSERT INTO l1 VALUES (1, 'Åsa'), (2, 'y'), (3, 'ü')",
+                     "CREATE TABLE mi (id int PRIMARY KEY, v int) ENGINE=MyISAM",
+                     "INSERT INTO mi VALUES (1, 1)",
+                     "CREATE TABLE pt (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (YEAR(at)) "
+                     "(PARTITION p2024 VALUES LESS THAN (2025), PARTITION pmax VALUES LESS THAN MAXVALUE)",
+                     "INSERT INTO pt VALUES (1, '2024-05-01'), (2, '2026-01-01')"]:
+            c.exec_driver_sql(stmt)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "myd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert any(x.startswith("pt: partitioned in the source (PARTITION BY RANGE") for x in res.changes)
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            opts = {r[0]: (r[1], r[2]) for r in c.exec_driver_sql(
+                "SELECT table_name, engine, table_collation FROM information_schema.tables "
+                "WHERE table_schema = DATABASE()")}
+            assert opts == {"l1": ("InnoDB", "latin1_swedish_ci"), "mi": ("MyISAM", opts["mi"][1]),
+                            "pt": ("InnoDB", opts["pt"][1])}
+            # latin1_swedish_ci sorts ü with y
+            assert c.exec_driver_sql("SELECT name FROM l1 ORDER BY name, id").scalars().all() == ["y", "ü", "Åsa"]
+            assert c.exec_driver_sql("SELECT count(*) FROM pt").scalar() == 2
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []

@@ -335,6 +335,9 @@ class Adapter(abc.ABC):
         """Dialect keyword arguments for sa.Table (e.g. sqlite_autoincrement)."""
         return {}
 
+    #: the reflected table options (Table.options) a restore into the same engine keeps
+    kept_table_options: frozenset[str] = frozenset()
+
     def partition_sql(self, table: Table, name: str, schema: str | None) -> list[str]:
         """Same engine: the statements that recreate ``table``'s partitions once it exists as
         ``schema.name`` (its rows are then loaded into it and routed by the server). None here."""

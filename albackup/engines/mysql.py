@@ -104,6 +104,9 @@ class MySQLAdapter(Adapter):
                         "START TRANSACTION WITH CONSISTENT SNAPSHOT (InnoDB)")
 
     supports_parallel_dump = True
+    # the storage engine, the table's character set and collation (which its text columns
+    # follow where they name none) and row format; not its partitioning (see the README)
+    kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format"})
 
     def reader(self, t: LogicalType) -> Converter:
         # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
