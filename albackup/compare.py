@@ -67,8 +67,8 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
 
             kept = ("mysql_engine", "mysql_default charset", "mysql_collate")
             if {k: t.options.get(k) for k in kept} != {k: u.options.get(k) for k in kept}:
-                out.append(f"table {t.key}: table options differ "
-                           f"({', '.join(f'{k}={t.options.get(k)}' for k in kept if t.options.get(k) != u.options.get(k))})")
+                what = [f"{k}={t.options.get(k)}" for k in kept if t.options.get(k) != u.options.get(k)]
+                out.append(f"table {t.key}: table options differ ({', '.join(what)})")
             if sorted(x["sql"] for x in t.native_constraints) != sorted(x["sql"] for x in u.native_constraints):
                 out.append(f"table {t.key}: EXCLUDE constraints differ")
             if parts(t) != parts(u):

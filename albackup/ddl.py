@@ -263,7 +263,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter)
             if not same and text != chk.sqltext:
                 notes.append(f"check {chk.name or i + 1}: translated to {text}")
-            plan.checks.append(sa.CheckConstraint(sa.literal_column(text), name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
+            plan.checks.append(sa.CheckConstraint(sa.literal_column(text),
+                                                  name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
     elif t.checks:
         notes.append(f"{len(t.checks)} check constraint(s) skipped (--skip-checks)")
     for ix in t.indexes:

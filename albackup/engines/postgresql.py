@@ -176,7 +176,8 @@ class PostgreSQLAdapter(Adapter):
                 for v in insp0.get_materialized_view_names(schema=s):
                     d = insp0.get_view_definition(v, schema=s).strip().rstrip(";")
                     # made (and filled) after the data, with the views
-                    schema.routines.append(Routine("view", v, f"CREATE MATERIALIZED VIEW {self.qtable(v, s)} AS {d}", s))
+                    schema.routines.append(Routine("view", v, f"CREATE MATERIALIZED VIEW {self.qtable(v, s)} AS {d}",
+                                                   s))
         schema.extensions = list(conn.exec_driver_sql(
             "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname").scalars())
         insp = sa.inspect(conn)
