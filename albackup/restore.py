@@ -542,13 +542,21 @@ class Restorer:
         if clash:
             self._drop_existing(conn, plan, set(clash))
         a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
+        if a.routines_before_tables and self._routines_wanted(plan):
+            # functions and procedures first: a column default, check, generated column or
+            # index may call one (their bodies are not checked now: a function may read a table
+            # that does not exist yet)
+            early = [r for r in self.backup.schema.routines if r.kind == "routine"]
+            if early:
+                a.defer_routine_checks(conn)
+                self._raise_routine_failures(a.create_routines(conn, early))
         self._create_tables(conn, plan)
         a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
 
     def _finish(self, conn: Connection, plan: Plan) -> None:
         """Foreign keys and their validation, routines, identities (steps 6–8)."""
         self._foreign_keys(conn, plan)
-        if plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude):
+        if self._routines_wanted(plan):
             self._routines(conn, plan)
         for tp in plan.tables:
             self.adapter.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
@@ -648,12 +656,19 @@ class Restorer:
                                          f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
                                          "restore anyway")
 
+    def _routines_wanted(self, plan: Plan) -> bool:
+        return plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude)
+
     def _routines(self, conn: Connection, plan: Plan) -> None:
         names = {tp.table.name for tp in plan.tables}
-        wanted = [r for r in self.backup.schema.routines if r.table is None or r.table in names]
+        wanted = [r for r in self.backup.schema.routines if (r.table is None or r.table in names)
+                  and not (self.adapter.routines_before_tables and r.kind == "routine")]
         order = {"routine": 0, "view": 1, "trigger": 2}
         wanted.sort(key=lambda r: order.get(r.kind, 3))
-        failures = self.adapter.create_routines(conn, wanted)
+        self._raise_routine_failures(self.adapter.create_routines(conn, wanted))
+
+    @staticmethod
+    def _raise_routine_failures(failures: list[str]) -> None:
         if failures:
             raise RestoreError(f"could not recreate {failures[0]}" +
                                (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")

@@ -684,3 +684,35 @@ def test_mysql_table_options_are_kept(make_db, tmp_path: Path) -> None:
     finally:
         e.dispose()
     assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_functions_a_table_calls_are_made_before_it(jobs: int, make_db, tmp_path: Path) -> None:
+    """PostgreSQL functions are made before the tables (a default, a check and an index call
+    them), their bodies unchecked then (one reads a table made after it)."""
+    src = make_db("postgresql", "fn")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        for stmt in ["CREATE FUNCTION next_code() RETURNS text LANGUAGE sql AS $$ SELECT 'C7' $$",
+                     "CREATE FUNCTION is_ok(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT t <> 'bad' $$",
+                     "CREATE TABLE t (id int PRIMARY KEY, code text DEFAULT next_code(), v text CHECK (is_ok(v)))",
+                     "CREATE INDEX t_ok ON t (is_ok(v))",
+                     "CREATE FUNCTION t_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM t $$",
+                     "INSERT INTO t (id, v) VALUES (1, 'good')"]:
+            c.exec_driver_sql(stmt)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("postgresql", "fnd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.begin() as c:
+            c.exec_driver_sql("INSERT INTO t (id, v) VALUES (2, 'fine')")
+            assert c.exec_driver_sql("SELECT code FROM t WHERE id = 2").scalar() == "C7"
+            assert c.exec_driver_sql("SELECT t_count()").scalar() == 2
+        with pytest.raises(sa.exc.IntegrityError, match="t_v_check"):
+            with e.begin() as c:
+                c.exec_driver_sql("INSERT INTO t (id, v) VALUES (3, 'bad')")
+    finally:
+        e.dispose()

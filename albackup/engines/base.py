@@ -463,6 +463,12 @@ class Adapter(abc.ABC):
 
         return url.set(database=name), drop
 
+    #: functions and procedures are made before the tables (which may call them)
+    routines_before_tables = False
+
+    def defer_routine_checks(self, conn: Connection) -> None:
+        """Before routines are made ahead of the tables: their bodies are not checked now."""
+
     def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
         """Create views/triggers/routines (same engine). Returns failures as messages."""
         pending = list(routines)

@@ -90,6 +90,7 @@ class PostgreSQLAdapter(Adapter):
     identity_columns = True
     primary_key_after_load = True
     deferrable_constraints = True
+    routines_before_tables = True
 
     supports_parallel_dump = True
     supports_parallel_restore = True
@@ -605,6 +606,9 @@ class PostgreSQLAdapter(Adapter):
                         if not exists:
                             labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in c.type.values or ())
                             conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
+
+    def defer_routine_checks(self, conn: Connection) -> None:
+        conn.exec_driver_sql("SET LOCAL check_function_bodies = false")     # as pg_dump's output does
 
     def _create_domains(self, conn: Connection, domains: list[DomainType]) -> None:
         """Each domain not there yet; one over another domain waits for it (in turns, as the
