@@ -265,9 +265,11 @@ class PostgreSQLAdapter(Adapter):
         partitioned table's partition key and partitions (PostgreSQL 12 and later, whose
         pg_partition_tree lists them), parents first."""
         qv = {"t": self.qtable_value(table.name, table.schema)}
+        partitions = (conn.dialect.server_version_info or (0,)) >= (10,)     # relispartition
         table.inherited = bool(conn.exec_driver_sql(
             "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass(%(t)s) AND NOT c.relispartition)", qv).scalar())
+            "WHERE i.inhparent = to_regclass(%(t)s)" + (" AND NOT c.relispartition)" if partitions else ")"),
+            qv).scalar())
         table.native_constraints = [
             {"name": n, "sql": d} for n, d in conn.exec_driver_sql(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
