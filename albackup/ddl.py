@@ -258,15 +258,28 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     for u in t.uniques:
         plan.uniques.append(sa.UniqueConstraint(*[colmap[c] for c in u.columns],
                                                 name=names.take(u.name, f"uq_{name}_{'_'.join(u.columns)}", scope)))
+    pending_not_valid: list[tuple[str, str]] = []
     if not skip_checks:
         for i, chk in enumerate(t.checks):
             text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter)
+            if chk.not_valid:
+                # NOT VALID in the source: rows from before it may break it
+                if same and adapter.not_valid_constraints:
+                    cname = names.take(chk.name, f"ck_{name}_{i + 1}", scope)
+                    pending_not_valid.append((f"table {t.key}: check {cname} (NOT VALID)",
+                                              f"ALTER TABLE {adapter.qtable(name, tschema)} ADD CONSTRAINT "
+                                              f"{adapter.q(cname)} CHECK ({adapter.literal_sql(text)}) NOT VALID"))
+                else:
+                    notes.append(f"check {chk.name or i + 1} was NOT VALID in the source (rows may not satisfy "
+                                 "it) and was not kept")
+                continue
             if not same and text != chk.sqltext:
                 notes.append(f"check {chk.name or i + 1}: translated to {text}")
             plan.checks.append(sa.CheckConstraint(sa.literal_column(text),
                                                   name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
     elif t.checks:
         notes.append(f"{len(t.checks)} check constraint(s) skipped (--skip-checks)")
+    plan.after_load = pending_not_valid + plan.after_load
     for ix in t.indexes:
         opts = dict(ix.options or {})
         if not same:
@@ -352,6 +365,7 @@ def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Nam
             name=names.take(fk.name, f"fk_{plan.name}_{'_'.join(fk.columns)}", scope),
             ondelete=fk.on_delete, onupdate=fk.on_update,
             **({"deferrable": fk.deferrable, "initially": fk.initially} if adapter.deferrable_constraints else {}))
+        cons.info["not_valid"] = fk.not_valid     # added without checking the rows, as it was
         if (fk.deferrable or fk.initially) and not adapter.deferrable_constraints:
             plan.notes.append(f"foreign key {fk.name or fk.columns}: DEFERRABLE is not kept (the target checks "
                               "each statement)")

@@ -113,6 +113,7 @@ class ForeignKey:
     on_update: str | None = None
     deferrable: bool | None = None     # PostgreSQL (and SQLite): DEFERRABLE, INITIALLY DEFERRED/IMMEDIATE
     initially: str | None = None
+    not_valid: bool = False            # PostgreSQL NOT VALID: rows from before it may be orphans
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Unique:
 class Check:
     name: str | None
     sqltext: str
+    not_valid: bool = False      # PostgreSQL NOT VALID: rows from before it may not satisfy it
 
 
 @dataclass

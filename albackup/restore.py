@@ -646,7 +646,7 @@ class Restorer:
         if not a.inline_constraints:
             for tp in plan.tables:
                 for fk in tp.foreign_keys:
-                    a.add_foreign_key(conn, fk, validate)
+                    a.add_foreign_key(conn, fk, validate and not fk.info.get("not_valid"))
         a.set_foreign_key_checks(conn, True)
         if validate:
             for tp in plan.tables:

@@ -716,3 +716,43 @@ def test_functions_a_table_calls_are_made_before_it(jobs: int, make_db, tmp_path
                 c.exec_driver_sql("INSERT INTO t (id, v) VALUES (3, 'bad')")
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize("dst_kind", ["postgresql", "mysql"])
+def test_not_valid_constraints_restore_with_the_rows_they_never_checked(dst_kind: str, make_db,
+                                                                        tmp_path: Path) -> None:
+    """A PostgreSQL CHECK or foreign key added NOT VALID (rows from before it break it) is
+    restored NOT VALID into PostgreSQL, and still holds for new rows; elsewhere the check is
+    named as not kept and the foreign key is not held against the old rows."""
+    src = make_db("postgresql", "nv")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        for stmt in ["CREATE TABLE p (id int PRIMARY KEY)",
+                     "CREATE TABLE t (id int PRIMARY KEY, v int, pid int)",
+                     "INSERT INTO p VALUES (1)", "INSERT INTO t VALUES (1, -5, 1), (2, 3, 99)",
+                     "ALTER TABLE t ADD CONSTRAINT v_pos CHECK (v > 0) NOT VALID",
+                     "ALTER TABLE t ADD CONSTRAINT t_pid_fk FOREIGN KEY (pid) REFERENCES p NOT VALID"]:
+            c.exec_driver_sql(stmt)
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db(dst_kind, "nvd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT id, v, pid FROM t ORDER BY id").all() == [(1, -5, 1), (2, 3, 99)]
+        if dst_kind == "postgresql":
+            with e.connect() as c:
+                got = c.exec_driver_sql("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 't'::regclass "
+                                        "AND contype IN ('c', 'f') ORDER BY 1").all()
+                assert got == [("t_pid_fk", False), ("v_pos", False)]
+            with pytest.raises(sa.exc.IntegrityError, match="v_pos"):
+                with e.begin() as c:
+                    c.exec_driver_sql("INSERT INTO t VALUES (3, -1, 1)")
+            assert api.compare(_cfg(src), _cfg(dst)).differences == []
+        else:
+            assert any("check v_pos was NOT VALID in the source" in x for x in res.changes)
+            with e.connect() as c:
+                assert [f["name"] for f in sa.inspect(c).get_foreign_keys("t")] == ["t_pid_fk"]
+    finally:
+        e.dispose()

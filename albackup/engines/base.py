@@ -84,6 +84,8 @@ class Adapter(abc.ABC):
     inline_constraints = False
     #: foreign keys may be DEFERRABLE (INITIALLY DEFERRED)
     deferrable_constraints = False
+    #: a check may be added NOT VALID (not checked against the rows already there)
+    not_valid_constraints = False
     #: the primary key is added after the load, built once from the loaded rows (PostgreSQL,
     #: whose tables are heaps); elsewhere it is part of CREATE TABLE (InnoDB and SQL Server
     #: tables are stored in primary key order, so a key added later rebuilds the whole table)
@@ -415,6 +417,8 @@ class Adapter(abc.ABC):
         """Names of the foreign keys of ``table`` that have orphan rows (generic orphan query)."""
         bad = []
         for fk in sa_table.foreign_key_constraints:
+            if fk.info.get("not_valid"):        # it was not valid in the source either
+                continue
             if self.count_orphans(conn, sa_table, fk):
                 bad.append(fk.name or ",".join(c.name for c in fk.columns))
         return bad

@@ -91,6 +91,7 @@ class PostgreSQLAdapter(Adapter):
     primary_key_after_load = True
     deferrable_constraints = True
     routines_before_tables = True
+    not_valid_constraints = True
 
     supports_parallel_dump = True
     supports_parallel_restore = True
@@ -270,6 +271,13 @@ class PostgreSQLAdapter(Adapter):
             "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = to_regclass(%(t)s)" + (" AND NOT c.relispartition)" if partitions else ")"),
             qv).scalar())
+        not_valid = set(conn.exec_driver_sql(
+            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) AND contype IN ('c', 'f') "
+            "AND NOT convalidated", qv).scalars())
+        for c in table.checks:
+            c.not_valid = c.name in not_valid
+        for f in table.foreign_keys:
+            f.not_valid = f.name in not_valid
         table.native_constraints = [
             {"name": n, "sql": d} for n, d in conn.exec_driver_sql(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
