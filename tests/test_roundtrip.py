@@ -225,6 +225,19 @@ def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path
     assert _no_nul(["a", "b"]) and not _no_nul(["a", "b\x00"]) and not _no_nul(["a", b"bytes"])
 
 
+def _source(make_db, kind: str, prefix: str, statements: list[str]) -> sa.URL:
+    """A new database on ``kind`` made by ``statements`` (run as written, in one transaction)."""
+    src = make_db(kind, prefix)
+    e = sa.create_engine(src, poolclass=NullPool)
+    try:
+        with e.begin() as c:
+            for stmt in statements:
+                c.exec_driver_sql(stmt)
+    finally:
+        e.dispose()
+    return src
+
+
 PERCENT_RUNS = [("postgresql", "postgresql", "", 2), ("mysql", "mysql", "", 2), ("mysql", "mysql", "mysqldb", 2),
                 ("postgresql", "mysql", "mysqldb", 1), ("mysql", "postgresql", "", 1), ("sqlite", "postgresql", "", 1),
                 ("postgresql", "sqlite", "", 1)]
@@ -486,22 +499,19 @@ def test_a_partitioned_table_is_backed_up_once_with_its_partitions_rows(dst_kind
     partitions too) are not tables of their own: each row is in the backup once. Into
     PostgreSQL the partitions are made again and each row lands in its own; elsewhere the
     restore says it makes one table of it. A DEFERRABLE foreign key stays deferrable."""
-    src = make_db("postgresql", "prt")
-    e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        for stmt in ["CREATE TABLE m (id int, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
-                     "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
-                     "CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') "
-                     "PARTITION BY HASH (id)",
-                     "CREATE TABLE m_2025_a PARTITION OF m_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
-                     "CREATE TABLE m_2025_b PARTITION OF m_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
-                     "INSERT INTO m SELECT g, DATE '2024-01-01' + g, 'v' || g FROM generate_series(1, 600) g",
-                     "ANALYZE m",
-                     "CREATE TABLE p (id int PRIMARY KEY)",
-                     "CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED)",
-                     "INSERT INTO p VALUES (1)", "INSERT INTO c VALUES (1, 1)"]:
-            c.exec_driver_sql(stmt)
-    e.dispose()
+    src = _source(make_db, "postgresql", "prt", [
+        "CREATE TABLE m (id int, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
+        "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        "CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY HASH (id)",
+        "CREATE TABLE m_2025_a PARTITION OF m_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE m_2025_b PARTITION OF m_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "INSERT INTO m SELECT g, DATE '2024-01-01' + g, 'v' || g FROM generate_series(1, 600) g",
+        "ANALYZE m",
+        "CREATE TABLE p (id int PRIMARY KEY)",
+        "CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED)",
+        "INSERT INTO p VALUES (1)",
+        "INSERT INTO c VALUES (1, 1)",
+    ])
     dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=100), tmp_path / "b")
     b = api.open_backup(dumped.path)
     assert sorted(b.tables) == ["c", "m", "p"] and dumped.rows == 602
@@ -616,16 +626,13 @@ def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, ma
     """A PostgreSQL domain (made again with its CHECK), an array of an enum type (read as its
     labels), an identity column outside the primary key (still an identity, past the rows) and
     a materialized view (made again, with its rows, after the data)."""
-    src = make_db("postgresql", "dom")
-    e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        for stmt in ["CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
-                     "CREATE TYPE color AS ENUM ('red', 'green')",
-                     "CREATE TABLE t (id int PRIMARY KEY, n posint, cs color[], g int GENERATED ALWAYS AS IDENTITY)",
-                     "INSERT INTO t (id, n, cs) VALUES (1, 5, '{red,green}'), (2, 7, NULL), (3, NULL, '{}')",
-                     "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t WHERE n IS NOT NULL"]:
-            c.exec_driver_sql(stmt)
-    e.dispose()
+    src = _source(make_db, "postgresql", "dom", [
+        "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+        "CREATE TYPE color AS ENUM ('red', 'green')",
+        "CREATE TABLE t (id int PRIMARY KEY, n posint, cs color[], g int GENERATED ALWAYS AS IDENTITY)",
+        "INSERT INTO t (id, n, cs) VALUES (1, 5, '{red,green}'), (2, 7, NULL), (3, NULL, '{}')",
+        "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t WHERE n IS NOT NULL",
+    ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "dod")
     api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
@@ -653,19 +660,15 @@ def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, ma
 def test_mysql_table_options_are_kept(make_db, tmp_path: Path) -> None:
     """Into MySQL/MariaDB again a table keeps its storage engine, character set and collation
     (its text columns follow them); a partitioned table is one table, and the plan says so."""
-    src = make_db("mysql", "myo")
-    e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        for stmt in ["CREATE TABLE l1 (id int PRIMARY KEY, name varchar(50)) DEFAULT CHARSET=latin1 "
-                     "COLLATE=latin1_swedish_ci",
-                     "INSERT INTO l1 VALUES (1, 'Åsa'), (2, 'y'), (3, 'ü')",
-                     "CREATE TABLE mi (id int PRIMARY KEY, v int) ENGINE=MyISAM",
-                     "INSERT INTO mi VALUES (1, 1)",
-                     "CREATE TABLE pt (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (YEAR(at)) "
-                     "(PARTITION p2024 VALUES LESS THAN (2025), PARTITION pmax VALUES LESS THAN MAXVALUE)",
-                     "INSERT INTO pt VALUES (1, '2024-05-01'), (2, '2026-01-01')"]:
-            c.exec_driver_sql(stmt)
-    e.dispose()
+    src = _source(make_db, "mysql", "myo", [
+        "CREATE TABLE l1 (id int PRIMARY KEY, name varchar(50)) DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci",
+        "INSERT INTO l1 VALUES (1, 'Åsa'), (2, 'y'), (3, 'ü')",
+        "CREATE TABLE mi (id int PRIMARY KEY, v int) ENGINE=MyISAM",
+        "INSERT INTO mi VALUES (1, 1)",
+        "CREATE TABLE pt (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (YEAR(at)) (PARTITION "
+        "p2024 VALUES LESS THAN (2025), PARTITION pmax VALUES LESS THAN MAXVALUE)",
+        "INSERT INTO pt VALUES (1, '2024-05-01'), (2, '2026-01-01')",
+    ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db("mysql", "myd")
     res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
@@ -690,17 +693,14 @@ def test_mysql_table_options_are_kept(make_db, tmp_path: Path) -> None:
 def test_functions_a_table_calls_are_made_before_it(jobs: int, make_db, tmp_path: Path) -> None:
     """PostgreSQL functions are made before the tables (a default, a check and an index call
     them), their bodies unchecked then (one reads a table made after it)."""
-    src = make_db("postgresql", "fn")
-    e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        for stmt in ["CREATE FUNCTION next_code() RETURNS text LANGUAGE sql AS $$ SELECT 'C7' $$",
-                     "CREATE FUNCTION is_ok(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT t <> 'bad' $$",
-                     "CREATE TABLE t (id int PRIMARY KEY, code text DEFAULT next_code(), v text CHECK (is_ok(v)))",
-                     "CREATE INDEX t_ok ON t (is_ok(v))",
-                     "CREATE FUNCTION t_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM t $$",
-                     "INSERT INTO t (id, v) VALUES (1, 'good')"]:
-            c.exec_driver_sql(stmt)
-    e.dispose()
+    src = _source(make_db, "postgresql", "fn", [
+        "CREATE FUNCTION next_code() RETURNS text LANGUAGE sql AS $$ SELECT 'C7' $$",
+        "CREATE FUNCTION is_ok(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT t <> 'bad' $$",
+        "CREATE TABLE t (id int PRIMARY KEY, code text DEFAULT next_code(), v text CHECK (is_ok(v)))",
+        "CREATE INDEX t_ok ON t (is_ok(v))",
+        "CREATE FUNCTION t_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM t $$",
+        "INSERT INTO t (id, v) VALUES (1, 'good')",
+    ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db("postgresql", "fnd")
     api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
@@ -724,16 +724,14 @@ def test_not_valid_constraints_restore_with_the_rows_they_never_checked(dst_kind
     """A PostgreSQL CHECK or foreign key added NOT VALID (rows from before it break it) is
     restored NOT VALID into PostgreSQL, and still holds for new rows; elsewhere the check is
     named as not kept and the foreign key is not held against the old rows."""
-    src = make_db("postgresql", "nv")
-    e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        for stmt in ["CREATE TABLE p (id int PRIMARY KEY)",
-                     "CREATE TABLE t (id int PRIMARY KEY, v int, pid int)",
-                     "INSERT INTO p VALUES (1)", "INSERT INTO t VALUES (1, -5, 1), (2, 3, 99)",
-                     "ALTER TABLE t ADD CONSTRAINT v_pos CHECK (v > 0) NOT VALID",
-                     "ALTER TABLE t ADD CONSTRAINT t_pid_fk FOREIGN KEY (pid) REFERENCES p NOT VALID"]:
-            c.exec_driver_sql(stmt)
-    e.dispose()
+    src = _source(make_db, "postgresql", "nv", [
+        "CREATE TABLE p (id int PRIMARY KEY)",
+        "CREATE TABLE t (id int PRIMARY KEY, v int, pid int)",
+        "INSERT INTO p VALUES (1)",
+        "INSERT INTO t VALUES (1, -5, 1), (2, 3, 99)",
+        "ALTER TABLE t ADD CONSTRAINT v_pos CHECK (v > 0) NOT VALID",
+        "ALTER TABLE t ADD CONSTRAINT t_pid_fk FOREIGN KEY (pid) REFERENCES p NOT VALID",
+    ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "nvd")
     res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
