@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 _NEXTVAL = re.compile(r"^nextval\('(?P<seq>(?:[^']|'')+)'(?:::regclass)?\)$")
 
 
+def _type_exists(conn: Connection, name: str, schema: str | None) -> bool:
+    """A type (enum, domain) of that name in ``schema`` (None: the current schema)."""
+    return conn.exec_driver_sql(
+        "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE t.typname = %(n)s AND n.nspname = coalesce(%(s)s, current_schema())",
+        {"n": name, "s": schema}).first() is not None
+
+
 def _select_column(q: str, t: LogicalType) -> str:
     """How a column is selected for the read by value: char(n) → text drops the blank padding
     on the server (the canonical form has none); an array of an enum type (which psycopg2 would
@@ -265,30 +273,29 @@ class PostgreSQLAdapter(Adapter):
         inheriting tables are backed up as tables of their own); its EXCLUDE constraints; a
         partitioned table's partition key and partitions (PostgreSQL 12 and later, whose
         pg_partition_tree lists them), parents first."""
-        qv = {"t": self.qtable_value(table.name, table.schema)}
-        partitions = (conn.dialect.server_version_info or (0,)) >= (10,)     # relispartition
-        table.inherited = bool(conn.exec_driver_sql(
-            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass(%(t)s)" + (" AND NOT c.relispartition)" if partitions else ")"),
-            qv).scalar())
-        not_valid = set(conn.exec_driver_sql(
-            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) AND contype IN ('c', 'f') "
-            "AND NOT convalidated", qv).scalars())
+        version = conn.dialect.server_version_info or (0,)
+        partitions = version >= (10,)       # relispartition, pg_get_partkeydef
+        # one query for all of it (it runs for every table of the dump)
+        oid, inherited, not_valid, excl_names, excl_defs, partition_by = conn.exec_driver_sql(
+            "SELECT c.oid, EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid "
+            "                      WHERE i.inhparent = c.oid" + (" AND NOT k.relispartition)" if partitions else ")")
+            + ", ARRAY(SELECT conname::text FROM pg_constraint WHERE conrelid = c.oid AND contype IN ('c', 'f') "
+            "          AND NOT convalidated)"
+            ", ARRAY(SELECT conname::text FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x' ORDER BY conname)"
+            ", ARRAY(SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x' "
+            "        ORDER BY conname)"
+            + (", CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END" if partitions else ", NULL")
+            + " FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
+            {"t": self.qtable_value(table.name, table.schema)}).one()
+        table.inherited = bool(inherited)
         for c in table.checks:
             c.not_valid = c.name in not_valid
         for f in table.foreign_keys:
             f.not_valid = f.name in not_valid
-        table.native_constraints = [
-            {"name": n, "sql": d} for n, d in conn.exec_driver_sql(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = to_regclass(%(t)s) AND contype = 'x' ORDER BY conname", qv)]
-        if (conn.dialect.server_version_info or (0,)) < (12,):
+        table.native_constraints = [{"name": n, "sql": d} for n, d in zip(excl_names, excl_defs)]
+        if partition_by is None or version < (12,):     # pg_partition_tree: 12 and later
             return
-        oid = conn.exec_driver_sql("SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'p'",
-                                   {"t": self.qtable_value(table.name, table.schema)}).scalar()
-        if oid is None:
-            return
-        table.partition_by = conn.exec_driver_sql("SELECT pg_get_partkeydef(%(o)s)", {"o": oid}).scalar()
+        table.partition_by = partition_by
         default = conn.exec_driver_sql("SELECT current_schema()").scalar()
 
         def key(schema: str, name: str) -> str:
@@ -583,11 +590,7 @@ class PostgreSQLAdapter(Adapter):
                 qname = self.qtable(e.name, e.schema)
                 if not ({e.name, qname, f"{e.name}[]", f"{qname}[]"} & used):
                     continue
-                exists = conn.exec_driver_sql(
-                    "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                    "WHERE t.typname = %(n)s AND n.nspname = coalesce(%(s)s, current_schema())",
-                    {"n": e.name, "s": e.schema}).first()
-                if exists:
+                if _type_exists(conn, e.name, e.schema):
                     continue
                 labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in e.values)
                 conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
@@ -629,11 +632,7 @@ class PostgreSQLAdapter(Adapter):
         while pending:
             errors = []
             for d in list(pending):
-                exists = conn.exec_driver_sql(
-                    "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                    "WHERE t.typname = %(n)s AND n.nspname = coalesce(%(s)s, current_schema())",
-                    {"n": d.name, "s": d.schema}).first()
-                if exists:
+                if _type_exists(conn, d.name, d.schema):
                     pending.remove(d)
                     continue
                 sql = [f"CREATE DOMAIN {self.qtable(d.name, d.schema)} AS {self.literal_sql(d.type)}"]
