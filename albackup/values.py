@@ -199,6 +199,8 @@ def canonicalizer(t: LogicalType) -> Converter:
     def convert(v: Any, _f: Converter = f) -> Any:
         return None if v is None else _f(v)
 
+    if k in ("string", "text", "enum", "interval", "json"):    # a str is already canonical
+        return with_inline(convert, "({x} if {x}.__class__ is str else {f}({x}))")
     return convert
 
 

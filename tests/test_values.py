@@ -561,6 +561,22 @@ def test_inline_readers_give_what_their_function_gives(engine: str, kind: str) -
         assert _outcome(lambda x: conv([(x,)])[0][0], v) == _outcome(reader, v), v
 
 
+@pytest.mark.parametrize("kind", ["string", "text", "enum", "interval", "json"])
+def test_text_readers_inline_keep_str_and_convert_the_rest(kind: str) -> None:
+    """The canonical reader of a text-like kind keeps a str as it is in the batch converter and
+    gives every other value (bytes, a dict for JSON, a number, NULL) to its function."""
+    from albackup.values import batch_converter, canonicalizer
+
+    reader = canonicalizer(LogicalType(kind))
+    assert getattr(reader, "inline", None)
+    conv = batch_converter([reader])
+    assert conv is not None
+    for v in [None, "", "text ü", "{\"a\": 1}", b"bytes \xc3\xbc", bytearray(b"x"), 12, {"a": [1, None]}]:
+        assert _outcome(lambda x: conv([(x,)])[0][0], v) == _outcome(reader, v), v
+    assert conv([("abc",)])[0][0] == "abc"
+    assert conv([(b"abc",)])[0][0] == "abc"
+
+
 @given(values=st.lists(st.none() | st.text() | st.integers() | st.decimals(allow_nan=False) | st.just("a\\b\tc\nd\re"),
                        min_size=1, max_size=20))
 @FAST
