@@ -258,6 +258,8 @@ class Restorer:
         self.label = target_label
         self.progress = as_reporter(progress)
         self.created: list[TablePlan] = []
+        self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
+        self._made_names: set[str] = set()
         #: what each table's load sent, where the read-back compares text (echo_check)
         self.echoes: dict[str, EchoHash] = {}
         #: how each table was read back: "text" (as loaded, line for line), "values" (rehashed)
@@ -325,6 +327,8 @@ class Restorer:
         a = self.adapter
         try:
             with self.engine.connect() as conn:
+                if not a.transactional_ddl:
+                    self._mark_objects(conn, plan)
                 with conn.begin():
                     self._create(conn, plan, clash)
                     a.begin_load(conn)
@@ -431,6 +435,7 @@ class Restorer:
         pool = None
         try:
             with self.engine.connect() as conn:
+                self._mark_objects(conn, plan)
                 with conn.begin():
                     self._create(conn, plan, clash)
             for tp in plan.tables:     # a stored (S3) backup's chunks are fetched here, not by workers
@@ -718,8 +723,19 @@ class Restorer:
             got.update(raw if convert is None else convert(raw))
         return [c.source.name for c, a, b in zip(tp.columns, want.digests(), got.digests()) if a != b]
 
+    def _mark_objects(self, conn: Connection, plan: Plan) -> None:
+        """Before a restore that is not one transaction: the objects other than tables already
+        there, so that a failed restore drops those it made (``_cleanup``)."""
+        with conn.begin():
+            self._marked = self.adapter.object_mark(conn)
+        self._made_names = self.adapter.made_names(self.backup.schema, [tp.table for tp in plan.tables],
+                                                   plan.same_engine)
+
     def _cleanup(self) -> None:
-        if not self.created:
+        """After a failed restore that was not one transaction: drop the tables it created, and
+        the views, routines, types, sequences, schemas and extensions it made (those named in
+        the backup that were not there before it started)."""
+        if not self.created and self._marked is None:
             return
         try:
             with self.engine.connect() as conn:
@@ -732,3 +748,15 @@ class Restorer:
         except Exception as exc:  # the restore already failed; say what is left
             log.error("cleanup after the failed restore did not finish (%s); drop these tables by hand: %s",
                       type(exc).__name__, ", ".join(tp.name for tp in self.created))
+            return
+        if self._marked is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    made = {o for o in self.adapter.object_mark(conn) - self._marked if o[1] in self._made_names}
+                    left = self.adapter.drop_objects(conn, made)
+        except Exception as exc:
+            left = [f"({type(exc).__name__})"]
+        if left:
+            log.error("cleanup after the failed restore left what it made: %s; drop them by hand", ", ".join(left))

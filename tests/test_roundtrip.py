@@ -186,6 +186,86 @@ def test_restore_refuses_orphans_and_cleans_up(make_db, tmp_path: Path) -> None:
         e.dispose()
 
 
+PG_OBJECTS_SOURCE = [
+    "CREATE SCHEMA extra",
+    "CREATE EXTENSION IF NOT EXISTS citext",
+    "CREATE TYPE extra.mood AS ENUM ('sad', 'ok')",
+    "CREATE DOMAIN extra.posint AS integer CHECK (VALUE > 0)",
+    "CREATE FUNCTION extra.twice(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 2 * x'",
+    "CREATE SEQUENCE extra.free_seq",
+    "CREATE TABLE extra.p (id integer PRIMARY KEY, m extra.mood, n extra.posint DEFAULT extra.twice(3), "
+    "s bigint DEFAULT nextval('extra.free_seq'), name citext)",
+    "CREATE TABLE extra.c (id integer PRIMARY KEY, p_id integer REFERENCES extra.p (id))",
+    "CREATE VIEW extra.v AS SELECT id, extra.twice(id) AS t FROM extra.p",
+    "INSERT INTO extra.p (id, m, name) VALUES (1, 'ok', 'One')",
+    # an orphan row, let in past the foreign key's triggers: the restore's check refuses it
+    "ALTER TABLE extra.c DISABLE TRIGGER ALL",
+    "INSERT INTO extra.c VALUES (1, 1), (2, 42)",
+    "ALTER TABLE extra.c ENABLE TRIGGER ALL",
+]
+
+_PG_MADE = """SELECT 'schema' FROM pg_namespace WHERE nspname = 'extra'
+UNION ALL SELECT 'extension' FROM pg_extension WHERE extname = 'citext'
+UNION ALL SELECT 'type ' || typname FROM pg_type WHERE typname IN ('mood', 'posint')
+UNION ALL SELECT 'function' FROM pg_proc WHERE proname = 'twice'
+UNION ALL SELECT 'relation ' || relname FROM pg_class WHERE relname IN ('free_seq', 'p', 'c', 'v')"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_failed_restore_leaves_nothing_it_made(make_db, tmp_path: Path, jobs: int) -> None:
+    """PostgreSQL → PostgreSQL, a restore that fails at the foreign key check: with -j1 the
+    transaction is rolled back; with -j2 (not one transaction) the cleanup drops the tables and
+    everything made before them (schema, extension, enum, domain, function, sequence, view).
+    What the target held before stays."""
+    src = _source(make_db, "postgresql", "made", PG_OBJECTS_SOURCE)
+    dumped = api.dump(_cfg(src, schemas=["extra"]), tmp_path / "b")
+    dst = make_db("postgresql", "madedst")
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.begin() as c:       # already there: another function and a view of the same shape
+            c.exec_driver_sql("CREATE FUNCTION thrice(x integer) RETURNS integer LANGUAGE sql AS 'SELECT 3 * x'")
+            c.exec_driver_sql("CREATE VIEW keep_me AS SELECT thrice(1) AS t")
+            before = {r[0] for r in c.exec_driver_sql(_PG_MADE)}
+        assert before == set()
+        with pytest.raises(IntegrityError, match="c"):
+            api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+        with e.connect() as c:
+            assert {r[0] for r in c.exec_driver_sql(_PG_MADE)} == set()
+            assert c.exec_driver_sql("SELECT t FROM keep_me").scalar() == 3
+        # with the check off, the same backup restores, and every one of them is made
+        api.restore(dumped.path, _cfg(dst, allow_restore=True),
+                    RestoreOptions(allow_restore=True, jobs=jobs, enable_ri_check=False))
+        with e.connect() as c:
+            assert {r[0] for r in c.exec_driver_sql(_PG_MADE)} == {
+                "schema", "extension", "type mood", "type posint", "function", "relation free_seq",
+                "relation p", "relation c", "relation v"}
+            assert c.exec_driver_sql("SELECT t FROM extra.v").scalar() == 2
+    finally:
+        e.dispose()
+
+
+def test_mysql_cleanup_drops_only_the_views_and_routines_it_made(make_db) -> None:
+    """MySQL/MariaDB DDL is not transactional: what a failed restore made is told from what was
+    there before it by the mark taken first, and by its name in the backup."""
+    dst = make_db("mysql", "mymark")
+    e, a = api.connect(_cfg(dst))
+    try:
+        with e.begin() as c:
+            c.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY)")
+            c.exec_driver_sql("CREATE VIEW old_v AS SELECT id FROM t")
+            mark = a.object_mark(c)
+            c.exec_driver_sql("CREATE VIEW `new%%v` AS SELECT id FROM t")
+            c.exec_driver_sql("CREATE PROCEDURE new_p() SELECT 1")
+            c.exec_driver_sql("CREATE FUNCTION new_f() RETURNS int DETERMINISTIC RETURN 1")
+            c.exec_driver_sql("CREATE VIEW other_v AS SELECT id FROM t")     # not named in the backup
+            made = {o for o in a.object_mark(c) - mark if o[1] in {"new%v", "new_p", "new_f", "old_v"}}
+            assert {(k, n) for k, n, _ in made} == {("VIEW", "new%v"), ("PROCEDURE", "new_p"), ("FUNCTION", "new_f")}
+            assert a.drop_objects(c, made) == []
+            assert {(k, n) for k, n, _ in a.object_mark(c)} == {("VIEW", "old_v"), ("VIEW", "other_v")}
+    finally:
+        e.dispose()
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_nul_fix_runs_only_on_columns_whose_backup_holds_a_nul(make_db, tmp_path: Path, jobs: int) -> None:
     """SQLite → PostgreSQL: text that holds NUL loses it (counted, reported); a text column of

@@ -442,6 +442,38 @@ class Adapter(abc.ABC):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    #: the kinds ``object_mark`` returns, in the order a failed restore drops them
+    object_kinds: tuple[str, ...] = ()
+
+    def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:
+        """The objects other than tables that a restore makes (views, routines, types,
+        sequences, schemas…) as (kind, name, name as SQL for ``exec_driver_sql``): taken before a restore that is not
+        one transaction, so that a failed one drops what it made (``drop_objects``)."""
+        return set()
+
+    def drop_objects(self, conn: Connection, objects: set[tuple[str, str, str]]) -> list[str]:
+        """Drop ``objects`` (from ``object_mark``; kinds are SQL keywords), in ``object_kinds``
+        order; returns those that could not be dropped."""
+        left = []
+        for kind, _name, ident in sorted(objects, key=lambda o: (self.object_kinds.index(o[0]), o[2])):
+            try:
+                if self.transactional_ddl:
+                    with conn.begin_nested():
+                        conn.exec_driver_sql(f"DROP {kind} IF EXISTS {ident}" + self.drop_cascade)
+                else:
+                    conn.exec_driver_sql(f"DROP {kind} IF EXISTS {ident}")
+            except sa.exc.DBAPIError:
+                left.append(f"{kind.lower()} {ident}")
+        return left
+
+    drop_cascade = ""
+
+    def made_names(self, schema: Schema, tables: list[Table], same_engine: bool) -> set[str]:
+        """The names of the objects other than tables a restore of ``tables`` may make: a failed
+        restore drops only what it made under these names (never another session's objects)."""
+        return ({r.name for r in schema.routines} | {e.name for e in schema.enums} | {d.name for d in schema.domains}
+                | {s.name for s in schema.sequences} | set(schema.extensions) | {t.schema for t in tables if t.schema})
+
     def set_foreign_key_checks(self, conn: Connection, enabled: bool) -> None:
         pass
 

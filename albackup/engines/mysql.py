@@ -598,6 +598,16 @@ class MySQLAdapter(Adapter):
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    object_kinds = ("VIEW", "PROCEDURE", "FUNCTION")
+
+    def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:
+        """The database's views, procedures and functions (triggers go with their tables)."""
+        rows = conn.exec_driver_sql(
+            "SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() "
+            "UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = DATABASE()").fetchall()
+        return {(str(k), str(n), self.q(str(n))) for k, n in rows}
+
 
 # ------------------------------------------------------------------------------------ drivers
 def dbapi_driver(raw: Any) -> str:

@@ -585,10 +585,13 @@ class PostgreSQLAdapter(Adapter):
                 except sa.exc.DBAPIError as exc:
                     log.warning("extension %s could not be created: %s", name,
                                 str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc)
-            used = {c.original_type for t in tables for c in t.columns}
+            # the types as the server prints them (format_type: quoted only where needed, the
+            # schema named when not on the search path), compared without their quotes
+            used = {(c.original_type or "").replace('"', "") for t in tables for c in t.columns}
             for e in schema.enums:
                 qname = self.qtable(e.name, e.schema)
-                if not ({e.name, qname, f"{e.name}[]", f"{qname}[]"} & used):
+                names = {e.name, f"{e.schema}.{e.name}" if e.schema else e.name}
+                if not ({n + suffix for n in names for suffix in ("", "[]")} & used):
                     continue
                 if _type_exists(conn, e.name, e.schema):
                     continue
@@ -813,6 +816,47 @@ class PostgreSQLAdapter(Adapter):
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
+
+    object_kinds = ("MATERIALIZED VIEW", "VIEW", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE", "DOMAIN",
+                    "TYPE", "EXTENSION", "SCHEMA")
+    drop_cascade = " CASCADE"       # what depends on an object the restore made was made by it too
+
+    def made_names(self, schema: Schema, tables: list[Table], same_engine: bool) -> set[str]:
+        names = super().made_names(schema, tables, same_engine)
+        return names if same_engine else names | {self._enum_name(c) for t in tables for c in t.columns
+                                                  if c.type.kind == "enum"}
+
+    def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:
+        rows = conn.exec_driver_sql(_OBJECTS_SQL).fetchall()
+        return {(str(k), str(n), self.literal_sql(str(i))) for k, n, i in rows}
+
+
+_USER_NS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"
+_NOT_EXT = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid} " \
+           "AND d.deptype = 'e')"
+# The objects a restore may make besides tables, not those of an extension: routines, views,
+# materialized views, sequences, enums, domains, ranges and composite types, schemas, extensions.
+_OBJECTS_SQL = f"""
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       p.proname, p.oid::regprocedure::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_USER_NS} AND {_NOT_EXT.format(cat='pg_proc', oid='p.oid')}
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'SEQUENCE' END,
+       c.relname, c.oid::regclass::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm', 'S') AND {_USER_NS} AND {_NOT_EXT.format(cat='pg_class', oid='c.oid')}
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname, t.oid::regtype::text
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class
+                                                              WHERE oid = t.typrelid) = 'c'))
+   AND {_USER_NS} AND {_NOT_EXT.format(cat='pg_type', oid='t.oid')}
+UNION ALL
+SELECT 'SCHEMA', n.nspname, quote_ident(n.nspname) FROM pg_namespace n WHERE {_USER_NS}
+UNION ALL
+SELECT 'EXTENSION', e.extname, quote_ident(e.extname) FROM pg_extension e
+"""
 
 
 def _text_settings(conn: Connection) -> None:
