@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from .gcpause import gc_paused
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
-from .units import Unit, UnitResult, plan_tables
+from .units import Schedule, Unit, UnitResult, _jsonable, plan_tables
 from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
 
@@ -123,11 +124,20 @@ def _dump_unit_rows(conn: Connection, adapter: Adapter, writer: BackupWriter, un
     t0 = time.monotonic()
     held: list[bytes] = []      # rows waiting for a frame: fetches may be smaller than frames
     held_bytes = 0
+    # a key page: its last key (each batch comes in key order; rows held back for their large
+    # values come last, also in key order, so the last key is the greatest of the batches' last)
+    names = [c.name for c in table.columns]
+    key_of = (operator.itemgetter(*[names.index(k) for k in unit.range["key"]])
+              if unit.limit and unit.range else None)
+    last: Any = None
     try:
         for raw in adapter.stream(conn, table, opts.batch_rows, unit.where, unit.params):
             read += len(raw)
             rows = _convert_batch(table, convert, readers, raw)
             del raw
+            if key_of is not None and rows:
+                k = key_of(rows[-1])
+                last = k if last is None or k > last else last
             try:
                 packed = pack_each(pack, rows)
             except ArchiveError:
@@ -156,16 +166,24 @@ def _dump_unit_rows(conn: Connection, adapter: Adapter, writer: BackupWriter, un
         for frame in _frames(held, held_bytes):
             chunk.write_packed(frame)
         progress.advanced(label, read, chunk.bytes_written)
+        if unit.limit and read == 0 and unit.chunk_no > 1:
+            chunk.abort()       # the page after a full last page: nothing, and no chunk file
+            progress.table_done(label, 0, 0, time.monotonic() - t0)
+            return UnitResult(0, [], 0, time.monotonic() - t0, None)
         infos.append(chunk.close())
     except BaseException:
         chunk.abort()
         raise
-    return _unit_done(unit, infos, read, t0, progress, "read {read} rows but wrote {written}")
+    if key_of is not None and last is not None:
+        last = last if len(unit.range["key"]) > 1 else (last,)
+    return _unit_done(unit, infos, read, t0, progress, "read {read} rows but wrote {written}", last)
 
 
-def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Reporter, mismatch: str) -> UnitResult:
+def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Reporter, mismatch: str,
+               last: tuple[Any, ...] | None = None) -> UnitResult:
     """A unit's chunk files written: their rows checked against the rows ``read`` (``mismatch``
-    says it otherwise), the unit reported done, and its result with the manifest's chunk entries."""
+    says it otherwise), the unit reported done, and its result with the manifest's chunk entries
+    (a key page's range ends at its ``last`` key, or runs to the end when it was not full)."""
     written = sum(c.rows for c in infos)
     if written != read:
         raise DumpError(f"table {unit.table.key}: {mismatch.format(read=read, written=written)}")
@@ -174,7 +192,9 @@ def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Rep
     chunks = [c.to_dict() for c in infos]
     if unit.range is not None:
         chunks[0]["range"] = unit.range
-    return UnitResult(0, chunks, read, secs)
+        if unit.limit and last is not None and read >= unit.limit:
+            chunks[0]["range"] = dict(unit.range, upto=[_jsonable(v) for v in last])
+    return UnitResult(0, chunks, read, secs, last)
 
 
 def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit,
@@ -211,6 +231,9 @@ def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, un
 
 def _table_entry(results: list[UnitResult]) -> dict[str, Any]:
     chunks = [c for r in results for c in r.chunks]
+    if chunks and chunks[-1].get("range", {}).get("upto") is not None and "key" in chunks[-1]["range"]:
+        # a full last key page (the page after it was empty): it runs to the end
+        chunks[-1]["range"] = dict(chunks[-1]["range"], upto=None)
     return {"rows": sum(r.rows for r in results), "bytes": sum(int(c["bytes"]) for c in chunks),
             "seconds": round(sum(r.seconds for r in results), 3),
             "content_hash": combine_v2([c["content_hash"] for c in chunks]), "chunks": chunks}
@@ -269,22 +292,33 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 if opts.include and not schema.tables:
                     raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
                 units: list[Unit] = []
+                schedule = Schedule(plan_tables(conn, adapter, schema.tables, opts.chunk_rows))
 
-                def planned() -> Iterator[tuple[int, Unit]]:
-                    """Units as they are planned (key boundaries found on ``conn`` one range ahead)."""
-                    for t in plan_tables(conn, adapter, schema.tables, opts.chunk_rows):
-                        for u in t.units:
-                            units.append(u)
-                            yield len(units) - 1, u
+                def planned() -> Iterator[tuple[int, Unit] | None]:
+                    """Units as workers come free (key boundaries found on ``conn``), None while
+                    the next one waits for a unit being read (a key page's last key)."""
+                    for u in schedule:
+                        if u is None:
+                            yield None
+                            continue
+                        units.append(u)
+                        yield len(units) - 1, u
+
+                def finished(r: UnitResult) -> None:
+                    schedule.done(units[r.index], r.rows, r.last)
 
                 if pool is not None:
-                    done = pool.run(planned(), sink)
+                    done = pool.run(planned(), sink, finished)
                 else:
                     done = []
-                    for i, unit in planned():
+                    for item in planned():
+                        if item is None:     # one connection: every unit handed out is done
+                            raise DumpError("internal error: a dump unit waits for itself")
+                        i, unit = item
                         r = dump_unit(conn, adapter, writer, unit, opts, reporter)
                         r.index = i
                         done.append(r)
+                        finished(r)
                         if sink is not None:
                             for c in r.chunks:
                                 sink.add_chunk(writer.tmp / c["file"], c["file"], c["sha256"])

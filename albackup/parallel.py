@@ -84,7 +84,7 @@ def _worker(idx: int, pipe: Any) -> None:
                 _, i, unit = msg
                 r = dump_unit(conn, adapter, _STATE["writer"], unit, _STATE["opts"], reporter)
                 r.index = i
-                pipe.send(("done", i, r.chunks, r.rows, r.seconds))
+                pipe.send(("done", i, r.chunks, r.rows, r.seconds, r.last))
     except BaseException as exc:  # reported to the parent, which fails the dump
         try:
             pipe.send(("error", idx, _describe(exc)))
@@ -187,13 +187,22 @@ class _Workers:
 
     def _dispatch(self, tasks: Iterable[Any], on_result: Any) -> None:
         """Hand ``tasks`` out one at a time to idle workers, taking each from the iterable only
-        when a worker is free for it; ``on_result(worker, msg)`` per result."""
+        when a worker is free for it; ``on_result(worker, msg)`` per result. A task of None
+        means nothing can be handed out until a result comes in: the worker waits for one."""
         queue = iter(tasks)
         busy: set[int] = set()
+        idle: list[int] = []
+        end = object()
+        ended = False
 
         def give(w: int) -> None:
-            task = next(queue, None)
-            if task is not None:
+            nonlocal ended
+            task = end if ended else next(queue, end)
+            if task is end:
+                ended = True
+            elif task is None:
+                idle.append(w)
+            else:
                 try:
                     self.pipes[w].send(task)
                 except OSError:           # the worker is gone (its end of the pipe closed with it)
@@ -209,6 +218,13 @@ class _Workers:
                 busy.discard(w)
                 on_result(w, msg)
                 give(w)
+                for i in list(idle):
+                    if ended or i in busy:
+                        break
+                    idle.remove(i)
+                    give(i)
+        if not ended:
+            raise self._failure("internal error: work was left that no worker could be given")
 
     def close(self) -> None:
         for w, p in enumerate(self.pipes):
@@ -263,19 +279,23 @@ class DumpPool(_Workers):
                         f"the lock was released as soon as the last worker had started"
                         + ("" if consistent else f" ({own.detail})"))
 
-    def run(self, units: Iterable[tuple[int, Unit]], sink: Any) -> list[UnitResult]:
-        """Dump the (index, unit) pairs as they come, each to the next idle worker. The workers
-        were forked before the units were planned: each unit goes by value."""
+    def run(self, units: Iterable[tuple[int, Unit] | None], sink: Any,
+            finished: Any = None) -> list[UnitResult]:
+        """Dump the (index, unit) pairs as they come, each to the next idle worker (None: wait
+        for a result); ``finished(result)`` per unit done. The workers were forked before the
+        units were planned: each unit goes by value."""
         results: list[UnitResult] = []
 
         def done(w: int, msg: Any) -> None:
-            r = UnitResult(msg[1], msg[2], msg[3], msg[4])
+            r = UnitResult(msg[1], msg[2], msg[3], msg[4], msg[5])
             results.append(r)
+            if finished is not None:
+                finished(r)
             if sink is not None:
                 for c in r.chunks:
                     sink.add_chunk(self.writer.tmp / c["file"], c["file"], c["sha256"])
 
-        self._dispatch((("unit", i, u) for i, u in units), done)
+        self._dispatch((None if x is None else ("unit", *x) for x in units), done)
         return results
 
 

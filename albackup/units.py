@@ -51,6 +51,7 @@ class Unit:
     estimate: int | None = None
     parts: int = 1              # units of its table
     cost: int = 0               # estimated work (``row_cost`` × rows): workers take the costliest first
+    limit: int | None = None    # a key page: the next ``limit`` keys after range["after"] (KeyPages)
 
     @property
     def ranged(self) -> bool:
@@ -85,10 +86,108 @@ def _jsonable(v: Any) -> Any:
 @dataclass
 class TableUnits:
     """The units of one table, in key order: a key range is planned only when it is taken, so
-    the workers start on the first ranges while the dump's connection finds the next boundaries."""
+    the workers start on the first ranges while the dump's connection finds the next boundaries.
+    A table read in key pages has ``pages`` instead."""
 
     units: Iterator[Unit]
     cost: int           # estimated work of one of its units
+    pages: "KeyPages | None" = None
+
+
+class KeyPages:
+    """The key ranges of a big table whose key is integers, found as they are read: each range
+    is the next ``n`` keys after the last key of the range before it (``WHERE key > last ORDER
+    BY key LIMIT n``, keyset pagination), so no boundary is searched for while ranges are read
+    one after another. Only when a worker would otherwise wait is the end of the range being
+    read found ahead (``nth_key``, as ``_key_ranges`` finds every boundary), and the next range
+    handed out at once. The manifest records each range's last key (``upto``; None for the
+    last range: everything after ``after``)."""
+
+    def __init__(self, conn: Connection, adapter: Adapter, no: int, table: Table, key: list[str], n: int,
+                 expected: int, estimate: int) -> None:
+        self.conn, self.adapter, self.no, self.table, self.key, self.n = conn, adapter, no, table, key, n
+        self.expected = expected
+        self.estimate = estimate
+        self.handed = 0                             # ranges handed out
+        self.lo: tuple[Any, ...] | None = None      # the next range starts after this key
+        self.ready = True                           # ... which is known
+        self.latest_lo: tuple[Any, ...] | None = None   # where the last range handed out starts
+        self.finished = False                       # no range after the last one handed out
+
+    def take(self, force: bool = False) -> Unit | None:
+        """The next range, or None: none is left, or (unless ``force``) where it starts is known
+        only when the range being read is done."""
+        if self.finished:
+            return None
+        if not self.ready:
+            if not force:
+                return None
+            hi = self.adapter.nth_key(self.conn, self.table, self.key, self.latest_lo, self.n)
+            if hi is None:              # the range being read is the last
+                self.finished = True
+                return None
+            self.lo, self.ready = hi, True
+        self.handed += 1
+        unit = self._unit(self.handed, self.lo)
+        self.latest_lo, self.ready = self.lo, False
+        return unit
+
+    def done(self, unit: Unit, rows: int, last: tuple[Any, ...] | None) -> None:
+        """``unit`` has been read: ``rows`` rows, the last key ``last``."""
+        if unit.chunk_no != self.handed or self.ready:
+            return              # a range whose end was found ahead
+        if rows < self.n or last is None:
+            self.finished = True
+        else:
+            self.lo, self.ready = tuple(last), True
+
+    def _unit(self, chunk_no: int, lo: tuple[Any, ...] | None) -> Unit:
+        where, params = "", []
+        if lo is not None:
+            cond, params = self.adapter.key_compare(self.key, ">", lo)
+            where = f" WHERE {cond}"
+        where += self.adapter.page_sql(self.key, self.n)
+        rng = {"key": self.key, "after": None if lo is None else [_jsonable(v) for v in lo], "upto": None}
+        left = max(1, self.estimate - self.n * (chunk_no - 1))
+        return Unit(self.no, self.table, chunk_no, where, tuple(params), rng, min(self.n, left),
+                    parts=max(self.expected, chunk_no), cost=min(self.n, left) * row_cost(self.table), limit=self.n)
+
+
+class Schedule:
+    """Units as workers come free, from the costliest tables first. A table in key pages gives
+    its next range when the one before is done; while none is ready, another table's unit is
+    taken, and only when there is none is a range's end found ahead. ``next`` gives None when
+    nothing can be handed out until a unit being read is done (``done``)."""
+
+    def __init__(self, tables: list[TableUnits]) -> None:
+        self.tables = list(tables)
+        self.out = 0        # units handed out and not yet done
+
+    def __iter__(self) -> "Schedule":
+        return self
+
+    def __next__(self) -> Unit | None:
+        for t in list(self.tables):
+            u = next(t.units, None) if t.pages is None else t.pages.take()
+            if u is not None:
+                self.out += 1
+                return u
+            if t.pages is None or t.pages.finished:
+                self.tables.remove(t)
+        for t in [t for t in self.tables if t.pages is not None]:
+            u = t.pages.take(force=True)
+            if u is not None:
+                self.out += 1
+                return u
+        if self.out > 0 and any(t.pages is not None and not t.pages.finished for t in self.tables):
+            return None
+        raise StopIteration
+
+    def done(self, unit: Unit, rows: int, last: tuple[Any, ...] | None) -> None:
+        self.out -= 1
+        for t in self.tables:
+            if t.pages is not None and t.pages.no == unit.table_no:
+                t.pages.done(unit, rows, last)
 
 
 def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[TableUnits]:
@@ -110,6 +209,10 @@ def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_r
         expected = -(-est // per_unit)
         cost = min(est, per_unit) * row_cost(table)
         key = split_key(table)
+        if key and key == list(table.primary_key) and adapter.supports_key_pages and all(
+                c.type.kind == "integer" for c in table.columns if c.name in key):
+            out.append(TableUnits(iter(()), cost, KeyPages(conn, adapter, no, table, key, per_unit, expected, est)))
+            continue
         if key:
             out.append(TableUnits(_key_ranges(conn, adapter, no, table, key, per_unit, expected, whole), cost))
             continue
@@ -180,3 +283,4 @@ class UnitResult:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     seconds: float = 0.0
+    last: tuple[Any, ...] | None = None     # a key page's last key

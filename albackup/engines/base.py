@@ -259,6 +259,15 @@ class Adapter(abc.ABC):
 
         return build(0)
 
+    #: big tables with an integer key are read in key pages (units.KeyPages): ``stream`` with
+    #: ``page_sql`` after the WHERE gives the rows in key order
+    supports_key_pages = False
+
+    def page_sql(self, key: list[str], n: int) -> str:
+        """What follows a key page's WHERE: the next ``n`` rows in key order."""
+        cols = ", ".join(self.q(k) for k in key)
+        return f" ORDER BY {cols} LIMIT {int(n)}"
+
     def nth_key_sql(self, table: Table, key: list[str], where: str, n: int) -> str:
         cols = ", ".join(self.q(k) for k in key)
         return (f"SELECT {cols} FROM {self.read_from(table)}{where} "

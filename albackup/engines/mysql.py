@@ -104,6 +104,9 @@ class MySQLAdapter(Adapter):
                         "START TRANSACTION WITH CONSISTENT SNAPSHOT (InnoDB)")
 
     supports_parallel_dump = True
+    # InnoDB reads a primary key range in key order (the table is stored in it): a page after
+    # the last key read costs no sort, and no boundary is searched for (units.KeyPages)
+    supports_key_pages = True
     # the storage engine, the table's character set and collation (which its text columns
     # follow where they name none) and row format; not its partitioning (see the README)
     kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format"})
