@@ -638,12 +638,18 @@ def test_mysql_partitioned_tables_keep_their_partitions(dst_kind: str, jobs: int
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
         e = sa.create_engine(dst, poolclass=NullPool)
         try:
-            with e.connect() as c:
+            with e.begin() as c:
                 assert c.exec_driver_sql("SELECT partition_comment FROM information_schema.partitions WHERE "
                                          "table_schema = DATABASE() AND partition_name = 'p 2021'").scalar() == \
                     "the 50% year"
+                c.exec_driver_sql("ALTER TABLE h REMOVE PARTITIONING")
+                c.exec_driver_sql("ALTER TABLE l REORGANIZE PARTITION pc INTO (PARTITION pc VALUES IN ('c'), "
+                                  "PARTITION pd VALUES IN ('d%%'))")
         finally:
             e.dispose()
+        assert sorted(api.compare(_cfg(src), _cfg(dst)).differences) == [
+            "table h: partitioning differs (PARTITION BY HASH (`id`) ≠ none)",
+            "table l: partitioning differs (PARTITION BY LIST  COLUMNS(`k`), with other partitions)"]
     else:
         assert notes == [
             "h: partitioned in the source (PARTITION BY HASH (`id`)): restored as one table holding all the rows of "
@@ -689,6 +695,25 @@ def test_the_partition_clause_is_read_from_show_create_table() -> None:
         " PARTITION p1 VALUES LESS THAN MAXVALUE TABLESPACE = `ts1` ENGINE = InnoDB)") == (
         "PARTITION BY RANGE (id)\n(PARTITION p0 VALUES LESS THAN (9) COMMENT = 'DATA DIRECTORY = ''/x''' "
         "ENGINE = InnoDB,\n PARTITION p1 VALUES LESS THAN MAXVALUE ENGINE = InnoDB)")
+
+
+def test_the_partition_clause_is_in_the_manifest_and_compared() -> None:
+    from albackup.compare import compare_schema
+    from albackup.model import Column, LogicalType, Schema, Table
+
+    def schema(clause: str | None) -> Schema:
+        col = Column("id", LogicalType("integer", bits=32), "INT(11)", nullable=False)
+        return Schema("mysql", [Table("h", columns=[col], primary_key=["id"], partition_clause=clause)])
+
+    four, three = "PARTITION BY HASH (`id`)\nPARTITIONS 4", "PARTITION BY HASH (`id`)\nPARTITIONS 3"
+    assert Schema.from_dict(schema(four).to_dict()).tables[0].partition_clause == four
+    assert "partition_clause" not in schema(None).to_dict()["tables"][0]
+    assert compare_schema(schema(four), schema(" PARTITION BY HASH (`id`) PARTITIONS 4"), exact_types=True) == []
+    assert compare_schema(schema(four), schema(three), exact_types=True) == [
+        "table h: partitioning differs (PARTITION BY HASH (`id`), with other partitions)"]
+    assert compare_schema(schema(four), schema(None), exact_types=True) == [
+        "table h: partitioning differs (PARTITION BY HASH (`id`) ≠ none)"]
+    assert compare_schema(schema(four), schema(None), exact_types=False) == []
 
 
 @pytest.mark.parametrize("url", ["mysql+pymysql://", "mariadb+pymysql://"])
