@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .engines.base import Adapter
-from .model import Schema, Table
+from .model import Schema, Table, partition_head
 from .reflect import reflect_schema
 from .values import ColumnRowHashes, RowHash
 
@@ -29,6 +29,12 @@ def _index_sig(t: Table, options: bool = False) -> set[tuple[Any, ...]]:
 
     return {(tuple(i.columns), i.unique, tuple(i.expressions or ())) + ((opts(i),) if options else ())
             for i in t.indexes}
+
+
+def _squeezed(clause: str | None) -> str | None:
+    """A MySQL/MariaDB partition clause with its white space made single spaces (the servers
+    break its lines)."""
+    return " ".join(clause.split()) if clause else None
 
 
 def _action(a: str | None) -> str:
@@ -75,6 +81,10 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                 out.append(f"table {t.key}: partitioning differs ({t.partition_by or 'none'} with "
                            f"{len(t.partition_tree)} partitions ≠ {u.partition_by or 'none'} with "
                            f"{len(u.partition_tree)})")
+            if _squeezed(t.partition_clause) != _squeezed(u.partition_clause):
+                ha, hb = (partition_head(x.partition_clause) if x.partition_clause else "none" for x in (t, u))
+                out.append(f"table {t.key}: partitioning differs ({ha} ≠ {hb})" if ha != hb else
+                           f"table {t.key}: partitioning differs ({ha}, with other partitions)")
         if fa != fb:
             out.append(f"table {t.key}: foreign keys differ ({sorted(fa ^ fb)[:3]})")
         ua, ub = {tuple(x.columns) for x in t.uniques}, {tuple(x.columns) for x in u.uniques}

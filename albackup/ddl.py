@@ -15,7 +15,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from .engines.base import Adapter
 from .mapping import ColumnMove, _ident, move
-from .model import Column, LogicalType, Schema, Table
+from .model import Column, LogicalType, Schema, Table, partition_head
 from .values import Converter
 
 
@@ -237,9 +237,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     kwargs.update(adapter.table_options(t))
     if same:
         kwargs.update({k: v for k, v in t.options.items() if k in adapter.kept_table_options})
-        if t.options.get("mysql_partition_by"):
-            notes.append(f"partitioned in the source (PARTITION BY {t.options['mysql_partition_by']}): restored "
-                         "as one table, without partitions")
+    notes += _partition_clause_notes(t, adapter, same, kwargs)
     sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same and t.partition_by:
@@ -310,6 +308,25 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         if adapter.primary_key_after_load and t.primary_key:
             plan.deferred.insert(0, AddConstraint(sa_table.primary_key))
     return plan
+
+
+def _partition_clause_notes(t: Table, adapter: Adapter, same: bool, kwargs: dict[str, Any]) -> list[str]:
+    """A MySQL/MariaDB table's partitioning (Table.partition_clause): into the same engine made
+    again with the table (its options added to ``kwargs``), elsewhere one table and a note."""
+    # a backup from before partition_clause holds only SQLAlchemy's reading of it, in the options
+    old = t.options.get("mysql_partition_by") or t.options.get("mariadb_partition_by")
+    if not t.partition_clause and not old:
+        return []
+    head = partition_head(t.partition_clause) if t.partition_clause else f"PARTITION BY {str(old).strip()}"
+    if not same:
+        return [f"partitioned in the source ({head}): restored as one table holding all the rows of its "
+                "partitions"]
+    if not t.partition_clause:
+        return [f"partitioned in the source ({head}): restored as one table, without partitions (the backup "
+                "does not hold its partitions' definitions)"]
+    options, why = adapter.partition_clause_options(t.partition_clause)
+    kwargs.update(options)
+    return [f"partitioned in the source ({head}): restored as one table, without partitions ({why})"] if why else []
 
 
 def _engine_specific_index(opts: dict[str, Any]) -> str | None:

@@ -160,6 +160,10 @@ class Table:
     # parents first: {"name", "schema", "parent" (key), "bound" (FOR VALUES …), "partition_by"}
     partition_by: str | None = None
     partition_tree: list[dict[str, Any]] = field(default_factory=list)
+    # MySQL/MariaDB: how it is partitioned, as the server prints it at the end of SHOW CREATE
+    # TABLE (from "PARTITION BY" to the end, outside MySQL's version comment): restored as it is
+    # into the same engine
+    partition_clause: str | None = None
     # PostgreSQL: other tables inherit from it (INHERITS): it is read with ONLY, its own rows
     inherited: bool = False
     # the engine's table options as SQLAlchemy reflects them (MySQL: mysql_engine, mysql_default
@@ -194,6 +198,7 @@ class Table:
             "comment": self.comment,
         } | ({"partitions": self.partitions} if self.partitions else {}) \
           | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {}) \
+          | ({"partition_clause": self.partition_clause} if self.partition_clause else {}) \
           | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
           | ({"inherited": True} if self.inherited else {}) \
           | ({"options": self.options} if self.options else {})
@@ -214,10 +219,17 @@ class Table:
             partitions=list(d.get("partitions") or []),
             partition_by=d.get("partition_by"),
             partition_tree=list(d.get("partition_tree") or []),
+            partition_clause=d.get("partition_clause"),
             native_constraints=list(d.get("native_constraints") or []),
             inherited=bool(d.get("inherited")),
             options=dict(d.get("options") or {}),
         )
+
+
+def partition_head(clause: str) -> str:
+    """The first line of a partition clause, for messages: ``PARTITION BY RANGE (year(`d`))``."""
+    head = clause.strip().splitlines()[0].strip() if clause.strip() else ""
+    return head if len(head) <= 100 else head[:99] + "…"
 
 
 @dataclass

@@ -354,6 +354,11 @@ class Adapter(abc.ABC):
         ``schema.name`` (its rows are then loaded into it and routed by the server). None here."""
         return []
 
+    def partition_clause_options(self, clause: str) -> tuple[dict[str, Any], str | None]:
+        """Same engine: the sa.Table keyword arguments that partition a table as ``clause``
+        (Table.partition_clause, MySQL/MariaDB) again, or ``({}, why not)``."""
+        return {}, f"{self.name} cannot make this partitioning again"
+
     def server_default(self, col: Column, same_engine: bool) -> str | None:
         if same_engine:
             return col.default

@@ -51,6 +51,64 @@ def strip_definer(sql: str) -> str:
     return _DEFINER.sub("", sql, count=1)
 
 
+def _blank_quoted(sql: str) -> str:
+    """``sql`` with the inside of each quoted string and identifier ('…', "…", `…`) blanked out
+    (same length, no line breaks), so that a search for keywords sees only the SQL around them."""
+    out = list(sql)
+    i, n = 0, len(sql)
+    while i < n:
+        quote = sql[i]
+        if quote not in "'\"`":
+            i += 1
+            continue
+        j = i + 1
+        while j < n:
+            c = sql[j]
+            if c == "\\" and quote != "`":
+                j += 2
+                continue
+            if c == quote:
+                if j + 1 < n and sql[j + 1] == quote:
+                    j += 2
+                    continue
+                break
+            j += 1
+        for k in range(i + 1, min(j, n)):
+            out[k] = "_"
+        i = j + 1
+    return "".join(out)
+
+
+#: where the partition clause starts: a line of its own, inside MySQL's version comment or not
+_PARTITION_START = re.compile(r"^[ \t]*(?P<comment>/\*!\d+[ \t]*)?(?P<clause>PARTITION\s+BY\b)", re.M | re.I)
+#: the table options SQLAlchemy reads of a partitioned table (the clause replaces them)
+_SA_PARTITION_OPTION = re.compile(r"^(?:mysql|mariadb)_(?:sub)?partition(?:s|_by|_definitions)$")
+#: partition options naming places on the source server, left out of a restore
+_SERVER_PLACE = re.compile(r"\s+(?:(?:DATA|INDEX)\s+DIRECTORY|TABLESPACE)\s*=?\s*(?:'_*'|`_*`|\w+)", re.I)
+
+
+def partition_clause(create_table: str) -> str | None:
+    """The partition clause at the end of a ``SHOW CREATE TABLE`` statement, from ``PARTITION BY``
+    to the end: as MariaDB prints it, or taken out of the version comment MySQL prints it in
+    (``/*!50100 PARTITION BY … */``). None for a table that is not partitioned."""
+    m = _PARTITION_START.search(_blank_quoted(create_table))
+    if m is None:
+        return None
+    clause = create_table[m.start("clause"):].strip()
+    if m.group("comment"):
+        clause = re.sub(r"\s*\*/$", "", clause)
+    return clause
+
+
+def restorable_partition_clause(clause: str) -> str:
+    """``clause`` without the options that name places on the source server (a partition's
+    DATA/INDEX DIRECTORY and TABLESPACE), which the target may not have."""
+    spans = [m.span() for m in _SERVER_PLACE.finditer(_blank_quoted(clause))]
+    for start, end in reversed(spans):
+        clause = clause[:start] + clause[end:]
+    return clause
+
+
 @register
 class MySQLAdapter(Adapter):
     name = "mysql"
@@ -108,8 +166,22 @@ class MySQLAdapter(Adapter):
     # the last key read costs no sort, and no boundary is searched for (units.KeyPages)
     supports_key_pages = True
     # the storage engine, the table's character set and collation (which its text columns
-    # follow where they name none) and row format; not its partitioning (see the README)
+    # follow where they name none) and row format; its partitioning is Table.partition_clause
+    # (see partition_clause_options)
     kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format"})
+
+    def partition_clause_options(self, clause: str) -> tuple[dict[str, Any], str | None]:
+        """The clause goes at the end of CREATE TABLE (SQLAlchemy's ``PARTITION BY`` table
+        option), so the table is made partitioned, empty, before the load routes each row into
+        its partition; an ALTER TABLE … PARTITION BY afterwards would only rebuild it once more.
+        The keys and indexes added after the load include the partitioning columns as they did
+        in the source (MySQL refuses a unique key that does not); a partitioned InnoDB table has
+        no foreign keys, in the source either."""
+        body = re.sub(r"^PARTITION\s+BY\s+", "", clause.strip(), count=1, flags=re.I)
+        if re.match(r"SYSTEM_TIME\b", body, re.I):
+            return {}, "PARTITION BY SYSTEM_TIME needs system versioning, which is not restored"
+        # the option is read under the dialect's own name (mysql_… or mariadb_…)
+        return {f"{self.dialect.name}_partition_by": self.literal_sql(restorable_partition_clause(body))}, None
 
     def reader(self, t: LogicalType) -> Converter:
         # stream() keeps DATE/DATETIME/TIMESTAMP as the server's text (_decimals_as_text)
@@ -184,6 +256,18 @@ class MySQLAdapter(Adapter):
                 continue
             keep.append(chk)
         table.checks = keep
+        if any(_SA_PARTITION_OPTION.match(k) for k in table.options):
+            # SQLAlchemy's reflection read SHOW CREATE TABLE and names the partitioning among the
+            # options, but its reading of the partitions is not SQL that makes them again (commas
+            # between values dropped, a parenthesis left over): the clause is taken as written
+            row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(table.name, table.schema)}").first()
+            clause = partition_clause(row[1]) if row else None
+            if clause:
+                table.partition_clause = clause
+                table.options = {k: v for k, v in table.options.items() if not _SA_PARTITION_OPTION.match(k)}
+            else:
+                log.warning("table %s: partitioned, but its PARTITION BY clause was not found in SHOW CREATE "
+                            "TABLE; it is restored as one table, without partitions", table.key)
         if any(c.autoincrement for c in table.columns):
             nxt = conn.exec_driver_sql(
                 "SELECT auto_increment FROM information_schema.tables WHERE table_schema = "
