@@ -345,6 +345,12 @@ class Adapter(abc.ABC):
         ``schema.name`` (its rows are then loaded into it and routed by the server). None here."""
         return []
 
+    def sorted_primary_key_sql(self, name: str, schema: str | None, parts: list[tuple[str, bool]]) -> str | None:
+        """Same engine: the statement that remakes the primary key of the new, empty table
+        ``schema.name`` with its parts (column, descending) in that order; None where the engine
+        cannot (the key is then made ascending)."""
+        return None
+
     def server_default(self, col: Column, same_engine: bool) -> str | None:
         if same_engine:
             return col.default
