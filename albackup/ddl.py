@@ -314,7 +314,14 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
                                              **kw))
         else:
-            plan.indexes.append(sa.Index(iname, *cols, unique=ix.unique))
+            nulls = [f"{n} {' '.join(x.upper().replace('_', ' ') for x in how if x.startswith('nulls_'))}"
+                     for n, how in (opts.get("column_sorting") or {}).items()
+                     if any(x.startswith("nulls_") for x in how)]
+            if nulls:
+                notes.append(f"index {ix.name}: {', '.join(nulls)} is not kept (the target orders NULLs its "
+                             "own way)")
+            plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
+                                         unique=ix.unique))
     for c in plan.uniques + plan.checks:
         sa_table.append_constraint(c)
     if not adapter.inline_constraints:
@@ -351,13 +358,16 @@ def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any]) -> list[Any]:
-    """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST)."""
+def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any],
+                     portable: bool = False) -> list[Any]:
+    """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST); ``portable``
+    (another engine): DESC only, which every target takes."""
     sorting = opts.get("column_sorting") or {}
+    kept = ("desc",) if portable else ("desc", "asc", "nulls_first", "nulls_last")
     out = []
     for el, n in zip(elements, names):
         for how in sorting.get(n) or ():
-            if how in ("desc", "asc", "nulls_first", "nulls_last"):
+            if how in kept:
                 el = getattr(el, how)()
         out.append(el)
     return out
