@@ -60,6 +60,9 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
             out.append(f"table {t.key}: columns differ: {'; '.join(map(str, diff[:3]))}")
         if t.primary_key != u.primary_key:
             out.append(f"table {t.key}: primary key {t.primary_key} ≠ {u.primary_key}")
+        elif exact_types and t.primary_key_sorting != u.primary_key_sorting:
+            out.append(f"table {t.key}: primary key order differs (descending: {sorted(t.primary_key_sorting)} ≠ "
+                       f"{sorted(u.primary_key_sorting)})")
         def fks(x: Table) -> set[tuple[Any, ...]]:
             return {(tuple(f.columns), f.ref_table, tuple(f.ref_columns), _action(f.on_delete), _action(f.on_update))
                     + ((bool(f.deferrable), (f.initially or "IMMEDIATE").upper()) if exact_types else ())

@@ -242,6 +242,14 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same and t.partition_by:
         plan.after_create = adapter.partition_sql(t, name, tschema)
+    desc = [c for c in t.primary_key if "desc" in (t.primary_key_sorting.get(c) or ())]
+    if desc:
+        sql = adapter.sorted_primary_key_sql(name, tschema, [(colmap[c], c in desc) for c in t.primary_key]) \
+            if same else None
+        if sql:
+            plan.after_create.append(sql)
+        else:
+            notes.append(f"primary key: the descending order of {', '.join(desc)} is not kept")
     for nc in t.native_constraints:
         if same:
             plan.after_load.append((f"table {t.key}: constraint {nc['name']}",
@@ -296,10 +304,22 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             continue
         cols = [sa_table.c[colmap[c]] for c in ix.columns]
         if same:
-            plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
-                                         **_index_kwargs(opts)))
+            kw = _index_kwargs(opts)
+            if kw.get("mysql_length") and opts.get("column_sorting"):
+                plan.indexes.append(sa.Index(iname, *_prefixed_elements(cols, ix.columns, opts), unique=ix.unique,
+                                             _table=sa_table, **{k: v for k, v in kw.items() if k != "mysql_length"}))
+            else:
+                plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
+                                             **kw))
         else:
-            plan.indexes.append(sa.Index(iname, *cols, unique=ix.unique))
+            nulls = [f"{n} {' '.join(x.upper().replace('_', ' ') for x in how if x.startswith('nulls_'))}"
+                     for n, how in (opts.get("column_sorting") or {}).items()
+                     if any(x.startswith("nulls_") for x in how)]
+            if nulls:
+                notes.append(f"index {ix.name}: {', '.join(nulls)} is not kept (the target orders NULLs its "
+                             "own way)")
+            plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
+                                         unique=ix.unique))
     for c in plan.uniques + plan.checks:
         sa_table.append_constraint(c)
     if not adapter.inline_constraints:
@@ -355,16 +375,30 @@ def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any]) -> list[Any]:
-    """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST)."""
+def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any],
+                     portable: bool = False) -> list[Any]:
+    """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST); ``portable``
+    (another engine): DESC only, which every target takes."""
     sorting = opts.get("column_sorting") or {}
+    kept = ("desc",) if portable else ("desc", "asc", "nulls_first", "nulls_last")
     out = []
     for el, n in zip(elements, names):
         for how in sorting.get(n) or ():
-            if how in ("desc", "asc", "nulls_first", "nulls_last"):
+            if how in kept:
                 el = getattr(el, how)()
         out.append(el)
     return out
+
+
+def _prefixed_elements(cols: list[sa.Column], names: list[str], opts: dict[str, Any]) -> list[Any]:
+    """MySQL: the parts of an index with prefix lengths and a DESC part as SQL text (the quoted
+    name, the length, DESC: ``b(10) DESC``), as SQLAlchemy's ``mysql_length`` takes only plain
+    columns."""
+    length = opts.get("mysql_length") or {}
+    sorting = opts.get("column_sorting") or {}
+    return [sa.literal_column("`" + c.name.replace("`", "``") + "`" + (f"({int(length[n])})" if n in length else "")
+                              + (" DESC" if "desc" in (sorting.get(n) or ()) else ""))
+            for c, n in zip(cols, names)]
 
 
 def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Names, adapter: Adapter) -> None:

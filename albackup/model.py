@@ -137,7 +137,9 @@ class Index:
     expressions: list[str] | None = None   # expression index: engine SQL, same engine only
     # the engine's own index options as SQLAlchemy reflects them (``postgresql_where``,
     # ``postgresql_using``, ``postgresql_include``, ``postgresql_ops``, ``mysql_prefix``,
-    # ``mysql_length``, ``sqlite_where``, …) and ``column_sorting`` ({column: ["desc", …]})
+    # ``mysql_length``, ``sqlite_where``, …) and ``column_sorting`` ({column: ["desc", …]}: the
+    # parts that are not plain ascending; SQLAlchemy reflects it for PostgreSQL, the MySQL and
+    # SQLite adapters read it themselves)
     options: dict[str, Any] | None = None
 
 
@@ -172,6 +174,9 @@ class Table:
     # the engine's own constraints SQLAlchemy has no model for (PostgreSQL EXCLUDE): name and
     # definition (engine SQL), restored only into the same engine, after the load
     native_constraints: list[dict[str, str]] = field(default_factory=list)
+    # MySQL/MariaDB: the primary key's parts stored descending, as ``column_sorting`` has them
+    # ({column: ["desc"]}); SQLAlchemy's reflection of the key does not say
+    primary_key_sorting: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -201,7 +206,8 @@ class Table:
           | ({"partition_clause": self.partition_clause} if self.partition_clause else {}) \
           | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
           | ({"inherited": True} if self.inherited else {}) \
-          | ({"options": self.options} if self.options else {})
+          | ({"options": self.options} if self.options else {}) \
+          | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -223,6 +229,7 @@ class Table:
             native_constraints=list(d.get("native_constraints") or []),
             inherited=bool(d.get("inherited")),
             options=dict(d.get("options") or {}),
+            primary_key_sorting=dict(d.get("primary_key_sorting") or {}),
         )
 
 

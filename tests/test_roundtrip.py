@@ -544,6 +544,106 @@ def test_index_options_are_kept(src_kind: str, dst_kind: str, make_db, tmp_path:
         assert "index ft is engine-specific (FULLTEXT)" in notes
 
 
+_DESC = {
+    "mysql": ["CREATE TABLE t (id int NOT NULL, a int NOT NULL, b varchar(40), c int, PRIMARY KEY (id DESC, a), "
+              "KEY t_ab (a DESC, b), UNIQUE KEY t_c (c DESC, a), KEY t_pre (b(8) DESC, a))",
+              "INSERT INTO t VALUES (1, 1, 'x', 1), (2, 2, 'y', 2), (3, 2, NULL, NULL)"],
+    "sqlite": ["CREATE TABLE t (id integer PRIMARY KEY, a int, b varchar(40), c int, d int, UNIQUE (d DESC))",
+               "CREATE INDEX t_ab ON t (a DESC, b)",
+               "CREATE UNIQUE INDEX t_c ON t (c DESC, a)",
+               "INSERT INTO t VALUES (1, 1, 'x', 1, 1), (2, 2, 'y', 2, 2), (3, 2, NULL, NULL, NULL)"],
+    "postgresql": ["CREATE TABLE t (id int PRIMARY KEY, a int, b varchar(40), c int)",
+                   "CREATE INDEX t_ab ON t (a DESC, b)",
+                   "CREATE UNIQUE INDEX t_c ON t (c DESC, a)",
+                   "CREATE INDEX t_n ON t (a DESC NULLS LAST, b NULLS FIRST)",
+                   "INSERT INTO t VALUES (1, 1, 'x', 1), (2, 2, 'y', 2), (3, 2, NULL, NULL)"],
+}
+
+
+def _index_parts(c: sa.Connection, kind: str) -> dict[str, tuple[bool, list[str]]]:
+    """Each index of table ``t`` as the target's catalog has it: (unique, ["col DESC", "col", …])."""
+    out: dict[str, tuple[bool, list[str]]] = {}
+    if kind == "mysql":
+        rows = c.exec_driver_sql(
+            "SELECT index_name, non_unique = 0, column_name, collation = 'D' FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = 't' ORDER BY index_name, seq_in_index").all()
+    elif kind == "sqlite":
+        rows = c.exec_driver_sql(
+            "SELECT l.name, l.\"unique\", x.name, x.desc FROM pragma_index_list('t') l, pragma_index_xinfo(l.name) x "
+            "WHERE x.key AND x.cid >= 0 ORDER BY l.name, x.seqno").all()
+    else:   # indoption: 1 DESC, 2 NULLS FIRST (the default of DESC)
+        rows = c.exec_driver_sql(
+            "SELECT i.relname, x.indisunique, a.attname || CASE o.opt & 3 WHEN 1 THEN ' DESC NULLS LAST' "
+            "WHEN 3 THEN ' DESC' WHEN 2 THEN ' NULLS FIRST' ELSE '' END, false "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "CROSS JOIN LATERAL unnest(x.indkey::int2[], x.indoption::int2[]) WITH ORDINALITY o(attnum, opt, n) "
+            "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = o.attnum "
+            "WHERE x.indrelid = 't'::regclass ORDER BY i.relname, o.n").all()
+    for name, unique, col, desc in rows:
+        out.setdefault(name, (bool(unique), []))[1].append(col + (" DESC" if desc else ""))
+    return out
+
+
+DESC_RUNS = [("mysql", "mysql"), ("sqlite", "sqlite"), ("mysql", "postgresql"), ("sqlite", "postgresql"),
+             ("postgresql", "mysql"), ("postgresql", "sqlite")]
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), DESC_RUNS, ids=[f"{SHORT[s]}-to-{SHORT[d]}" for s, d in DESC_RUNS])
+def test_desc_index_parts_are_kept(src_kind: str, dst_kind: str, make_db, tmp_path: Path) -> None:
+    """A DESC index part (MariaDB 10.8+ and SQLite, which SQLAlchemy does not read, and
+    PostgreSQL) is restored DESC into the same engine and into another one; NULLS FIRST/LAST
+    only into PostgreSQL (elsewhere the plan says so), a MariaDB primary key's DESC part only
+    into MariaDB; same-engine compare sees a part that became ascending."""
+    src = _source(make_db, src_kind, "dsc", _DESC[src_kind])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db(dst_kind, "dsd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            got = _index_parts(c, dst_kind)
+            if dst_kind == "mysql":
+                ddl = c.exec_driver_sql("SHOW CREATE TABLE t").one()[1]
+    finally:
+        e.dispose()
+    assert got["t_ab"] == (False, ["a DESC", "b"])
+    assert got["t_c"] == (True, ["c DESC", "a"])
+    if src_kind == "mysql":
+        assert got["t_pre"] == (False, ["b DESC", "a"])
+        pk = "PRIMARY" if dst_kind == "mysql" else "t_pkey"
+        assert got[pk] == (True, ["id DESC", "a"] if dst_kind == "mysql" else ["id", "a"])
+    if src_kind == "sqlite":    # UNIQUE (d DESC) in the table's definition: a unique index
+        assert got["ix_t_d"] == (True, ["d DESC"])
+    if src_kind == "postgresql":
+        assert got["t_n"] == (False, ["a DESC", "b"])
+    if (src_kind, dst_kind) == ("mysql", "mysql"):
+        assert "KEY `t_pre` (`b`(8) DESC,`a`)" in ddl
+    plan = api.restore(dumped.path, _cfg(make_db(dst_kind, "dsp"), allow_restore=True),
+                       RestoreOptions(plan_only=True))
+    notes = " | ".join(plan.changes)
+    if (src_kind, dst_kind) == ("mysql", "postgresql"):
+        assert "t: primary key: the descending order of id is not kept" in notes
+    if src_kind == "postgresql":
+        assert "t: index t_n: a NULLS LAST, b NULLS FIRST is not kept" in notes
+    if src_kind == dst_kind:
+        assert "not kept" not in notes
+        # the target's index made ascending (and MariaDB's primary key): compare says so
+        e = sa.create_engine(dst, poolclass=NullPool)
+        try:
+            with e.begin() as c:
+                c.exec_driver_sql("DROP INDEX t_ab" + (" ON t" if dst_kind == "mysql" else ""))
+                c.exec_driver_sql("CREATE INDEX t_ab ON t (a, b)")
+                if dst_kind == "mysql":
+                    c.exec_driver_sql("ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (id, a)")
+        finally:
+            e.dispose()
+        diff = api.compare(_cfg(src), _cfg(dst)).differences
+        assert any(d.startswith("table t: indexes differ") and "desc" in d for d in diff), diff
+        if dst_kind == "mysql":
+            assert "table t: primary key order differs (descending: ['id'] ≠ [])" in diff
+
+
 def test_a_mariadb_json_column_moves_to_postgresql_as_json_text_unchanged(make_db, tmp_path: Path) -> None:
     """MariaDB's JSON is LONGTEXT with a column-level json_valid() CHECK (which SQLAlchemy does
     not read): it is found, the column restores into PostgreSQL as json holding the text as it

@@ -359,6 +359,12 @@ class Adapter(abc.ABC):
         (Table.partition_clause, MySQL/MariaDB) again, or ``({}, why not)``."""
         return {}, f"{self.name} cannot make this partitioning again"
 
+    def sorted_primary_key_sql(self, name: str, schema: str | None, parts: list[tuple[str, bool]]) -> str | None:
+        """Same engine: the statement that remakes the primary key of the new, empty table
+        ``schema.name`` with its parts (column, descending) in that order; None where the engine
+        cannot (the key is then made ascending)."""
+        return None
+
     def server_default(self, col: Column, same_engine: bool) -> str | None:
         if same_engine:
             return col.default

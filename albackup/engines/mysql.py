@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
-from ..model import Check, Column, LogicalType, Routine, Schema, Table
+from ..model import Check, Column, Index, LogicalType, Routine, Schema, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
@@ -278,6 +278,7 @@ class MySQLAdapter(Adapter):
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
+        self._descending_parts(conn, schema, schemas)
         if "view" in kinds:
             for (name,) in conn.exec_driver_sql(
                     "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE()"):
@@ -296,6 +297,41 @@ class MySQLAdapter(Adapter):
                 row = conn.exec_driver_sql(f"SHOW CREATE {typ} {self.q(name)}").first()
                 if row and row[2]:
                     schema.routines.insert(0, Routine("routine", name, strip_definer(row[2])))
+
+    def _descending_parts(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
+        """The index parts stored descending (MariaDB 10.8+, MySQL 8: COLLATION 'D' in
+        information_schema.STATISTICS), which SQLAlchemy does not reflect, one query per schema:
+        into an index's ``column_sorting``; a unique index, which SQLAlchemy reads as a unique
+        constraint, becomes the unique index it is (with its prefix lengths); the primary key's
+        into ``primary_key_sorting``."""
+        for s in schemas:
+            tables = {t.name: t for t in schema.tables if t.schema == s}
+            if not tables:
+                continue
+            found: dict[tuple[str, str], dict[str, tuple[bool, int | None]]] = {}
+            for tname, iname, col, collation, sub_part in conn.exec_driver_sql(
+                    "SELECT table_name, index_name, column_name, collation, sub_part "
+                    "FROM information_schema.statistics WHERE table_schema = coalesce(%s, DATABASE()) "
+                    "AND (collation = 'D' OR sub_part IS NOT NULL) ORDER BY table_name, index_name, seq_in_index",
+                    (s,)):
+                if tname in tables and col is not None:
+                    found.setdefault((tname, iname), {})[col] = (collation == "D", sub_part)
+            for (tname, iname), parts in found.items():
+                sorting = {c: ["desc"] for c, (desc, _) in parts.items() if desc}
+                if not sorting:
+                    continue
+                t = tables[tname]
+                if iname == "PRIMARY":
+                    t.primary_key_sorting = sorting
+                    continue
+                for ix in t.indexes:
+                    if ix.name == iname:
+                        ix.options = {**(ix.options or {}), "column_sorting": sorting}
+                for u in [u for u in t.uniques if u.name == iname]:
+                    t.uniques.remove(u)
+                    length = {c: n for c, (_, n) in parts.items() if n is not None}
+                    t.indexes.append(Index(iname, list(u.columns), True, None,
+                                           {"column_sorting": sorting} | ({"mysql_length": length} if length else {})))
 
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:
         n = conn.exec_driver_sql("SELECT table_rows FROM information_schema.tables WHERE table_schema = "
@@ -680,6 +716,10 @@ class MySQLAdapter(Adapter):
             nxt = max(int(mx or 0) + 1, int((c.identity or {}).get("next") or 1))
             conn.exec_driver_sql(f"ALTER TABLE {qt} AUTO_INCREMENT = {nxt}")
             break
+
+    def sorted_primary_key_sql(self, name: str, schema: str | None, parts: list[tuple[str, bool]]) -> str | None:
+        cols = ", ".join(self.q(c) + (" DESC" if desc else "") for c, desc in parts)
+        return f"ALTER TABLE {self.qtable(name, schema)} DROP PRIMARY KEY, ADD PRIMARY KEY ({cols})"
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")

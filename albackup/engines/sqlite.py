@@ -59,16 +59,29 @@ class SQLiteAdapter(Adapter):
         return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self.q(table.name)}").scalar() or 0)
 
     def refine_table(self, table: Table, conn: Connection) -> None:
-        """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions, and
-        indexes on expressions (taken from the statement that made them)."""
+        """What SQLAlchemy's SQLite reflection misses: column-level UNIQUE, FK actions, the
+        columns an index keeps descending, and indexes on expressions (taken from the statement
+        that made them)."""
         qt = self.q(table.name)
         have = {tuple(u.columns) for u in table.uniques}
         indexed = {i.name for i in table.indexes}
+        desc: dict[str, dict[str, list[str]]] = {}
+        for iname, col in conn.exec_driver_sql(
+                "SELECT l.name, x.name FROM pragma_index_list(?) l, pragma_index_xinfo(l.name) x "
+                "WHERE x.key AND x.desc AND x.cid >= 0 ORDER BY l.name, x.seqno", (table.name,)):
+            desc.setdefault(iname, {})[col] = ["desc"]
+        for ix in table.indexes:
+            if ix.name in desc and not ix.expressions:
+                ix.options = {**(ix.options or {}), "column_sorting": desc[ix.name]}
         for row in conn.exec_driver_sql(f"PRAGMA index_list({qt})").fetchall():
             name, unique, origin = row[1], row[2], row[3]
             if unique and origin == "u":
                 cols = tuple(r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({self.q(name)})"))
-                if cols not in have:
+                if name in desc:
+                    # UNIQUE (a DESC, …) in the table's definition: the unique index it is
+                    table.uniques = [u for u in table.uniques if tuple(u.columns) != cols]
+                    table.indexes.append(Index(None, list(cols), True, None, {"column_sorting": desc[name]}))
+                elif cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
             elif origin == "c" and name not in indexed:
