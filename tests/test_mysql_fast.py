@@ -5,10 +5,12 @@ albackup; which load path ran is read from the adapter's debug log.
 """
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import logging
 import re
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +29,22 @@ from albackup.restore import RestoreOptions
 from . import torture
 
 LOGGER = "albackup.engines.mysql"
+#: local_infile is a server-wide setting: the test that turns it off holds this file's lock
+#: exclusively; every other test of this module holds it shared (pytest-xdist runs tests side
+#: by side, and one asserting the LOAD DATA path would otherwise see the INSERT fallback)
+_INFILE_LOCK = Path(tempfile.gettempdir()) / "albackup-tests-local-infile.lock"
+
+
+@pytest.fixture(autouse=True)
+def _server_local_infile(request: pytest.FixtureRequest) -> Iterator[None]:
+    exclusive = request.node.get_closest_marker("turns_local_infile_off") is not None
+    with open(_INFILE_LOCK, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
 HAVE_MYSQLDB = importlib.util.find_spec("MySQLdb") is not None
 BLOB_1MB = bytes(range(256)) * 4096          # 1 MiB, zero bytes included
 
@@ -199,6 +217,7 @@ def test_read_back_count_into_mysql(make_db, tmp_path: Path, jobs: int) -> None:
     assert_same_data(src, dst, 3000)
 
 
+@pytest.mark.turns_local_infile_off
 def test_fallback_to_insert_when_server_has_local_infile_off(make_db, tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     src = make_db("mysql", "osrc")
