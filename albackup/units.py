@@ -8,6 +8,10 @@ snapshot the dump reads. Sparse keys, gaps and composite keys therefore give ran
 ``chunk_rows`` rows each; min/max arithmetic is never used. A table with no such key is one unit
 (PostgreSQL: ranges of physical blocks, ``ctid``, which need no key).
 
+On MySQL/MariaDB a table whose primary key is integers is read in key pages instead
+(``KeyPages``): each range is the next ``chunk_rows`` keys after the last key read, and a
+boundary is searched for only when a worker would otherwise wait.
+
 Each range becomes one chunk file, so ranges dump (and restore) in parallel and a single chunk
 can be re-read; the manifest records each chunk's range.
 """
