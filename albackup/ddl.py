@@ -113,12 +113,20 @@ def portable_check(sqltext: str, src_engine: str, adapter: Adapter) -> str:
     return s
 
 
+#: bytes a key part of each logical kind may take on the target (MySQL's largest: BIGINT 8,
+#: DATETIME(6) 8, DECIMAL(65) 30, a UUID as CHAR(36) in utf8mb4 144); other kinds 32
+_KEY_PART_BYTES = {"integer": 8, "boolean": 1, "float": 8, "date": 3, "time": 6, "datetime": 8, "enum": 2,
+                   "uuid": 144}
+
+
 def _key_chars(table: Table, adapter: Adapter) -> dict[str, int]:
-    """Per column: the longest text it may hold when it is part of a key on this engine."""
+    """Per column: the longest text it may hold when it is part of a key on this engine (the
+    key's text columns share what its other columns leave of the engine's key length)."""
     if adapter.key_text_chars is None:
         return {}
     textish = {c.name for c in table.columns if c.type.kind in ("string", "text", "char", "native", "interval",
                                                                "binary")}
+    kinds = {c.name: c.type.kind for c in table.columns}
     keys = [table.primary_key] + [u.columns for u in table.uniques] + [i.columns for i in table.indexes]
     keys += [fk.columns for fk in table.foreign_keys]
     out: dict[str, int] = {}
@@ -126,7 +134,8 @@ def _key_chars(table: Table, adapter: Adapter) -> dict[str, int]:
         tcols = [c for c in cols if c in textish]
         if not tcols:
             continue
-        share = max(32, adapter.key_text_chars // len(tcols))
+        fixed = sum(_KEY_PART_BYTES.get(kinds.get(c, ""), 32) for c in cols if c not in textish)
+        share = max(32, (adapter.key_text_chars - -(-fixed // adapter.key_char_bytes)) // len(tcols))
         for c in tcols:
             out[c] = min(out.get(c, share), share)
     return out
@@ -207,6 +216,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 notes.append(f"column {c.name!r}: generated column restored as a plain column")
         auto = c.autoincrement and c.type.kind == "integer" and c.name in t.primary_key
+        if auto and len(t.primary_key) > 1 and not adapter.composite_key_autoincrement:
+            auto = False
+            notes.append(f"column {c.name!r}: restored without generating its values ({adapter.name} "
+                         "generates none in a primary key of several columns)")
         if not auto and same and c.identity and "always" in c.identity and c.type.kind == "integer":
             # an identity column outside the primary key (PostgreSQL): the same identity
             args.append(sa.Identity(always=bool(c.identity.get("always")), start=c.identity.get("start"),

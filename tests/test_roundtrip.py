@@ -510,7 +510,7 @@ def test_index_options_are_kept(src_kind: str, dst_kind: str, make_db, tmp_path:
     e.dispose()
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "ixd")
-    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
     e = sa.create_engine(dst, poolclass=NullPool)
     try:
         with e.connect() as c:
@@ -986,7 +986,7 @@ def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, ma
     ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "dod")
-    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
     if dst_kind == "postgresql":
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
     e = sa.create_engine(dst, poolclass=NullPool)
@@ -1040,6 +1040,65 @@ def test_mysql_table_options_are_kept(make_db, tmp_path: Path) -> None:
     finally:
         e.dispose()
     assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+@pytest.mark.parametrize("src_kind", ["postgresql", "sqlite"])
+def test_keys_mixing_text_and_other_columns_fit_mysql_key_length(src_kind: str, make_db, tmp_path: Path) -> None:
+    """Into MariaDB, the text columns of a key share the 3072 bytes its other columns leave (a
+    key of an int and a text used to get a 768-character text, 3080 bytes: "Specified key was
+    too long"); the values, shorter than that, come back whole."""
+    ddl = ["CREATE TABLE t (id integer PRIMARY KEY, n integer, s text, d date, u text)",
+           "CREATE INDEX t_ns ON t (n, s)",
+           "CREATE UNIQUE INDEX t_snd ON t (s, n, d)",
+           "CREATE INDEX t_su ON t (s, u, id)"]
+    rows = [(i, i % 7, "x" * (360 + i), f"2026-01-{i:02d}", f"u{i}") for i in range(1, 21)]
+    src = _source(make_db, src_kind, "keylen", ddl)
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        c.execute(sa.text("INSERT INTO t VALUES (:a, :b, :c, :d, :e)"),
+                  [dict(zip("abcde", r)) for r in rows])
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "keylend")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            lengths = dict(c.exec_driver_sql(
+                "SELECT column_name, character_maximum_length FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = 't' AND data_type = 'varchar'").all())
+            # (n, s): 766 characters after the int's 8 bytes; (s, n, d): 765; (s, u, id): two
+            # texts share 766
+            assert lengths == {"s": 383, "u": 383}, lengths
+            got = [(r[0], r[1], r[2], str(r[3]), r[4]) for r in c.exec_driver_sql("SELECT id, n, s, d, u FROM t ORDER BY id")]
+            indexes = {r[0] for r in c.exec_driver_sql(
+                "SELECT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                "AND table_name = 't'")}
+    finally:
+        e.dispose()
+    assert indexes == {"PRIMARY", "t_ns", "t_snd", "t_su"}
+    assert got == rows and res.rows == 20
+
+
+def test_mysql_auto_increment_in_a_composite_key_into_sqlite(make_db, tmp_path: Path) -> None:
+    """MariaDB → SQLite: SQLite generates values only for a lone INTEGER PRIMARY KEY, so an
+    AUTO_INCREMENT column of a composite key is restored as a plain column, with a note (the
+    restore used to stop at CREATE TABLE)."""
+    src = _source(make_db, "mysql", "cai", [
+        "CREATE TABLE c (a int AUTO_INCREMENT, b int, v varchar(10), PRIMARY KEY (a, b))",
+        "INSERT INTO c (b, v) VALUES (1, 'x'), (2, 'y'), (1, 'z')",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("sqlite", "caid")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert any("'a': restored without generating its values" in x for x in res.changes), res.changes
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT a, b, v FROM c ORDER BY a").all() == [(1, 1, "x"), (2, 2, "y"), (3, 1, "z")]
+            assert [r[1] for r in c.exec_driver_sql("PRAGMA table_info(c)").all() if r[5]] == ["a", "b"]
+    finally:
+        e.dispose()
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -80,6 +80,8 @@ class Adapter(abc.ABC):
     max_identifier = 63
     #: longest text a key (PK, unique, index) column may hold, in characters; None: unlimited
     key_text_chars: int | None = None
+    #: bytes a key's text character takes (the other columns of a key take from its length)
+    key_char_bytes = 4
     #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
     inline_constraints = False
     #: foreign keys may be DEFERRABLE (INITIALLY DEFERRED)
@@ -99,6 +101,9 @@ class Adapter(abc.ABC):
     named_primary_keys = True
     #: generated keys are IDENTITY columns (else: the engine's AUTO_INCREMENT)
     identity_columns = False
+    #: a column of a composite primary key may generate its values (SQLite: only a lone INTEGER
+    #: PRIMARY KEY does)
+    composite_key_autoincrement = True
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect

@@ -138,6 +138,7 @@ class MSSQLAdapter(Adapter):
     max_identifier = 128
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character
+    key_char_bytes = 2
     schema_wide_index_names = True   # PK/UNIQUE/FK/CHECK names are schema objects on SQL Server
     identity_columns = True          # generated keys are IDENTITY columns
 

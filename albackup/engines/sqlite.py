@@ -23,6 +23,7 @@ class SQLiteAdapter(Adapter):
     inline_constraints = True
     deferrable_constraints = True
     supports_schemas = False
+    composite_key_autoincrement = False
 
     def server_version(self, conn: Connection) -> str:
         return str(conn.exec_driver_sql("select sqlite_version()").scalar())
