@@ -510,7 +510,7 @@ def test_index_options_are_kept(src_kind: str, dst_kind: str, make_db, tmp_path:
     e.dispose()
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "ixd")
-    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
     e = sa.create_engine(dst, poolclass=NullPool)
     try:
         with e.connect() as c:
@@ -986,7 +986,7 @@ def test_domains_enum_arrays_identities_and_materialized_views(dst_kind: str, ma
     ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db(dst_kind, "dod")
-    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, accept_lossy=True))
     if dst_kind == "postgresql":
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
     e = sa.create_engine(dst, poolclass=NullPool)
