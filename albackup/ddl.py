@@ -249,7 +249,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
     kwargs.update(adapter.table_options(t))
     if same:
-        kwargs.update({k: v for k, v in t.options.items() if k in adapter.kept_table_options})
+        kwargs.update(_dialect_kw(adapter, {k: v for k, v in t.options.items() if k in adapter.kept_table_options}))
     notes += _partition_clause_notes(t, adapter, same, kwargs)
     sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
@@ -311,7 +311,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             if same:
                 plan.indexes.append(sa.Index(iname, *_sorted_elements([sa.literal_column(e) for e in ix.expressions],
                                                                       ix.expressions, opts),
-                                             unique=ix.unique, _table=sa_table, **_index_kwargs(opts)))
+                                             unique=ix.unique, _table=sa_table,
+                                             **_dialect_kw(adapter, _index_kwargs(opts))))
             else:
                 notes.append(f"expression index {ix.name} is engine-specific and was not kept")
             continue
@@ -320,10 +321,11 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             kw = _index_kwargs(opts)
             if kw.get("mysql_length") and opts.get("column_sorting"):
                 plan.indexes.append(sa.Index(iname, *_prefixed_elements(cols, ix.columns, opts), unique=ix.unique,
-                                             _table=sa_table, **{k: v for k, v in kw.items() if k != "mysql_length"}))
+                                             _table=sa_table, **_dialect_kw(adapter, {k: v for k, v in kw.items()
+                                                                                     if k != "mysql_length"})))
             else:
                 plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
-                                             **kw))
+                                             **_dialect_kw(adapter, kw)))
         else:
             nulls = [f"{n} {' '.join(x.upper().replace('_', ' ') for x in how if x.startswith('nulls_'))}"
                      for n, how in (opts.get("column_sorting") or {}).items()
@@ -375,6 +377,15 @@ def _engine_specific_index(opts: dict[str, Any]) -> str | None:
     if opts.get("mysql_prefix"):
         return str(opts["mysql_prefix"])
     return None
+
+
+def _dialect_kw(adapter: Adapter, kw: dict[str, Any]) -> dict[str, Any]:
+    """Options as the manifest names them (``mysql_…``, whichever of SQLAlchemy's MySQL and
+    MariaDB dialects read them) as the target's dialect takes them: a ``mariadb://`` engine
+    reads only ``mariadb_…`` (and would drop the rest without a word)."""
+    if adapter.dialect.name != "mariadb":
+        return kw
+    return {("mariadb_" + k[len("mysql_"):] if k.startswith("mysql_") else k): v for k, v in kw.items()}
 
 
 def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:

@@ -121,12 +121,19 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
     except NotImplementedError:
         t.comment = None
     try:
-        t.options = {k: v for k, v in (insp.get_table_options(name, schema=schema) or {}).items()
+        t.options = {neutral_key(k): v for k, v in (insp.get_table_options(name, schema=schema) or {}).items()
                      if isinstance(v, (str, int, float, bool))}
     except NotImplementedError:
         t.options = {}
     adapter.refine_table(t, conn)
     return t
+
+
+def neutral_key(k: str) -> str:
+    """A dialect option's name as the manifest keeps it: SQLAlchemy's MariaDB dialect (a
+    ``mariadb://`` URL) names MySQL's options ``mariadb_…``; the manifest always ``mysql_…``,
+    so a backup reads the same whichever URL took it (ddl._dialect_kw turns them back)."""
+    return "mysql_" + k[len("mariadb_"):] if k.startswith("mariadb_") else k
 
 
 def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:
@@ -140,7 +147,8 @@ def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:
             return [plain(x) for x in v]
         return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
 
-    out = {k: plain(v) for k, v in (ix.get("dialect_options") or {}).items() if v not in (None, [], {}, "")}
+    out = {neutral_key(k): plain(v) for k, v in (ix.get("dialect_options") or {}).items()
+           if v not in (None, [], {}, "")}
     if ix.get("column_sorting"):
         out["column_sorting"] = plain(ix["column_sorting"])
     return out or None

@@ -1101,6 +1101,39 @@ def test_mysql_auto_increment_in_a_composite_key_into_sqlite(make_db, tmp_path: 
         e.dispose()
 
 
+def test_mariadb_urls_keep_table_and_index_options(make_db, tmp_path: Path) -> None:
+    """SQLAlchemy's MariaDB dialect (a mariadb:// URL) names MySQL's table and index options
+    mariadb_…: the manifest keeps them as mysql_… either way, and a restore through either URL
+    makes them again (they were dropped without a word)."""
+    def as_mariadb(url: sa.URL) -> sa.URL:
+        return url.set(drivername="mariadb+" + url.drivername.split("+")[1])
+
+    src = _source(make_db, "mysql", "mdbu", [
+        "CREATE TABLE l1 (id int PRIMARY KEY, body text, KEY kb (body(20))) ENGINE=MyISAM "
+        "DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci",
+        "INSERT INTO l1 VALUES (1, 'Åsa'), (2, 'y')",
+    ])
+    dumped = api.dump(_cfg(as_mariadb(src)), tmp_path / "b")
+    table = json.loads((dumped.path / "manifest.json").read_text())["schema"]["tables"][0]
+    assert table["options"]["mysql_engine"] == "MyISAM" and not any(k.startswith("mariadb_") for k in table["options"])
+    assert table["indexes"][0]["options"]["mysql_length"] == {"body": 20}
+    for i, url in enumerate((lambda u: u, as_mariadb)):
+        dst = make_db("mysql", f"mdbud{i}")
+        api.restore(dumped.path, _cfg(url(dst), allow_restore=True), RestoreOptions(allow_restore=True))
+        e = sa.create_engine(dst, poolclass=NullPool)
+        try:
+            with e.connect() as c:
+                assert c.exec_driver_sql("SELECT engine, table_collation FROM information_schema.tables "
+                                         "WHERE table_schema = DATABASE() AND table_name = 'l1'").one() == \
+                    ("MyISAM", "latin1_swedish_ci")
+                assert c.exec_driver_sql("SELECT sub_part FROM information_schema.statistics WHERE table_schema = "
+                                         "DATABASE() AND index_name = 'kb'").scalar() == 20
+                assert c.exec_driver_sql("SELECT body FROM l1 ORDER BY id").scalars().all() == ["Åsa", "y"]
+        finally:
+            e.dispose()
+        assert api.compare(_cfg(src), _cfg(url(dst))).differences == []
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_functions_a_table_calls_are_made_before_it(jobs: int, make_db, tmp_path: Path) -> None:
     """PostgreSQL functions are made before the tables (a default, a check and an index call
