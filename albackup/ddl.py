@@ -44,6 +44,7 @@ class TablePlan:
     identity: bool = False         # the load writes explicit values into an identity column
     deferred: list[AddConstraint] = field(default_factory=list)   # uniques and checks, after the load
     after_create: list[str] = field(default_factory=list)         # right after CREATE TABLE (partitions)
+    partitioned: bool = False      # made again as a partitioned table (PostgreSQL, same engine)
     after_load: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) with the indexes
 
     @property
@@ -255,6 +256,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same and t.partition_by:
         plan.after_create = adapter.partition_sql(t, name, tschema)
+        plan.partitioned = True
     desc = [c for c in t.primary_key if "desc" in (t.primary_key_sorting.get(c) or ())]
     if desc:
         sql = adapter.sorted_primary_key_sql(name, tschema, [(colmap[c], c in desc) for c in t.primary_key]) \

@@ -154,7 +154,7 @@ def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
 
 def _target_model(tp: TablePlan) -> Table:
     cols = [Column(sc.name, cp.target, "") for sc, cp in zip(tp.sa_table.columns, tp.columns)]
-    return Table(tp.name, tp.schema, cols, partition_by=tp.table.partition_by if tp.after_create else None)
+    return Table(tp.name, tp.schema, cols, partition_by=tp.table.partition_by if tp.partitioned else None)
 
 
 def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool,
