@@ -146,15 +146,13 @@ class KeyPages:
             self.lo, self.ready = tuple(last), True
 
     def _unit(self, chunk_no: int, lo: tuple[Any, ...] | None) -> Unit:
-        where, params = "", []
-        if lo is not None:
-            cond, params = self.adapter.key_compare(self.key, ">", lo)
-            where = f" WHERE {cond}"
-        where += self.adapter.page_sql(self.key, self.n)
-        rng = {"key": self.key, "after": None if lo is None else [_jsonable(v) for v in lo], "upto": None}
-        left = max(1, self.estimate - self.n * (chunk_no - 1))
-        return Unit(self.no, self.table, chunk_no, where, tuple(params), rng, min(self.n, left),
-                    parts=max(self.expected, chunk_no), cost=min(self.n, left) * row_cost(self.table), limit=self.n)
+        unit = _range_unit(self.adapter, self.no, self.table, self.key, chunk_no, lo, None, self.n)
+        unit.where += self.adapter.page_sql(self.key, self.n)
+        unit.limit = self.n
+        unit.estimate = min(self.n, max(1, self.estimate - self.n * (chunk_no - 1)))
+        unit.parts = max(self.expected, chunk_no)
+        unit.cost = unit.estimate * row_cost(self.table)
+        return unit
 
 
 class Schedule:
