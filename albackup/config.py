@@ -40,10 +40,13 @@ log = logging.getLogger(__name__)
 COMPRESSIONS = ("zstd", "gzip", "lzma", "none")
 READ_BACKS = ("hash", "count")
 LEVELS = {"zstd": (1, 22), "gzip": (0, 9), "lzma": (0, 9)}
-DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
-           "sqlite": "sqlite", "mssql": "mssql+pyodbc"}
+#: ``driver`` values and their SQLAlchemy driver names; "mysql" and "mariadb" take mysqlclient when
+#: it is installed, else PyMySQL (``mysql_dbapi``); "mysql+pymysql" and the like name one
+DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql", "mariadb": "mariadb",
+           "sqlite": "sqlite", "mssql": "mssql+pyodbc",
+           **{f"{d}+{api}": f"{d}+{api}" for d in ("mysql", "mariadb") for api in ("mysqldb", "pymysql")}}
 URL_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2",
-                       "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+                       "mysql": "mysql", "mariadb": "mariadb"}
 PORT_DRIVERS = {1433: "mssql", 5432: "postgresql", 3306: "mysql"}
 DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
 # new-style key -> the old tool's flat key for the same thing
@@ -68,6 +71,21 @@ _URL_USERINFO = re.compile(r"(://[^:/@]*:).*@")  # greedy: up to the last '@'
 _QUERY_SECRET = re.compile(r"(?i)((?:pwd|password|passwd)(?:=|%3D))(?:(?!%3B|;|&).)*")
 _KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
           dict: "a mapping", type(None): "null"}
+
+
+def mysql_dbapi() -> str:
+    """The MySQL/MariaDB driver of a URL or ``driver`` that names none: mysqlclient ("mysqldb",
+    the C driver: ``pip install 'albackup[mysqlclient]'``) when it can be imported, else PyMySQL.
+    The backup is the same either way."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        return "pymysql"
+    return "mysqldb"
+
+
+def _with_dbapi(drivername: str) -> str:
+    return f"{drivername}+{mysql_dbapi()}" if drivername in ("mysql", "mariadb") else drivername
 
 
 @dataclass(frozen=True)
@@ -542,7 +560,7 @@ def _build_url(driver: str, parts: dict[str, Any], data: dict, where: _Where, ba
     if driver == "mssql":
         odbc = DEFAULT_ODBC_DRIVER if odbc is None else _str(odbc, "odbc_driver", where)
         query = {"driver": odbc, "TrustServerCertificate": "yes"}
-    return URL.create(DRIVERS[driver], username=parts["user"], password=parts["password"],
+    return URL.create(_with_dbapi(DRIVERS[driver]), username=parts["user"], password=parts["password"],
                       host=parts["host"], port=parts["port"], database=parts["database"], query=query)
 
 
@@ -563,7 +581,7 @@ def _parse_url(value: Any, where: _Where, base_dir: Path) -> URL:
         raise where.error("url", f"URL {mask_secrets(value)!r} has '@' in its host; "
                                  "write an '@' in the password as %40")
     if "+" not in url.drivername and url.drivername in URL_DEFAULT_DRIVERS:
-        url = url.set(drivername=URL_DEFAULT_DRIVERS[url.drivername])
+        url = url.set(drivername=_with_dbapi(URL_DEFAULT_DRIVERS[url.drivername]))
     if url.get_backend_name() == "sqlite" and url.database and "uri" not in url.query:
         url = url.set(database=_sqlite_path(url.database, base_dir))
     return url

@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_sample_details() -> None:
     assert pg.schemas == ("public", "billing") and pg.exclude_tables == ("tmp_*", "*_old")
     assert pg.compression_level == 6 and pg.require_consistent and not pg.allow_restore
     my = cfg.database_config(SAMPLES / "mysql.yaml")
-    assert my.url.drivername == "mariadb+pymysql" and my.routines is False
+    assert my.url.drivername == f"mariadb+{cfg.mysql_dbapi()}" and my.routines is False
     assert cfg.database_config(SAMPLES / "restore.yaml").allow_restore is True
     lite = cfg.database_config(SAMPLES / "sqlite.yaml")
     assert lite.name == "inventory"
@@ -140,7 +141,7 @@ def test_legacy_flat_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("port, driver", [
-    (1433, "mssql+pyodbc"), (5432, "postgresql+psycopg2"), (3306, "mysql+pymysql"),
+    (1433, "mssql+pyodbc"), (5432, "postgresql+psycopg2"), (3306, "mysql+"),
     (1500, "mssql+pyodbc"), (None, "mssql+pyodbc"),
 ])
 def test_driver_inferred_from_port(tmp_path: Path, port: int | None, driver: str) -> None:
@@ -148,13 +149,13 @@ def test_driver_inferred_from_port(tmp_path: Path, port: int | None, driver: str
     if port is not None:
         data["db_port"] = port
     path = write(tmp_path, json.dumps(data), "old.json")
-    assert cfg.database_config(path).url.drivername == driver
+    assert cfg.database_config(path).url.drivername == driver + (cfg.mysql_dbapi() if driver == "mysql+" else "")
 
 
 def test_explicit_driver_with_flat_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "driver: mariadb\ndb_server: h\ndb_port: 3307\ndb_name: d\n")
     db = cfg.database_config(path)
-    assert db.url.drivername == "mariadb+pymysql" and db.engine_name == "mysql"
+    assert db.url.drivername == f"mariadb+{cfg.mysql_dbapi()}" and db.engine_name == "mysql"
 
 
 # ---------------------------------------------------------------- url form
@@ -162,14 +163,40 @@ def test_explicit_driver_with_flat_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize("given, drivername", [
     ("postgresql://u@h/d", "postgresql+psycopg2"),
     ("postgres://u@h/d", "postgresql+psycopg2"),
-    ("mysql://u@h/d", "mysql+pymysql"),
-    ("mariadb://u@h/d", "mariadb+pymysql"),
+    ("mysql+pymysql://u@h/d", "mysql+pymysql"),
+    ("mariadb+mysqldb://u@h/d", "mariadb+mysqldb"),
     ("postgresql+psycopg://u@h/d", "postgresql+psycopg"),
     ("mssql+pyodbc://u@h/d?driver=X", "mssql+pyodbc"),
 ])
 def test_url_normalisation(tmp_path: Path, given: str, drivername: str) -> None:
     db = cfg.database_config(write(tmp_path, f"url: '{given}'\n"))
     assert db.url.drivername == drivername and db.name == "d"
+
+
+@pytest.fixture(params=["mysqldb", "pymysql"])
+def mysql_dbapi(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The MySQL driver albackup should pick: mysqlclient where it is installed; PyMySQL where
+    it is not (an import of MySQLdb made to fail, as on a machine without it)."""
+    if request.param == "pymysql":
+        monkeypatch.setitem(sys.modules, "MySQLdb", None)
+    else:
+        pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+    return str(request.param)
+
+
+def test_mysql_urls_and_drivers_take_mysqlclient_when_installed(tmp_path: Path, mysql_dbapi: str) -> None:
+    assert cfg.mysql_dbapi() == mysql_dbapi
+    for given, want in (("mysql://u@h/d", f"mysql+{mysql_dbapi}"), ("mariadb://u@h/d", f"mariadb+{mysql_dbapi}"),
+                        ("mysql+pymysql://u@h/d", "mysql+pymysql"), ("mariadb+mysqldb://u@h/d", "mariadb+mysqldb")):
+        assert cfg.database_config(write(tmp_path, f"url: '{given}'\n")).url.drivername == want, given
+    for keys, want in (("driver: mysql", f"mysql+{mysql_dbapi}"), ("driver: mariadb", f"mariadb+{mysql_dbapi}"),
+                       ("db_port: 3306", f"mysql+{mysql_dbapi}"), ("driver: mariadb+pymysql", "mariadb+pymysql"),
+                       ("driver: mysql+mysqldb", "mysql+mysqldb")):
+        path = write(tmp_path, f"{keys}\nhost: h\nuser: u\ndatabase: d\n")
+        assert cfg.database_config(path).url.drivername == want, keys
+    assert cfg.url_config("mysql://u@h/d").url.drivername == f"mysql+{mysql_dbapi}"
+    with pytest.raises(ConfigError, match=r"driver.*expected one of .*mariadb\+pymysql, got a string 'mysql\+odbc'"):
+        cfg.database_config(write(tmp_path, "driver: mysql+odbc\nhost: h\ndatabase: d\n"))
 
 
 def test_url_config() -> None:
