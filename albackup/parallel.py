@@ -13,11 +13,12 @@ connections alone and ends with ``os._exit``, so no inherited connection is ever
 """
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import time
 from multiprocessing.connection import wait
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -320,6 +321,81 @@ def _interleaved(loads: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
     return out
 
 
+class _BuildSchedule:
+    """The tasks of RestorePool.load_and_build as workers come free (see there): an iterator for
+    ``_dispatch`` (None: nothing to hand out until a running task is done) and its ``done``."""
+
+    def __init__(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool, echo: list[bool],
+                 ddl: dict[int, list[tuple[int, str]]], echo_parts: Callable[[int, list[Any]], list[Any]],
+                 check: Callable[[int, int], str | None], ntables: int) -> None:
+        self.loads = collections.deque(("load", ti, ci, hash_in[ti], normalize, echo[ti])
+                                       for ti, ci, _ in _interleaved(loads))
+        self.chunks_left = collections.Counter(ti for ti, _, _ in loads)
+        self.ddl, self.echo_parts, self.check = ddl, echo_parts, check
+        self.statements: collections.deque[Any] = collections.deque()     # ready: tables loaded
+        self.reads: collections.deque[Any] = collections.deque()          # ready: tables built
+        self.ddl_left: dict[int, int] = {}
+        self.table_of: dict[int, int] = {}
+        self.running = 0
+        self.loaded: dict[int, list[tuple[int, int, str, float, Any]]] = {ti: [] for ti in range(ntables)}
+        self.echoed: dict[int, tuple[int, int]] = {}
+        self.failed: list[tuple[int, str]] = []
+        self.error: str | None = None
+        for ti in range(ntables):
+            if not self.chunks_left[ti]:
+                self._loaded(ti)
+
+    def __iter__(self) -> "_BuildSchedule":
+        return self
+
+    def __next__(self) -> Any:
+        if self.failed or self.error:
+            raise StopIteration
+        for queue in (self.statements, self.loads, self.reads):
+            if queue:
+                self.running += 1
+                return queue.popleft()
+        if self.running:
+            return None
+        raise StopIteration
+
+    def done(self, w: int, m: Any) -> None:
+        from .values import MOD2
+
+        self.running -= 1
+        kind = m[0]
+        if kind == "loaded":
+            ti = m[1]
+            self.loaded[ti].append((m[2], m[3], m[4], m[5], m[6]))
+            self.chunks_left[ti] -= 1
+            if not self.chunks_left[ti]:
+                self._loaded(ti)
+        elif kind == "ddl_failed":
+            self.failed.append((m[1], m[2]))
+        elif kind == "ddl_done":
+            ti = self.table_of[m[1]]
+            self.ddl_left[ti] -= 1
+            if not self.ddl_left[ti]:
+                self._built(ti)
+        elif kind == "echoed":
+            rows, total = self.echoed.get(m[1], (0, 0))
+            self.echoed[m[1]] = (rows + m[2], (total + m[3]) % MOD2)
+
+    def _loaded(self, ti: int) -> None:
+        self.error = self.error or self.check(ti, sum(p[0] for p in self.loaded[ti]))
+        statements = self.ddl.get(ti, [])
+        self.ddl_left[ti] = len(statements)
+        for i, sql in statements:
+            self.table_of[i] = ti
+            self.statements.append(("ddl", i, sql))
+        if not statements:
+            self._built(ti)
+
+    def _built(self, ti: int) -> None:
+        if not self.error:
+            self.reads += [("echo", ti, blocks) for blocks in self.echo_parts(ti, self.loaded[ti])]
+
+
 def _restore_worker(idx: int, pipe: Any) -> None:
     from .restore import _target_model, has_large_values, hash_as_converted, load_chunk, loaded_names, rehash
     from .values import EchoHash, RowHash
@@ -427,15 +503,6 @@ class RestorePool(_Workers):
     def _state(self) -> dict[str, Any]:
         return dict(restorer=self.restorer, plan=self.plan)
 
-    def load(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool,
-             echo: list[bool]) -> dict[int, list[tuple[int, int, str, float, Any]]]:
-        """Load every (table, chunk, estimated work) in parallel, most work first: {table: [(rows
-        loaded, rows hashed, hash of the chunk as converted, seconds, EchoHash state or None)]}."""
-        out: dict[int, list[tuple[int, int, str, float, Any]]] = {ti: [] for ti in range(len(self.plan.tables))}
-        tasks = [("load", ti, ci, hash_in[ti], normalize, echo[ti]) for ti, ci, _ in _interleaved(loads)]
-        self._dispatch(tasks, lambda w, m: out[m[1]].append((m[2], m[3], m[4], m[5], m[6])))
-        return out
-
     def hash_in(self, chunks: list[tuple[int, int]], normalize: bool) -> dict[int, list[tuple[int, str]]]:
         """The backup's (table, chunk)s hashed as converted: {table: [(rows, hash)]}."""
         out: dict[int, list[tuple[int, str]]] = {}
@@ -443,37 +510,26 @@ class RestorePool(_Workers):
                        lambda w, m: out.setdefault(m[1], []).append((m[2], m[3])))
         return out
 
+    def load_and_build(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool,
+                       echo: list[bool], ddl: dict[int, list[tuple[int, str]]],
+                       echo_parts: Callable[[int, list[Any]], list[Any]],
+                       check: Callable[[int, int], str | None]) -> Any:
+        """The chunk files loaded, and each table's indexes and constraints built as soon as its
+        last chunk is in, while the workers load the other tables; then its text read back in
+        parts (``echo_parts(table)``, asked when the table's statements are done) as workers come
+        free. A worker takes a statement before a chunk, and a chunk before a read-back part.
+        ``echo_parts(table, its loads)`` gives the parts (none: the table is not read back so).
+        ``ddl``: {table: [(statement number, SQL)]}; ``check(table, rows loaded)`` is an error
+        message or None once a table's chunks are all in. Returns (loads {table: [(rows loaded,
+        rows hashed, hash as converted, seconds, EchoHash state or None)]}, read-backs {table:
+        (rows, hash of its lines)}, failed statements [(number, why)], the error of ``check``).
+        A failed statement or check hands out nothing more; what runs is let finish."""
+        sched = _BuildSchedule(loads, hash_in, normalize, echo, ddl, echo_parts, check, len(self.plan.tables))
+        self._dispatch(sched, sched.done)
+        return sched.loaded, sched.echoed, sched.failed, sched.error
+
     def _biggest_first(self, tables: list[int]) -> list[int]:
         return sorted(tables, key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
-
-    def ddl(self, statements: list[tuple[str, str, bool]],
-            echo: list[tuple[int, Any]] | None = None) -> dict[int, tuple[int, int]]:
-        """Indexes and constraints, each on its own connection, in parallel, in the order given;
-        then, as workers come free, the ``echo`` parts (table, blocks), each printed back by the
-        server: {table: (rows, hash of its lines)}, the parts of a table added up. (A part waits
-        while its table's ALTER TABLE holds its lock. Every task takes one lock on one table and
-        none upgrades a lock it holds, so no two tasks deadlock.)"""
-        from .errors import RestoreError
-        from .values import MOD2
-
-        failed: list[tuple[int, str]] = []
-        out: dict[int, tuple[int, int]] = {}
-
-        def done(w: int, m: Any) -> None:
-            if m[0] == "ddl_failed":
-                failed.append((m[1], m[2]))
-            elif m[0] == "echoed":
-                rows, total = out.get(m[1], (0, 0))
-                out[m[1]] = (rows + m[2], (total + m[3]) % MOD2)
-
-        self._dispatch([("ddl", i, sql) for i, (_, sql, _) in enumerate(statements)]
-                       + [("echo", ti, blocks) for ti, blocks in echo or ()], done)
-        if failed:
-            i, why = min(failed)
-            what, _, is_check = statements[i]
-            raise RestoreError(f"{what} could not be created: {why}"
-                               + (" (use --skip-checks to restore without it)" if is_check else ""))
-        return out
 
     def rehash(self, normalize: bool, tables: list[int]) -> dict[int, tuple[int, str]]:
         out: dict[int, tuple[int, str]] = {}

@@ -425,9 +425,10 @@ class Restorer:
 
     def _execute_parallel(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
         """-j N: tables created (and committed) first, then chunk files loaded by N workers in
-        parallel, indexes and constraints built in parallel, foreign keys added and validated,
-        identities reset, and every table read back and rehashed in parallel. Not one
-        transaction: a failure drops every table this restore created (as on MySQL)."""
+        parallel, each table's indexes and constraints built as soon as its chunks are in (beside
+        the loads of the others), foreign keys added and validated, identities reset, and every
+        table read back and rehashed in parallel. Not one transaction: a failure drops every
+        table this restore created (as on MySQL)."""
         from .parallel import RestorePool
 
         a = self.adapter
@@ -447,17 +448,53 @@ class Restorer:
                      for ci, c in enumerate(self.backup.tables[tp.table.key]["chunks"])]
             echo_in = [self.echo_for(tp) for tp in plan.tables]
             hash_in = [self.hashes_in(tp, normalize) for tp in plan.tables]
-            t_load = time.monotonic()
-            loaded = pool.load(loads, hash_in, normalize, echo_in)
-            log.debug("restore: %d chunk files loaded in %.1fs", len(loads), time.monotonic() - t_load)
+            # Each table's indexes and constraints as soon as its chunks are in, beside the other
+            # tables' loads; then its text read back in parts, by the workers as they come free.
+            # Nothing of it changes a row. (Statements are numbered biggest table first: the
+            # first failed one in that order is the one reported.)
+            ddl: dict[int, list[tuple[int, str]]] = {}
+            labels: list[tuple[str, bool]] = []
+            by_size = sorted(range(len(plan.tables)), key=lambda ti: -self.backup.rows(plan.tables[ti].table.key))
+            for ti in by_size:
+                tp = plan.tables[ti]
+                statements = [(f"table {tp.table.key}: {constraint_label(add.element)}",
+                               str(add.compile(dialect=a.dialect)), isinstance(add.element, sa.CheckConstraint))
+                              for add in tp.deferred]
+                statements += [(f"table {tp.table.key}: index {ix.name}", str(CreateIndex(ix).compile(dialect=a.dialect)),
+                                False) for ix in tp.indexes]
+                statements += [(label, sql, False) for label, sql in tp.after_load]
+                ddl[ti] = [(len(labels) + i, sql) for i, (_, sql, _) in enumerate(statements)]
+                labels += [(label, is_check) for label, _, is_check in statements]
+
+            def check(ti: int, n: int) -> str | None:
+                want = self.backup.rows(plan.tables[ti].table.key)
+                return None if n == want else f"table {plan.tables[ti].table.key}: loaded {n} rows, the backup holds {want}"
+
+            with self.engine.connect() as conn:
+                def echo_parts(ti: int, parts: list[Any]) -> list[Any]:
+                    if not echo_in[ti] or not all(EchoHash.of(p[4]).valid for p in parts):
+                        return []
+                    conn.rollback()
+                    return list(a.echo_parts(conn, _target_model(plan.tables[ti])))
+
+                t_load = time.monotonic()
+                loaded, got_echo, failed, wrong = pool.load_and_build(loads, hash_in, normalize, echo_in, ddl,
+                                                                      echo_parts, check)
+                conn.rollback()
+            log.debug("restore: %d chunk files loaded, %d indexes and constraints built, %d tables read back "
+                      "as text, in %.1fs", len(loads), len(labels), len(got_echo), time.monotonic() - t_load)
+            if wrong:
+                raise RestoreError(wrong)
+            if failed:
+                i, why = min(failed)
+                what, is_check = labels[i]
+                raise RestoreError(f"{what} could not be created: {why}"
+                                   + (" (use --skip-checks to restore without it)" if is_check else ""))
             expected: dict[str, tuple[int, str]] = {}
             for ti, tp in enumerate(plan.tables):
                 key = tp.table.key
                 parts = loaded[ti]
                 n = sum(p[0] for p in parts)
-                want = self.backup.rows(key)
-                if n != want:
-                    raise RestoreError(f"table {key}: loaded {n} rows, the backup holds {want}")
                 if echo_in[ti]:
                     echo = EchoHash()
                     for p in parts:
@@ -469,31 +506,6 @@ class Restorer:
                     expected[key] = (n, combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]]))
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
                                    "seconds": round(sum(p[3] for p in parts), 3)})
-            # Indexes and constraints, biggest table first; then the text read-backs, in parts,
-            # smallest table first, taken by the workers as they come free (a part of a table
-            # whose ALTER TABLE still runs waits for it): the read-back fills the time the
-            # biggest index build leaves the other workers. Nothing of it changes a row.
-            ddl = []
-            by_size = sorted(range(len(plan.tables)), key=lambda ti: -self.backup.rows(plan.tables[ti].table.key))
-            for tp in (plan.tables[ti] for ti in by_size):
-                for add in tp.deferred:
-                    c = add.element
-                    ddl.append((f"table {tp.table.key}: {constraint_label(c)}", str(add.compile(dialect=a.dialect)),
-                                isinstance(c, sa.CheckConstraint)))
-                for ix in tp.indexes:
-                    ddl.append((f"table {tp.table.key}: index {ix.name}",
-                                str(CreateIndex(ix).compile(dialect=a.dialect)), False))
-                ddl += [(label, sql, False) for label, sql in tp.after_load]
-            echo_parts: list[tuple[int, Any]] = []
-            with self.engine.connect() as conn:
-                for ti in reversed(by_size):
-                    e = self.echoes.get(plan.tables[ti].table.key)
-                    if e is not None and e.valid:
-                        echo_parts += [(ti, b) for b in a.echo_parts(conn, _target_model(plan.tables[ti]))]
-            t_ddl = time.monotonic()
-            got_echo = pool.ddl(ddl, echo_parts)
-            log.debug("restore: %d indexes and constraints built, %d parts read back as text, in %.1fs",
-                      len(ddl), len(echo_parts), time.monotonic() - t_ddl)
             t_fin = time.monotonic()
             with self.engine.connect() as conn:
                 with conn.begin():

@@ -3,6 +3,7 @@ that share one snapshot while another connection writes; values compared, never 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import threading
 import time
@@ -697,8 +698,12 @@ def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db
     assert read_all(dst, "other", "a, b, w") == sorted(((i % 3, i, f"w{i}") for i in other), key=repr)
 
 
+_STARTED = multiprocessing.get_context("fork").Event()
+
+
 def _ready_then_quit(idx: int, pipe: Any) -> None:
     pipe.send(("ready", idx, {}))
+    _STARTED.wait(30)      # quits once the parent has seen it ready (not while it starts the pool)
     pipe.close()
 
 
@@ -713,7 +718,9 @@ def test_a_task_for_a_worker_that_is_gone_fails_with_the_workers_end() -> None:
         target = staticmethod(_ready_then_quit)
 
     pool = Quitter(Reporter())
+    _STARTED.clear()
     pool.start(1)
+    _STARTED.set()
     pool.procs[0].join(10)
     assert pool.procs[0].exitcode == 0
     try:
@@ -745,3 +752,60 @@ def test_a_worker_that_dies_with_a_task_unread_fails_with_its_end() -> None:
             pool._dispatch([("unit", 0, "x" * 100_000)] * 3, lambda w, m: None)
     finally:
         pool.close()
+
+
+def test_restore_schedule_builds_a_table_as_soon_as_its_chunks_are_in() -> None:
+    """-j restore: a table's statements are handed out as soon as its last chunk is in, before
+    the other tables' chunks; its text read-back parts after its statements are done, after the
+    chunks still waiting; a worker waits (None) while only running tasks can bring more work;
+    a failed statement or a wrong row count hands out nothing more."""
+    from albackup.parallel import _BuildSchedule
+
+    def schedule(check: Any = lambda ti, n: None) -> _BuildSchedule:
+        # table 0: 3 chunks, one statement; table 1: 1 chunk, two statements; table 2: no chunk
+        loads = [(0, 0, 300), (0, 1, 300), (0, 2, 300), (1, 0, 100)]
+        ddl = {0: [(0, "CREATE INDEX a")], 1: [(1, "CREATE INDEX b1"), (2, "CREATE INDEX b2")], 2: []}
+        return _BuildSchedule(loads, [False] * 3, False, [True] * 3, ddl,
+                              lambda ti, parts: [f"part{ti}.{k}" for k in range(2)], check, 3)
+
+    s = schedule()
+    # table 2 holds no rows: built (nothing to build) and read back at once, after the rest
+    first, second = next(s), next(s)
+    assert first[:3] == ("load", 0, 0) and second[:3] == ("load", 1, 0)
+    s.done(1, ("loaded", 1, 10, 10, "", 0.1, None))           # table 1 is in
+    assert next(s) == ("ddl", 1, "CREATE INDEX b1")           # before table 0's next chunk
+    assert next(s) == ("ddl", 2, "CREATE INDEX b2")
+    assert next(s)[:3] == ("load", 0, 1)
+    s.done(0, ("ddl_done", 1))
+    s.done(0, ("ddl_done", 2))                                # table 1 built: its parts queue
+    assert next(s)[:3] == ("load", 0, 2)                      # ... behind the waiting chunk
+    assert next(s) == ("echo", 2, "part2.0") and next(s) == ("echo", 2, "part2.1")
+    assert next(s) == ("echo", 1, "part1.0") and next(s) == ("echo", 1, "part1.1")
+    assert next(s) is None                                    # table 0's chunks still run
+    for ci in range(3):
+        s.done(0, ("loaded", 0, 5, 5, "", 0.1, None))
+    assert next(s) == ("ddl", 0, "CREATE INDEX a")
+    assert next(s) is None
+    s.done(0, ("ddl_done", 0))
+    assert [next(s), next(s)] == [("echo", 0, "part0.0"), ("echo", 0, "part0.1")]
+    for _ in range(6):
+        s.done(0, ("echoed", 0, 1, 1))
+    with pytest.raises(StopIteration):
+        next(s)
+    assert sum(p[0] for p in s.loaded[0]) == 15 and s.echoed[0] == (6, 6)
+
+    s = schedule()
+    next(s), next(s)
+    s.done(1, ("loaded", 1, 10, 10, "", 0.1, None))
+    next(s)
+    s.done(1, ("ddl_failed", 1, "duplicate key"))
+    with pytest.raises(StopIteration):
+        next(s)
+    assert s.failed == [(1, "duplicate key")]
+
+    s = schedule(lambda ti, n: f"table {ti}: loaded {n}" if ti == 1 else None)
+    next(s), next(s)
+    s.done(1, ("loaded", 1, 9, 9, "", 0.1, None))
+    with pytest.raises(StopIteration):
+        next(s)
+    assert s.error == "table 1: loaded 9"
