@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 
@@ -41,7 +41,8 @@ def _action(a: str | None) -> str:
     return (a or "NO ACTION").upper().replace("RESTRICT", "NO ACTION")
 
 
-def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool = False) -> list[str]:
+def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool = False,
+                   kept_options: Iterable[str] = ()) -> list[str]:
     out: list[str] = []
     bt = {t.key: t for t in b.tables}
     for t in a.tables:
@@ -74,7 +75,7 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                 return x.partition_by, sorted((p["name"], p["bound"], p.get("partition_by"))
                                               for p in x.partition_tree)
 
-            kept = ("mysql_engine", "mysql_default charset", "mysql_collate")
+            kept = sorted(kept_options)       # the table options a restore makes again
             if {k: t.options.get(k) for k in kept} != {k: u.options.get(k) for k in kept}:
                 what = [f"{k}={t.options.get(k)}" for k in kept if t.options.get(k) != u.options.get(k)]
                 out.append(f"table {t.key}: table options differ ({', '.join(what)})")
@@ -144,6 +145,7 @@ def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_
         a = reflect_schema(sc, src_adapter, schemas, include, exclude, kinds=set())
         b = reflect_schema(dc, dst_adapter, schemas, include, exclude, kinds=set())
         res.differences += compare_schema(a, b, exact_types=src_adapter.name == dst_adapter.name,
+                                          kept_options=src_adapter.kept_table_options,
                                           ignore_extra=ignore_extra)
         bt = {t.key: t for t in b.tables}
         for t in a.tables:

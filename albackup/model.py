@@ -129,6 +129,18 @@ class Check:
     not_valid: bool = False      # PostgreSQL NOT VALID: rows from before it may not satisfy it
 
 
+def neutral_key(k: str) -> str:
+    """A dialect option's name as the manifest keeps it: SQLAlchemy's MariaDB dialect (a
+    ``mariadb://`` URL) names MySQL's options ``mariadb_…``; the manifest always ``mysql_…``,
+    so a backup reads the same whichever URL took it (ddl._dialect_kw turns them back). Backups
+    taken through a ``mariadb://`` URL before the manifest said ``mysql_…`` are read so too."""
+    return "mysql_" + k[len("mariadb_"):] if k.startswith("mariadb_") else k
+
+
+def _neutral(options: dict[str, Any] | None) -> dict[str, Any]:
+    return {neutral_key(k): v for k, v in (options or {}).items()}
+
+
 @dataclass
 class Index:
     name: str | None
@@ -220,7 +232,8 @@ class Table:
             foreign_keys=[ForeignKey(**f) for f in d.get("foreign_keys") or []],
             uniques=[Unique(**u) for u in d.get("uniques") or []],
             checks=[Check(**c) for c in d.get("checks") or []],
-            indexes=[Index(**i) for i in d.get("indexes") or []],
+            indexes=[Index(**{**i, "options": _neutral(i["options"]) if i.get("options") else i.get("options")})
+                     for i in d.get("indexes") or []],
             comment=d.get("comment"),
             partitions=list(d.get("partitions") or []),
             partition_by=d.get("partition_by"),
@@ -228,7 +241,7 @@ class Table:
             partition_clause=d.get("partition_clause"),
             native_constraints=list(d.get("native_constraints") or []),
             inherited=bool(d.get("inherited")),
-            options=dict(d.get("options") or {}),
+            options=_neutral(d.get("options")),
             primary_key_sorting=dict(d.get("primary_key_sorting") or {}),
         )
 

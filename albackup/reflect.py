@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .engines.base import Adapter
-from .model import Check, Column, ForeignKey, Index, Schema, Table, Unique
+from .model import Check, Column, ForeignKey, Index, Schema, Table, Unique, neutral_key
 from .types import logical_from_sqlalchemy
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,6 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         t.options = {}
     adapter.refine_table(t, conn)
     return t
-
-
-def neutral_key(k: str) -> str:
-    """A dialect option's name as the manifest keeps it: SQLAlchemy's MariaDB dialect (a
-    ``mariadb://`` URL) names MySQL's options ``mariadb_…``; the manifest always ``mysql_…``,
-    so a backup reads the same whichever URL took it (ddl._dialect_kw turns them back)."""
-    return "mysql_" + k[len("mariadb_"):] if k.startswith("mariadb_") else k
 
 
 def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:

@@ -1133,6 +1133,47 @@ def test_mariadb_urls_keep_table_and_index_options(make_db, tmp_path: Path) -> N
             e.dispose()
         assert api.compare(_cfg(src), _cfg(url(dst))).differences == []
 
+    # A backup taken through a mariadb:// URL before the manifest said mysql_… holds the
+    # dialect's own names: its options are restored too (they were ignored).
+    m = dumped.path / "manifest.json"
+    m.write_text(m.read_text().replace('"mysql_', '"mariadb_'))
+    old = json.loads(m.read_text())["schema"]["tables"][0]
+    assert old["options"]["mariadb_engine"] == "MyISAM" and old["indexes"][0]["options"]["mariadb_length"]
+    dst = make_db("mysql", "mdbuold")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT engine, table_collation FROM information_schema.tables "
+                                     "WHERE table_schema = DATABASE() AND table_name = 'l1'").one() == \
+                ("MyISAM", "latin1_swedish_ci")
+            assert c.exec_driver_sql("SELECT sub_part FROM information_schema.statistics WHERE table_schema = "
+                                     "DATABASE() AND index_name = 'kb'").scalar() == 20
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+def test_compare_sees_every_table_option_a_restore_keeps(make_db, tmp_path: Path) -> None:
+    """MySQL/MariaDB: compare checks the table options a restore makes again (engine, charset,
+    collation, row format), so a row format restored is checked and one lost is reported."""
+    src = _source(make_db, "mysql", "rowf", [
+        "CREATE TABLE r (id int PRIMARY KEY, v varchar(10)) ROW_FORMAT=REDUNDANT",
+        "INSERT INTO r VALUES (1, 'x')",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "rowfd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.begin() as c:
+            c.exec_driver_sql("ALTER TABLE r ROW_FORMAT=DYNAMIC")
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == [
+        "table r: table options differ (mysql_row_format=REDUNDANT)"]
+
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_functions_a_table_calls_are_made_before_it(jobs: int, make_db, tmp_path: Path) -> None:
