@@ -75,6 +75,11 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                 return x.partition_by, sorted((p["name"], p["bound"], p.get("partition_by"))
                                               for p in x.partition_tree)
 
+            def own(x: Table) -> list[tuple[Any, ...]]:
+                return sorted((p["name"], kind, o["name"], o["sql"], bool(o.get("unique")))
+                              for p in x.partition_tree for kind in ("constraints", "indexes")
+                              for o in p.get(kind) or ())
+
             kept = sorted(kept_options)       # the table options a restore makes again
             if {k: t.options.get(k) for k in kept} != {k: u.options.get(k) for k in kept}:
                 what = [f"{k}={t.options.get(k)}" for k in kept if t.options.get(k) != u.options.get(k)]
@@ -85,6 +90,10 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                 out.append(f"table {t.key}: partitioning differs ({t.partition_by or 'none'} with "
                            f"{len(t.partition_tree)} partitions ≠ {u.partition_by or 'none'} with "
                            f"{len(u.partition_tree)})")
+            if parts(t) == parts(u) and own(t) != own(u):
+                diff = sorted(set(own(t)) ^ set(own(u)))
+                out.append(f"table {t.key}: the partitions' own indexes and constraints differ "
+                           f"({', '.join(f'{d[2]} on {d[0]}' for d in diff[:3])})")
             if _squeezed(t.partition_clause) != _squeezed(u.partition_clause):
                 ha, hb = (partition_head(x.partition_clause) if x.partition_clause else "none" for x in (t, u))
                 out.append(f"table {t.key}: partitioning differs ({ha} ≠ {hb})" if ha != hb else

@@ -178,6 +178,15 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         notes.append(f"partitioned in the source ({len(t.partitions)} partitions: "
                      f"{', '.join(t.partitions[:5])}{' …' if len(t.partitions) > 5 else ''}): "
                      "restored as one table holding all their rows")
+    own = [(p["name"], kind, x) for p in t.partition_tree for kind in ("constraints", "indexes")
+           for x in p.get(kind) or ()]
+    if own and not (same and t.partition_by):
+        notes.append(f"the partitions' own indexes and constraints ({len(own)}: "
+                     f"{', '.join(x[2]['name'] + ' on ' + x[0] for x in own[:5])}{' …' if len(own) > 5 else ''}) "
+                     "are not kept")
+    elif own:
+        notes += [f"index {x['name']} on partition {pname}: its definition could not be read; not restored"
+                  for pname, kind, x in own if kind == "indexes" and not x.get("sql")]
     if name != t.name:
         notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
     kc = _key_chars(t, adapter)

@@ -310,6 +310,39 @@ class PostgreSQLAdapter(Adapter):
                     WHERE t.level > 0 ORDER BY t.level, c.relname""", {"o": oid}):
             table.partition_tree.append({"name": name, "schema": None if schema == default else schema,
                                          "parent": key(pschema, pname), "bound": bound, "partition_by": sub})
+        # What a partition has of its own (made on it alone, not through the partitioned table):
+        # indexes not attached to one of the parent's and not a constraint's, as their definition
+        # after the table (``USING btree (b) WHERE …``); and constraints it does not inherit.
+        own: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for name, schema, kind, oname, unique, sql in conn.exec_driver_sql(
+                """SELECT c.relname, n.nspname, 'indexes', i.relname, x.indisunique,
+                          CASE WHEN left(d.def, length(d.p1)) = d.p1 THEN substr(d.def, length(d.p1) + 1)
+                               WHEN left(d.def, length(d.p2)) = d.p2 THEN substr(d.def, length(d.p2) + 1) END
+                     FROM pg_partition_tree(%(o)s) t
+                     JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid,
+                          LATERAL (SELECT pg_get_indexdef(x.indexrelid) AS def,
+                                          format('CREATE %%sINDEX %%I ON %%I.%%I ', CASE WHEN x.indisunique
+                                                 THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname) AS p1,
+                                          format('CREATE %%sINDEX %%I ON ONLY %%I.%%I ', CASE WHEN x.indisunique
+                                                 THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname) AS p2) d
+                    WHERE t.level > 0
+                      AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid)
+                      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid
+                                                                      AND k.conrelid = c.oid)
+                   UNION ALL
+                   SELECT c.relname, n.nspname, 'constraints', k.conname, NULL, pg_get_constraintdef(k.oid)
+                     FROM pg_partition_tree(%(o)s) t
+                     JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_constraint k ON k.conrelid = c.oid
+                    WHERE t.level > 0 AND k.contype IN ('p', 'u', 'c', 'x') AND k.coninhcount = 0
+                    ORDER BY 3, 4""", {"o": oid}):
+            entry: dict[str, Any] = {"name": oname, "sql": sql}
+            if kind == "indexes":
+                entry["unique"] = bool(unique)
+            own.setdefault(key(schema, name), {}).setdefault(kind, []).append(entry)
+        for p in table.partition_tree:
+            p.update(own.get(key(p["schema"] or default, p["name"]), {}))
 
     def table_options(self, table: Table) -> dict[str, Any]:
         return {"postgresql_partition_by": table.partition_by} if table.partition_by else {}
@@ -324,6 +357,12 @@ class PostgreSQLAdapter(Adapter):
             where[f"{p['schema']}.{p['name']}" if p["schema"] else p["name"]] = mine
             out.append(f"CREATE TABLE {mine} PARTITION OF {where[p['parent']]} {self.literal_sql(p['bound'])}"
                        + (f" PARTITION BY {self.literal_sql(p['partition_by'])}" if p.get("partition_by") else ""))
+            # its own constraints and indexes, before the load (so the partitioned table's
+            # indexes, built after it, name theirs around them as the source's did)
+            out += [f"ALTER TABLE {mine} ADD CONSTRAINT {self.q(c['name'])} {self.literal_sql(c['sql'])}"
+                    for c in p.get("constraints") or ()]
+            out += [f"CREATE {'UNIQUE ' if ix.get('unique') else ''}INDEX {self.q(ix['name'])} ON {mine} "
+                    f"{self.literal_sql(ix['sql'])}" for ix in p.get("indexes") or () if ix.get("sql")]
         return out
 
     def _partition_sum(self, conn: Connection, table: Table, per_relation: str) -> Any:
