@@ -344,6 +344,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             if nulls:
                 notes.append(f"index {ix.name}: {', '.join(nulls)} is not kept (the target orders NULLs its "
                              "own way)")
+            for n, coll in (opts.get("column_collation") or {}).items():
+                notes.append(f"index {ix.name}: {n} COLLATE {coll} is not kept (collations are the engine's own)")
             plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
                                          unique=ix.unique))
     for c in plan.uniques + plan.checks:
@@ -404,7 +406,7 @@ def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     as SQL text; a tablespace left out (the target may have none of that name)."""
     out: dict[str, Any] = {}
     for k, v in opts.items():
-        if k == "column_sorting" or k.endswith("_tablespace"):
+        if k in ("column_sorting", "column_collation") or k.endswith("_tablespace"):
             continue
         out[k] = sa.literal_column(v) if k.endswith("_where") else v
     return out
@@ -415,9 +417,12 @@ def _sorted_elements(elements: list[Any], names: list[str], opts: dict[str, Any]
     """Each index element with its reflected sort order (DESC, NULLS FIRST/LAST); ``portable``
     (another engine): DESC only, which every target takes."""
     sorting = opts.get("column_sorting") or {}
+    collation = {} if portable else opts.get("column_collation") or {}
     kept = ("desc",) if portable else ("desc", "asc", "nulls_first", "nulls_last")
     out = []
     for el, n in zip(elements, names):
+        if n in collation:               # SQLite: the index's own COLLATE (same engine)
+            el = sa.collate(el, collation[n])
         for how in sorting.get(n) or ():
             if how in kept:
                 el = getattr(el, how)()

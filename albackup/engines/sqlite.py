@@ -66,14 +66,29 @@ class SQLiteAdapter(Adapter):
         qt = self.q(table.name)
         have = {tuple(u.columns) for u in table.uniques}
         indexed = {i.name for i in table.indexes}
+        # a column's COLLATE, which no pragma reports, from the statement that made the table
+        made = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                    (table.name,)).scalar()
+        collations = column_collations(made or "")
+        for c in table.columns:
+            if c.name in collations:
+                coll = collations[c.name]
+                c.original_type = (f"{c.original_type} COLLATE "
+                                   + (coll if coll.isidentifier() else '"' + coll.replace('"', '""') + '"'))
         desc: dict[str, dict[str, list[str]]] = {}
-        for iname, col in conn.exec_driver_sql(
-                "SELECT l.name, x.name FROM pragma_index_list(?) l, pragma_index_xinfo(l.name) x "
-                "WHERE x.key AND x.desc AND x.cid >= 0 ORDER BY l.name, x.seqno", (table.name,)):
-            desc.setdefault(iname, {})[col] = ["desc"]
+        coll_of: dict[str, dict[str, str]] = {}
+        for iname, col, is_desc, coll in conn.exec_driver_sql(
+                "SELECT l.name, x.name, x.desc, x.coll FROM pragma_index_list(?) l, pragma_index_xinfo(l.name) x "
+                "WHERE x.key AND x.cid >= 0 ORDER BY l.name, x.seqno", (table.name,)):
+            if is_desc:
+                desc.setdefault(iname, {})[col] = ["desc"]
+            if coll and coll.upper() != collations.get(col, "BINARY").upper():
+                coll_of.setdefault(iname, {})[col] = coll      # COLLATE on the index column itself
         for ix in table.indexes:
             if ix.name in desc and not ix.expressions:
                 ix.options = {**(ix.options or {}), "column_sorting": desc[ix.name]}
+            if ix.name in coll_of and not ix.expressions:
+                ix.options = {**(ix.options or {}), "column_collation": coll_of[ix.name]}
         for row in conn.exec_driver_sql(f"PRAGMA index_list({qt})").fetchall():
             name, unique, origin = row[1], row[2], row[3]
             if unique and origin == "u":
@@ -334,3 +349,78 @@ def index_parts(sql: str) -> tuple[str, str | None] | None:
                 return None
         i += 1
     return None
+
+
+def _tokens(sql: str) -> list[str]:
+    """SQLite SQL as tokens: quoted names and strings whole ("…", `…`, […], '…'), words,
+    numbers, and single punctuation characters; comments and blanks dropped."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch.isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif ch in "'\"`[":
+            close = "]" if ch == "[" else ch
+            j = i + 1
+            while j < n:
+                if sql[j] == close:
+                    if close != "]" and j + 1 < n and sql[j + 1] == close:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i:j + 1])
+            i = j + 1
+        elif ch.isalnum() or ch == "_" or ord(ch) > 127:
+            j = i
+            while j < n and (sql[j].isalnum() or sql[j] in "_$" or ord(sql[j]) > 127):
+                j += 1
+            out.append(sql[i:j])
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return out
+
+
+def _unquote(token: str) -> str:
+    if token[:1] in "\"`'" and len(token) >= 2:
+        return token[1:-1].replace(token[0] * 2, token[0])
+    if token[:1] == "[":
+        return token[1:-1]
+    return token
+
+
+def column_collations(sql: str) -> dict[str, str]:
+    """``{column: collation}`` for the columns of a ``CREATE TABLE`` statement that name one
+    other than BINARY (``name TEXT COLLATE NOCASE``), which SQLite's pragmas do not report."""
+    toks = _tokens(sql)
+    try:
+        start = toks.index("(")
+    except ValueError:
+        return {}                       # CREATE TABLE … AS SELECT
+    out: dict[str, str] = {}
+    depth, part = 0, []
+    for tok in toks[start + 1:]:
+        if tok == "(":
+            depth += 1
+        elif tok == ")" and depth:
+            depth -= 1
+        elif depth == 0 and tok in (",", ")"):
+            if part and part[0].upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"):
+                for k in range(1, len(part) - 1):
+                    if part[k].upper() == "COLLATE" and _unquote(part[k + 1]).upper() != "BINARY":
+                        out[_unquote(part[0])] = _unquote(part[k + 1])
+            if tok == ")":
+                break                   # the end of the column list
+            part = []
+        elif depth == 0:
+            part.append(tok)
+    return out
