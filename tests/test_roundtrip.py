@@ -826,6 +826,43 @@ def test_sqlite_column_and_index_collations_are_kept(dst_kind: str, make_db, tmp
         e.dispose()
 
 
+def test_sqlite_without_rowid_and_strict_tables_stay_so(make_db, tmp_path: Path) -> None:
+    """SQLite: WITHOUT ROWID and STRICT are table options no pragma reports: read from the
+    CREATE TABLE and made again; an INTEGER PRIMARY KEY of a table without rowid is given no
+    values (it is no rowid alias); compare sees a table that lost them."""
+    src = _source(make_db, "sqlite", "rowid", [
+        "CREATE TABLE w (k INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID",
+        "CREATE TABLE s (id INTEGER PRIMARY KEY, v TEXT, n INTEGER) STRICT",
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT) STRICT, WITHOUT ROWID",
+        "INSERT INTO w VALUES (5, 'a')", "INSERT INTO s VALUES (1, 'x', 3)", "INSERT INTO b VALUES (2, 'y')",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    schema = api.open_backup(dumped.path).schema
+    assert schema.table("w").options == {"sqlite_with_rowid": False}
+    assert schema.table("s").options == {"sqlite_strict": True} and schema.table("s").columns[0].autoincrement
+    assert schema.table("b").options == {"sqlite_strict": True, "sqlite_with_rowid": False}
+    assert not schema.table("w").columns[0].autoincrement
+    dst = make_db("sqlite", "rowidd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            made = dict(c.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+            assert made["w"].rstrip().endswith("WITHOUT ROWID") and made["s"].rstrip().endswith("STRICT")
+            with pytest.raises(sa.exc.IntegrityError, match="cannot store TEXT value in INTEGER column"):
+                c.exec_driver_sql("INSERT INTO s VALUES (2, 'z', 'not a number')")
+            with pytest.raises(sa.exc.IntegrityError, match="NOT NULL"):
+                c.exec_driver_sql("INSERT INTO w (v) VALUES ('no key')")    # no rowid to give it one
+        assert api.compare(_cfg(src), _cfg(dst)).differences == []
+        with e.begin() as c:
+            c.exec_driver_sql("DROP TABLE s")
+            c.exec_driver_sql("CREATE TABLE s (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
+            c.exec_driver_sql("INSERT INTO s VALUES (1, 'x', 3)")
+        assert api.compare(_cfg(src), _cfg(dst)).differences == ["table s: table options differ (sqlite_strict=True)"]
+    finally:
+        e.dispose()
+
+
 def test_compare_sees_a_foreign_key_that_lost_deferrable_on_the_same_engine() -> None:
     from albackup.compare import compare_schema
     from albackup.model import Column, ForeignKey, LogicalType, Schema, Table

@@ -70,6 +70,9 @@ class SQLiteAdapter(Adapter):
         made = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                                     (table.name,)).scalar()
         collations = column_collations(made or "")
+        if table.options.get("sqlite_with_rowid") is False:      # SQLAlchemy reflects it
+            for c in table.columns:      # no rowid: an INTEGER PRIMARY KEY is not given values
+                c.autoincrement = False
         for c in table.columns:
             if c.name in collations:
                 coll = collations[c.name]
@@ -223,6 +226,9 @@ class SQLiteAdapter(Adapter):
         os.close(fd)
         os.unlink(path)
         return url.set(database=path), lambda: Path(path).unlink(missing_ok=True)
+
+    #: WITHOUT ROWID and STRICT (SQLAlchemy reflects them), made again into SQLite
+    kept_table_options = frozenset({"sqlite_with_rowid", "sqlite_strict"})
 
     def table_options(self, table: Table) -> dict[str, Any]:
         if any((c.identity or {}).get("sqlite_autoincrement") for c in table.columns):
@@ -398,29 +404,38 @@ def _unquote(token: str) -> str:
     return token
 
 
-def column_collations(sql: str) -> dict[str, str]:
-    """``{column: collation}`` for the columns of a ``CREATE TABLE`` statement that name one
-    other than BINARY (``name TEXT COLLATE NOCASE``), which SQLite's pragmas do not report."""
+def _definitions(sql: str) -> tuple[list[list[str]], list[str]]:
+    """A ``CREATE TABLE`` statement's column and constraint definitions (each as its tokens
+    outside parentheses) and the tokens after the list (the table options)."""
     toks = _tokens(sql)
     try:
         start = toks.index("(")
     except ValueError:
-        return {}                       # CREATE TABLE … AS SELECT
-    out: dict[str, str] = {}
+        return [], []                   # CREATE TABLE … AS SELECT
+    parts: list[list[str]] = []
     depth, part = 0, []
-    for tok in toks[start + 1:]:
+    for i, tok in enumerate(toks[start + 1:], start + 1):
         if tok == "(":
             depth += 1
         elif tok == ")" and depth:
             depth -= 1
         elif depth == 0 and tok in (",", ")"):
-            if part and part[0].upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"):
-                for k in range(1, len(part) - 1):
-                    if part[k].upper() == "COLLATE" and _unquote(part[k + 1]).upper() != "BINARY":
-                        out[_unquote(part[0])] = _unquote(part[k + 1])
-            if tok == ")":
-                break                   # the end of the column list
+            parts.append(part)
             part = []
+            if tok == ")":
+                return parts, toks[i + 1:]
         elif depth == 0:
             part.append(tok)
+    return parts, []
+
+
+def column_collations(sql: str) -> dict[str, str]:
+    """``{column: collation}`` for the columns of a ``CREATE TABLE`` statement that name one
+    other than BINARY (``name TEXT COLLATE NOCASE``), which SQLite's pragmas do not report."""
+    out: dict[str, str] = {}
+    for part in _definitions(sql)[0]:
+        if part and part[0].upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"):
+            for k in range(1, len(part) - 1):
+                if part[k].upper() == "COLLATE" and _unquote(part[k + 1]).upper() != "BINARY":
+                    out[_unquote(part[0])] = _unquote(part[k + 1])
     return out
