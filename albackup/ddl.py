@@ -259,12 +259,15 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
     kwargs.update(adapter.table_options(t))
     if same:
-        kwargs.update(_dialect_kw(adapter, {k: v for k, v in t.options.items() if k in adapter.kept_table_options}))
+        kwargs.update(_dialect_kw(adapter, {k: v for k, v in t.options.items() if k in adapter.kept_table_options
+                                            and k not in adapter.table_options_by_sql}))
     notes += _partition_clause_notes(t, adapter, same, kwargs)
     sa_table = sa.Table(name, md, *sa_cols, *table_args, **kwargs)
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
+    if same:
+        plan.after_create = adapter.table_option_sql(t, adapter.qtable(name, tschema))
     if same and t.partition_by:
-        plan.after_create = adapter.partition_sql(t, name, tschema)
+        plan.after_create += adapter.partition_sql(t, name, tschema)
         plan.partitioned = True
     desc = [c for c in t.primary_key if "desc" in (t.primary_key_sorting.get(c) or ())]
     if desc:

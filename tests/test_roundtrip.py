@@ -863,6 +863,46 @@ def test_sqlite_without_rowid_and_strict_tables_stay_so(make_db, tmp_path: Path)
         e.dispose()
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_postgresql_unlogged_tables_and_storage_parameters_are_kept(jobs: int, make_db, tmp_path: Path) -> None:
+    """PostgreSQL: an UNLOGGED table stays unlogged, and storage parameters (the table's and its
+    TOAST table's) are set again; compare sees them; another engine takes the rows only."""
+    src = _source(make_db, "postgresql", "unl", [
+        "CREATE UNLOGGED TABLE u (id int PRIMARY KEY, v text)",
+        "CREATE TABLE f (id int PRIMARY KEY, v text) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05)",
+        "ALTER TABLE f SET (toast.autovacuum_enabled = false)",
+        "INSERT INTO u SELECT g, 'u' || g FROM generate_series(1, 300) g",
+        "INSERT INTO f SELECT g, 'f' || g FROM generate_series(1, 300) g",
+    ])
+    dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=100), tmp_path / "b")
+    schema = api.open_backup(dumped.path).schema
+    assert schema.table("u").options == {"postgresql_unlogged": True}
+    assert schema.table("f").options == {"postgresql_storage": [
+        "fillfactor=70", "autovacuum_vacuum_scale_factor=0.05", "toast.autovacuum_enabled=false"]}
+    dst = make_db("postgresql", "unld")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            got = {r[0]: r[1:] for r in c.exec_driver_sql(
+                "SELECT relname, relpersistence, reloptions, (SELECT reloptions FROM pg_class t "
+                "WHERE t.oid = c.reltoastrelid) FROM pg_class c WHERE relname IN ('u', 'f')")}
+            assert got == {"u": ("u", None, None), "f": ("p", ["fillfactor=70", "autovacuum_vacuum_scale_factor=0.05"],
+                                                         ["autovacuum_enabled=false"])}
+            assert c.exec_driver_sql("SELECT count(*) FROM u").scalar() == 300
+        assert api.compare(_cfg(src), _cfg(dst)).differences == []
+        with e.begin() as c:
+            c.exec_driver_sql("ALTER TABLE u SET LOGGED")
+            c.exec_driver_sql("ALTER TABLE f RESET (fillfactor)")
+        assert api.compare(_cfg(src), _cfg(dst)).differences == [
+            "table f: table options differ (postgresql_storage=['fillfactor=70', 'autovacuum_vacuum_scale_factor=0.05', "
+            "'toast.autovacuum_enabled=false'])", "table u: table options differ (postgresql_unlogged=True)"]
+    finally:
+        e.dispose()
+    lite = make_db("sqlite", "unll")
+    assert api.restore(dumped.path, _cfg(lite, allow_restore=True), RestoreOptions(allow_restore=True)).rows == 600
+
+
 def test_compare_sees_a_foreign_key_that_lost_deferrable_on_the_same_engine() -> None:
     from albackup.compare import compare_schema
     from albackup.model import Column, ForeignKey, LogicalType, Schema, Table

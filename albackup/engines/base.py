@@ -353,6 +353,13 @@ class Adapter(abc.ABC):
 
     #: the reflected table options (Table.options) a restore into the same engine keeps
     kept_table_options: frozenset[str] = frozenset()
+    #: those of them made by statements of their own (``table_option_sql``), not by SQLAlchemy
+    table_options_by_sql: frozenset[str] = frozenset()
+
+    def table_option_sql(self, table: Table, qualified: str) -> list[str]:
+        """Statements right after ``CREATE TABLE`` (same engine) that give the table named
+        ``qualified`` its options of ``table_options_by_sql``."""
+        return []
 
     def partition_sql(self, table: Table, name: str, schema: str | None) -> list[str]:
         """Same engine: the statements that recreate ``table``'s partitions once it exists as

@@ -11,7 +11,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, RestoreError
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, DomainType, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
@@ -276,7 +276,7 @@ class PostgreSQLAdapter(Adapter):
         version = conn.dialect.server_version_info or (0,)
         partitions = version >= (10,)       # relispartition, pg_get_partkeydef
         # one query for all of it (it runs for every table of the dump)
-        oid, inherited, not_valid, excl_names, excl_defs, partition_by = conn.exec_driver_sql(
+        oid, inherited, not_valid, excl_names, excl_defs, partition_by, unlogged, storage = conn.exec_driver_sql(
             "SELECT c.oid, EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid "
             "                      WHERE i.inhparent = c.oid" + (" AND NOT k.relispartition)" if partitions else ")")
             + ", ARRAY(SELECT conname::text FROM pg_constraint WHERE conrelid = c.oid AND contype IN ('c', 'f') "
@@ -285,9 +285,15 @@ class PostgreSQLAdapter(Adapter):
             ", ARRAY(SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x' "
             "        ORDER BY conname)"
             + (", CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END" if partitions else ", NULL")
+            + ", c.relpersistence = 'u', coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class t, "
+              "unnest(t.reloptions) o WHERE t.oid = c.reltoastrelid)"
             + " FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
             {"t": self.qtable_value(table.name, table.schema)}).one()
         table.inherited = bool(inherited)
+        if unlogged:
+            table.options["postgresql_unlogged"] = True
+        if storage:
+            table.options["postgresql_storage"] = list(storage)
         for c in table.checks:
             c.not_valid = c.name in not_valid
         for f in table.foreign_keys:
@@ -346,6 +352,24 @@ class PostgreSQLAdapter(Adapter):
 
     def table_options(self, table: Table) -> dict[str, Any]:
         return {"postgresql_partition_by": table.partition_by} if table.partition_by else {}
+
+    #: UNLOGGED, and storage parameters (``fillfactor=70``, ``toast.autovacuum_enabled=false``)
+    kept_table_options = frozenset({"postgresql_unlogged", "postgresql_storage"})
+    table_options_by_sql = kept_table_options
+
+    def table_option_sql(self, table: Table, qualified: str) -> list[str]:
+        out = []
+        if table.options.get("postgresql_unlogged"):
+            out.append(f"ALTER TABLE {qualified} SET UNLOGGED")     # still empty: nothing rewritten
+        params = []
+        for p in table.options.get("postgresql_storage") or ():
+            k, _, v = str(p).partition("=")
+            if not re.fullmatch(r"(toast\.)?[a-z_][a-z0-9_]*", k):
+                raise RestoreError(f"table {table.key}: storage parameter {p!r} is not one PostgreSQL names")
+            params.append(f"{k} = " + self.literal_sql("'" + v.replace("'", "''") + "'"))
+        if params:
+            out.append(f"ALTER TABLE {qualified} SET ({', '.join(params)})")
+        return out
 
     def partition_sql(self, table: Table, name: str, schema: str | None) -> list[str]:
         """``CREATE TABLE … PARTITION OF …`` for each partition, parents first, into ``schema``
@@ -668,8 +692,6 @@ class PostgreSQLAdapter(Adapter):
     def _create_domains(self, conn: Connection, domains: list[DomainType]) -> None:
         """Each domain not there yet; one over another domain waits for it (in turns, as the
         routines do). A domain that cannot be made fails the restore, naming it."""
-        from ..errors import RestoreError
-
         pending = list(domains)
         while pending:
             errors = []
