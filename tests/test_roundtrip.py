@@ -903,6 +903,37 @@ def test_postgresql_unlogged_tables_and_storage_parameters_are_kept(jobs: int, m
     assert api.restore(dumped.path, _cfg(lite, allow_restore=True), RestoreOptions(allow_restore=True)).rows == 600
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_postgresql_materialized_views_keep_their_indexes(jobs: int, make_db, tmp_path: Path) -> None:
+    """A materialized view is made again with its indexes, so one with a unique index can still
+    be refreshed CONCURRENTLY; names holding a '%' stay as they are."""
+    src = _source(make_db, "postgresql", "mvix", [
+        "CREATE TABLE t (id int PRIMARY KEY, v text)",
+        "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g",
+        "CREATE MATERIALIZED VIEW mv AS SELECT id, upper(v) AS u FROM t",
+        "CREATE UNIQUE INDEX mv_id ON mv (id)",
+        "CREATE INDEX mv_u ON mv (u) WHERE id > 10",
+        'CREATE MATERIALIZED VIEW "m%%v" AS SELECT id FROM t',
+        'CREATE INDEX "m%%v_i" ON "m%%v" (id DESC)',
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("postgresql", "mvixd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.begin() as c:
+            defs = dict(c.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('mv', 'm%%v')").all())
+            assert defs == {"mv_id": "CREATE UNIQUE INDEX mv_id ON public.mv USING btree (id)",
+                            "mv_u": "CREATE INDEX mv_u ON public.mv USING btree (u) WHERE (id > 10)",
+                            "m%v_i": 'CREATE INDEX "m%v_i" ON public."m%v" USING btree (id DESC)'}
+            c.exec_driver_sql("UPDATE t SET v = 'changed' WHERE id = 1")
+        with e.connect() as c:      # CONCURRENTLY runs outside a transaction block
+            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("REFRESH MATERIALIZED VIEW CONCURRENTLY mv")
+            assert c.exec_driver_sql("SELECT u FROM mv WHERE id = 1").scalar() == "CHANGED"
+    finally:
+        e.dispose()
+
+
 def test_compare_sees_a_foreign_key_that_lost_deferrable_on_the_same_engine() -> None:
     from albackup.compare import compare_schema
     from albackup.model import Column, ForeignKey, LogicalType, Schema, Table

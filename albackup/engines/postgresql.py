@@ -183,11 +183,33 @@ class PostgreSQLAdapter(Adapter):
         if "view" in kinds:
             insp0 = sa.inspect(conn)
             for s in schemas:
+                # a materialized view's indexes (a unique one is what REFRESH … CONCURRENTLY
+                # needs), made right after it: their definitions after the view's name
+                indexes: dict[str, list[str]] = {}
+                for view, iname, unique, rest in conn.exec_driver_sql(
+                        """SELECT c.relname, i.relname, x.indisunique,
+                                  CASE WHEN left(d.def, length(d.p)) = d.p THEN substr(d.def, length(d.p) + 1) END
+                             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid,
+                                  LATERAL (SELECT pg_get_indexdef(x.indexrelid) AS def,
+                                                  format('CREATE %%sINDEX %%I ON %%I.%%I ', CASE WHEN x.indisunique
+                                                         THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname)
+                                                  AS p) d
+                            WHERE c.relkind = 'm' AND n.nspname = coalesce(%(s)s, current_schema())
+                            ORDER BY 1, 2""", {"s": s}):
+                    if rest is None:
+                        log.warning("materialized view %s: the definition of its index %s could not be read; "
+                                    "it is not backed up", view, iname)
+                        continue
+                    # plain SQL text (create_routines doubles its '%'): names quoted as values are
+                    indexes.setdefault(view, []).append(f"CREATE {'UNIQUE ' if unique else ''}INDEX "
+                                                        f"{self.qtable_value(iname, None)} ON "
+                                                        f"{self.qtable_value(view, s)} {rest}")
                 for v in insp0.get_materialized_view_names(schema=s):
                     d = insp0.get_view_definition(v, schema=s).strip().rstrip(";")
-                    # made (and filled) after the data, with the views
-                    schema.routines.append(Routine("view", v, f"CREATE MATERIALIZED VIEW {self.qtable(v, s)} AS {d}",
-                                                   s))
+                    # made (and filled) after the data, with the views, then its indexes
+                    schema.routines.append(Routine("view", v, ";\n".join(
+                        [f"CREATE MATERIALIZED VIEW {self.qtable_value(v, s)} AS {d}", *indexes.get(v, ())]), s))
         schema.extensions = list(conn.exec_driver_sql(
             "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname").scalars())
         insp = sa.inspect(conn)
