@@ -934,6 +934,49 @@ def test_postgresql_materialized_views_keep_their_indexes(jobs: int, make_db, tm
         e.dispose()
 
 
+def test_postgresql_replica_identity_and_column_settings_are_kept(make_db, tmp_path: Path) -> None:
+    """PostgreSQL: REPLICA IDENTITY FULL/NOTHING, and columns' STORAGE, COMPRESSION and
+    STATISTICS other than their type's default, are set again; a replica identity using an
+    index is named in the plan as not made again; compare sees what differs."""
+    src = _source(make_db, "postgresql", "rid", [
+        "CREATE TABLE f (id int PRIMARY KEY, v text, w text, n int)",
+        "ALTER TABLE f REPLICA IDENTITY FULL",
+        "ALTER TABLE f ALTER COLUMN v SET STORAGE EXTERNAL, ALTER COLUMN w SET COMPRESSION lz4, "
+        "ALTER COLUMN n SET STATISTICS 500",
+        "CREATE TABLE z (id int PRIMARY KEY)", "ALTER TABLE z REPLICA IDENTITY NOTHING",
+        "CREATE TABLE i (id int PRIMARY KEY, k int NOT NULL)", "CREATE UNIQUE INDEX i_k ON i (k)",
+        "ALTER TABLE i REPLICA IDENTITY USING INDEX i_k",
+        "INSERT INTO f VALUES (1, 'a', 'b', 3)", "INSERT INTO z VALUES (1)", "INSERT INTO i VALUES (1, 2)",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    schema = api.open_backup(dumped.path).schema
+    assert schema.table("f").options == {
+        "postgresql_replica_identity": "full", "postgresql_column_storage": {"v": "external"},
+        "postgresql_column_compression": {"w": "lz4"}, "postgresql_column_statistics": {"n": 500}}
+    assert schema.table("i").options == {"postgresql_replica_identity": {"index": "i_k"}}
+    dst = make_db("postgresql", "ridd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert [x for x in res.changes if "replica identity" in x] == [
+        "i: replica identity: the index i_k is not made its replica identity again (set it: "
+        "ALTER TABLE … REPLICA IDENTITY USING INDEX …)"]
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert dict(c.exec_driver_sql("SELECT relname, relreplident FROM pg_class WHERE relname IN ('f', 'z', 'i')"
+                                          ).all()) == {"f": "f", "z": "n", "i": "d"}
+            assert c.exec_driver_sql("SELECT attname, attstorage, attcompression, attstattarget FROM pg_attribute "
+                                     "WHERE attrelid = 'f'::regclass AND attnum > 0 ORDER BY attnum").all() == [
+                ("id", "p", "", -1), ("v", "e", "", -1), ("w", "x", "l", -1), ("n", "p", "", 500)]
+        diff = api.compare(_cfg(src), _cfg(dst)).differences
+        assert diff == ["table i: table options differ (postgresql_replica_identity={'index': 'i_k'})"]
+        with e.begin() as c:
+            c.exec_driver_sql("ALTER TABLE f ALTER COLUMN v SET STORAGE EXTENDED")
+        assert api.compare(_cfg(src), _cfg(dst)).differences == [
+            "table f: table options differ (postgresql_column_storage={'v': 'external'})", *diff]
+    finally:
+        e.dispose()
+
+
 def test_compare_sees_a_foreign_key_that_lost_deferrable_on_the_same_engine() -> None:
     from albackup.compare import compare_schema
     from albackup.model import Column, ForeignKey, LogicalType, Schema, Table

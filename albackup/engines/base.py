@@ -356,6 +356,10 @@ class Adapter(abc.ABC):
     #: those of them made by statements of their own (``table_option_sql``), not by SQLAlchemy
     table_options_by_sql: frozenset[str] = frozenset()
 
+    def table_option_notes(self, table: Table) -> list[str]:
+        """What ``table_option_sql`` cannot make again (same engine), for the plan."""
+        return []
+
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
         """Statements right after ``CREATE TABLE`` (same engine) that give the table named
         ``qualified`` its options of ``table_options_by_sql``."""

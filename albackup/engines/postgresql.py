@@ -1,6 +1,7 @@
 """PostgreSQL: REPEATABLE READ READ ONLY snapshot, named (server-side) cursors, COPY for the load."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -298,7 +299,8 @@ class PostgreSQLAdapter(Adapter):
         version = conn.dialect.server_version_info or (0,)
         partitions = version >= (10,)       # relispartition, pg_get_partkeydef
         # one query for all of it (it runs for every table of the dump)
-        oid, inherited, not_valid, excl_names, excl_defs, partition_by, unlogged, storage = conn.exec_driver_sql(
+        oid, inherited, not_valid, excl_names, excl_defs, partition_by, unlogged, storage, replica, columns = \
+            conn.exec_driver_sql(
             "SELECT c.oid, EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid "
             "                      WHERE i.inhparent = c.oid" + (" AND NOT k.relispartition)" if partitions else ")")
             + ", ARRAY(SELECT conname::text FROM pg_constraint WHERE conrelid = c.oid AND contype IN ('c', 'f') "
@@ -309,6 +311,17 @@ class PostgreSQLAdapter(Adapter):
             + (", CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END" if partitions else ", NULL")
             + ", c.relpersistence = 'u', coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class t, "
               "unnest(t.reloptions) o WHERE t.oid = c.reltoastrelid)"
+            # the replica identity (d: the default), and the index it uses
+            + ", CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' WHEN 'i' THEN (SELECT i.relname "
+              "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident) "
+              "END"
+            # columns stored, compressed or sampled otherwise than their type's default
+            + ", ARRAY(SELECT json_build_array(a.attname, nullif(a.attstorage, t.typstorage)::text, "
+            + ("nullif(a.attcompression, '')::text" if version >= (14,) else "NULL")
+            + ", nullif(a.attstattarget, -1))::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+              "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attstorage <> t.typstorage "
+            + ("OR a.attcompression <> '' " if version >= (14,) else "")
+            + "OR a.attstattarget <> -1) ORDER BY a.attnum)"
             + " FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
             {"t": self.qtable_value(table.name, table.schema)}).one()
         table.inherited = bool(inherited)
@@ -316,6 +329,16 @@ class PostgreSQLAdapter(Adapter):
             table.options["postgresql_unlogged"] = True
         if storage:
             table.options["postgresql_storage"] = list(storage)
+        if replica:
+            table.options["postgresql_replica_identity"] = replica if replica in ("full", "nothing") \
+                else {"index": replica}
+        for name, how, value in (("postgresql_column_storage", 1, _STORAGE), ("postgresql_column_compression", 2,
+                                                                               {"p": "pglz", "l": "lz4"}),
+                                 ("postgresql_column_statistics", 3, None)):
+            got = {c[0]: c[how] if value is None else value[c[how]]
+                   for c in map(json.loads, columns or ()) if c[how] is not None}
+            if got:
+                table.options[name] = got
         for c in table.checks:
             c.not_valid = c.name in not_valid
         for f in table.foreign_keys:
@@ -375,12 +398,35 @@ class PostgreSQLAdapter(Adapter):
     def table_options(self, table: Table) -> dict[str, Any]:
         return {"postgresql_partition_by": table.partition_by} if table.partition_by else {}
 
-    #: UNLOGGED, and storage parameters (``fillfactor=70``, ``toast.autovacuum_enabled=false``)
-    kept_table_options = frozenset({"postgresql_unlogged", "postgresql_storage"})
+    #: UNLOGGED, storage parameters (``fillfactor=70``, ``toast.autovacuum_enabled=false``), the
+    #: replica identity, and columns' STORAGE, COMPRESSION and STATISTICS where they are not
+    #: their type's default
+    kept_table_options = frozenset({"postgresql_unlogged", "postgresql_storage", "postgresql_replica_identity",
+                                    "postgresql_column_storage", "postgresql_column_compression",
+                                    "postgresql_column_statistics"})
     table_options_by_sql = kept_table_options
+
+    def table_option_notes(self, table: Table) -> list[str]:
+        ri = table.options.get("postgresql_replica_identity")
+        return [f"replica identity: the index {ri['index']} is not made its replica identity again (set it: "
+                "ALTER TABLE … REPLICA IDENTITY USING INDEX …)"] if isinstance(ri, dict) else []
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
         out = []
+        ri = table.options.get("postgresql_replica_identity")
+        if ri in ("full", "nothing"):
+            out.append(f"ALTER TABLE {qualified} REPLICA IDENTITY {ri.upper()}")
+        alter = []
+        for c, how in (table.options.get("postgresql_column_storage") or {}).items():
+            if how in _STORAGE.values():
+                alter.append(f"ALTER COLUMN {self.q(c)} SET STORAGE {how.upper()}")
+        for c, how in (table.options.get("postgresql_column_compression") or {}).items():
+            if how in ("pglz", "lz4"):
+                alter.append(f"ALTER COLUMN {self.q(c)} SET COMPRESSION {how}")
+        for c, n in (table.options.get("postgresql_column_statistics") or {}).items():
+            alter.append(f"ALTER COLUMN {self.q(c)} SET STATISTICS {int(n)}")
+        if alter:
+            out.append(f"ALTER TABLE {qualified} {', '.join(alter)}")
         if table.options.get("postgresql_unlogged"):
             out.append(f"ALTER TABLE {qualified} SET UNLOGGED")     # still empty: nothing rewritten
         params = []
@@ -947,6 +993,10 @@ def _text_settings(conn: Connection) -> None:
     transaction."""
     for setting in pgtext.SETTINGS:
         conn.exec_driver_sql(f"SET LOCAL {setting}")
+
+
+#: pg_attribute.attstorage → the STORAGE keyword
+_STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
 
 
 class _IterFile:
