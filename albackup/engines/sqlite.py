@@ -313,6 +313,21 @@ def _decimal_param(v: str) -> Any:
     return f if not math.isnan(f) else None
 
 
+def _quoted_end(sql: str, i: int) -> int:
+    """Where the quoted name or string that starts at ``sql[i]`` ("…", `…`, […], '…') ends: the
+    index after its closing quote (a doubled quote inside it is part of it)."""
+    close = "]" if sql[i] == "[" else sql[i]
+    j, n = i + 1, len(sql)
+    while j < n:
+        if sql[j] == close:
+            if close != "]" and j + 1 < n and sql[j + 1] == close:
+                j += 2           # a doubled quote inside the quoted text
+                continue
+            break
+        j += 1
+    return j + 1
+
+
 def index_parts(sql: str) -> tuple[str, str | None] | None:
     """The element list (between the parentheses after the table's name) and the WHERE clause
     of a ``CREATE [UNIQUE] INDEX … ON table (…) [WHERE …]`` statement, quotes and nested
@@ -323,16 +338,7 @@ def index_parts(sql: str) -> tuple[str, str | None] | None:
     while i < n:
         ch = sql[i]
         if ch in "'\"`[":
-            close = "]" if ch == "[" else ch
-            j = i + 1
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        j += 2           # a doubled quote inside the quoted text
-                        continue
-                    break
-                j += 1
-            i = j + 1
+            i = _quoted_end(sql, i)
             continue
         if not on and sql[i:i + 2].upper() == "ON" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")) \
                 and (i + 2 >= n or not (sql[i + 2].isalnum() or sql[i + 2] == "_")):
@@ -373,17 +379,9 @@ def _tokens(sql: str) -> list[str]:
             j = sql.find("*/", i + 2)
             i = n if j < 0 else j + 2
         elif ch in "'\"`[":
-            close = "]" if ch == "[" else ch
-            j = i + 1
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i:j + 1])
-            i = j + 1
+            j = _quoted_end(sql, i)
+            out.append(sql[i:j])
+            i = j
         elif ch.isalnum() or ch == "_" or ord(ch) > 127:
             j = i
             while j < n and (sql[j].isalnum() or sql[j] in "_$" or ord(sql[j]) > 127):
