@@ -206,11 +206,17 @@ class PostgreSQLAdapter(Adapter):
                     indexes.setdefault(view, []).append(f"CREATE {'UNIQUE ' if unique else ''}INDEX "
                                                         f"{self.qtable_value(iname, None)} ON "
                                                         f"{self.qtable_value(view, s)} {rest}")
+                empty = set(conn.exec_driver_sql(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'm' AND NOT c.relispopulated AND n.nspname = coalesce(%(s)s, current_schema())",
+                    {"s": s}).scalars())
                 for v in insp0.get_materialized_view_names(schema=s):
                     d = insp0.get_view_definition(v, schema=s).strip().rstrip(";")
-                    # made (and filled) after the data, with the views, then its indexes
+                    # made (and filled, unless it was never refreshed) after the data, with the
+                    # views, then its indexes
                     schema.routines.append(Routine("view", v, ";\n".join(
-                        [f"CREATE MATERIALIZED VIEW {self.qtable_value(v, s)} AS {d}", *indexes.get(v, ())]), s))
+                        [f"CREATE MATERIALIZED VIEW {self.qtable_value(v, s)} AS {d}"
+                         + (" WITH NO DATA" if v in empty else ""), *indexes.get(v, ())]), s))
         schema.extensions = list(conn.exec_driver_sql(
             "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname").scalars())
         insp = sa.inspect(conn)
