@@ -46,6 +46,7 @@ class TablePlan:
     after_create: list[str] = field(default_factory=list)         # right after CREATE TABLE (partitions)
     partitioned: bool = False      # made again as a partitioned table (PostgreSQL, same engine)
     after_load: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) with the indexes
+    last: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) after every index and key
 
     @property
     def target_table(self) -> Table:
@@ -266,7 +267,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same:
         plan.after_create = adapter.table_option_sql(t, adapter.qtable(name, tschema))
-        plan.notes += adapter.table_option_notes(t)
+        plan.last = adapter.table_last_sql(t, adapter.qtable(name, tschema))
     if same and t.partition_by:
         plan.after_create += adapter.partition_sql(t, name, tschema)
         plan.partitioned = True
@@ -504,4 +505,5 @@ def plan_sql(plan: Plan, adapter: Adapter) -> list[str]:
         for t in plan.tables:
             for fk in t.foreign_keys:
                 out.append(str(sa.schema.AddConstraint(fk).compile(dialect=d)).strip() + ";")
+    out += [sql + ";" for t in plan.tables for _, sql in t.last]
     return out

@@ -571,12 +571,23 @@ class Restorer:
         a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
 
     def _finish(self, conn: Connection, plan: Plan) -> None:
-        """Foreign keys and their validation, routines, identities (steps 6–8)."""
+        """Foreign keys and their validation, routines, identities (steps 6–8), then the options that
+        need the indexes and keys (TablePlan.last: a replica identity using an index)."""
         self._foreign_keys(conn, plan)
         if self._routines_wanted(plan):
             self._routines(conn, plan)
         for tp in plan.tables:
             self.adapter.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
+        for tp in plan.tables:
+            for label, sql in tp.last:
+                try:
+                    if self.adapter.transactional_ddl:
+                        with conn.begin_nested():
+                            conn.exec_driver_sql(sql)
+                    else:
+                        conn.exec_driver_sql(sql)
+                except sa.exc.DBAPIError as exc:
+                    raise RestoreError(f"{label} could not be set: {str(exc.orig).strip().splitlines()[0]}") from None
 
     def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
         for tp in reversed(plan.tables):

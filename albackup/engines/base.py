@@ -356,8 +356,9 @@ class Adapter(abc.ABC):
     #: those of them made by statements of their own (``table_option_sql``), not by SQLAlchemy
     table_options_by_sql: frozenset[str] = frozenset()
 
-    def table_option_notes(self, table: Table) -> list[str]:
-        """What ``table_option_sql`` cannot make again (same engine), for the plan."""
+    def table_last_sql(self, table: Table, qualified: str) -> list[tuple[str, str]]:
+        """(label, statement)s that give the table named ``qualified`` the options that need its
+        indexes and keys (same engine): run at the end, after the foreign keys and identities."""
         return []
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:

@@ -412,10 +412,12 @@ class PostgreSQLAdapter(Adapter):
                                     "postgresql_column_statistics"})
     table_options_by_sql = kept_table_options
 
-    def table_option_notes(self, table: Table) -> list[str]:
+    def table_last_sql(self, table: Table, qualified: str) -> list[tuple[str, str]]:
         ri = table.options.get("postgresql_replica_identity")
-        return [f"replica identity: the index {ri['index']} is not made its replica identity again (set it: "
-                "ALTER TABLE … REPLICA IDENTITY USING INDEX …)"] if isinstance(ri, dict) else []
+        if not isinstance(ri, dict) or not ri.get("index"):
+            return []
+        return [(f"table {table.key}: replica identity using index {ri['index']}",
+                 f"ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX {self.q(ri['index'])}")]
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
         out = []
