@@ -76,9 +76,11 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                                               for p in x.partition_tree)
 
             def own(x: Table) -> list[tuple[Any, ...]]:
-                return sorted((p["name"], kind, o["name"], o["sql"], bool(o.get("unique")))
-                              for p in x.partition_tree for kind in ("constraints", "indexes")
-                              for o in p.get(kind) or ())
+                return sorted([(p["name"], kind, o["name"], o["sql"], bool(o.get("unique")))
+                               for p in x.partition_tree for kind in ("constraints", "indexes")
+                               for o in p.get(kind) or ()]
+                              + [(p["name"], "options", json.dumps(p["options"], sort_keys=True), "", False)
+                                 for p in x.partition_tree if p.get("options")])
 
             kept = sorted(kept_options)       # the table options a restore makes again
             if {k: t.options.get(k) for k in kept} != {k: u.options.get(k) for k in kept}:
@@ -92,7 +94,7 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                            f"{len(u.partition_tree)})")
             if parts(t) == parts(u) and own(t) != own(u):
                 diff = sorted(set(own(t)) ^ set(own(u)))
-                out.append(f"table {t.key}: the partitions' own indexes and constraints differ "
+                out.append(f"table {t.key}: the partitions' own indexes, constraints and options differ "
                            f"({', '.join(f'{d[2]} on {d[0]}' for d in diff[:3])})")
             if _squeezed(t.partition_clause) != _squeezed(u.partition_clause):
                 ha, hb = (partition_head(x.partition_clause) if x.partition_clause else "none" for x in (t, u))

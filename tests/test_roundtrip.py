@@ -742,6 +742,7 @@ def test_a_partitions_own_indexes_and_constraints_are_kept(dst_kind: str, jobs: 
         "ALTER TABLE m_2024 ADD CONSTRAINT m_2024_v_short CHECK (length(v) < 50)",
         "ALTER TABLE m_2024 ADD CONSTRAINT m_2024_v_uq UNIQUE (v)",
         "CREATE INDEX m_2025_own ON m_2025 (v, id)",
+        "ALTER TABLE m_2024 SET (fillfactor = 80, autovacuum_enabled = false)",
         "INSERT INTO m SELECT g, DATE '2024-01-01' + g, 'v' || g FROM generate_series(1, 600) g",
     ])
     dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=100), tmp_path / "b")
@@ -752,6 +753,8 @@ def test_a_partitions_own_indexes_and_constraints_are_kept(dst_kind: str, jobs: 
         ("m_2024_v_short", "CHECK ((length(v) < 50))"), ("m_2024_v_uq", "UNIQUE (v)")]
     assert [(x["name"], x["sql"]) for x in tree["m_2025"]["indexes"]] == [("m_2025_own", "USING btree (v, id)")]
     assert "indexes" not in tree["m_2025_a"] and "constraints" not in tree["m_2025_a"]
+    assert tree["m_2024"]["options"] == {"postgresql_storage": ["fillfactor=80", "autovacuum_enabled=false"]}
+    assert "options" not in tree["m_2025"]
     dst = make_db(dst_kind, "pownd")
     res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert res.rows == 600
@@ -771,11 +774,13 @@ def test_a_partitions_own_indexes_and_constraints_are_kept(dst_kind: str, jobs: 
             assert c.exec_driver_sql("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = "
                                      "'m_2024_v_short' AND conrelid = 'm_2024'::regclass").scalar() == \
                 "CHECK ((length(v) < 50))"
+            assert c.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'm_2024'").scalar() == \
+                ["fillfactor=80", "autovacuum_enabled=false"]
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
         with e.begin() as c:
             c.exec_driver_sql("DROP INDEX m_2024_recent")
         assert api.compare(_cfg(src), _cfg(dst)).differences == [
-            "table m: the partitions' own indexes and constraints differ (m_2024_recent on m_2024)"]
+            "table m: the partitions' own indexes, constraints and options differ (m_2024_recent on m_2024)"]
     finally:
         e.dispose()
 

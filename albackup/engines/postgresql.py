@@ -358,15 +358,23 @@ class PostgreSQLAdapter(Adapter):
         def key(schema: str, name: str) -> str:
             return name if schema == default else f"{schema}.{name}"
 
-        for name, schema, pname, pschema, bound, sub in conn.exec_driver_sql(
+        for name, schema, pname, pschema, bound, sub, p_unlogged, p_storage in conn.exec_driver_sql(
                 """SELECT c.relname, n.nspname, pc.relname, pn.nspname, pg_get_expr(c.relpartbound, c.oid),
-                          CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END
+                          CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, c.relpersistence = 'u',
+                          coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class x,
+                          unnest(x.reloptions) o WHERE x.oid = c.reltoastrelid)
                      FROM pg_partition_tree(%(o)s) t
                      JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
                      JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
                     WHERE t.level > 0 ORDER BY t.level, c.relname""", {"o": oid}):
-            table.partition_tree.append({"name": name, "schema": None if schema == default else schema,
-                                         "parent": key(pschema, pname), "bound": bound, "partition_by": sub})
+            entry = {"name": name, "schema": None if schema == default else schema,
+                     "parent": key(pschema, pname), "bound": bound, "partition_by": sub}
+            # its own UNLOGGED and storage parameters (fillfactor, autovacuum settings, …)
+            p_options = {**({"postgresql_unlogged": True} if p_unlogged else {}),
+                         **({"postgresql_storage": list(p_storage)} if p_storage else {})}
+            if p_options:
+                entry["options"] = p_options
+            table.partition_tree.append(entry)
         # What a partition has of its own (made on it alone, not through the partitioned table):
         # indexes not attached to one of the parent's and not a constraint's, as their definition
         # after the table (``USING btree (b) WHERE …``); and constraints it does not inherit.
@@ -457,8 +465,9 @@ class PostgreSQLAdapter(Adapter):
             where[f"{p['schema']}.{p['name']}" if p["schema"] else p["name"]] = mine
             out.append(f"CREATE TABLE {mine} PARTITION OF {where[p['parent']]} {self.literal_sql(p['bound'])}"
                        + (f" PARTITION BY {self.literal_sql(p['partition_by'])}" if p.get("partition_by") else ""))
-            # its own constraints and indexes, before the load (so the partitioned table's
-            # indexes, built after it, name theirs around them as the source's did)
+            # its own options (as a table's), constraints and indexes, before the load (so the
+            # partitioned table's indexes, built after it, name theirs around them as the source's did)
+            out += self.table_option_sql(Table(p["name"], p["schema"], options=p.get("options") or {}), mine)
             out += [f"ALTER TABLE {mine} ADD CONSTRAINT {self.q(c['name'])} {self.literal_sql(c['sql'])}"
                     for c in p.get("constraints") or ()]
             out += [f"CREATE {'UNIQUE ' if ix.get('unique') else ''}INDEX {self.q(ix['name'])} ON {mine} "
