@@ -350,7 +350,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 notes.append(f"index {ix.name}: {', '.join(nulls)} is not kept (the target orders NULLs its "
                              "own way)")
             for n, coll in (opts.get("column_collation") or {}).items():
-                notes.append(f"index {ix.name}: {n} COLLATE {coll} is not kept (collations are the engine's own)")
+                notes.append(f"index {ix.name or iname}: {n} COLLATE {coll} is not kept (collations are the "
+                             "engine's own)")
             plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
                                          unique=ix.unique))
     for c in plan.uniques + plan.checks:

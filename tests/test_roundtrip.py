@@ -797,6 +797,8 @@ def test_sqlite_column_and_index_collations_are_kept(dst_kind: str, make_db, tmp
         "CREATE INDEX t_code ON t (code COLLATE NOCASE DESC)",
         "CREATE INDEX t_name ON t (name)",
         "INSERT INTO t VALUES (1, 'Abc', 'y  ', 'X1', 'b'), (2, 'abd', 'z', 'x2', 'B')",
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, tag TEXT, UNIQUE (tag COLLATE NOCASE))",
+        "INSERT INTO u VALUES (1, 'Red')",
     ])
     dumped = api.dump(_cfg(src), tmp_path / "b")
     table = api.open_backup(dumped.path).schema.table("t")
@@ -809,6 +811,8 @@ def test_sqlite_column_and_index_collations_are_kept(dst_kind: str, make_db, tmp
     res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
     note = [x for x in res.changes if "index t_code: code COLLATE NOCASE is not kept" in x]
     assert len(note) == (dst_kind != "sqlite")
+    assert len([x for x in res.changes if "u: index ix_u_tag: tag COLLATE NOCASE is not kept" in x]) == \
+        (dst_kind != "sqlite"), res.changes
     if dst_kind != "sqlite":
         return
     e = sa.create_engine(dst, poolclass=NullPool)
@@ -817,6 +821,8 @@ def test_sqlite_column_and_index_collations_are_kept(dst_kind: str, make_db, tmp
             assert c.exec_driver_sql("SELECT id FROM t WHERE name = 'ABC'").scalars().all() == [1]
             assert c.exec_driver_sql("SELECT id FROM t WHERE \"odd, name\" = 'y'").scalars().all() == [1]
             assert c.exec_driver_sql("SELECT coll FROM pragma_index_xinfo('t_code') WHERE key").scalar() == "NOCASE"
+            with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"):    # the table's UNIQUE (tag COLLATE NOCASE)
+                c.exec_driver_sql("INSERT INTO u VALUES (2, 'RED')")
         assert api.compare(_cfg(src), _cfg(dst)).differences == []
         with e.begin() as c:       # the same table without its collations
             c.exec_driver_sql("DROP TABLE t")

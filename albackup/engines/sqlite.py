@@ -96,10 +96,13 @@ class SQLiteAdapter(Adapter):
             name, unique, origin = row[1], row[2], row[3]
             if unique and origin == "u":
                 cols = tuple(r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({self.q(name)})"))
-                if name in desc:
-                    # UNIQUE (a DESC, …) in the table's definition: the unique index it is
+                if name in desc or name in coll_of:
+                    # UNIQUE (a DESC, b COLLATE NOCASE, …) in the table's definition: the unique
+                    # index it is
                     table.uniques = [u for u in table.uniques if tuple(u.columns) != cols]
-                    table.indexes.append(Index(None, list(cols), True, None, {"column_sorting": desc[name]}))
+                    table.indexes.append(Index(None, list(cols), True, None,
+                                               {**({"column_sorting": desc[name]} if name in desc else {}),
+                                                **({"column_collation": coll_of[name]} if name in coll_of else {})}))
                 elif cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
