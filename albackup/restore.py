@@ -581,11 +581,7 @@ class Restorer:
         for tp in plan.tables:
             for label, sql in tp.last:
                 try:
-                    if self.adapter.transactional_ddl:
-                        with conn.begin_nested():
-                            conn.exec_driver_sql(sql)
-                    else:
-                        conn.exec_driver_sql(sql)
+                    self.adapter.run_ddl(conn, sql)
                 except sa.exc.DBAPIError as exc:
                     raise RestoreError(f"{label} could not be set: {str(exc.orig).strip().splitlines()[0]}") from None
 

@@ -494,16 +494,21 @@ class Adapter(abc.ABC):
         left = []
         for kind, _name, ident in sorted(objects, key=lambda o: (self.object_kinds.index(o[0]), o[2])):
             try:
-                if self.transactional_ddl:
-                    with conn.begin_nested():
-                        conn.exec_driver_sql(f"DROP {kind} IF EXISTS {ident}" + self.drop_cascade)
-                else:
-                    conn.exec_driver_sql(f"DROP {kind} IF EXISTS {ident}")
+                self.run_ddl(conn, f"DROP {kind} IF EXISTS {ident}{self.drop_cascade}")
             except sa.exc.DBAPIError:
                 left.append(f"{kind.lower()} {ident}")
         return left
 
     drop_cascade = ""
+
+    def run_ddl(self, conn: Connection, sql: str) -> None:
+        """One statement that may fail while the restore goes on: in a savepoint where DDL is
+        transactional (a failure then leaves the transaction usable)."""
+        if self.transactional_ddl:
+            with conn.begin_nested():
+                conn.exec_driver_sql(sql)
+        else:
+            conn.exec_driver_sql(sql)
 
     def made_names(self, schema: Schema, tables: list[Table], same_engine: bool) -> set[str]:
         """The names of the objects other than tables a restore of ``tables`` may make: a failed
@@ -551,11 +556,7 @@ class Adapter(abc.ABC):
             errors: list[str] = []
             for r in list(pending):
                 try:
-                    if self.transactional_ddl:
-                        with conn.begin_nested():
-                            conn.exec_driver_sql(self.literal_sql(r.sql))
-                    else:
-                        conn.exec_driver_sql(self.literal_sql(r.sql))
+                    self.run_ddl(conn, self.literal_sql(r.sql))
                     pending.remove(r)
                     progress = True
                 except sa.exc.DBAPIError as exc:

@@ -188,16 +188,11 @@ class PostgreSQLAdapter(Adapter):
                 # needs), made right after it: their definitions after the view's name
                 indexes: dict[str, list[str]] = {}
                 for view, iname, unique, rest in conn.exec_driver_sql(
-                        """SELECT c.relname, i.relname, x.indisunique,
-                                  CASE WHEN left(d.def, length(d.p)) = d.p THEN substr(d.def, length(d.p) + 1) END
-                             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                             JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid,
-                                  LATERAL (SELECT pg_get_indexdef(x.indexrelid) AS def,
-                                                  format('CREATE %%sINDEX %%I ON %%I.%%I ', CASE WHEN x.indisunique
-                                                         THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname)
-                                                  AS p) d
-                            WHERE c.relkind = 'm' AND n.nspname = coalesce(%(s)s, current_schema())
-                            ORDER BY 1, 2""", {"s": s}):
+                        f"""SELECT c.relname, i.relname, x.indisunique, {_INDEX_REST}
+                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                              JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid
+                             WHERE c.relkind = 'm' AND n.nspname = coalesce(%(s)s, current_schema())
+                             ORDER BY 1, 2""", {"s": s}):
                     if rest is None:
                         log.warning("materialized view %s: the definition of its index %s could not be read; "
                                     "it is not backed up", view, iname)
@@ -380,17 +375,10 @@ class PostgreSQLAdapter(Adapter):
         # after the table (``USING btree (b) WHERE …``); and constraints it does not inherit.
         own: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for name, schema, kind, oname, unique, sql in conn.exec_driver_sql(
-                """SELECT c.relname, n.nspname, 'indexes', i.relname, x.indisunique,
-                          CASE WHEN left(d.def, length(d.p1)) = d.p1 THEN substr(d.def, length(d.p1) + 1)
-                               WHEN left(d.def, length(d.p2)) = d.p2 THEN substr(d.def, length(d.p2) + 1) END
+                f"""SELECT c.relname, n.nspname, 'indexes', i.relname, x.indisunique, {_INDEX_REST}
                      FROM pg_partition_tree(%(o)s) t
                      JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-                     JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid,
-                          LATERAL (SELECT pg_get_indexdef(x.indexrelid) AS def,
-                                          format('CREATE %%sINDEX %%I ON %%I.%%I ', CASE WHEN x.indisunique
-                                                 THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname) AS p1,
-                                          format('CREATE %%sINDEX %%I ON ONLY %%I.%%I ', CASE WHEN x.indisunique
-                                                 THEN 'UNIQUE ' ELSE '' END, i.relname, n.nspname, c.relname) AS p2) d
+                     JOIN pg_index x ON x.indrelid = c.oid JOIN pg_class i ON i.oid = x.indexrelid
                     WHERE t.level > 0
                       AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid)
                       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid
@@ -1011,6 +999,18 @@ def _text_settings(conn: Connection) -> None:
     for setting in pgtext.SETTINGS:
         conn.exec_driver_sql(f"SET LOCAL {setting}")
 
+
+#: An index's definition after its table's name (``USING btree (b) WHERE …``): what
+#: pg_get_indexdef prints after ``CREATE [UNIQUE] INDEX name ON [ONLY] schema.table``, or NULL
+#: where it does not start so; over pg_index ``x``, its index ``i``, the table ``c`` in ``n``
+#: (each '%' doubled: the queries it goes into take parameters).
+_INDEX_REST = """(SELECT CASE WHEN left(d.def, length(d.p)) = d.p THEN substr(d.def, length(d.p) + 1)
+                              WHEN left(d.def, length(d.po)) = d.po THEN substr(d.def, length(d.po) + 1) END
+                    FROM (SELECT pg_get_indexdef(x.indexrelid) AS def,
+                                 format('CREATE %%sINDEX %%I ON %%I.%%I ', u.k, i.relname, n.nspname, c.relname) AS p,
+                                 format('CREATE %%sINDEX %%I ON ONLY %%I.%%I ', u.k, i.relname, n.nspname, c.relname)
+                                 AS po
+                            FROM (SELECT CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END AS k) u) d)"""
 
 #: pg_attribute.attstorage → the STORAGE keyword
 _STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}

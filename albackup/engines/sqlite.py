@@ -87,11 +87,15 @@ class SQLiteAdapter(Adapter):
                 desc.setdefault(iname, {})[col] = ["desc"]
             if coll and coll.upper() != collations.get(col, "BINARY").upper():
                 coll_of.setdefault(iname, {})[col] = coll      # COLLATE on the index column itself
+
+        def read(iname: str) -> dict[str, Any]:
+            """What pragma_index_xinfo says of the index beyond its columns."""
+            return {**({"column_sorting": desc[iname]} if iname in desc else {}),
+                    **({"column_collation": coll_of[iname]} if iname in coll_of else {})}
+
         for ix in table.indexes:
-            if ix.name in desc and not ix.expressions:
-                ix.options = {**(ix.options or {}), "column_sorting": desc[ix.name]}
-            if ix.name in coll_of and not ix.expressions:
-                ix.options = {**(ix.options or {}), "column_collation": coll_of[ix.name]}
+            if not ix.expressions and read(ix.name or ""):
+                ix.options = {**(ix.options or {}), **read(ix.name or "")}
         for row in conn.exec_driver_sql(f"PRAGMA index_list({qt})").fetchall():
             name, unique, origin = row[1], row[2], row[3]
             if unique and origin == "u":
@@ -100,9 +104,7 @@ class SQLiteAdapter(Adapter):
                     # UNIQUE (a DESC, b COLLATE NOCASE, …) in the table's definition: the unique
                     # index it is
                     table.uniques = [u for u in table.uniques if tuple(u.columns) != cols]
-                    table.indexes.append(Index(None, list(cols), True, None,
-                                               {**({"column_sorting": desc[name]} if name in desc else {}),
-                                                **({"column_collation": coll_of[name]} if name in coll_of else {})}))
+                    table.indexes.append(Index(None, list(cols), True, None, read(name)))
                 elif cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
