@@ -83,20 +83,37 @@ def fit_name(name: str, limit: int) -> str:
     return head + tail
 
 
+_KIND_WORDS = {"index": "index", "key": "key", "foreign_key": "foreign key", "check": "check constraint"}
+
+
 class _Names:
-    """Index and constraint names, unique per schema or per table as the engine needs."""
+    """Index and constraint names, each unique where the engine needs it (``Adapter.name_spaces``):
+    a name taken already there gets a number; a wanted name that changes is noted."""
 
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
-        self.used: set[tuple[str | None, str]] = set()
+        self.used: set[tuple[str, str | None, str | None, str]] = set()
 
-    def take(self, wanted: str | None, fallback: str, scope: str | None) -> str:
-        base = fit_name(wanted or fallback, self.adapter.max_identifier)
-        name, n = base, 1
-        while (scope, name.lower()) in self.used:
+    def _keys(self, kinds: tuple[tuple[str, str], ...], schema: str | None, table: str,
+              name: str) -> list[tuple[str, str | None, str | None, str]]:
+        return [(space, schema, table if per == "table" else None, name.lower()) for space, per in kinds]
+
+    def table(self, schema: str | None, name: str) -> None:
+        """Reserve a table's name where the engine's index or constraint names share it."""
+        if self.adapter.table_name_space:
+            self.used.add((self.adapter.table_name_space, schema, None, name.lower()))
+
+    def take(self, wanted: str | None, fallback: str, kind: str, schema: str | None, table: str,
+             notes: list[str] | None = None) -> str:
+        kinds = self.adapter.name_spaces[kind]
+        name, n = fit_name(wanted or fallback, self.adapter.max_identifier), 1
+        while any(k in self.used for k in self._keys(kinds, schema, table, name)):
             n += 1
             name = fit_name(f"{wanted or fallback}_{n}", self.adapter.max_identifier)
-        self.used.add((scope, name.lower()))
+        self.used.update(self._keys(kinds, schema, table, name))
+        if wanted and name != wanted and notes is not None:
+            why = "the name is taken" if n > 1 else f"over {self.adapter.max_identifier} characters"
+            notes.append(f"{_KIND_WORDS[kind]} {wanted!r} restored as {name!r} ({why} in {self.adapter.name})")
         return name
 
 
@@ -156,6 +173,8 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         for fk in t.foreign_keys:
             rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
             referenced.setdefault(rk, set()).update(fk.ref_columns)
+    for t in tables:
+        names.table(target_schema(t.schema), t.name if same else fit_name(t.name, adapter.max_identifier))
     for t in tables:
         plan = _table_plan(t, schema, adapter, same, md, names, target_schema(t.schema), skip_checks,
                            referenced.get(t.key, set()))
@@ -254,7 +273,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     colmap = {c.name: sa_cols[i].name for i, c in enumerate(t.columns)}
     table_args: list[Any] = []
     if t.primary_key:
-        pk_name = names.take(t.primary_key_name, f"pk_{name}", tschema if adapter.schema_wide_index_names else name) \
+        pk_name = names.take(t.primary_key_name, f"pk_{name}", "key", tschema, name, notes) \
             if t.primary_key_name and adapter.named_primary_keys else None
         table_args.append(sa.PrimaryKeyConstraint(*[colmap[c] for c in t.primary_key], name=pk_name))
     kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
@@ -289,10 +308,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     if t.inherited:
         plan.notes.append("other tables inherit from it in the source: it holds its own rows, and each of "
                           "them is restored as a table of its own")
-    scope = tschema if adapter.schema_wide_index_names else f"{tschema}.{name}"
     for u in t.uniques:
         plan.uniques.append(sa.UniqueConstraint(*[colmap[c] for c in u.columns],
-                                                name=names.take(u.name, f"uq_{name}_{'_'.join(u.columns)}", scope)))
+                                                name=names.take(u.name, f"uq_{name}_{'_'.join(u.columns)}", "key",
+                                                                tschema, name, notes)))
     pending_not_valid: list[tuple[str, str]] = []
     if not skip_checks:
         for i, chk in enumerate(t.checks):
@@ -300,7 +319,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             if chk.not_valid:
                 # NOT VALID in the source: rows from before it may break it
                 if same and adapter.not_valid_constraints:
-                    cname = names.take(chk.name, f"ck_{name}_{i + 1}", scope)
+                    cname = names.take(chk.name, f"ck_{name}_{i + 1}", "check", tschema, name, notes)
                     pending_not_valid.append((f"table {t.key}: check {cname} (NOT VALID)",
                                               f"ALTER TABLE {adapter.qtable(name, tschema)} ADD CONSTRAINT "
                                               f"{adapter.q(cname)} CHECK ({adapter.literal_sql(text)}) NOT VALID"))
@@ -310,8 +329,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                 continue
             if not same and text != chk.sqltext:
                 notes.append(f"check {chk.name or i + 1}: translated to {text}")
-            plan.checks.append(sa.CheckConstraint(sa.literal_column(text),
-                                                  name=names.take(chk.name, f"ck_{name}_{i + 1}", scope)))
+            cname = names.take(chk.name, f"ck_{name}_{i + 1}", "check", tschema, name, notes)
+            plan.checks.append(sa.CheckConstraint(sa.literal_column(text), name=cname))
     elif t.checks:
         notes.append(f"{len(t.checks)} check constraint(s) skipped (--skip-checks)")
     plan.after_load = pending_not_valid + plan.after_load
@@ -322,7 +341,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             if why:
                 notes.append(f"index {ix.name} is engine-specific ({why}) and was not kept")
                 continue
-        iname = names.take(ix.name, f"ix_{name}_{'_'.join(ix.columns)}", scope)
+        iname = names.take(ix.name, f"ix_{name}_{'_'.join(ix.columns)}", "index", tschema, name, notes)
         if ix.expressions:
             if same:
                 plan.indexes.append(sa.Index(iname, *_sorted_elements([sa.literal_column(e) for e in ix.expressions],
@@ -449,7 +468,6 @@ def _prefixed_elements(cols: list[sa.Column], names: list[str], opts: dict[str, 
 
 def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Names, adapter: Adapter) -> None:
     t = plan.table
-    scope = plan.schema if adapter.schema_wide_index_names else f"{plan.schema}.{plan.name}"
     for fk in t.foreign_keys:
         rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
         ref = by_key.get(rk)
@@ -459,7 +477,8 @@ def _add_foreign_keys(plan: TablePlan, by_key: dict[str, TablePlan], names: _Nam
         refcols = [ref.sa_table.c[_colname(ref, c)] for c in fk.ref_columns]
         cons = sa.ForeignKeyConstraint(
             [_colname(plan, c) for c in fk.columns], refcols,
-            name=names.take(fk.name, f"fk_{plan.name}_{'_'.join(fk.columns)}", scope),
+            name=names.take(fk.name, f"fk_{plan.name}_{'_'.join(fk.columns)}", "foreign_key", plan.schema, plan.name,
+                            plan.notes),
             ondelete=fk.on_delete, onupdate=fk.on_update,
             **({"deferrable": fk.deferrable, "initially": fk.initially} if adapter.deferrable_constraints else {}))
         cons.info["not_valid"] = fk.not_valid     # added without checking the rows, as it was

@@ -19,7 +19,7 @@ from .gcpause import gc_paused
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
-from .units import Schedule, Unit, UnitResult, _jsonable, plan_tables
+from .units import Schedule, Unit, UnitResult, key_jsonable, plan_tables
 from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
 
@@ -193,7 +193,7 @@ def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Rep
     if unit.range is not None:
         chunks[0]["range"] = unit.range
         if unit.limit and last is not None and read >= unit.limit:
-            chunks[0]["range"] = dict(unit.range, upto=[_jsonable(v) for v in last])
+            chunks[0]["range"] = dict(unit.range, upto=[key_jsonable(v) for v in last])
     return UnitResult(0, chunks, read, secs, last)
 
 

@@ -47,7 +47,18 @@ def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None]
                 continue
             if not matches(key, name, include, exclude):
                 continue
-            out.tables.append(_reflect_table(conn, insp, adapter, name, s, default))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", sa.exc.SAWarning)
+                # SQLite: the SQLite adapter's refine_table reads expression indexes itself
+                warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
+                table = _reflect_table(conn, insp, adapter, name, s, default)
+                unread = [str(w.message) for w in caught if issubclass(w.category, sa.exc.SAWarning)]
+            for w in caught:   # not SQLAlchemy's: as they would have been without the recording
+                if not issubclass(w.category, sa.exc.SAWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            if unread:
+                adapter.reflect_unread(conn, table, unread)
+            out.tables.append(table)
     for t in out.tables:
         t.partitions = sorted(merged.get(t.key, []))
     adapter.reflect_extras(conn, out, norm, kinds if kinds is not None else {"view", "trigger", "routine"})
@@ -88,11 +99,8 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
             on_delete=opts.get("ondelete"), on_update=opts.get("onupdate"),
             deferrable=opts.get("deferrable"), initially=opts.get("initially")))
     unique_names = set()
-    with warnings.catch_warnings():
-        # SQLite: the SQLite adapter's refine_table reads expression indexes itself
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
-        uniques = insp.get_unique_constraints(name, schema=schema)
-        indexes = insp.get_indexes(name, schema=schema)
+    uniques = insp.get_unique_constraints(name, schema=schema)
+    indexes = insp.get_indexes(name, schema=schema)
     for u in uniques:
         t.uniques.append(Unique(u.get("name"), list(u["column_names"])))
         unique_names.add(u.get("name"))

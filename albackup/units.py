@@ -79,7 +79,9 @@ def split_key(table: Table) -> list[str] | None:
     return None
 
 
-def _jsonable(v: Any) -> Any:
+def key_jsonable(v: Any) -> Any:
+    """A key value as the manifest's chunk ranges write it (bytes as ``{"hex": …}``, other
+    values that JSON has no type for as text)."""
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (bytes, bytearray, memoryview)):
@@ -274,8 +276,8 @@ def _range_unit(adapter: Adapter, no: int, table: Table, key: list[str], chunk_n
         conds.append(sql)
         params += p
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
-    rng = {"key": key, "after": None if lo is None else [_jsonable(v) for v in lo],
-           "upto": None if hi is None else [_jsonable(v) for v in hi]}
+    rng = {"key": key, "after": None if lo is None else [key_jsonable(v) for v in lo],
+           "upto": None if hi is None else [key_jsonable(v) for v in hi]}
     return Unit(no, table, chunk_no, where, tuple(params), rng, chunk_rows if hi is not None else None)
 
 

@@ -607,3 +607,32 @@ def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons() -> None:
                    '[n] <= ?)) ORDER BY [grp], [n] OFFSET 4 ROWS FETCH NEXT 1 ROWS ONLY')
     # one connection: a SQL Server dump is never read by workers
     assert not a.supports_parallel_dump and not a.supports_parallel_restore
+
+
+def test_index_names_are_per_table_and_constraint_names_per_schema(ad: MSSQLAdapter) -> None:
+    """SQL Server names indexes per table, but a key, foreign key or check is a schema object,
+    like a table: a PostgreSQL backup with a foreign key named alike on two tables, or a MySQL
+    one with a constraint named after a table, gets numbered names with a note; indexes of the
+    same name on two tables keep it."""
+    from albackup.ddl import build_plan
+    from albackup.model import Check, ForeignKey, Index
+
+    def table(name: str, **kw: Any) -> Table:
+        return Table(name=name, schema="dbo", primary_key=["id"],
+                     columns=[Column("id", L("integer", bits=32), "int", nullable=False),
+                              Column("o", L("integer", bits=32), "int")], **kw)
+
+    schema = Schema(engine="postgresql", tables=[
+        table("o"),
+        table("a", foreign_keys=[ForeignKey("fk_o", ["o"], "o", ["id"], "dbo")], indexes=[Index("by_o", ["o"])],
+              checks=[Check("o", "o > 0")]),
+        table("b", foreign_keys=[ForeignKey("fk_o", ["o"], "o", ["id"], "dbo")], indexes=[Index("by_o", ["o"])]),
+    ])
+    plan = build_plan(schema, schema.tables, ad)
+    by = {p.name: p for p in plan.tables}
+    assert [ix.name for ix in by["a"].indexes] == ["by_o"] and [ix.name for ix in by["b"].indexes] == ["by_o"]
+    assert [fk.name for fk in by["a"].foreign_keys] == ["fk_o"]
+    assert [fk.name for fk in by["b"].foreign_keys] == ["fk_o_2"]
+    assert [c.name for c in by["a"].checks] == ["o_2"]       # a table is named o
+    assert by["b"].notes == ["foreign key 'fk_o' restored as 'fk_o_2' (the name is taken in mssql)"]
+    assert by["a"].notes == ["check constraint 'o' restored as 'o_2' (the name is taken in mssql)"]

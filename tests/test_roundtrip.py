@@ -1513,3 +1513,136 @@ def test_not_valid_constraints_restore_with_the_rows_they_never_checked(dst_kind
                 assert [f["name"] for f in sa.inspect(c).get_foreign_keys("t")] == ["t_pid_fk"]
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize(("dst_kind", "jobs"), [("mysql", 2), ("postgresql", 1)])
+def test_mysql_names_holding_a_backtick(dst_kind: str, jobs: int, make_db, tmp_path: Path) -> None:
+    """SQLAlchemy reads a MySQL name holding a backtick with the backtick doubled, and skips a
+    foreign key line holding one: the names are read as they are, and every foreign key kept."""
+    src = _source(make_db, "mysql", "btk", [
+        "CREATE TABLE `p``q` (`i``d` int PRIMARY KEY, `v``x` varchar(40) NOT NULL, w text, "
+        "UNIQUE KEY `u``k` (`v``x`), KEY `w``ix` (w(10), `v``x` DESC))",
+        "CREATE TABLE c (id int PRIMARY KEY, `p``id` int, pid2 int, KEY (`p``id`), "
+        "CONSTRAINT `f``k` FOREIGN KEY (`p``id`) REFERENCES `p``q` (`i``d`) ON DELETE CASCADE, "
+        "CONSTRAINT plain FOREIGN KEY (pid2) REFERENCES `p``q` (`i``d`))",
+        "INSERT INTO `p``q` VALUES " + ", ".join(f"({i}, 'v`{i}', 'w{i}')" for i in range(1, 41)),
+        "INSERT INTO c VALUES " + ", ".join(f"({i}, {i % 40 + 1}, {i % 7 + 1})" for i in range(1, 21)),
+    ])
+    dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=10), tmp_path / "b")
+    man = api.open_backup(dumped.path)
+    assert [c.name for c in man.schema.table("p`q").columns] == ["i`d", "v`x", "w"]
+    if jobs > 1:
+        assert len(man.tables["p`q"]["chunks"]) >= 4
+    assert api.verify(dumped.path).rows == 60
+    dst = make_db(dst_kind, "btd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert res.rows == 60
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            if dst_kind == "postgresql":   # PostgreSQL's own reading: the names as they are
+                got = c.exec_driver_sql('SELECT "i`d", "v`x" FROM "p`q" ORDER BY 1').all()
+                fks = {(r[0], r[1]) for r in c.exec_driver_sql(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")}
+                assert fks == {("f`k", 'FOREIGN KEY ("p`id") REFERENCES "p`q"("i`d") ON DELETE CASCADE'),
+                               ("plain", 'FOREIGN KEY (pid2) REFERENCES "p`q"("i`d")')}
+                assert {r[0] for r in c.exec_driver_sql("SELECT indexname FROM pg_indexes")} >= {"u`k", "w`ix"}
+            else:
+                got = c.exec_driver_sql("SELECT `i``d`, `v``x` FROM `p``q` ORDER BY 1").all()
+                fks = {(r[0], r[1], r[2], r[3]) for r in c.exec_driver_sql(
+                    "SELECT k.constraint_name, k.column_name, k.referenced_table_name, r.delete_rule "
+                    "FROM information_schema.key_column_usage k JOIN information_schema.referential_constraints r "
+                    "USING (constraint_schema, constraint_name) WHERE k.table_schema = DATABASE() "
+                    "AND k.referenced_table_name IS NOT NULL")}
+                assert fks == {("f`k", "p`id", "p`q", "CASCADE"), ("plain", "pid2", "p`q", "RESTRICT")}
+                parts = c.exec_driver_sql(
+                    "SELECT index_name, column_name, sub_part, collation FROM information_schema.statistics "
+                    "WHERE table_schema = DATABASE() AND table_name = 'p`q' AND index_name = 'w`ix' "
+                    "ORDER BY seq_in_index").all()
+                desc = "D" if c.dialect.server_version_info >= (10, 8) else "A"
+                assert parts == [("w`ix", "w", 10, "A"), ("w`ix", "v`x", None, desc)]
+            assert got == [(i, f"v`{i}") for i in range(1, 41)]
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+def _index_names(c: sa.Connection, kind: str) -> set[tuple[str, str]]:
+    """(table, index) of every index that is not a primary key's, as the server lists them."""
+    if kind == "postgresql":
+        sql = ("SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public' "
+               "AND indexname NOT LIKE '%%pkey'")
+    elif kind == "mysql":
+        sql = ("SELECT DISTINCT table_name, index_name FROM information_schema.statistics "
+               "WHERE table_schema = DATABASE() AND index_name <> 'PRIMARY'")
+    else:
+        sql = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+    return {(r[0], r[1]) for r in c.exec_driver_sql(sql)}
+
+
+def _foreign_key_names(c: sa.Connection, kind: str) -> set[tuple[str, str]]:
+    insp = sa.inspect(c)
+    return {(t, fk["name"]) for t in insp.get_table_names() for fk in insp.get_foreign_keys(t)}
+
+
+NAME_RUNS = [("postgresql", "mysql"), ("postgresql", "sqlite"), ("mysql", "postgresql"), ("mysql", "sqlite"),
+             ("mysql", "mysql")]
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), NAME_RUNS, ids=[f"{SHORT[s]}-to-{SHORT[d]}" for s, d in NAME_RUNS])
+def test_index_and_constraint_names_follow_the_targets_rules(src_kind: str, dst_kind: str, make_db,
+                                                             tmp_path: Path) -> None:
+    """Each engine has its own rules for where an index's or a constraint's name must be unique:
+    PostgreSQL names foreign keys per table, MySQL per database; MySQL names indexes per table,
+    PostgreSQL and SQLite per schema, together with the tables. A name is kept where the target
+    allows it, and otherwise numbered with a note; a MySQL foreign key keeps the name its own
+    index shares."""
+    if src_kind == "postgresql":
+        statements = [
+            "CREATE TABLE owner (id int PRIMARY KEY)",
+            "CREATE TABLE a (id int PRIMARY KEY, owner_id int, CONSTRAINT fk_owner FOREIGN KEY (owner_id) "
+            "REFERENCES owner (id))",
+            "CREATE TABLE b (id int PRIMARY KEY, owner_id int, CONSTRAINT fk_owner FOREIGN KEY (owner_id) "
+            "REFERENCES owner (id))",
+            "CREATE INDEX by_owner ON a (owner_id)",
+        ]
+        kept_fks = {("a", "fk_owner"), ("b", "fk_owner")}
+        kept_ix = {("a", "by_owner")}
+    else:
+        statements = [
+            "CREATE TABLE owner (id int PRIMARY KEY)",
+            "CREATE TABLE a (id int PRIMARY KEY, owner_id int, name varchar(20), KEY by_name (name), "
+            "KEY owner (id, name), CONSTRAINT fk_a FOREIGN KEY (owner_id) REFERENCES owner (id))",
+            "CREATE TABLE b (id int PRIMARY KEY, owner_id int, name varchar(20), KEY by_name (name), "
+            "CONSTRAINT fk_b FOREIGN KEY (owner_id) REFERENCES owner (id))",
+        ]
+        kept_fks = {("a", "fk_a"), ("b", "fk_b")}
+        # MySQL made an index for each foreign key, named after it
+        kept_ix = {("a", "by_name"), ("b", "by_name"), ("a", "owner"), ("a", "fk_a"), ("b", "fk_b")}
+    src = _source(make_db, src_kind, "nms", statements + [
+        "INSERT INTO owner VALUES (1), (2)", "INSERT INTO a (id, owner_id) VALUES (1, 1), (2, 2)",
+        "INSERT INTO b (id, owner_id) VALUES (1, 2)"])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db(dst_kind, "nmd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert res.rows == 5
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            fks, ixs = _foreign_key_names(c, dst_kind), _index_names(c, dst_kind)
+            assert sorted(c.exec_driver_sql("SELECT id, owner_id FROM b").all()) == [(1, 2)]
+    finally:
+        e.dispose()
+    renamed = sorted(x for x in res.changes if "restored as" in x)
+    if (src_kind, dst_kind) == ("postgresql", "mysql"):     # one database-wide namespace for foreign keys
+        assert fks == {("a", "fk_owner"), ("b", "fk_owner_2")}
+        assert renamed == ["b: foreign key 'fk_owner' restored as 'fk_owner_2' (the name is taken in mysql)"]
+        assert ("a", "by_owner") in ixs
+    elif src_kind == "postgresql" or dst_kind == "mysql":
+        assert fks == kept_fks and ixs >= kept_ix and renamed == []
+    else:   # MySQL's per-table index names into one namespace per schema, shared with the tables
+        assert fks == kept_fks
+        assert ixs >= {("a", "by_name"), ("b", "by_name_2"), ("a", "owner_2")}
+        assert renamed == [f"a: index 'owner' restored as 'owner_2' (the name is taken in {dst_kind})",
+                           f"b: index 'by_name' restored as 'by_name_2' (the name is taken in {dst_kind})"]
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []

@@ -92,8 +92,16 @@ class Adapter(abc.ABC):
     #: whose tables are heaps); elsewhere it is part of CREATE TABLE (InnoDB and SQL Server
     #: tables are stored in primary key order, so a key added later rebuilds the whole table)
     primary_key_after_load = False
-    #: index and constraint names are unique per schema (PostgreSQL) rather than per table
-    schema_wide_index_names = False
+    #: where the engine wants each kind of name unique: kind ("index"; "key": a primary key or
+    #: unique constraint; "foreign_key"; "check") → the namespaces it is taken in, each
+    #: (namespace, "schema" or "table"); the default: indexes and keys unique per table, and
+    #: constraints apart from them, per table
+    name_spaces: dict[str, tuple[tuple[str, str], ...]] = {
+        "index": (("index", "table"),), "key": (("index", "table"),),
+        "foreign_key": (("constraint", "table"),), "check": (("constraint", "table"),)}
+    #: the namespace that tables share with the names above (PostgreSQL: relations; SQLite:
+    #: schema objects; SQL Server: objects), None where tables have one of their own
+    table_name_space: str | None = None
     supports_schemas = True
     #: DDL runs inside transactions (savepoints survive it); MySQL commits on every DDL
     transactional_ddl = True
@@ -152,6 +160,12 @@ class Adapter(abc.ABC):
 
     def refine_table(self, table: Table, conn: Connection) -> None:
         """Adjust a reflected table (drop checks the engine makes itself, …)."""
+
+    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> None:
+        """What SQLAlchemy warned it could not read while reflecting ``table`` (after
+        ``refine_table``): an adapter reads what it can itself; the rest is named in the log."""
+        for w in warnings:
+            log.warning("table %s: %s", table.key, w)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:

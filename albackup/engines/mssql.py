@@ -139,7 +139,11 @@ class MSSQLAdapter(Adapter):
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character
     key_char_bytes = 2
-    schema_wide_index_names = True   # PK/UNIQUE/FK/CHECK names are schema objects on SQL Server
+    # PK/UNIQUE/FK/CHECK constraints are schema objects on SQL Server, as tables are; indexes
+    # are named per table
+    name_spaces = {"index": (("index", "table"),), "key": (("object", "schema"),),
+                   "foreign_key": (("object", "schema"),), "check": (("object", "schema"),)}
+    table_name_space = "object"
     identity_columns = True          # generated keys are IDENTITY columns
 
     # ---------------------------------------------------------------- naming and quoting

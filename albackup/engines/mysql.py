@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
-from ..model import Check, Column, Index, LogicalType, Routine, Schema, Table
+from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
@@ -115,6 +115,11 @@ class MySQLAdapter(Adapter):
     dialect_names = ("mysql", "mariadb")
     max_identifier = 64
     named_primary_keys = False
+    # indexes (a unique key is one) are named per table; a foreign key's name is unique in the
+    # database (InnoDB), apart from the index of the same name made for it; MariaDB names checks
+    # per table
+    name_spaces = {"index": (("index", "table"),), "key": (("index", "table"),),
+                   "foreign_key": (("foreign_key", "schema"),), "check": (("check", "table"),)}
     transactional_ddl = False
     key_text_chars = 768     # 3072-byte index keys / 4 bytes per utf8mb4 character
 
@@ -233,6 +238,7 @@ class MySQLAdapter(Adapter):
             col.autoincrement = True
 
     def refine_table(self, table: Table, conn: Connection) -> None:
+        _unescape_names(table)
         if conn.dialect.is_mariadb and (conn.dialect.server_version_info or ()) >= (10, 5, 10):
             # MariaDB keeps a CHECK written on a column apart (LEVEL 'Column', named after the
             # column; the column appeared in 10.5.10) and SQLAlchemy does not read those: they
@@ -275,6 +281,33 @@ class MySQLAdapter(Adapter):
             for c in table.columns:
                 if c.autoincrement and nxt:
                     c.identity = {"next": int(nxt)}
+
+    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> None:
+        """SQLAlchemy's reading of SHOW CREATE TABLE skips a foreign key whose line holds a name
+        with a backtick in it (with a warning): the table's foreign keys that it did not read
+        come from information_schema instead."""
+        rest = [w for w in warnings if not _UNREAD_FOREIGN_KEY.search(w)]
+        if len(rest) < len(warnings):
+            have = {fk.name for fk in table.foreign_keys}
+            found: dict[str, ForeignKey] = {}
+            for name, col, ref_schema, ref_table, ref_col, on_update, on_delete, own in conn.exec_driver_sql(
+                    "SELECT k.constraint_name, k.column_name, k.referenced_table_schema, k.referenced_table_name, "
+                    "k.referenced_column_name, r.update_rule, r.delete_rule, k.table_schema "
+                    "FROM information_schema.key_column_usage k JOIN information_schema.referential_constraints r "
+                    "ON r.constraint_schema = k.constraint_schema AND r.constraint_name = k.constraint_name "
+                    "AND r.table_name = k.table_name "
+                    "WHERE k.table_schema = coalesce(%s, DATABASE()) AND k.table_name = %s "
+                    "AND k.referenced_table_name IS NOT NULL ORDER BY k.constraint_name, k.ordinal_position",
+                    (table.schema, table.name)):
+                if name in have:
+                    continue
+                fk = found.setdefault(name, ForeignKey(
+                    name, [], ref_table, [], None if ref_schema == own else ref_schema,
+                    None if on_delete == "RESTRICT" else on_delete, None if on_update == "RESTRICT" else on_update))
+                fk.columns.append(col)
+                fk.ref_columns.append(ref_col)
+            table.foreign_keys.extend(found.values())
+        super().reflect_unread(conn, table, rest)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
@@ -737,6 +770,38 @@ class MySQLAdapter(Adapter):
 
 
 # ------------------------------------------------------------------------------------ drivers
+_UNREAD_FOREIGN_KEY = re.compile(r"^Unknown schema content: '\s*CONSTRAINT .* FOREIGN KEY ", re.S)
+
+
+def _unescaped(name: str) -> str:
+    return name.replace("``", "`")
+
+
+def _unescape_names(table: Table) -> None:
+    """SQLAlchemy reads the names of SHOW CREATE TABLE (a column's, a key's and its columns')
+    as they are quoted there: a backtick in a name comes back doubled. Only the table's own name
+    is unquoted."""
+    if not any("``" in n for n in [*(c.name for c in table.columns), *(i.name or "" for i in table.indexes),
+                                     *(u.name or "" for u in table.uniques)]):
+        return
+    for c in table.columns:
+        c.name = _unescaped(c.name)
+    table.primary_key = [_unescaped(n) for n in table.primary_key]
+    for u in table.uniques:
+        u.name = u.name and _unescaped(u.name)
+        u.columns = [_unescaped(n) for n in u.columns]
+    for ix in table.indexes:
+        ix.name = ix.name and _unescaped(ix.name)
+        ix.columns = [_unescaped(n) for n in ix.columns]
+        if ix.options:
+            ix.options = {k: ({_unescaped(c): x for c, x in v.items()} if isinstance(v, dict) else v)
+                          for k, v in ix.options.items()}
+    for fk in table.foreign_keys:
+        fk.name = fk.name and _unescaped(fk.name)
+        fk.columns = [_unescaped(n) for n in fk.columns]
+        fk.ref_columns = [_unescaped(n) for n in fk.ref_columns]
+
+
 def dbapi_driver(raw: Any) -> str:
     """'pymysql', 'mysqldb' or the top module name of a live DBAPI connection's class."""
     top = type(raw).__module__.split(".")[0]

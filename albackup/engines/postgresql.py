@@ -95,7 +95,11 @@ class PostgreSQLAdapter(Adapter):
     name = "postgresql"
     dialect_names = ("postgresql",)
     max_identifier = 63
-    schema_wide_index_names = True
+    # indexes (a key's too) are relations, unique per schema with the tables; constraints are
+    # named per table, a key's among them
+    name_spaces = {"index": (("relation", "schema"),), "key": (("relation", "schema"), ("constraint", "table")),
+                   "foreign_key": (("constraint", "table"),), "check": (("constraint", "table"),)}
+    table_name_space = "relation"
     identity_columns = True
     primary_key_after_load = True
     deferrable_constraints = True

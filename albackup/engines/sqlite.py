@@ -24,6 +24,11 @@ class SQLiteAdapter(Adapter):
     deferrable_constraints = True
     supports_schemas = False
     composite_key_autoincrement = False
+    # an index's name is unique in the database, with the tables' (sqlite_schema); constraint
+    # names are not checked
+    name_spaces = {"index": (("object", "schema"),), "key": (("constraint", "table"),),
+                   "foreign_key": (("constraint", "table"),), "check": (("constraint", "table"),)}
+    table_name_space = "object"
 
     def server_version(self, conn: Connection) -> str:
         return str(conn.exec_driver_sql("select sqlite_version()").scalar())
