@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
-from .engines.base import Adapter
+from .engines.base import Adapter, adapter_class
+from .errors import ConfigError
 from .mapping import ColumnMove, _ident, move
 from .model import Column, LogicalType, Schema, Table, partition_head
 from .values import Converter
@@ -182,12 +183,71 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         by_key[t.key] = plan
     for plan in plans:
         _add_foreign_keys(plan, by_key, names, adapter)
-    notes = []
+    notes = [] if same else _collation_notes(schema.engine, tables, adapter)
     if schema.routines and not same:
         kinds = sorted({r.kind for r in schema.routines})
         notes.append(f"{len(schema.routines)} {'/'.join(kinds)}(s) are {schema.engine} SQL and are not "
                      f"restored into {adapter.name}")
     return Plan(same, plans, md, notes)
+
+
+_COLLATE = re.compile(r'\bCOLLATE\s+(?:"((?:[^"]|"")+)"|`((?:[^`]|``)+)`|\[([^\]]+)\]|([\w.@-]+))', re.I)
+_TEXT_KINDS = ("string", "text", "char")
+
+
+def source_collation(t: Table, c: Column, engine: str) -> str | None:
+    """The collation a text column of ``engine`` compares with, as its type names it (SQLAlchemy
+    reads it into the type on every engine), else its MySQL table's; None: the engine's default."""
+    m = _COLLATE.search(c.original_type or "")
+    if m:
+        return next(g for g in m.groups() if g is not None)
+    return str(t.options["mysql_collate"]) if engine == "mysql" and t.options.get("mysql_collate") else None
+
+
+def case_insensitive(collation: str | None, engine: str) -> bool | None:
+    """Whether ``collation`` of ``engine`` ignores case (None: not known from its name)."""
+    if collation is None:
+        return None
+    if engine == "mysql":
+        return collation.lower().endswith("_ci")
+    if engine == "mssql":
+        return "_CI" in collation.upper()
+    if engine == "sqlite":
+        return collation.upper() == "NOCASE"
+    return False if engine == "postgresql" and collation in ("C", "POSIX", "default", "ucs_basic") else None
+
+
+def _collation_notes(engine: str, tables: list[Table], adapter: Adapter) -> list[str]:
+    """Collations are each engine's own and are not carried across: one note when the move
+    changes whether text compares case-insensitively (lookups, ordering and unique keys)."""
+    cols: dict[bool, list[tuple[str, str]]] = {True: [], False: []}
+    try:
+        src_default = adapter_class(engine).default_case_insensitive
+    except ConfigError:
+        return []
+    for t in tables:
+        for c in t.columns:
+            if c.type.kind in _TEXT_KINDS:
+                coll = source_collation(t, c, engine)
+                ci = case_insensitive(coll, engine)
+                cols[src_default if ci is None else ci].append((t.key, coll or "the default"))
+    out = []
+    flip = cols[not adapter.default_case_insensitive]
+    if flip:
+        n_tables = len({k for k, _ in flip})
+        names = sorted({x for _, x in flip})
+        named = ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
+        if adapter.default_case_insensitive:
+            out.append(f"text in {len(flip)} column(s) of {n_tables} table(s) compares case-sensitively in the "
+                       f"{engine} source ({named}); {adapter.name} usually compares it case-insensitively (columns "
+                       "take the target database's default collation): a unique key holding values that differ "
+                       "only in case fails the restore, and lookups and ordering change")
+        else:
+            out.append(f"text in {len(flip)} column(s) of {n_tables} table(s) compares case-insensitively in the "
+                       f"{engine} source ({named}); {adapter.name} compares it case-sensitively (columns take the "
+                       "target database's default collation): lookups, ordering and unique keys that relied on "
+                       "that behave differently")
+    return out
 
 
 def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.MetaData, names: _Names,
@@ -291,7 +351,9 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         plan.after_create += adapter.partition_sql(t, name, tschema)
         plan.partitioned = True
     desc = [c for c in t.primary_key if "desc" in (t.primary_key_sorting.get(c) or ())]
-    if desc:
+    if desc and same and adapter.primary_key_sorting_in_create:
+        sa_table.primary_key.info["desc"] = {colmap[c] for c in desc}
+    elif desc:
         sql = adapter.sorted_primary_key_sql(name, tschema, [(colmap[c], c in desc) for c in t.primary_key]) \
             if same else None
         if sql:

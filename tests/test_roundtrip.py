@@ -1646,3 +1646,127 @@ def test_index_and_constraint_names_follow_the_targets_rules(src_kind: str, dst_
         assert renamed == [f"a: index 'owner' restored as 'owner_2' (the name is taken in {dst_kind})",
                            f"b: index 'by_name' restored as 'by_name_2' (the name is taken in {dst_kind})"]
     assert api.compare(_cfg(src), _cfg(dst)).differences == []
+
+
+def _text_table(engine: str, types: list[str], options: dict[str, str] | None = None) -> "Schema":
+    from albackup.model import Column, LogicalType, Schema, Table
+    cols = [Column("id", LogicalType("integer", bits=32), "INTEGER", nullable=False)]
+    cols += [Column(f"c{i}", LogicalType("string", length=20), t) for i, t in enumerate(types)]
+    return Schema(engine=engine, tables=[Table(name="t", primary_key=["id"], columns=cols, options=options or {})])
+
+
+COLLATION_CASES = [
+    # source engine, its text columns' types, table options, target → the note's start, or None
+    ("mysql", ["VARCHAR(20)", "VARCHAR(20) COLLATE utf8mb4_bin"], {"mysql_collate": "utf8mb4_general_ci"},
+     "postgresql", "text in 1 column(s) of 1 table(s) compares case-insensitively in the mysql source "
+                   "(utf8mb4_general_ci); postgresql compares it case-sensitively"),
+    ("mysql", ["VARCHAR(20)"], {}, "sqlite",
+     "text in 1 column(s) of 1 table(s) compares case-insensitively in the mysql source (the default); sqlite"),
+    ("mysql", ["VARCHAR(20) COLLATE utf8mb4_bin"], {"mysql_collate": "utf8mb4_general_ci"}, "postgresql", None),
+    ("postgresql", ["VARCHAR(20)", 'TEXT COLLATE "C"'], {}, "mysql",
+     'text in 2 column(s) of 1 table(s) compares case-sensitively in the postgresql source (C, the default); '
+     "mysql usually compares it case-insensitively"),
+    ("postgresql", ['TEXT COLLATE "C"'], {}, "sqlite", None),
+    ("sqlite", ["TEXT COLLATE NOCASE", "TEXT"], {}, "postgresql",
+     "text in 1 column(s) of 1 table(s) compares case-insensitively in the sqlite source (NOCASE)"),
+    ("sqlite", ["TEXT COLLATE NOCASE"], {}, "mysql", None),
+    ("mssql", ["NVARCHAR(20) COLLATE SQL_Latin1_General_CP1_CI_AS"], {}, "postgresql",
+     "text in 1 column(s) of 1 table(s) compares case-insensitively in the mssql source "
+     "(SQL_Latin1_General_CP1_CI_AS)"),
+    ("mssql", ["NVARCHAR(20) COLLATE Latin1_General_CS_AS"], {}, "mysql",
+     "text in 1 column(s) of 1 table(s) compares case-sensitively in the mssql source (Latin1_General_CS_AS)"),
+]
+
+
+@pytest.mark.parametrize(("src", "types", "options", "dst", "note"), COLLATION_CASES)
+def test_the_plan_says_when_text_changes_how_it_compares_case(src: str, types: list[str], options: dict[str, str],
+                                                                dst: str, note: str | None) -> None:
+    """Collations are each engine's own and are not carried across engines: the plan says, in
+    one note, when the move changes whether text compares case-insensitively."""
+    from albackup.ddl import build_plan
+    from albackup.engines.base import adapter_class
+
+    def adapter(engine: str):   # a dialect without its driver (SQL Server's pyodbc may not load here)
+        url = {"postgresql": "postgresql+psycopg2://", "mysql": "mysql+pymysql://", "sqlite": "sqlite://",
+               "mssql": "mssql+pyodbc://"}[engine]
+        return adapter_class(engine)(sa.engine.make_url(url).get_dialect()())
+
+    schema = _text_table(src, types, options)
+    got = [n for n in build_plan(schema, schema.tables, adapter(dst)).notes if n.startswith("text in")]
+    if note is None:
+        assert got == []
+    else:
+        assert len(got) == 1 and got[0].startswith(note), got
+    # into the same engine collations are kept, and nothing is said
+    assert [n for n in build_plan(schema, schema.tables, adapter(src)).notes if n.startswith("text in")] == []
+
+
+def test_a_mariadb_ci_column_moved_to_postgresql_compares_case_sensitively_as_the_plan_says(
+        make_db, tmp_path: Path) -> None:
+    src = _source(make_db, "mysql", "cic", [
+        "CREATE TABLE p (id int PRIMARY KEY, email varchar(40) COLLATE utf8mb4_general_ci, "
+        "code varchar(10) COLLATE utf8mb4_bin) DEFAULT CHARSET=utf8mb4",
+        "INSERT INTO p VALUES (1, 'Ann@Example.org', 'A'), (2, 'bob@example.org', 'b')"])
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.connect() as c:     # the source finds it whatever the case
+        assert c.exec_driver_sql("SELECT id FROM p WHERE email = 'ann@example.org'").scalars().all() == [1]
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("postgresql", "cid")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert [x for x in res.changes if x.startswith("text in")] == [
+        "text in 1 column(s) of 1 table(s) compares case-insensitively in the mysql source (utf8mb4_general_ci); "
+        "postgresql compares it case-sensitively (columns take the target database's default collation): lookups, "
+        "ordering and unique keys that relied on that behave differently"]
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT id FROM p WHERE email = 'ann@example.org'").scalars().all() == []
+    finally:
+        e.dispose()
+
+
+@pytest.mark.parametrize("dst_kind", ["sqlite", "postgresql"])
+def test_sqlite_primary_key_desc_parts_are_kept(dst_kind: str, make_db, tmp_path: Path) -> None:
+    """SQLite: a primary key's DESC part (PRIMARY KEY (a DESC, b), in a rowid table or one
+    WITHOUT ROWID) is read from its index and written in CREATE TABLE again; compare sees it.
+    Into another engine the plan says it is not kept."""
+    src = _source(make_db, "sqlite", "pkd", [
+        "CREATE TABLE k (a TEXT, b INT, v TEXT, PRIMARY KEY (a DESC, b))",
+        "CREATE TABLE w (a TEXT, b INT, PRIMARY KEY (a, b DESC)) WITHOUT ROWID",
+        "CREATE TABLE plain (a TEXT, b INT, PRIMARY KEY (a, b))",
+        "INSERT INTO k VALUES ('x', 1, 'v'), ('y', 2, NULL)", "INSERT INTO w VALUES ('x', 1), ('x', 2)",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    b = api.open_backup(dumped.path)
+    assert [b.schema.table(n).primary_key_sorting for n in ("k", "w", "plain")] == [{"a": ["desc"]}, {"b": ["desc"]}, {}]
+    dst = make_db(dst_kind, "pkdd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert res.rows == 4
+    notes = sorted(x for x in res.changes if "descending order" in x)
+    if dst_kind != "sqlite":
+        assert notes == ["k: primary key: the descending order of a is not kept",
+                         "w: primary key: the descending order of b is not kept"]
+        return
+    assert notes == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            def parts(t: str) -> list[tuple[str, int]]:
+                return c.exec_driver_sql(
+                    "SELECT x.name, x.desc FROM pragma_index_list(?) l, pragma_index_xinfo(l.name) x "
+                    "WHERE l.origin = 'pk' AND x.key ORDER BY x.seqno", (t,)).all()
+            assert parts("k") == [("a", 1), ("b", 0)] and parts("w") == [("a", 0), ("b", 1)]
+            assert parts("plain") == [("a", 0), ("b", 0)]
+            assert c.exec_driver_sql("SELECT a, b, v FROM k ORDER BY a").all() == [("x", 1, "v"), ("y", 2, None)]
+    finally:
+        e.dispose()
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    with e.begin() as c:      # the same table with an ascending key: compare sees it
+        c.exec_driver_sql("DROP TABLE k")
+        c.exec_driver_sql("CREATE TABLE k (a TEXT, b INT, v TEXT, PRIMARY KEY (a, b))")
+        c.exec_driver_sql("INSERT INTO k VALUES ('x', 1, 'v'), ('y', 2, NULL)")
+    e.dispose()
+    assert [d for d in api.compare(_cfg(src), _cfg(dst)).differences if "primary key order" in d] == [
+        "table k: primary key order differs (descending: ['a'] ≠ [])"]

@@ -82,6 +82,9 @@ class Adapter(abc.ABC):
     key_text_chars: int | None = None
     #: bytes a key's text character takes (the other columns of a key take from its length)
     key_char_bytes = 4
+    #: text columns that name no collation compare case-insensitively (MySQL/MariaDB and SQL
+    #: Server as they are usually set up: their database's default collation decides)
+    default_case_insensitive = False
     #: foreign keys and checks go inside CREATE TABLE (engines that cannot ALTER TABLE ADD them)
     inline_constraints = False
     #: foreign keys may be DEFERRABLE (INITIALLY DEFERRED)
@@ -389,6 +392,10 @@ class Adapter(abc.ABC):
         """Same engine: the sa.Table keyword arguments that partition a table as ``clause``
         (Table.partition_clause, MySQL/MariaDB) again, or ``({}, why not)``."""
         return {}, f"{self.name} cannot make this partitioning again"
+
+    #: a primary key's DESC parts are written in CREATE TABLE itself (SQLite, which cannot
+    #: change a key later), instead of by ``sorted_primary_key_sql``
+    primary_key_sorting_in_create = False
 
     def sorted_primary_key_sql(self, name: str, schema: str | None, parts: list[tuple[str, bool]]) -> str | None:
         """Same engine: the statement that remakes the primary key of the new, empty table

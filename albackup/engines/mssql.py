@@ -145,6 +145,7 @@ class MSSQLAdapter(Adapter):
                    "foreign_key": (("object", "schema"),), "check": (("object", "schema"),)}
     table_name_space = "object"
     identity_columns = True          # generated keys are IDENTITY columns
+    default_case_insensitive = True  # SQL_Latin1_General_CP1_CI_AS, as most servers are set up
 
     # ---------------------------------------------------------------- naming and quoting
     @property

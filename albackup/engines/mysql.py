@@ -115,6 +115,7 @@ class MySQLAdapter(Adapter):
     dialect_names = ("mysql", "mariadb")
     max_identifier = 64
     named_primary_keys = False
+    default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci
     # indexes (a unique key is one) are named per table; a foreign key's name is unique in the
     # database (InnoDB), apart from the index of the same name made for it; MariaDB names checks
     # per table

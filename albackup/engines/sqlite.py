@@ -8,11 +8,24 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
 
 from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
+
+
+@compiles(sa.PrimaryKeyConstraint, "sqlite")
+def _primary_key(constraint: sa.PrimaryKeyConstraint, compiler: Any, **kw: Any) -> str | None:
+    """SQLAlchemy's primary key clause, with the DESC parts named in ``info["desc"]`` (the
+    restore's plan sets it: SQLAlchemy's constraint has no order of its own)."""
+    text = compiler.visit_primary_key_constraint(constraint, **kw)
+    desc = constraint.info.get("desc")
+    if not text or not desc:
+        return text
+    cols = ", ".join(compiler.preparer.quote(c.name) + (" DESC" if c.name in desc else "") for c in constraint.columns)
+    return compiler.define_constraint_preamble(constraint, **kw) + f"PRIMARY KEY ({cols})"
 
 
 @register
@@ -24,6 +37,7 @@ class SQLiteAdapter(Adapter):
     deferrable_constraints = True
     supports_schemas = False
     composite_key_autoincrement = False
+    primary_key_sorting_in_create = True
     # an index's name is unique in the database, with the tables' (sqlite_schema); constraint
     # names are not checked
     name_spaces = {"index": (("object", "schema"),), "key": (("constraint", "table"),),
@@ -113,6 +127,12 @@ class SQLiteAdapter(Adapter):
                 elif cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
+            elif origin == "pk" and name in desc and not (
+                    len(table.primary_key) == 1 and table.columns[0].original_type.upper() == "INTEGER"
+                    and table.primary_key[0] == table.columns[0].name):
+                # PRIMARY KEY (a DESC, b): SQLAlchemy reads the columns only. (A lone INTEGER key
+                # written "INTEGER PRIMARY KEY DESC" is left as read: it is made again as the rowid)
+                table.primary_key_sorting = dict(desc[name])
             elif origin == "c" and name not in indexed:
                 sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
                                            (name,)).scalar()
