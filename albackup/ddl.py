@@ -346,7 +346,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     plan = TablePlan(t, name, tschema, cols, sa_table, notes=notes, identity=identity)
     if same:
         plan.after_create = adapter.table_option_sql(t, adapter.qtable(name, tschema))
-        plan.last = adapter.table_last_sql(t, adapter.qtable(name, tschema))
+        plan.last = adapter.table_last_sql(t, name, tschema)
     if same and t.partition_by:
         plan.after_create += adapter.partition_sql(t, name, tschema)
         plan.partitioned = True

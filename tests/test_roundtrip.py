@@ -1770,3 +1770,55 @@ def test_sqlite_primary_key_desc_parts_are_kept(dst_kind: str, make_db, tmp_path
     e.dispose()
     assert [d for d in api.compare(_cfg(src), _cfg(dst)).differences if "primary key order" in d] == [
         "table k: primary key order differs (descending: ['a'] ≠ [])"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_postgresql_a_partitions_replica_identity_and_column_settings_are_kept(jobs: int, make_db,
+                                                                                 tmp_path: Path) -> None:
+    """PostgreSQL: a partition's own REPLICA IDENTITY (FULL, or using an index: its own, or the
+    one the partitioned table's index made on it), its columns' STATISTICS and the NOT NULL it has
+    alone are set on it again; compare sees what differs."""
+    src = _source(make_db, "postgresql", "prid", [
+        "CREATE TABLE m (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
+        "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        "CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+        "CREATE TABLE m_2026 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+        "ALTER TABLE m_2024 REPLICA IDENTITY FULL",
+        "ALTER TABLE m_2025 REPLICA IDENTITY USING INDEX m_2025_pkey",
+        "CREATE UNIQUE INDEX m_2026_v ON m_2026 (v)", "ALTER TABLE m_2026 ALTER COLUMN v SET NOT NULL",
+        "ALTER TABLE m_2026 REPLICA IDENTITY USING INDEX m_2026_v",
+        "ALTER TABLE m_2025 ALTER COLUMN v SET STATISTICS 300",
+        "INSERT INTO m VALUES (1, '2024-05-01', 'a'), (2, '2025-05-01', 'b'), (3, '2026-05-01', 'c')",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    tree = {p["name"]: p.get("options") for p in api.open_backup(dumped.path).schema.table("m").partition_tree}
+    assert tree == {"m_2024": {"postgresql_replica_identity": "full"},
+                    "m_2025": {"postgresql_replica_identity": {"index": "m_2025_pkey"},
+                               "postgresql_column_statistics": {"v": 300}},
+                    "m_2026": {"postgresql_replica_identity": {"index": "m_2026_v"},
+                               "postgresql_column_not_null": ["v"]}}
+    dst = make_db("postgresql", "pridd")
+    res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert res.rows == 3
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert dict(c.exec_driver_sql("SELECT relname::text, relreplident::text FROM pg_class "
+                                          "WHERE relname IN ('m', 'm_2024', 'm_2025', 'm_2026')").all()) == {
+                "m": "d", "m_2024": "f", "m_2025": "i", "m_2026": "i"}
+            assert sorted(c.exec_driver_sql("SELECT indexrelid::regclass::text FROM pg_index "
+                                            "WHERE indisreplident").all()) == [("m_2025_pkey",), ("m_2026_v",)]
+            assert c.exec_driver_sql("SELECT attstattarget FROM pg_attribute WHERE attrelid = 'm_2025'::regclass "
+                                     "AND attname = 'v'").scalar() == 300
+            assert c.exec_driver_sql("SELECT attrelid::regclass::text, attnotnull FROM pg_attribute "
+                                     "WHERE attname = 'v' AND attrelid IN ('m'::regclass, 'm_2025'::regclass, "
+                                     "'m_2026'::regclass) ORDER BY 1").all() == [
+                ("m", False), ("m_2025", False), ("m_2026", True)]
+        assert api.compare(_cfg(src), _cfg(dst)).differences == []
+        with e.begin() as c:
+            c.exec_driver_sql("ALTER TABLE m_2024 REPLICA IDENTITY DEFAULT")
+        diff = api.compare(_cfg(src), _cfg(dst)).differences
+        assert diff == ["table m: the partitions' own indexes, constraints and options differ "
+                        '({"postgresql_replica_identity": "full"} on m_2024)'], diff
+    finally:
+        e.dispose()

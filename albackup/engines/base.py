@@ -373,8 +373,8 @@ class Adapter(abc.ABC):
     #: those of them made by statements of their own (``table_option_sql``), not by SQLAlchemy
     table_options_by_sql: frozenset[str] = frozenset()
 
-    def table_last_sql(self, table: Table, qualified: str) -> list[tuple[str, str]]:
-        """(label, statement)s that give the table named ``qualified`` the options that need its
+    def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
+        """(label, statement)s that give the table restored as ``schema.name`` the options that need its
         indexes and keys (same engine): run at the end, after the foreign keys and identities."""
         return []
 

@@ -90,6 +90,44 @@ def _time_text(v: Any) -> Any:
     return time_text(v)
 
 
+def _own_settings_sql(version: tuple[int, ...]) -> str:
+    """The select list of a relation ``c``'s own settings, read by _own_settings: UNLOGGED, its
+    (and its TOAST table's) storage parameters, its replica identity (d: the default) with the
+    index it uses, and the columns stored, compressed or sampled otherwise than their type's
+    default."""
+    return ("c.relpersistence = 'u', coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class t, "
+            "unnest(t.reloptions) o WHERE t.oid = c.reltoastrelid)"
+            ", CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' WHEN 'i' THEN (SELECT i.relname "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident) "
+            "END"
+            ", ARRAY(SELECT json_build_array(a.attname, nullif(a.attstorage, t.typstorage)::text, "
+            + ("nullif(a.attcompression, '')::text" if version >= (14,) else "NULL")
+            + ", nullif(a.attstattarget, -1))::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+              "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attstorage <> t.typstorage "
+            + ("OR a.attcompression <> '' " if version >= (14,) else "")
+            + "OR a.attstattarget <> -1) ORDER BY a.attnum)")
+
+
+def _own_settings(unlogged: bool, storage: list[str] | None, replica: str | None,
+                  columns: list[str] | None) -> dict[str, Any]:
+    """_own_settings_sql's columns as table options (only those set)."""
+    out: dict[str, Any] = {}
+    if unlogged:
+        out["postgresql_unlogged"] = True
+    if storage:
+        out["postgresql_storage"] = list(storage)
+    if replica:
+        out["postgresql_replica_identity"] = replica if replica in ("full", "nothing") else {"index": replica}
+    for name, how, value in (("postgresql_column_storage", 1, _STORAGE),
+                             ("postgresql_column_compression", 2, {"p": "pglz", "l": "lz4"}),
+                             ("postgresql_column_statistics", 3, None)):
+        got = {c[0]: c[how] if value is None else value[c[how]]
+               for c in map(json.loads, columns or ()) if c[how] is not None}
+        if got:
+            out[name] = got
+    return out
+
+
 @register
 class PostgreSQLAdapter(Adapter):
     name = "postgresql"
@@ -314,36 +352,11 @@ class PostgreSQLAdapter(Adapter):
             ", ARRAY(SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x' "
             "        ORDER BY conname)"
             + (", CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END" if partitions else ", NULL")
-            + ", c.relpersistence = 'u', coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class t, "
-              "unnest(t.reloptions) o WHERE t.oid = c.reltoastrelid)"
-            # the replica identity (d: the default), and the index it uses
-            + ", CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' WHEN 'i' THEN (SELECT i.relname "
-              "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident) "
-              "END"
-            # columns stored, compressed or sampled otherwise than their type's default
-            + ", ARRAY(SELECT json_build_array(a.attname, nullif(a.attstorage, t.typstorage)::text, "
-            + ("nullif(a.attcompression, '')::text" if version >= (14,) else "NULL")
-            + ", nullif(a.attstattarget, -1))::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-              "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attstorage <> t.typstorage "
-            + ("OR a.attcompression <> '' " if version >= (14,) else "")
-            + "OR a.attstattarget <> -1) ORDER BY a.attnum)"
+            + ", " + _own_settings_sql(version)
             + " FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
             {"t": self.qtable_value(table.name, table.schema)}).one()
         table.inherited = bool(inherited)
-        if unlogged:
-            table.options["postgresql_unlogged"] = True
-        if storage:
-            table.options["postgresql_storage"] = list(storage)
-        if replica:
-            table.options["postgresql_replica_identity"] = replica if replica in ("full", "nothing") \
-                else {"index": replica}
-        for name, how, value in (("postgresql_column_storage", 1, _STORAGE), ("postgresql_column_compression", 2,
-                                                                               {"p": "pglz", "l": "lz4"}),
-                                 ("postgresql_column_statistics", 3, None)):
-            got = {c[0]: c[how] if value is None else value[c[how]]
-                   for c in map(json.loads, columns or ()) if c[how] is not None}
-            if got:
-                table.options[name] = got
+        table.options.update(_own_settings(unlogged, storage, replica, columns))
         for c in table.checks:
             c.not_valid = c.name in not_valid
         for f in table.foreign_keys:
@@ -357,20 +370,24 @@ class PostgreSQLAdapter(Adapter):
         def key(schema: str, name: str) -> str:
             return name if schema == default else f"{schema}.{name}"
 
-        for name, schema, pname, pschema, bound, sub, p_unlogged, p_storage in conn.exec_driver_sql(
-                """SELECT c.relname, n.nspname, pc.relname, pn.nspname, pg_get_expr(c.relpartbound, c.oid),
-                          CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, c.relpersistence = 'u',
-                          coalesce(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_class x,
-                          unnest(x.reloptions) o WHERE x.oid = c.reltoastrelid)
+        for name, schema, pname, pschema, bound, sub, *settings, not_null in conn.exec_driver_sql(
+                f"""SELECT c.relname, n.nspname, pc.relname, pn.nspname, pg_get_expr(c.relpartbound, c.oid),
+                          CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, {_own_settings_sql(version)},
+                          ARRAY(SELECT a.attname::text FROM pg_attribute a JOIN pg_attribute pa
+                                    ON pa.attrelid = t.parentrelid AND pa.attname = a.attname
+                                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                                   AND a.attnotnull AND NOT pa.attnotnull ORDER BY a.attnum)
                      FROM pg_partition_tree(%(o)s) t
                      JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
                      JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
                     WHERE t.level > 0 ORDER BY t.level, c.relname""", {"o": oid}):
             entry = {"name": name, "schema": None if schema == default else schema,
                      "parent": key(pschema, pname), "bound": bound, "partition_by": sub}
-            # its own UNLOGGED and storage parameters (fillfactor, autovacuum settings, …)
-            p_options = {**({"postgresql_unlogged": True} if p_unlogged else {}),
-                         **({"postgresql_storage": list(p_storage)} if p_storage else {})}
+            # its own UNLOGGED, storage parameters (fillfactor, autovacuum settings, …), replica
+            # identity and column settings, and the columns NOT NULL on it alone
+            p_options = _own_settings(*settings)
+            if not_null:
+                p_options["postgresql_column_not_null"] = list(not_null)
             if p_options:
                 entry["options"] = p_options
             table.partition_tree.append(entry)
@@ -412,12 +429,17 @@ class PostgreSQLAdapter(Adapter):
                                     "postgresql_column_statistics"})
     table_options_by_sql = kept_table_options
 
-    def table_last_sql(self, table: Table, qualified: str) -> list[tuple[str, str]]:
-        ri = table.options.get("postgresql_replica_identity")
-        if not isinstance(ri, dict) or not ri.get("index"):
-            return []
-        return [(f"table {table.key}: replica identity using index {ri['index']}",
-                 f"ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX {self.q(ri['index'])}")]
+    def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
+        out = []
+        for t, qualified in [(table, self.qtable(name, schema))] + [
+                (Table(p["name"], p["schema"], options=p.get("options") or {}),
+                 self.qtable(p["name"], p["schema"] if p["schema"] is not None else schema))
+                for p in table.partition_tree]:     # a partition's: its index is built by then
+            ri = t.options.get("postgresql_replica_identity")
+            if isinstance(ri, dict) and ri.get("index"):
+                out.append((f"table {t.key}: replica identity using index {ri['index']}",
+                            f"ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX {self.q(ri['index'])}"))
+        return out
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
         out = []
@@ -433,6 +455,8 @@ class PostgreSQLAdapter(Adapter):
                 alter.append(f"ALTER COLUMN {self.q(c)} SET COMPRESSION {how}")
         for c, n in (table.options.get("postgresql_column_statistics") or {}).items():
             alter.append(f"ALTER COLUMN {self.q(c)} SET STATISTICS {int(n)}")
+        for c in table.options.get("postgresql_column_not_null") or ():     # a partition's own
+            alter.append(f"ALTER COLUMN {self.q(c)} SET NOT NULL")
         if alter:
             out.append(f"ALTER TABLE {qualified} {', '.join(alter)}")
         if table.options.get("postgresql_unlogged"):
