@@ -291,6 +291,8 @@ class Restorer:
         if not self.opts.allow_restore and not self.opts.plan_only:
             raise RestoreRefused(f"restore into {self.label} refused: allow_restore is not set "
                                  "(set allow_restore: true in the config, or --allow-restore with --url)")
+        with self.engine.connect() as conn:
+            pass    # first: the dialect learns which server it is (MariaDB or MySQL name checks apart)
         plan, res = self.plan()
         with self.engine.connect() as conn:
             existing = self._existing(conn, plan)

@@ -1612,9 +1612,10 @@ def test_index_and_constraint_names_follow_the_targets_rules(src_kind: str, dst_
         statements = [
             "CREATE TABLE owner (id int PRIMARY KEY)",
             "CREATE TABLE a (id int PRIMARY KEY, owner_id int, name varchar(20), KEY by_name (name), "
-            "KEY owner (id, name), CONSTRAINT fk_a FOREIGN KEY (owner_id) REFERENCES owner (id))",
+            "KEY owner (id, name), CONSTRAINT fk_a FOREIGN KEY (owner_id) REFERENCES owner (id), "
+            "CHECK (owner_id > 0))",     # MariaDB names each table's first unnamed check CONSTRAINT_1
             "CREATE TABLE b (id int PRIMARY KEY, owner_id int, name varchar(20), KEY by_name (name), "
-            "CONSTRAINT fk_b FOREIGN KEY (owner_id) REFERENCES owner (id))",
+            "CONSTRAINT fk_b FOREIGN KEY (owner_id) REFERENCES owner (id), CHECK (owner_id > 0))",
         ]
         kept_fks = {("a", "fk_a"), ("b", "fk_b")}
         # MySQL made an index for each foreign key, named after it
@@ -1822,3 +1823,25 @@ def test_postgresql_a_partitions_replica_identity_and_column_settings_are_kept(j
                         '({"postgresql_replica_identity": "full"} on m_2024)'], diff
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize("mariadb", [True, False])
+def test_check_names_are_per_table_on_mariadb_and_per_database_on_mysql(mariadb: bool) -> None:
+    """MariaDB names an unnamed check CONSTRAINT_1 in each table; MySQL 8 wants a check's name
+    unique in the database: into MySQL the second is numbered, with a note."""
+    from albackup.ddl import build_plan
+    from albackup.engines.base import adapter_class
+    from albackup.model import Check, Column, LogicalType, Schema, Table
+
+    def table(name: str) -> Table:
+        return Table(name=name, primary_key=["id"], checks=[Check("CONSTRAINT_1", "`id` > 0")],
+                     columns=[Column("id", LogicalType("integer", bits=32), "INTEGER", nullable=False)])
+
+    dialect = sa.engine.make_url("mysql+pymysql://").get_dialect()()
+    dialect.is_mariadb = mariadb
+    schema = Schema(engine="mysql", tables=[table("a"), table("b")])
+    plan = build_plan(schema, schema.tables, adapter_class("mysql")(dialect))
+    assert [c.name for tp in plan.tables for c in tp.checks] == \
+        ["CONSTRAINT_1", "CONSTRAINT_1" if mariadb else "CONSTRAINT_1_2"]
+    assert [n for tp in plan.tables for n in tp.notes] == ([] if mariadb else [
+        "check constraint 'CONSTRAINT_1' restored as 'CONSTRAINT_1_2' (the name is taken in mysql)"])

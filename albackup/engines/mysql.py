@@ -116,11 +116,16 @@ class MySQLAdapter(Adapter):
     max_identifier = 64
     named_primary_keys = False
     default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci
-    # indexes (a unique key is one) are named per table; a foreign key's name is unique in the
-    # database (InnoDB), apart from the index of the same name made for it; MariaDB names checks
-    # per table
-    name_spaces = {"index": (("index", "table"),), "key": (("index", "table"),),
-                   "foreign_key": (("foreign_key", "schema"),), "check": (("check", "table"),)}
+
+    @property
+    def name_spaces(self) -> dict[str, tuple[tuple[str, str], ...]]:   # type: ignore[override]
+        """Indexes (a unique key is one) are named per table; a foreign key's name is unique in
+        the database (InnoDB), apart from the index of the same name made for it; a check's name
+        is unique per table on MariaDB (which names unnamed ones CONSTRAINT_1, … in each table)
+        and per database on MySQL 8."""
+        return {"index": (("index", "table"),), "key": (("index", "table"),),
+                "foreign_key": (("foreign_key", "schema"),),
+                "check": (("check", "table" if self.dialect.is_mariadb else "schema"),)}
     transactional_ddl = False
     key_text_chars = 768     # 3072-byte index keys / 4 bytes per utf8mb4 character
 
