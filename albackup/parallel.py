@@ -331,6 +331,7 @@ class _BuildSchedule:
         self.loads = collections.deque(("load", ti, ci, hash_in[ti], normalize, echo[ti])
                                        for ti, ci, _ in _interleaved(loads))
         self.chunks_left = collections.Counter(ti for ti, _, _ in loads)
+        self.loading: collections.Counter[int] = collections.Counter()    # chunks of each table running
         self.ddl, self.echo_parts, self.check = ddl, echo_parts, check
         self.statements: collections.deque[Any] = collections.deque()     # ready: tables loaded
         self.reads: collections.deque[Any] = collections.deque()          # ready: tables built
@@ -351,13 +352,29 @@ class _BuildSchedule:
     def __next__(self) -> Any:
         if self.failed or self.error:
             raise StopIteration
-        for queue in (self.statements, self.loads, self.reads):
-            if queue:
-                self.running += 1
-                return queue.popleft()
+        if self.statements:
+            self.running += 1
+            return self.statements.popleft()
+        if self.loads:
+            self.running += 1
+            return self._next_load()
+        if self.reads:
+            self.running += 1
+            return self.reads.popleft()
         if self.running:
             return None
         raise StopIteration
+
+    def _next_load(self) -> Any:
+        """The next chunk in _interleaved's order whose table no worker is loading, else the
+        next: workers loading side by side keep to different tables while there are several
+        (two COPYs into one table wait for each other to extend it), and share the last one."""
+        pick = next((i for i, task in enumerate(self.loads) if not self.loading[task[1]]), 0)
+        self.loads.rotate(-pick)
+        task = self.loads.popleft()
+        self.loads.rotate(pick)
+        self.loading[task[1]] += 1
+        return task
 
     def done(self, w: int, m: Any) -> None:
         from .values import MOD2
@@ -368,6 +385,7 @@ class _BuildSchedule:
             ti = m[1]
             self.loaded[ti].append((m[2], m[3], m[4], m[5], m[6]))
             self.chunks_left[ti] -= 1
+            self.loading[ti] -= 1
             if not self.chunks_left[ti]:
                 self._loaded(ti)
         elif kind == "ddl_failed":

@@ -809,3 +809,23 @@ def test_restore_schedule_builds_a_table_as_soon_as_its_chunks_are_in() -> None:
     with pytest.raises(StopIteration):
         next(s)
     assert s.error == "table 1: loaded 9"
+
+
+def test_restore_schedule_keeps_workers_loading_side_by_side_on_different_tables() -> None:
+    """-j restore: a free worker takes a chunk of a table no other worker is loading (two COPYs
+    into one table wait for each other to extend it), in the interleaved order otherwise; the
+    last table's chunks are shared."""
+    from albackup.parallel import _BuildSchedule
+
+    # table 0: 3 chunks; table 1: 2 smaller ones; interleaved: (0,0) (1,0) (0,1) (1,1) (0,2)
+    loads = [(0, 0, 300), (0, 1, 300), (0, 2, 300), (1, 0, 100), (1, 1, 100)]
+    s = _BuildSchedule(loads, [False] * 2, False, [False] * 2, {0: [], 1: []}, lambda ti, parts: [],
+                       lambda ti, n: None, 2)
+    assert next(s)[:3] == ("load", 0, 0) and next(s)[:3] == ("load", 1, 0)
+    s.done(1, ("loaded", 1, 10, 10, "", 0.1, None))
+    assert next(s)[:3] == ("load", 1, 1)        # not (0, 1): table 0 is being loaded
+    s.done(1, ("loaded", 1, 10, 10, "", 0.1, None))
+    assert next(s)[:3] == ("load", 0, 1)        # the last table: shared
+    s.done(0, ("loaded", 0, 10, 10, "", 0.1, None))
+    assert next(s)[:3] == ("load", 0, 2)
+    assert next(s) is None
