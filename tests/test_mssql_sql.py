@@ -525,12 +525,27 @@ def test_refine_table_reads_scale_and_identity_state(ad: MSSQLAdapter) -> None:
     t = Table("t", None, [Column("id", L("integer", bits=32), "INT", autoincrement=True,
                                  identity={"start": 1, "increment": 1}),
                           Column("ts", L("datetime", precision=7), "DATETIME2")])
-    conn = FakeConnection(answer=lambda sql, p: [("id", 0, "int", decimal.Decimal(57)),
-                                                 ("ts", 3, "datetime2", None)])
+    conn = FakeConnection(answer=lambda sql, p: [("id", 0, "int", decimal.Decimal(57), "int"),
+                                                 ("ts", 3, "datetime2", None, "datetime2")])
     ad.refine_table(t, conn)  # type: ignore[arg-type]
     assert conn.log[0][2] == ("[t]",)
     assert t.columns[0].identity == {"start": 1, "increment": 1, "last": 57}
     assert (t.columns[1].type, t.columns[1].original_type) == (L("datetime", precision=3), "DATETIME2(3)")
+
+
+def test_refine_table_names_a_type_sqlalchemy_does_not_know(ad: MSSQLAdapter, dialect: sa.Dialect) -> None:
+    """hierarchyid, sql_variant or an alias type (reflected as NullType, spelled NULL) gets the
+    name the server gives it, so a restore into SQL Server makes the column as it was."""
+    t = Table("t", None, [Column("id", L("integer", bits=32), "INT"), Column("h", L("native", native="NULL"), "NULL"),
+                          Column("p", L("native", native="NULL"), "NULL")])
+    conn = FakeConnection(answer=lambda sql, p: [("id", 0, "int", None, "int"),
+                                                 ("h", 0, "hierarchyid", None, "hierarchyid"),
+                                                 ("p", 0, "varchar", None, "Phone")])
+    ad.refine_table(t, conn)  # type: ignore[arg-type]
+    assert "TYPE_NAME(c.user_type_id)" in conn.statements()[0]
+    assert [(c.original_type, c.type.kind) for c in t.columns] == [("INT", "integer"), ("hierarchyid", "native"),
+                                                                   ("[Phone]", "native")]
+    assert ad.exact_type(t.columns[1]).compile(dialect=dialect) == "hierarchyid"
 
 
 def test_reflect_extras_keeps_triggers_and_routines(ad: MSSQLAdapter) -> None:

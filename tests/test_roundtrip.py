@@ -1845,3 +1845,23 @@ def test_check_names_are_per_table_on_mariadb_and_per_database_on_mysql(mariadb:
         ["CONSTRAINT_1", "CONSTRAINT_1" if mariadb else "CONSTRAINT_1_2"]
     assert [n for tp in plan.tables for n in tp.notes] == ([] if mariadb else [
         "check constraint 'CONSTRAINT_1' restored as 'CONSTRAINT_1_2' (the name is taken in mysql)"])
+
+
+def test_what_sqlalchemy_cannot_read_is_logged_naming_the_table(make_db, tmp_path: Path, caplog) -> None:
+    """A type SQLAlchemy does not know is a warning in the log that names the table (not a
+    Python warning on stderr), and its values come back as they were."""
+    import logging
+
+    src = _source(make_db, "postgresql", "unr", [
+        "CREATE TABLE t (id int PRIMARY KEY, l pg_lsn)", "INSERT INTO t VALUES (1, '0/16B3748'), (2, NULL)"])
+    with caplog.at_level(logging.WARNING):
+        dumped = api.dump(_cfg(src), tmp_path / "b")
+    assert "table t: Did not recognize type 'pg_lsn' of column 'l'" in [r.getMessage() for r in caplog.records]
+    dst = make_db("postgresql", "unrd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            assert c.exec_driver_sql("SELECT id, l::text FROM t ORDER BY id").all() == [(1, "0/16B3748"), (2, None)]
+    finally:
+        e.dispose()

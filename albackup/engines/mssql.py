@@ -126,6 +126,12 @@ def _time_out_of_day(v: Any) -> bool:
     return head.startswith("-") or not head.isdigit() or int(head) > 23
 
 
+
+def _unknown(c: Column) -> bool:
+    """A column whose type SQLAlchemy did not know (reflect.py spells it NULL)."""
+    return c.type.kind == "native" and c.original_type == "NULL"
+
+
 @register
 class MSSQLAdapter(Adapter):
     name = "mssql"
@@ -195,20 +201,25 @@ class MSSQLAdapter(Adapter):
                     break
 
     def refine_table(self, table: Table, conn: Connection) -> None:
-        """Fraction digits of DATETIME2/DATETIMEOFFSET/TIME (reflection drops them) and identity state."""
-        if not any(c.autoincrement or c.type.kind in ("datetime", "time") for c in table.columns):
+        """Fraction digits of DATETIME2/DATETIMEOFFSET/TIME (reflection drops them), identity state,
+        and the name of a type SQLAlchemy does not know (hierarchyid, sql_variant, an alias type)."""
+        if not any(c.autoincrement or c.type.kind in ("datetime", "time") or _unknown(c) for c in table.columns):
             return
         rows = conn.exec_driver_sql(
-            "SELECT c.name, c.scale, TYPE_NAME(c.system_type_id), CAST(ic.last_value AS DECIMAL(38, 0)) "
-            "FROM sys.columns c LEFT JOIN sys.identity_columns ic "
+            "SELECT c.name, c.scale, TYPE_NAME(c.system_type_id), CAST(ic.last_value AS DECIMAL(38, 0)), "
+            "TYPE_NAME(c.user_type_id) FROM sys.columns c LEFT JOIN sys.identity_columns ic "
             "ON ic.object_id = c.object_id AND ic.column_id = c.column_id "
             f"WHERE c.object_id = OBJECT_ID({self.mark})",
             (self.qtable(table.name, table.schema),)).fetchall()
         by_name = {c.name: c for c in table.columns}
-        for name, scale, type_name, last in rows:
+        for name, scale, type_name, last, user_type in rows:
             c = by_name.get(name)
             if c is None:
                 continue
+            if _unknown(c) and user_type:
+                c.original_type = self.q(user_type) if user_type != user_type.lower() or " " in user_type \
+                    else user_type
+                c.type = LogicalType("native", native=c.original_type)
             tn = (type_name or "").lower()
             if tn in ("datetime2", "datetimeoffset", "time") and scale is not None:
                 c.type = dataclasses.replace(c.type, precision=int(scale))

@@ -357,6 +357,15 @@ class PostgreSQLAdapter(Adapter):
             {"t": self.qtable_value(table.name, table.schema)}).one()
         table.inherited = bool(inherited)
         table.options.update(_own_settings(unlogged, storage, replica, columns))
+        unknown = [c for c in table.columns if c.type.kind == "native" and c.original_type == "NULL"]
+        if unknown:     # a type SQLAlchemy does not know (pg_lsn, an extension's): as the server names it
+            named = dict(conn.exec_driver_sql(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %(o)s "
+                "AND attnum > 0 AND NOT attisdropped", {"o": oid}).all())
+            for c in unknown:
+                if named.get(c.name):
+                    c.original_type = named[c.name]
+                    c.type = LogicalType("native", native=c.original_type)
         for c in table.checks:
             c.not_valid = c.name in not_valid
         for f in table.foreign_keys:
