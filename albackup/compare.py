@@ -31,6 +31,14 @@ def _index_sig(t: Table, options: bool = False) -> set[tuple[Any, ...]]:
             for i in t.indexes}
 
 
+def _names(t: Table) -> set[tuple[str, str]]:
+    """The names a table's foreign keys, unique constraints, checks and indexes carry."""
+    return ({("foreign key", f.name) for f in t.foreign_keys if f.name}
+            | {("unique", u.name) for u in t.uniques if u.name}
+            | {("check", c.name) for c in t.checks if c.name}
+            | {("index", i.name) for i in t.indexes if i.name})
+
+
 def _squeezed(clause: str | None) -> str | None:
     """A MySQL/MariaDB partition clause with its white space made single spaces (the servers
     break its lines)."""
@@ -124,6 +132,10 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
             out.append(f"table {t.key}: indexes differ (missing {sorted(missing)}, extra {sorted(extra)})")
         if len(t.checks) != len(u.checks):
             out.append(f"table {t.key}: {len(t.checks)} check constraints ≠ {len(u.checks)}")
+        lost = sorted(_names(t) - _names(u)) if exact_types else []
+        if lost:    # into the same engine a name is kept (an unnamed constraint may get one)
+            out.append(f"table {t.key}: names not in the copy: {', '.join(f'{k} {n}' for k, n in lost[:3])}"
+                       + (f" (and {len(lost) - 3} more)" if len(lost) > 3 else ""))
     if not ignore_extra:
         out.extend(f"table {k}: only in the copy" for k in bt)
     return out

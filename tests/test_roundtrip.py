@@ -1865,3 +1865,32 @@ def test_what_sqlalchemy_cannot_read_is_logged_naming_the_table(make_db, tmp_pat
             assert c.exec_driver_sql("SELECT id, l::text FROM t ORDER BY id").all() == [(1, "0/16B3748"), (2, None)]
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_compare_sees_a_name_the_copy_lost_on_the_same_engine(kind: str, make_db, tmp_path: Path) -> None:
+    """Into the same engine every name is kept: compare names an index, foreign key, unique
+    constraint or check of the source that the copy does not have under that name."""
+    src = _source(make_db, kind, "cnm", [
+        "CREATE TABLE owner (id int PRIMARY KEY, code varchar(10), CONSTRAINT owner_code UNIQUE (code), "
+        "CONSTRAINT positive CHECK (id > 0))",
+        "CREATE TABLE a (id int PRIMARY KEY, owner_id int, CONSTRAINT fk_owner FOREIGN KEY (owner_id) "
+        "REFERENCES owner (id))",
+        "CREATE INDEX by_owner ON a (owner_id, id)",
+    ])
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db(kind, "cnmd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
+    e = sa.create_engine(dst, poolclass=NullPool)
+    with e.begin() as c:
+        if kind == "postgresql":
+            c.exec_driver_sql("ALTER INDEX by_owner RENAME TO by_owner_2")
+            c.exec_driver_sql("ALTER TABLE a RENAME CONSTRAINT fk_owner TO fk_owner_2")
+        else:
+            c.exec_driver_sql("ALTER TABLE a RENAME INDEX by_owner TO by_owner_2")
+            c.exec_driver_sql("ALTER TABLE a DROP FOREIGN KEY fk_owner")
+            c.exec_driver_sql("ALTER TABLE a ADD CONSTRAINT fk_owner_2 FOREIGN KEY (owner_id) REFERENCES owner (id)")
+    e.dispose()
+    diff = [d for d in api.compare(_cfg(src), _cfg(dst)).differences if "names" in d]
+    assert diff == ["table a: names not in the copy: foreign key fk_owner, index by_owner"], diff
