@@ -126,7 +126,6 @@ def _time_out_of_day(v: Any) -> bool:
     return head.startswith("-") or not head.isdigit() or int(head) > 23
 
 
-
 def _unknown(c: Column) -> bool:
     """A column whose type SQLAlchemy did not know (reflect.py spells it NULL)."""
     return c.type.kind == "native" and c.original_type == "NULL"
