@@ -1521,7 +1521,7 @@ def test_mysql_names_holding_a_backtick(dst_kind: str, jobs: int, make_db, tmp_p
     foreign key line holding one: the names are read as they are, and every foreign key kept."""
     src = _source(make_db, "mysql", "btk", [
         "CREATE TABLE `p``q` (`i``d` int PRIMARY KEY, `v``x` varchar(40) NOT NULL, w text, "
-        "UNIQUE KEY `u``k` (`v``x`), KEY `w``ix` (w(10), `v``x` DESC))",
+        "UNIQUE KEY `u``k` (`v``x`), KEY `w``ix` (w(10), `v``x` DESC), CONSTRAINT `c``k` CHECK (`i``d` > 0))",
         "CREATE TABLE c (id int PRIMARY KEY, `p``id` int, pid2 int, KEY (`p``id`), "
         "CONSTRAINT `f``k` FOREIGN KEY (`p``id`) REFERENCES `p``q` (`i``d`) ON DELETE CASCADE, "
         "CONSTRAINT plain FOREIGN KEY (pid2) REFERENCES `p``q` (`i``d`))",
@@ -1531,6 +1531,7 @@ def test_mysql_names_holding_a_backtick(dst_kind: str, jobs: int, make_db, tmp_p
     dumped = api.dump(_cfg(src, jobs=jobs, chunk_rows=10), tmp_path / "b")
     man = api.open_backup(dumped.path)
     assert [c.name for c in man.schema.table("p`q").columns] == ["i`d", "v`x", "w"]
+    assert [c.name for c in man.schema.table("p`q").checks] == ["c`k"]
     if jobs > 1:
         assert len(man.tables["p`q"]["chunks"]) >= 4
     assert api.verify(dumped.path).rows == 60

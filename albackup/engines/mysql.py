@@ -788,7 +788,7 @@ def _unescape_names(table: Table) -> None:
     as they are quoted there: a backtick in a name comes back doubled. Only the table's own name
     is unquoted."""
     if not any("``" in n for n in [*(c.name for c in table.columns), *(i.name or "" for i in table.indexes),
-                                     *(u.name or "" for u in table.uniques)]):
+                                     *(u.name or "" for u in table.uniques), *(c.name or "" for c in table.checks)]):
         return
     for c in table.columns:
         c.name = _unescaped(c.name)
@@ -802,6 +802,8 @@ def _unescape_names(table: Table) -> None:
         if ix.options:
             ix.options = {k: ({_unescaped(c): x for c, x in v.items()} if isinstance(v, dict) else v)
                           for k, v in ix.options.items()}
+    for chk in table.checks:
+        chk.name = chk.name and _unescaped(chk.name)
     for fk in table.foreign_keys:
         fk.name = fk.name and _unescaped(fk.name)
         fk.columns = [_unescaped(n) for n in fk.columns]
