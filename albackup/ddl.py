@@ -220,19 +220,19 @@ def case_insensitive(collation: str | None, engine: str) -> bool | None:
 def _collation_notes(engine: str, tables: list[Table], adapter: Adapter) -> list[str]:
     """Collations are each engine's own and are not carried across: one note when the move
     changes whether text compares case-insensitively (lookups, ordering and unique keys)."""
-    cols: dict[bool, list[tuple[str, str]]] = {True: [], False: []}
     try:
         src_default = adapter_class(engine).default_case_insensitive
     except ConfigError:
         return []
+    flip = []     # (table, collation) of the text columns that compare case otherwise on the target
     for t in tables:
         for c in t.columns:
             if c.type.kind in _TEXT_KINDS:
                 coll = source_collation(t, c, engine)
                 ci = case_insensitive(coll, engine)
-                cols[src_default if ci is None else ci].append((t.key, coll or "the default"))
+                if (src_default if ci is None else ci) != adapter.default_case_insensitive:
+                    flip.append((t.key, coll or "the default"))
     out = []
-    flip = cols[not adapter.default_case_insensitive]
     if flip:
         n_tables = len({k for k, _ in flip})
         names = sorted({x for _, x in flip})

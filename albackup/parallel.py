@@ -370,9 +370,8 @@ class _BuildSchedule:
         next: workers loading side by side keep to different tables while there are several
         (two COPYs into one table wait for each other to extend it), and share the last one."""
         pick = next((i for i, task in enumerate(self.loads) if not self.loading[task[1]]), 0)
-        self.loads.rotate(-pick)
-        task = self.loads.popleft()
-        self.loads.rotate(pick)
+        task = self.loads[pick]
+        del self.loads[pick]
         self.loading[task[1]] += 1
         return task
 

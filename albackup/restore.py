@@ -292,9 +292,7 @@ class Restorer:
             raise RestoreRefused(f"restore into {self.label} refused: allow_restore is not set "
                                  "(set allow_restore: true in the config, or --allow-restore with --url)")
         with self.engine.connect() as conn:
-            pass    # first: the dialect learns which server it is (MariaDB or MySQL name checks apart)
-        plan, res = self.plan()
-        with self.engine.connect() as conn:
+            plan, res = self.plan()     # once connected: the dialect knows MariaDB from MySQL (check names)
             existing = self._existing(conn, plan)
         if self.opts.plan_only:
             res.planned_only = True

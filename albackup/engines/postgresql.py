@@ -438,12 +438,18 @@ class PostgreSQLAdapter(Adapter):
                                     "postgresql_column_statistics"})
     table_options_by_sql = kept_table_options
 
+    def _partitions(self, table: Table, schema: str | None) -> list[tuple[dict[str, Any], Table, str]]:
+        """Each partition of ``table`` (parents first), as a Table holding its own options, and its
+        qualified name where the restore makes it: in ``schema`` unless it was in one of its own."""
+        return [(p, Table(p["name"], p["schema"], options=p.get("options") or {}),
+                 self.qtable(p["name"], p["schema"] if p["schema"] is not None else schema))
+                for p in table.partition_tree]
+
     def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
         out = []
-        for t, qualified in [(table, self.qtable(name, schema))] + [
-                (Table(p["name"], p["schema"], options=p.get("options") or {}),
-                 self.qtable(p["name"], p["schema"] if p["schema"] is not None else schema))
-                for p in table.partition_tree]:     # a partition's: its index is built by then
+        # a partition's too: its index (its own, or the one its parent's made on it) is built by then
+        for t, qualified in [(table, self.qtable(name, schema))] + [(pt, mine) for _, pt, mine
+                                                                     in self._partitions(table, schema)]:
             ri = t.options.get("postgresql_replica_identity")
             if isinstance(ri, dict) and ri.get("index"):
                 out.append((f"table {t.key}: replica identity using index {ri['index']}",
@@ -485,14 +491,13 @@ class PostgreSQLAdapter(Adapter):
         (where the table is restored) unless it was in a schema of its own."""
         where = {table.key: self.qtable(name, schema)}
         out = []
-        for p in table.partition_tree:
-            mine = self.qtable(p["name"], p["schema"] if p["schema"] is not None else schema)
-            where[f"{p['schema']}.{p['name']}" if p["schema"] else p["name"]] = mine
+        for p, own, mine in self._partitions(table, schema):
+            where[own.key] = mine
             out.append(f"CREATE TABLE {mine} PARTITION OF {where[p['parent']]} {self.literal_sql(p['bound'])}"
                        + (f" PARTITION BY {self.literal_sql(p['partition_by'])}" if p.get("partition_by") else ""))
             # its own options (as a table's), constraints and indexes, before the load (so the
             # partitioned table's indexes, built after it, name theirs around them as the source's did)
-            out += self.table_option_sql(Table(p["name"], p["schema"], options=p.get("options") or {}), mine)
+            out += self.table_option_sql(own, mine)
             out += [f"ALTER TABLE {mine} ADD CONSTRAINT {self.q(c['name'])} {self.literal_sql(c['sql'])}"
                     for c in p.get("constraints") or ()]
             out += [f"CREATE {'UNIQUE ' if ix.get('unique') else ''}INDEX {self.q(ix['name'])} ON {mine} "

@@ -127,11 +127,10 @@ class SQLiteAdapter(Adapter):
                 elif cols not in have:
                     table.uniques.append(Unique(None, list(cols)))
                     have.add(cols)
-            elif origin == "pk" and name in desc and not (
-                    len(table.primary_key) == 1 and table.columns[0].original_type.upper() == "INTEGER"
-                    and table.primary_key[0] == table.columns[0].name):
-                # PRIMARY KEY (a DESC, b): SQLAlchemy reads the columns only. (A lone INTEGER key
-                # written "INTEGER PRIMARY KEY DESC" is left as read: it is made again as the rowid)
+            elif origin == "pk" and name in desc and not any(c.autoincrement for c in table.columns):
+                # PRIMARY KEY (a DESC, b): SQLAlchemy reads the columns only. (A lone INTEGER key,
+                # taken for the rowid by refine_column, is left as read: "INTEGER PRIMARY KEY
+                # DESC" written on the column is made again as the rowid)
                 table.primary_key_sorting = dict(desc[name])
             elif origin == "c" and name not in indexed:
                 sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
