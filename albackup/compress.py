@@ -12,7 +12,10 @@ from .errors import ArchiveError, ConfigError
 
 IDS = {"none": 0, "zstd": 1, "gzip": 2, "lzma": 3}
 NAMES = {v: k for k, v in IDS.items()}
-DEFAULT_LEVEL = {"zstd": 3, "gzip": 6, "lzma": 6, "none": 0}
+#: zstd level 2, not the library's 3: on database text (COPY lines, packed rows) it takes about 60 %
+#: of level 3's CPU for output about 3 % larger (docs/BENCHMARK.md); the compression is the
+#: biggest part of a dump's CPU
+DEFAULT_LEVEL = {"zstd": 2, "gzip": 6, "lzma": 6, "none": 0}
 #: frames up to this size are joined before they are compressed (a frame is about 16 MB)
 JOIN_BYTES = 32 << 20
 

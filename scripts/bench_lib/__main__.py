@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -146,6 +147,13 @@ class Bench:
     def albackup(self, *args: str) -> list[str]:
         return [self.py, "-m", "albackup", *args]
 
+    @functools.cached_property
+    def zstd_level(self) -> str:
+        """albackup's default zstd level (its dumps run with it), for the table's label."""
+        out = subprocess.run([self.py, "-c", "from albackup.compress import DEFAULT_LEVEL; print(DEFAULT_LEVEL['zstd'])"],
+                             capture_output=True, text=True, cwd=ROOT)
+        return out.stdout.strip() or "?"
+
     def pg_db(self, name: str) -> str:
         db = PREFIX + name
         self.created_pg.add(db)
@@ -244,7 +252,7 @@ class Bench:
                 self.artifacts[f"{key}_albackup"] = path
             else:
                 shutil.rmtree(path.parent, ignore_errors=True)
-        return Tool(f"albackup dump -j{self.args.jobs} (zstd-3)", command, finish=finish, server=server, albackup=True)
+        return Tool(f"albackup dump -j{self.args.jobs} (zstd-{self.zstd_level})", command, finish=finish, server=server, albackup=True)
 
     def file_output_finish(self, key: str) -> Callable[[int, Measurement], None]:
         def finish(rep: int, m: Measurement) -> None:
