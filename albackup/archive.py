@@ -29,13 +29,14 @@ from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedForma
 from .model import LogicalType, Schema
 from .pgtext import ENCODING as TEXT_ENCODING
 from .pgtext import FEATURE as TEXT_FEATURE
+from .pgtext import LINE_HASH_BITS
 from .values import HASH_V2, EchoHash, RowHash
 
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
 ENCRYPTION_FEATURE = "encryption-v1"
 LARGE_FEATURE = "large-values-v1"
-KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE, TEXT_FEATURE})
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE, *LINE_HASH_BITS})
 #: manifest keys kept in plain text when the rest of the manifest is sealed
 PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
@@ -121,7 +122,7 @@ class ChunkWriter:
         self._seal = encryption.sealer(rel) if encryption else None
         self._sha = hashlib.sha256()
         self.text = text
-        self._hash: RowHash | EchoHash = EchoHash() if text else RowHash(types)
+        self._hash: RowHash | EchoHash = EchoHash(LINE_HASH_BITS[TEXT_FEATURE]) if text else RowHash(types)
         self._pack = row_packer()
         self._frames = 0
         self._bytes = 0
@@ -501,7 +502,7 @@ class Backup:
                     int(c["rows"]), str(c["sha256"]), str(c["content_hash"])
                     if c.get("encoding") not in (None, TEXT_ENCODING):
                         raise ValueError(f"unknown chunk encoding {c.get('encoding')!r}")
-                    if c.get("encoding") and TEXT_FEATURE not in (m.get("features") or []):
+                    if c.get("encoding") and not set(LINE_HASH_BITS) & set(m.get("features") or []):
                         raise ValueError(f"chunk {c['file']} is COPY text, the features do not say so")
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
@@ -543,6 +544,13 @@ class Backup:
     def is_text(self, key: str, index: int) -> bool:
         """Whether a chunk holds PostgreSQL COPY text (pgtext.py) rather than msgpack rows."""
         return self.tables[key]["chunks"][index].get("encoding") == TEXT_ENCODING
+
+    @property
+    def line_hash_bits(self) -> int:
+        """The width of this backup's line hashes (values.EchoHash): its COPY text chunks' (128
+        in backups with pgtext.FEATURE_V1), and those a restore of it takes of the lines it sends
+        and reads back (64 where no chunk holds any)."""
+        return max([LINE_HASH_BITS[f] for f in self.features if f in LINE_HASH_BITS] or [64])
 
     def text_hashed(self, key: str) -> bool:
         """Whether any chunk of the table is COPY text: then the table's content hash is not a

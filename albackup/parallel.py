@@ -376,8 +376,6 @@ class _BuildSchedule:
         return task
 
     def done(self, w: int, m: Any) -> None:
-        from .values import MOD2
-
         self.running -= 1
         kind = m[0]
         if kind == "loaded":
@@ -396,7 +394,7 @@ class _BuildSchedule:
                 self._built(ti)
         elif kind == "echoed":
             rows, total = self.echoed.get(m[1], (0, 0))
-            self.echoed[m[1]] = (rows + m[2], (total + m[3]) % MOD2)
+            self.echoed[m[1]] = (rows + m[2], total + m[3])    # reduced where compared (echo_verdict)
 
     def _loaded(self, ti: int) -> None:
         self.error = self.error or self.check(ti, sum(p[0] for p in self.loaded[ti]))
@@ -442,7 +440,7 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                     as_text = restorer.text_load(tp, plan.same_engine)
                     for attempt in range(1, LOAD_ATTEMPTS + 1):
                         h = RowHash([c.target for c in tp.columns], normalize) if hash_in else None
-                        echo = EchoHash() if echo_in else None
+                        echo = EchoHash(backup.line_hash_bits) if echo_in else None
                         done = [0]
 
                         def advanced(n: int, label: str = label, done: list[int] = done) -> None:
@@ -485,7 +483,8 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                     _, ti, blocks = msg
                     with conn.begin():
                         rows, total = adapter.echo_read(conn, _target_model(plan.tables[ti]),
-                                                        loaded_names(plan.tables[ti]), blocks)
+                                                        loaded_names(plan.tables[ti]), blocks,
+                                                        bits=backup.line_hash_bits)
                     pipe.send(("echoed", ti, rows, total))
                 elif msg[0] == "hash_in":
                     _, ti, ci, normalize = msg

@@ -11,9 +11,10 @@ to ``COPY … FROM STDIN`` as they are; everywhere else (another engine, ``verif
 conversions) ``decoder`` turns its lines into the same canonical values the cursor read path
 gives, so the rest of albackup sees ordinary rows.
 
-The chunk's ``content_hash`` is the line hash (``values.EchoHash``: XXH3-128 of each line with
-its newline, summed modulo 2^128), the same hash a restore takes of the table printed back, so a
-PostgreSQL restore compares the target with the backup without reading a value into Python.
+The chunk's ``content_hash`` is the line hash (``values.EchoHash``: XXH3-64 of each line with
+its newline, summed modulo 2^64; XXH3-128 modulo 2^128 in backups with FEATURE_V1), the same hash
+a restore takes of the table printed back, so a PostgreSQL restore compares the target with the
+backup without reading a value into Python.
 """
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ from .errors import ArchiveError
 from .model import LogicalType
 
 ENCODING = "pg-copy-text"
-FEATURE = "pg-copy-text-v1"
+#: the feature of backups with COPY text chunks; v2: their line hashes have 64 bits (v1: 128)
+FEATURE = "pg-copy-text-v2"
+FEATURE_V1 = "pg-copy-text-v1"
+#: the bits of the chunks' line hashes (values.EchoHash) by the feature a backup has
+LINE_HASH_BITS = {FEATURE: 64, FEATURE_V1: 128}
 
 #: the session settings a COPY text chunk is printed in (and a restore reads back in)
 SETTINGS = ("TIME ZONE 'UTC'", "DateStyle = 'ISO, MDY'", "IntervalStyle = 'postgres'",

@@ -218,7 +218,7 @@ def _load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePla
         adapter.load_text(conn, _target_model(tp), loaded_names(tp), frames())
         n = sent[0]
         if echo is not None:
-            echo.merge(EchoHash.of((n, int(c["content_hash"], 16), True)))
+            echo.add(n, int(c["content_hash"], 16))
         return n
     return adapter.load(conn, _target_model(tp), loaded_names(tp), [cp.writer for cp in tp.loaded_columns],
                         _converted(backup, tp, hasher, on_batch, chunk=chunk, lazy_large=adapter.streams_large_values),
@@ -409,14 +409,14 @@ class Restorer:
         """The table printed back by the server against the text its load sent: True when every
         line is the same; a different row count fails; other differences (a value the server
         spells otherwise) leave the decision to the value read-back (False)."""
-        rows, total = self.adapter.echo_read(conn, _target_model(tp), loaded_names(tp))
+        rows, total = self.adapter.echo_read(conn, _target_model(tp), loaded_names(tp), bits=echo.bits)
         return self.echo_verdict(tp, echo, rows, total)
 
     def echo_verdict(self, tp: TablePlan, echo: EchoHash, rows: int, total: int) -> bool:
         if rows != echo.rows:
             raise IntegrityError(f"table {tp.table.key}: target holds {rows} rows after restore, "
                                  f"expected {echo.rows}")
-        if total == echo.total:
+        if total % echo.mod == echo.total:
             self.read_back[tp.table.key] = "text"
             return True
         log.info("table %s: the server prints some values otherwise than they were loaded; "
@@ -496,7 +496,7 @@ class Restorer:
                 parts = loaded[ti]
                 n = sum(p[0] for p in parts)
                 if echo_in[ti]:
-                    echo = EchoHash()
+                    echo = EchoHash(self.backup.line_hash_bits)
                     for p in parts:
                         echo.merge(EchoHash.of(p[4]))
                     self.echoes[key] = echo
@@ -613,7 +613,7 @@ class Restorer:
         normalize = self._normalize(plan)
         for tp in plan.tables:
             t0 = time.monotonic()
-            echo = EchoHash() if self.echo_for(tp) else None
+            echo = EchoHash(self.backup.line_hash_bits) if self.echo_for(tp) else None
             h = RowHash([c.target for c in tp.columns], normalize) if self.hashes_in(tp, normalize) else None
             key = tp.table.key
             self.progress.table_started(key, self.backup.rows(key))

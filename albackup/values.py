@@ -429,12 +429,22 @@ class RowHash:
 
 class EchoHash:
     """Order-independent hash of the lines of text a bulk load sent (each with its newline): the
-    sum of their XXH3-128 modulo 2^128, and their number. Where the server prints a loaded table
-    back in the same text format, the same hash of its lines equals this one exactly when it
-    holds, row for row, what was sent; ``valid`` is False when part of a load was not sent as
-    whole lines (values streamed in pieces), and then there is nothing to compare."""
+    sum of their XXH3-64 modulo 2^64 (``bits`` 64), or of their XXH3-128 modulo 2^128 (``bits``
+    128: COPY text chunks of older backups, with pgtext.FEATURE_V1), and their
+    number. Where the server prints a loaded table back in the same text format, the same hash
+    of its lines equals this one exactly when it holds, row for row, what was sent; ``valid`` is
+    False when part of a load was not sent as whole lines (values streamed in pieces), and then
+    there is nothing to compare.
 
-    def __init__(self) -> None:
+    64 bits: the hash guards against accident, not attack (docs/FORMAT.md §5.2), and per line
+    XXH3-64 and its sum cost about 60 % of XXH3-128's (a Python int of 128 bits is made and
+    added per line), which a dump and a restore's read-back each pay once per row."""
+
+    def __init__(self, bits: int = 64) -> None:
+        if bits not in (64, 128):
+            raise ValueError(f"a line hash has 64 or 128 bits, not {bits}")
+        self.bits = bits
+        self.mod = 1 << bits
         self.total = 0
         self.rows = 0
         self.valid = True
@@ -442,27 +452,35 @@ class EchoHash:
     def update(self, data: bytes) -> None:
         """Lines as sent: ``data`` ends with a newline, and no field holds a raw newline or CR
         (the format escapes them; were one there, the hashes would just differ)."""
-        from xxhash import xxh3_128_intdigest
+        from xxhash import xxh3_64_intdigest, xxh3_128_intdigest
 
         lines = data.splitlines(True)
-        self.total = (self.total + sum(map(xxh3_128_intdigest, lines))) % MOD2
+        digest = xxh3_64_intdigest if self.bits == 64 else xxh3_128_intdigest
+        self.total = (self.total + sum(map(digest, lines))) % self.mod
         self.rows += len(lines)
 
+    def add(self, rows: int, total: int) -> None:
+        """Lines hashed elsewhere with the same width (a chunk's hash from the manifest, a part
+        read back by another process)."""
+        self.total = (self.total + total) % self.mod
+        self.rows += rows
+
     def merge(self, other: "EchoHash") -> None:
-        self.total = (self.total + other.total) % MOD2
-        self.rows += other.rows
+        if other.bits != self.bits:
+            raise ValueError(f"line hashes of {self.bits} and {other.bits} bits do not add up")
+        self.add(other.rows, other.total)
         self.valid = self.valid and other.valid
 
-    def state(self) -> tuple[int, int, bool]:
-        return self.rows, self.total, self.valid
+    def state(self) -> tuple[int, int, bool, int]:
+        return self.rows, self.total, self.valid, self.bits
 
     def hexdigest(self) -> str:
-        return f"{self.total:032x}"
+        return f"{self.total:0{self.bits // 4}x}"
 
     @classmethod
-    def of(cls, state: tuple[int, int, bool]) -> "EchoHash":
-        e = cls()
-        e.rows, e.total, e.valid = state
+    def of(cls, state: tuple[int, int, bool, int]) -> "EchoHash":
+        e = cls(state[3])
+        e.rows, e.total, e.valid = state[:3]
         return e
 
 

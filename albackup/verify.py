@@ -35,7 +35,7 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
             if b.is_text(t.key, i):
                 # COPY text: its hash is the lines'; each frame is also decoded, as a restore
                 # into another engine would
-                h = EchoHash()
+                h = EchoHash(b.line_hash_bits)
                 decode = decoder(types, where)
                 for data, _lines in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"],
                                                int(c["rows"]), b.encryption, c["file"], raw_text=True):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
-from xxhash import xxh3_128_intdigest
+from xxhash import xxh3_64_intdigest, xxh3_128_intdigest
 
 from albackup import api, config
 from albackup.engines.postgresql import _float_text, copy_lines, copy_text_writer
@@ -127,10 +127,17 @@ def test_echo_hash_of_lines_sent_equals_the_hash_of_lines_printed() -> None:
     e.update(lines[2])
     printed = EchoHash()
     printed.update(b"".join(reversed(lines)))       # order does not matter
-    assert printed.state() == e.state() == (3, sum(map(xxh3_128_intdigest, lines)) % MOD2, True)
+    assert printed.state() == e.state() == (3, sum(map(xxh3_64_intdigest, lines)) % (1 << 64), True, 64)
+    assert len(e.hexdigest()) == 16
     other = EchoHash()
     other.update(b"1\ta\n2\t\\N\n3\tb\\tC\n")
     assert other.rows == 3 and other.total != e.total
+    wide = EchoHash(128)                            # the line hash of pg-copy-text-v1 backups
+    wide.update(b"".join(lines))
+    assert wide.state() == (3, sum(map(xxh3_128_intdigest, lines)) % MOD2, True, 128)
+    assert len(wide.hexdigest()) == 32
+    with pytest.raises(ValueError, match="64 and 128 bits"):
+        e.merge(wide)
 
 
 def _source(tmp_path: Path) -> sa.URL:

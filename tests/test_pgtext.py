@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
+from xxhash import xxh3_64_intdigest, xxh3_128_intdigest
 
 from albackup import api, pgtext
 from albackup.archive import Backup
@@ -80,7 +81,7 @@ def test_torture_as_copy_text_round_trips_everywhere(dst_kind: str, jobs: int, m
         c.exec_driver_sql("ANALYZE torture")
     dumped = api.dump(_cfg(src, name="tt", jobs=jobs, chunk_rows=2 if jobs > 1 else 1_000_000), tmp_path / "b")
     b = Backup(dumped.path)
-    assert "pg-copy-text-v1" in b.features
+    assert "pg-copy-text-v2" in b.features
     chunks = b.tables["torture"]["chunks"]
     assert all(c["encoding"] == "pg-copy-text" for c in chunks) and (jobs == 1 or len(chunks) >= 2)
     assert api.verify(dumped.path).rows == dumped.rows
@@ -220,6 +221,36 @@ def test_a_text_chunk_announced_as_msgpack_is_refused(make_db, tmp_path: Path) -
         api.verify(path)
 
 
+def test_line_hashes_have_64_bits_and_v1_backups_with_128_still_restore(make_db, tmp_path: Path) -> None:
+    """A new text chunk's hash is the sum of XXH3-64 of its lines modulo 2^64 (pg-copy-text-v2);
+    a backup written with XXH3-128 line hashes (pg-copy-text-v1, older backups) still verifies and
+    restores into PostgreSQL with its text read back and compared, at 128 bits."""
+    _, path = _text_backup(make_db, tmp_path)
+    b = Backup(path)
+    assert "pg-copy-text-v2" in b.features and b.line_hash_bits == 64
+    lines = [ln for data, _ in b.iter_text("t", 0) for ln in data.splitlines(True)]
+    assert len(lines) == 500
+    assert b.tables["t"]["chunks"][0]["content_hash"] == f"{sum(map(xxh3_64_intdigest, lines)) % (1 << 64):016x}"
+
+    m = json.loads((path / "manifest.json").read_text())       # the same backup as v1 wrote it
+    m["features"] = [("pg-copy-text-v1" if f == "pg-copy-text-v2" else f) for f in m["features"]]
+    old = f"{sum(map(xxh3_128_intdigest, lines)) % MOD2:032x}"
+    m["tables"]["t"]["chunks"][0]["content_hash"] = m["tables"]["t"]["content_hash"] = old
+    (path / "manifest.json").write_text(json.dumps(m))
+    assert Backup(path).line_hash_bits == 128
+    assert api.verify(path).tables[0]["rows"] == 500
+    dst = make_db("postgresql", "txo")
+    res = api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert [(t["table"], t["rows"], t["read_back"]) for t in res.tables] == [("t", 500, "text")]
+    with _eng(dst).connect() as c:
+        assert c.exec_driver_sql("SELECT count(*), sum(id), max(s) FROM t").one() == (500, 125250, "row 99")
+
+    m["tables"]["t"]["chunks"][0]["content_hash"] = m["tables"]["t"]["content_hash"] = f"{int(old, 16) ^ 1:032x}"
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IntegrityError, match="content hash does not match the manifest"):
+        api.verify(path)
+
+
 def test_verify_and_restore_check_the_line_hash(make_db, tmp_path: Path) -> None:
     """A manifest whose text hash does not match its lines fails verify; a restore into
     PostgreSQL then finds the text read back different and checks the values instead (they are
@@ -227,7 +258,7 @@ def test_verify_and_restore_check_the_line_hash(make_db, tmp_path: Path) -> None
     _, path = _text_backup(make_db, tmp_path)
     m = json.loads((path / "manifest.json").read_text())
     c = m["tables"]["t"]["chunks"][0]
-    c["content_hash"] = f"{(int(c['content_hash'], 16) + 1) % MOD2:032x}"
+    c["content_hash"] = f"{(int(c['content_hash'], 16) + 1) % (1 << 64):016x}"
     m["tables"]["t"]["content_hash"] = c["content_hash"]
     (path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IntegrityError, match="content hash does not match the manifest"):
@@ -347,7 +378,7 @@ def test_parallel_restore_reads_back_in_block_ranges(make_db, tmp_path: Path,
         whole = PostgreSQLAdapter(e.dialect).echo_read(c, Backup(dumped.path).schema.table("w"), ["id", "s", "f"])
         summed = [PostgreSQLAdapter(e.dialect).echo_read(c, Backup(dumped.path).schema.table("w"), ["id", "s", "f"], p)
                   for p in parts]
-        assert whole == (sum(r for r, _ in summed), sum(h for _, h in summed) % MOD2) and whole[0] == 20000
+        assert whole == (sum(r for r, _ in summed), sum(h for _, h in summed) % (1 << 64)) and whole[0] == 20000
     e.dispose()
     assert api.compare(_cfg(src), _cfg(dst)).differences == []
 

@@ -445,8 +445,9 @@ class Adapter(abc.ABC):
         """Parts of ``table`` that echo_read can print back one by one (None: the whole table)."""
         return [None]
 
-    def echo_read(self, conn: Connection, table: Table, columns: list[str], blocks: Any = None) -> tuple[int, int]:
-        """(rows, EchoHash-style hash of the lines) of ``columns`` of ``table`` (or of one part,
+    def echo_read(self, conn: Connection, table: Table, columns: list[str], blocks: Any = None,
+                  bits: int = 64) -> tuple[int, int]:
+        """(rows, EchoHash(bits) hash of the lines) of ``columns`` of ``table`` (or of one part,
         ``blocks``, of echo_parts) as the server prints them in the load's text format; only
         where ``echo_check`` (the restore asks no other adapter)."""
         raise NotImplementedError(f"{self.name} restores are read back by value only")

@@ -920,14 +920,14 @@ class PostgreSQLAdapter(Adapter):
         return [(start, start + per if start + per < blocks else None) for start in range(0, blocks, per)]
 
     def echo_read(self, conn: Connection, table: Table, columns: list[str],
-                  blocks: tuple[int, int | None] | None = None) -> tuple[int, int]:
+                  blocks: tuple[int, int | None] | None = None, bits: int = 64) -> tuple[int, int]:
         """The loaded columns printed back by ``COPY … TO STDOUT`` (text format) in the output
         settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
         lines sent: (rows, hash), of the whole table or of the physical ``blocks`` [start, end)
         (end None: to the end); the parts of echo_parts add up to the whole table."""
         _text_settings(conn)
         cols = ", ".join(self.q(c) for c in columns)
-        got = EchoHash()
+        got = EchoHash(bits)
         cur = self.dbapi(conn).cursor()
         try:
             if blocks is None and table.partition_by:    # COPY reads no partitioned table by name
