@@ -474,10 +474,10 @@ def _restore_worker(idx: int, pipe: Any) -> None:
                         continue
                     pipe.send(("ddl_done", i))
                 elif msg[0] == "rehash":
-                    _, ti, normalize = msg
+                    _, ti, normalize, where, params = msg
                     with conn.begin():
                         h = rehash(conn, adapter, plan.tables[ti], normalize,
-                                   has_large_values(backup, plan.tables[ti].table.key))
+                                   has_large_values(backup, plan.tables[ti].table.key), where, params)
                     pipe.send(("rehashed", ti, h.rows, h.hexdigest()))
                 elif msg[0] == "echo":
                     _, ti, blocks = msg
@@ -547,11 +547,18 @@ class RestorePool(_Workers):
     def _biggest_first(self, tables: list[int]) -> list[int]:
         return sorted(tables, key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))
 
-    def rehash(self, normalize: bool, tables: list[int]) -> dict[int, tuple[int, str]]:
-        out: dict[int, tuple[int, str]] = {}
-        self._dispatch([("rehash", ti, normalize) for ti in self._biggest_first(tables)],
-                       lambda w, m: out.__setitem__(m[1], (m[2], m[3])))
-        return out
+    def rehash(self, normalize: bool, tables: list[int],
+               parts: dict[int, list[tuple[str, tuple[Any, ...]]]] | None = None) -> dict[int, tuple[int, str]]:
+        """Each table's (rows, content hash) read back, biggest table first, each in its
+        ``parts`` (restore.read_back_parts: key ranges, workers read them side by side; their
+        hashes add up) or whole."""
+        from .values import combine_v2
+
+        got: dict[int, list[tuple[int, str]]] = {ti: [] for ti in tables}
+        tasks = [("rehash", ti, normalize, where, params) for ti in self._biggest_first(tables)
+                 for where, params in (parts or {}).get(ti, [("", ())])]
+        self._dispatch(tasks, lambda w, m: got[m[1]].append((m[2], m[3])))
+        return {ti: (sum(r for r, _ in p), combine_v2([h for _, h in p])) for ti, p in got.items()}
 
 
 RestorePool.target = _restore_worker

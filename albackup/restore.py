@@ -158,20 +158,61 @@ def _target_model(tp: TablePlan) -> Table:
 
 
 def read_hash(conn: Connection, adapter: Adapter, table: Table, normalize: bool,
-              large_values: bool = True) -> RowHash:
-    """The content hash (version 2) of a live table, read through the adapter's dump path."""
+              large_values: bool = True, where: str = "", params: Any = None) -> RowHash:
+    """The content hash (version 2) of a live table (or of the rows ``where`` selects, with
+    ``params``), read through the adapter's dump path."""
     types = [c.type for c in table.columns]
     convert = adapter.batch_reader(types)
     h = RowHash(types, normalize)
     with gc_paused():
-        for raw in adapter.stream(conn, table, 5000, large_values=large_values):
+        for raw in adapter.stream(conn, table, 5000, where, params, large_values=large_values):
             h.update(raw if convert is None else convert(raw))
     return h
 
 
 def rehash(conn: Connection, adapter: Adapter, tp: TablePlan, normalize: bool = True,
-           large_values: bool = True) -> RowHash:
-    return read_hash(conn, adapter, _target_model(tp), normalize, large_values)
+           large_values: bool = True, where: str = "", params: Any = None) -> RowHash:
+    return read_hash(conn, adapter, _target_model(tp), normalize, large_values, where, params)
+
+
+def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tuple[str, tuple[Any, ...]]]:
+    """The target's rows of ``tp`` as key ranges that workers can read back side by side: cut
+    at the ``after`` keys of the backup's chunks where those are ranges of integer key columns
+    that the target holds as integers (integers sort alike in every engine, so the ranges hold
+    every row exactly once, and their hashes add up to the table's); else one part, the whole
+    table. Each part: (WHERE clause or "", its DBAPI parameters)."""
+    whole = [("", ())]
+    chunks = backup.tables[tp.table.key]["chunks"]
+    ranges = [c.get("range") or {} for c in chunks]
+    key = ranges[0].get("key")
+    if len(chunks) < 2 or not key or any(r.get("key") != key for r in ranges):
+        return whole
+    names = [c.name for c in tp.table.columns]
+    target: list[str] = []
+    for k in key:
+        if k not in names:
+            return whole
+        i = names.index(k)
+        if tp.table.columns[i].type.kind != "integer" or tp.columns[i].target.kind != "integer" \
+                or not tp.columns[i].loaded:
+            return whole
+        target.append(tp.sa_table.columns[i].name)
+    cuts = {tuple(r["after"]) for r in ranges if r.get("after") is not None}
+    if not cuts or any(len(c) != len(key) or not all(type(v) is int for v in c) for c in cuts):
+        return whole
+    parts = []
+    lo: tuple[Any, ...] | None = None
+    for hi in [*sorted(cuts), None]:
+        conds: list[str] = []
+        params: list[Any] = []
+        for op, bound in ((">", lo), ("<=", hi)):
+            if bound is not None:
+                sql, p = adapter.key_compare(target, op, bound)
+                conds.append(sql)
+                params += p
+        parts.append((" WHERE " + " AND ".join(conds), tuple(params)))
+        lo = hi
+    return parts
 
 
 def loaded_names(tp: TablePlan) -> list[str]:
@@ -549,7 +590,8 @@ class Restorer:
                                for ci in range(len(self.backup.tables[tables[ti].table.key]["chunks"]))], normalize)
         for ti, parts in hashed.items():
             expected[tables[ti].table.key] = (sum(p[0] for p in parts), combine_v2([p[1] for p in parts]))
-        got = pool.rehash(normalize, by_value)
+        got = pool.rehash(normalize, by_value,
+                          {ti: read_back_parts(self.adapter, self.backup, tables[ti]) for ti in by_value})
         for ti in by_value:
             self._check_read_back(tables[ti], *got[ti], expected[tables[ti].table.key], None)
 
