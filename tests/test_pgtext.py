@@ -221,7 +221,8 @@ def test_a_text_chunk_announced_as_msgpack_is_refused(make_db, tmp_path: Path) -
         api.verify(path)
 
 
-def test_line_hashes_have_64_bits_and_v1_backups_with_128_still_restore(make_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_line_hashes_have_64_bits_and_v1_backups_with_128_still_restore(make_db, tmp_path: Path, jobs: int) -> None:
     """A new text chunk's hash is the sum of XXH3-64 of its lines modulo 2^64 (pg-copy-text-v2);
     a backup written with XXH3-128 line hashes (pg-copy-text-v1, older backups) still verifies and
     restores into PostgreSQL with its text read back and compared, at 128 bits."""
@@ -240,7 +241,7 @@ def test_line_hashes_have_64_bits_and_v1_backups_with_128_still_restore(make_db,
     assert Backup(path).line_hash_bits == 128
     assert api.verify(path).tables[0]["rows"] == 500
     dst = make_db("postgresql", "txo")
-    res = api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    res = api.restore(path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert [(t["table"], t["rows"], t["read_back"]) for t in res.tables] == [("t", 500, "text")]
     with _eng(dst).connect() as c:
         assert c.exec_driver_sql("SELECT count(*), sum(id), max(s) FROM t").one() == (500, 125250, "row 99")
