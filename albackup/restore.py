@@ -183,9 +183,11 @@ def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tup
     table. Each part: (WHERE clause or "", its DBAPI parameters)."""
     whole = [("", ())]
     chunks = backup.tables[tp.table.key]["chunks"]
+    if len(chunks) < 2:
+        return whole
     ranges = [c.get("range") or {} for c in chunks]
     key = ranges[0].get("key")
-    if len(chunks) < 2 or not key or any(r.get("key") != key for r in ranges):
+    if not key or any(r.get("key") != key for r in ranges):
         return whole
     names = [c.name for c in tp.table.columns]
     target: list[str] = []

@@ -435,6 +435,8 @@ def test_read_back_parts_hold_every_row_once_cut_where_the_chunks_start(make_db,
     assert combine_v2([h.hexdigest() for h in pieces]) == whole.hexdigest()
     assert read_back_parts(adapter, b, tps["composite"]) == [("", ())]
     assert read_back_parts(adapter, b, tps["nokey"]) == [("", ())]
+    b.tables["sparse"]["chunks"] = []            # a table with no chunk file (no rows): whole
+    assert read_back_parts(adapter, b, tps["sparse"]) == [("", ())]
 
 
 def _big_table(url: sa.URL) -> None:
