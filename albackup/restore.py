@@ -23,7 +23,7 @@ from .gcpause import gc_paused
 from .model import Column, Table
 from .progress import as_reporter
 from .reflect import matches
-from .units import row_cost
+from .units import key_range_where, row_cost
 from .mapping import _ident
 from .values import HASH_V2, ColumnRowHashes, EchoHash, RowHash, batch_converter, combine_v2, normalizing_kind
 
@@ -202,19 +202,8 @@ def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tup
     cuts = {tuple(r["after"]) for r in ranges if r.get("after") is not None}
     if not cuts or any(len(c) != len(key) or not all(type(v) is int for v in c) for c in cuts):
         return whole
-    parts = []
-    lo: tuple[Any, ...] | None = None
-    for hi in [*sorted(cuts), None]:
-        conds: list[str] = []
-        params: list[Any] = []
-        for op, bound in ((">", lo), ("<=", hi)):
-            if bound is not None:
-                sql, p = adapter.key_compare(target, op, bound)
-                conds.append(sql)
-                params += p
-        parts.append((" WHERE " + " AND ".join(conds), tuple(params)))
-        lo = hi
-    return parts
+    bounds: list[tuple[Any, ...] | None] = [None, *sorted(cuts), None]
+    return [key_range_where(adapter, target, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def loaded_names(tp: TablePlan) -> list[str]:

@@ -264,21 +264,26 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         lo, hi = hi, nxt        # nxt None: the range after hi is the last
 
 
+def key_range_where(adapter: Adapter, key: list[str], lo: tuple[Any, ...] | None,
+                    hi: tuple[Any, ...] | None) -> tuple[str, tuple[Any, ...]]:
+    """`` WHERE key > lo AND key <= hi`` (either side left out when None; "" when both are) and
+    its DBAPI parameters."""
+    conds: list[str] = []
+    params: list[Any] = []
+    for op, bound in ((">", lo), ("<=", hi)):
+        if bound is not None:
+            sql, p = adapter.key_compare(key, op, bound)
+            conds.append(sql)
+            params += p
+    return (" WHERE " + " AND ".join(conds)) if conds else "", tuple(params)
+
+
 def _range_unit(adapter: Adapter, no: int, table: Table, key: list[str], chunk_no: int,
                 lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None, chunk_rows: int) -> Unit:
-    conds, params = [], []
-    if lo is not None:
-        sql, p = adapter.key_compare(key, ">", lo)
-        conds.append(sql)
-        params += p
-    if hi is not None:
-        sql, p = adapter.key_compare(key, "<=", hi)
-        conds.append(sql)
-        params += p
-    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    where, params = key_range_where(adapter, key, lo, hi)
     rng = {"key": key, "after": None if lo is None else [key_jsonable(v) for v in lo],
            "upto": None if hi is None else [key_jsonable(v) for v in hi]}
-    return Unit(no, table, chunk_no, where, tuple(params), rng, chunk_rows if hi is not None else None)
+    return Unit(no, table, chunk_no, where, params, rng, chunk_rows if hi is not None else None)
 
 
 @dataclass
