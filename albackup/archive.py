@@ -129,6 +129,7 @@ class ChunkWriter:
         self.large_values = 0
         self._pending: deque[Any] = deque()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress")
+        self._path = path
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
         self._write(HEADER.pack(CHUNK_MAGIC, compressor.id,
@@ -228,6 +229,10 @@ class ChunkWriter:
         self._pool.shutdown()
         if not self._f.closed:
             self._f.close()
+        try:
+            os.unlink(self._path)        # no chunk file: the unit may write it again
+        except OSError:
+            pass
 
 
 def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:

@@ -16,6 +16,7 @@ from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, 
 from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, ArchiveError, DumpError
 from .gcpause import gc_paused
+from .pgtext import CopyTextRefused
 from .model import Table
 from .progress import Reporter, as_reporter
 from .reflect import reflect_schema
@@ -103,16 +104,25 @@ def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Un
               progress: Reporter) -> UnitResult:
     """Dump one unit into its chunk file(s); a whole-table unit rolls over past CHUNK_BYTES."""
     with gc_paused():
+        if unit.ranged and adapter.copy_text_ok(conn, unit.table, scan=False):
+            # a range is one chunk file, dropped whole if the guarded COPY refuses a row: the
+            # pass over the range that looks for such rows is the COPY itself
+            try:
+                return _dump_unit_text(conn, adapter, writer, unit, progress, guard=True)
+            except CopyTextRefused:
+                log.debug("%s: a value COPY text cannot carry; read by value", unit.label)
+                return _dump_unit_rows(conn, adapter, writer, unit, opts, progress, started=True)
         if adapter.copy_text_ok(conn, unit.table, unit.where, unit.params):
             return _dump_unit_text(conn, adapter, writer, unit, progress)
         return _dump_unit_rows(conn, adapter, writer, unit, opts, progress)
 
 
 def _dump_unit_rows(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
-                    progress: Reporter) -> UnitResult:
+                    progress: Reporter, started: bool = False) -> UnitResult:
     table = unit.table
     label = unit.label
-    progress.table_started(label, unit.estimate)
+    if not started:
+        progress.table_started(label, unit.estimate)
     readers = [adapter.reader(c.type) for c in table.columns]
     convert = adapter.batch_reader([c.type for c in table.columns])
     pack = row_packer()
@@ -198,7 +208,7 @@ def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Rep
 
 
 def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit,
-                    progress: Reporter) -> UnitResult:
+                    progress: Reporter, guard: bool = False) -> UnitResult:
     """Dump one unit as the server's COPY text (pgtext.py): frames of whole lines go from the
     COPY's pipe to the chunk writer on a helper thread; no value becomes a Python object."""
     table = unit.table
@@ -219,7 +229,7 @@ def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, un
             state["chunk"] = writer.chunk(unit.table_no, state["no"], types, text=True)
 
     try:
-        sent = adapter.copy_text(conn, table, unit.where, unit.params, on_frame)
+        sent = adapter.copy_text(conn, table, unit.where, unit.params, on_frame, guard=guard)
         infos.append(state["chunk"].close())
     except BaseException:
         state["chunk"].abort()

@@ -155,6 +155,15 @@ def decoder(types: list[LogicalType], where: str,
     return rows
 
 
+#: the text of the error a guarded COPY raises at the first row it cannot carry
+GUARD = "albackup-guard"
+
+
+class CopyTextRefused(Exception):
+    """A guarded COPY met a row that COPY text cannot carry (a value over LARGE_BYTES, a date
+    without a canonical form): its unit is read by value instead."""
+
+
 class CopyOutPipe:
     """A file for psycopg2's ``copy_expert`` (COPY … TO STDOUT) whose ``write`` is C: an OS pipe
     behind a buffered writer. A helper thread reads the pipe and calls ``on_frame(data)`` with

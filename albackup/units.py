@@ -8,6 +8,12 @@ snapshot the dump reads. Sparse keys, gaps and composite keys therefore give ran
 ``chunk_rows`` rows each; min/max arithmetic is never used. A table with no such key is one unit
 (PostgreSQL: ranges of physical blocks, ``ctid``, which need no key).
 
+On PostgreSQL a big table whose key is one integer column takes its boundaries from the
+histogram of key values that ANALYZE keeps, when it is fresh and fine enough
+(``Adapter.key_bounds``): no key is counted, and the ranges still hold about ``chunk_rows`` rows
+each whatever the gaps, as the histogram's buckets hold equal numbers of rows. Stale or missing
+statistics only make ranges uneven; every row is still in exactly one range.
+
 On MySQL/MariaDB a table whose primary key is integers is read in key pages instead
 (``KeyPages``): each range is the next ``chunk_rows`` keys after the last key read, and a
 boundary is searched for only when a worker would otherwise wait.
@@ -218,7 +224,12 @@ def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_r
             out.append(TableUnits(iter(()), cost, KeyPages(conn, adapter, no, table, key, per_unit, expected, est)))
             continue
         if key:
-            out.append(TableUnits(_key_ranges(conn, adapter, no, table, key, per_unit, expected, whole), cost))
+            bounds = adapter.key_bounds(conn, table, key, per_unit) if all(
+                c.type.kind == "integer" for c in table.columns if c.name in key) else None
+            if bounds:
+                out.append(TableUnits(_bound_ranges(adapter, no, table, key, bounds, est, per_unit), cost))
+            else:
+                out.append(TableUnits(_key_ranges(conn, adapter, no, table, key, per_unit, expected, whole), cost))
             continue
         pieces = [Unit(no, table, i + 1, where, params, rng)
                   for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, per_unit))]
@@ -262,6 +273,20 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         if hi is None:
             return
         lo, hi = hi, nxt        # nxt None: the range after hi is the last
+
+
+def _bound_ranges(adapter: Adapter, no: int, table: Table, key: list[str], bounds: list[tuple[Any, ...]],
+                  estimate: int, chunk_rows: int) -> Iterator[Unit]:
+    """Ranges between ``bounds`` (adapter.key_bounds: known ahead, no key counted), the first
+    from the start, the last to the end; each about ``estimate`` / ranges rows."""
+    edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
+    parts = len(edges) - 1
+    for i in range(parts):
+        unit = _range_unit(adapter, no, table, key, i + 1, edges[i], edges[i + 1], chunk_rows)
+        unit.parts = parts
+        unit.estimate = max(1, estimate // parts)
+        unit.cost = unit.estimate * row_cost(table)
+        yield unit
 
 
 def key_range_where(adapter: Adapter, key: list[str], lo: tuple[Any, ...] | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -100,14 +101,22 @@ def test_chunked_dump_of_sparse_composite_unique_and_keyless_tables(make_db, tmp
     for name, key in (("sparse", ["id"]), ("composite", ["grp", "n"]), ("uniq", ["code"])):
         chunks = tables[name]["chunks"]
         assert len(chunks) == 6, (name, [c["rows"] for c in chunks])
-        assert [c["rows"] for c in chunks] == [100] * 6, name
+        if name == "sparse" and kind == "postgresql":
+            # bounds from the key's histogram (fresh after ANALYZE): about 100 rows each
+            assert all(88 <= c["rows"] <= 112 for c in chunks), [c["rows"] for c in chunks]
+        else:
+            assert [c["rows"] for c in chunks] == [100] * 6, name
         assert all(c["range"]["key"] == key for c in chunks)
         assert chunks[0]["range"]["after"] is None and chunks[-1]["range"]["upto"] is None
         for a, b in zip(chunks, chunks[1:]):
             assert a["range"]["upto"] == b["range"]["after"]
-    # sparse keys: ranges follow the rows, not min/max arithmetic
+    # sparse keys: ranges follow the rows, not min/max arithmetic (counted keys, or on
+    # PostgreSQL keys of the table that its histogram holds)
     uptos = [c["range"]["upto"][0] for c in tables["sparse"]["chunks"][:-1]]
-    assert uptos == [SPARSE[99], SPARSE[199], SPARSE[299], SPARSE[399], SPARSE[499]]
+    if kind == "postgresql":
+        assert set(uptos) <= set(SPARSE) and uptos == sorted(uptos)
+    else:
+        assert uptos == [SPARSE[99], SPARSE[199], SPARSE[299], SPARSE[399], SPARSE[499]]
     nokey = tables["nokey"]["chunks"]
     if kind == "postgresql":      # physical block ranges
         assert len(nokey) >= 1 and all("ctid_blocks" in c["range"] for c in nokey)
@@ -202,10 +211,13 @@ def test_units_cost_by_rows_and_column_kinds() -> None:
 @pytest.mark.parametrize("rows, chunks", [(1020, [100] * 9 + [120]), (1030, [100] * 10 + [30]),
                                           (1000, [100] * 10), (110, [110])])
 def test_a_small_remainder_is_merged_into_the_last_range(make_db, tmp_path: Path, rows: int,
-                                                         chunks: list[int]) -> None:
-    """Under a quarter of a range after the last boundary joins the range before; a quarter or
-    more is a range of its own; a table the estimate made look bigger is one chunk. Every row is
-    in exactly one chunk."""
+                                                         chunks: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Boundaries found by counting keys: under a quarter of a range after the last boundary
+    joins the range before; a quarter or more is a range of its own; a table the estimate made
+    look bigger is one chunk. Every row is in exactly one chunk."""
+    from albackup.engines.postgresql import PostgreSQLAdapter
+
+    monkeypatch.setattr(PostgreSQLAdapter, "key_bounds", lambda *a: None)     # as without statistics
     src = make_db("postgresql", "rem")
     _execute(src, "CREATE TABLE r (id INTEGER PRIMARY KEY)", f"INSERT INTO r SELECT generate_series(1, {rows})",
              analyze=("r",))
@@ -528,8 +540,8 @@ def test_parallel_progress_reports_each_range_and_each_table(make_db, tmp_path: 
     with caplog.at_level("INFO", logger="albackup"):
         api.dump(_cfg(src, jobs=2, chunk_rows=100), tmp_path / "b", progress=LogReporter())  # type: ignore[arg-type]
     lines = [r.getMessage() for r in caplog.records if r.name == "albackup"]
-    for i in range(1, 7):
-        assert any(m.startswith(f"table sparse [{i}/6]: 100 rows") for m in lines), lines
+    for i in range(1, 7):      # about 100 rows each (bounds from the key's histogram)
+        assert any(re.match(rf"table sparse \[{i}/6\]: \d+ rows", m) for m in lines), lines
     assert any(m.startswith("table sparse: 600 rows") for m in lines), lines
     assert any(m.startswith("table nokey") for m in lines), lines
 
@@ -649,8 +661,10 @@ def test_postgresql_primary_key_is_built_after_the_load(make_db, tmp_path: Path,
 
 
 def test_key_ranges_are_planned_as_they_are_taken(make_db) -> None:
-    """The workers start on the first range while the next boundaries are still to be found:
-    taking the first range costs two boundary queries, not one per range."""
+    """Boundaries found by counting keys (a text key: no histogram bounds): the workers start on
+    the first range while the next boundaries are still to be found; taking the first range
+    costs two boundary queries, not one per range. An integer key with fresh statistics costs
+    none."""
     from albackup import units
     from albackup.engines import for_engine
     from albackup.reflect import reflect_schema
@@ -669,18 +683,22 @@ def test_key_ranges_are_planned_as_they_are_taken(make_db) -> None:
     adapter.nth_key = counting  # type: ignore[method-assign]
     try:
         with e.connect() as conn:
-            schema = reflect_schema(conn, adapter, [None], include=["sparse"])
-            (plan,) = units.plan_tables(conn, adapter, schema.tables, 100)
-            first = next(plan.units)
-            assert len(calls) == 2 and first.label == "sparse [1/6]"
-            rest = list(plan.units)
+            schema = reflect_schema(conn, adapter, [None], include=["uniq", "sparse"])
+            plans = units.plan_tables(conn, adapter, [schema.table("uniq")], 100)
+            first = next(plans[0].units)
+            assert len(calls) == 2 and first.label == "uniq [1/6]"
+            rest = list(plans[0].units)
+            # each boundary found once (the sixth is the last key), one query finding none after
+            # it, one remainder check: the same queries as planning everything first
+            assert len(calls) == 8
+            calls.clear()
+            sparse = [u for p in units.plan_tables(conn, adapter, [schema.table("sparse")], 100) for u in p.units]
+            assert calls == [] and len(sparse) == 6
     finally:
         e.dispose()
-    assert [u.label for u in rest] == [f"sparse [{i}/6]" for i in range(2, 7)]
-    # each boundary found once (the sixth is the last key), one query finding none after it, one
-    # remainder check: the same queries as planning everything first
-    assert len(calls) == 8
+    assert [u.label for u in rest] == [f"uniq [{i}/6]" for i in range(2, 7)]
     assert rest[-1].range["upto"] is None and first.range["after"] is None
+    assert sparse[0].range["after"] is None and sparse[-1].range["upto"] is None
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -868,3 +886,39 @@ def test_restore_schedule_keeps_workers_loading_side_by_side_on_different_tables
     s.done(0, ("loaded", 0, 10, 10, "", 0.1, None))
     assert next(s)[:3] == ("load", 0, 2)
     assert next(s) is None
+
+
+def test_postgresql_key_bounds_come_from_a_fresh_histogram_only(make_db) -> None:
+    """Range boundaries from pg_stats: keys of the table, about n rows apart over a sparse key;
+    none for a composite key, for a histogram coarser than the ranges, or once more than a
+    tenth of the rows changed since the last ANALYZE (then keys are counted)."""
+    from albackup.engines.postgresql import PostgreSQLAdapter
+    from albackup.model import Table
+
+    src = make_db("postgresql", "kb")
+    data = build_keys(src)
+    keys = sorted(r[0] for r in data["sparse"])
+    e = _eng(src)
+    adapter = PostgreSQLAdapter(e.dialect)
+    with e.connect() as c:
+        bounds = adapter.key_bounds(c, Table(name="sparse"), ["id"], 150)
+        assert bounds and all(len(b) == 1 and b[0] in keys for b in bounds)
+        edges = [None, *[b[0] for b in bounds], None]
+        sizes = [sum(1 for k in keys if (lo is None or k > lo) and (hi is None or k <= hi))
+                 for lo, hi in zip(edges, edges[1:])]
+        assert sum(sizes) == 600 and all(130 <= n <= 170 for n in sizes), sizes
+        assert adapter.key_bounds(c, Table(name="composite"), ["grp", "n"], 100) is None
+        assert adapter.key_bounds(c, Table(name="sparse"), ["id"], 5) is None      # 6 rows a bucket
+    with e.begin() as c:
+        c.exec_driver_sql("INSERT INTO sparse SELECT g, 'new', 0 FROM generate_series(400000, 400099) g")
+    e.dispose()
+    e = _eng(src)
+    deadline = time.monotonic() + 10
+    with e.connect() as c:
+        while c.exec_driver_sql("SELECT n_mod_since_analyze FROM pg_stat_all_tables "
+                                "WHERE relid = 'sparse'::regclass").scalar() < 100:
+            assert time.monotonic() < deadline, "the statistics never saw the insert"
+            time.sleep(0.2)
+            c.rollback()
+        assert adapter.key_bounds(c, Table(name="sparse"), ["id"], 150) is None
+    e.dispose()

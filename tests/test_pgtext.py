@@ -574,3 +574,46 @@ def test_the_pass_for_large_values_and_dates_names_what_it_found(pg, monkeypatch
             assert not adapter.copy_text_ok(c, table, ' WHERE "id" > %s AND "id" <= %s', (60, 100))
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_range_holding_a_row_copy_cannot_carry_is_read_by_value(make_db, tmp_path: Path, jobs: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key range is dumped by a guarded COPY (no pass over it first): the range holding a
+    value over LARGE_BYTES makes the server stop that COPY, its chunk file is dropped and the
+    range is read by value in pieces; the other ranges stay COPY text and the snapshot goes on.
+    A range holding an infinite date fails the dump naming the column, as a whole table does."""
+    import albackup.engines.postgresql as pgmod
+    from albackup.errors import DumpError
+
+    src = make_db("postgresql", f"txq{jobs}")
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("CREATE TABLE r (id int PRIMARY KEY, s text, d date)")
+        c.exec_driver_sql("INSERT INTO r SELECT g, 'v' || g, DATE '2024-01-01' + g FROM generate_series(1, 600) g")
+        c.exec_driver_sql("UPDATE r SET s = repeat('x', 5000) WHERE id = 250")
+        c.exec_driver_sql("ANALYZE r")
+    want = _cursor_rows(src, "r")       # values whole (LARGE_BYTES as it is)
+    monkeypatch.setattr(pgmod, "LARGE_BYTES", 1000)
+    res = api.dump(_cfg(src, chunk_rows=100, jobs=jobs), tmp_path / "b")
+    b = Backup(res.path)
+    chunks = b.tables["r"]["chunks"]
+    assert len(chunks) == 6 and sum(c["rows"] for c in chunks) == 600
+    held = [c for c in chunks if c["range"]["after"] is not None and c["range"]["after"][0] < 250
+            and (c["range"]["upto"] is None or c["range"]["upto"][0] >= 250)]
+    assert len(held) == 1
+    assert [c.get("encoding") for c in chunks] == [None if c is held[0] else "pg-copy-text" for c in chunks]
+    assert held[0].get("large_values") == 1
+    # every file under data/ is a chunk of the manifest: the dropped COPY left nothing behind
+    assert sorted(p.name for p in (res.path / "data").iterdir()) == sorted(Path(c["file"]).name for c in chunks)
+    assert _norm(_backup_rows(res.path, "r")) == _norm(want)
+    assert api.verify(res.path).rows == 600
+    dst = make_db("postgresql", f"txqd{jobs}")
+    api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    monkeypatch.undo()
+    assert _norm(_cursor_rows(dst, "r")) == _norm(want)
+    monkeypatch.setattr(pgmod, "LARGE_BYTES", 1000)
+
+    with _eng(src).begin() as c:
+        c.exec_driver_sql("UPDATE r SET d = 'infinity' WHERE id = 420")
+    with pytest.raises(DumpError, match=r"table r, column d: cannot read a value as date"):
+        api.dump(_cfg(src, chunk_rows=100, jobs=jobs), tmp_path / "c")

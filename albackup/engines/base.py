@@ -310,6 +310,13 @@ class Adapter(abc.ABC):
             cur.close()
         return None if row is None else tuple(row)
 
+    def key_bounds(self, conn: Connection, table: Table, key: list[str],
+                   n: int) -> list[tuple[Any, ...]] | None:
+        """Boundaries about ``n`` rows apart for ranges of ``table`` over ``key``, known without
+        reading the table (the planner's statistics), or None: the boundaries are then found by
+        counting keys (``nth_key``). Whatever they are, the ranges they make hold every row once."""
+        return None
+
     def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
                        chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
         """Ranges of a table without a usable key: (where, params, manifest range); none here."""
@@ -424,14 +431,18 @@ class Adapter(abc.ABC):
     #: echo_read() prints a loaded table back in the text its load sent (load() fills ``echo``)
     echo_check = False
 
-    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None) -> bool:
-        """Whether this unit of ``table`` can be dumped as the server's COPY text (pgtext.py)."""
+    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None,
+                     scan: bool = True) -> bool:
+        """Whether this unit of ``table`` can be dumped as the server's COPY text (pgtext.py).
+        Without ``scan``, only what the columns' types and the connection say: its rows are
+        then checked by ``copy_text(guard=True)`` as they are read."""
         return False
 
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
-                  on_frame: Callable[[bytes], None]) -> int:
+                  on_frame: Callable[[bytes], None], guard: bool = False) -> int:
         """Dump a unit as COPY text, in blocks of whole lines; returns the rows the server sent.
-        Only where ``copy_text_ok`` said yes."""
+        Only where ``copy_text_ok`` said yes. With ``guard``, the rows ``copy_text_ok`` would have
+        looked for make it raise pgtext.CopyTextRefused, the connection's transaction intact."""
         raise NotImplementedError(f"{self.name} dumps are read by value only")
 
     #: load_text() takes a COPY text chunk as it is stored (same engine, nothing converted)

@@ -186,6 +186,44 @@ class PostgreSQLAdapter(Adapter):
         cols = ", ".join(self.q(k) for k in key)
         return f"({cols}) {op} ({', '.join(['%s'] * len(key))})", list(values)
 
+    def key_bounds(self, conn: Connection, table: Table, key: list[str],
+                   n: int) -> list[tuple[Any, ...]] | None:
+        """From the histogram of the key's values that ANALYZE keeps (``pg_stats``): a one-column
+        integer key of a plain table, whose statistics are fresh (rows changed since the last
+        ANALYZE under a tenth of the estimate) and fine enough (at least two of its buckets per
+        range). Each bucket holds about the same number of rows, sparse keys or not; a bound is
+        a key value that was in the table, never one computed from others."""
+        if len(key) != 1:
+            return None
+        row = conn.exec_driver_sql(
+            """SELECT s.histogram_bounds::text, c.reltuples::bigint, u.n_mod_since_analyze
+                 FROM pg_class c
+                 JOIN pg_namespace ns ON ns.oid = c.relnamespace
+                 JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname
+                                AND s.attname = %(col)s AND NOT s.inherited
+                 JOIN pg_stat_all_tables u ON u.relid = c.oid
+                WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'r'""",
+            {"t": self.qtable_value(table.name, table.schema), "col": key[0]}).first()
+        if row is None or not row[0] or row[1] is None or row[1] <= 0 or row[2] is None:
+            return None
+        text, rows, changed = row
+        if changed > rows // 10:
+            return None
+        try:
+            hist = [int(v) for v in text.strip("{}").split(",")]
+        except ValueError:
+            return None
+        buckets = len(hist) - 1
+        if buckets < 2 or any(a >= b for a, b in zip(hist, hist[1:])):
+            return None
+        step = round(n * buckets / rows)
+        if step < 2:
+            return None
+        picks = list(range(step, buckets, step))
+        if picks and buckets - picks[-1] < step // 4:
+            picks.pop()         # under a quarter of a range after the last bound: joins the last range
+        return [(hist[i],) for i in picks] or None
+
     def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
                        chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
         """Ranges of physical blocks (TID range scans, PostgreSQL 14+): rows need no key."""
@@ -609,15 +647,9 @@ class PostgreSQLAdapter(Adapter):
         finally:
             cur.close()
 
-    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None) -> bool:
-        """Every column of a kind whose COPY text pgtext decodes, a UTF-8 connection, no value
-        over LARGE_BYTES in this unit (COPY hands over whole rows; large ones are read in pieces)
-        and no date or timestamp without a canonical form (BC, infinite, past 9999: the cursor
-        path refuses those, naming the column). One pass over the unit answers both."""
-        if not table.columns or not all(pgtext.text_kind(c.type) for c in table.columns):
-            return False
-        if self.dbapi(conn).encoding != "UTF8":
-            return False
+    def _date_checks(self, table: Table) -> list[str]:
+        """A condition per date or timestamp column: a value without a canonical form (BC,
+        infinite, past 9999; the cursor path refuses those, naming the column)."""
         checks = []
         for c in table.columns:
             q = self.q(c.name)
@@ -625,16 +657,50 @@ class PostgreSQLAdapter(Adapter):
                 checks.append(f"{q} < '0001-01-01' OR {q} > '9999-12-31'")
             elif c.type.kind == "datetime":
                 checks.append(f"{q} < '0001-01-01' OR {q} >= '10000-01-01'")
-        return not self._large_columns(conn, table, where, params, checks)
+        return checks
+
+    def copy_text_ok(self, conn: Connection, table: Table, where: str = "", params: Any = None,
+                     scan: bool = True) -> bool:
+        """Every column of a kind whose COPY text pgtext decodes, a UTF-8 connection, no value
+        over LARGE_BYTES in this unit (COPY hands over whole rows; large ones are read in pieces)
+        and no date or timestamp without a canonical form. One pass over the unit answers the
+        last two (``scan``)."""
+        if not table.columns or not all(pgtext.text_kind(c.type) for c in table.columns):
+            return False
+        if self.dbapi(conn).encoding != "UTF8":
+            return False
+        return not scan or not self._large_columns(conn, table, where, params, self._date_checks(table))
 
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
-                  on_frame: Any) -> int:
+                  on_frame: Any, guard: bool = False) -> int:
+        """With ``guard``, the pass of copy_text_ok is the COPY itself: a row it would have found
+        makes the server raise an error naming GUARD (a cast that cannot succeed, reached only
+        in that row's CASE branch) before the row is sent; the COPY runs inside a savepoint, so
+        the snapshot's transaction goes on (pgtext.CopyTextRefused)."""
         cols = ", ".join(self.q(c.name) for c in table.columns)
         select = f"SELECT {cols} FROM {self.read_from(table)}"
+        tests = ([f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in self._large_capable(table)]
+                 + self._date_checks(table)) if guard else []
+        if tests:
+            # not a constant (pg_backend_pid is STABLE), so the planner does not fold the cast
+            where += (f" {'AND' if where else 'WHERE'} (CASE WHEN {' OR '.join(f'({t})' for t in tests)} "
+                      f"THEN ('{pgtext.GUARD} ' || pg_backend_pid()::text)::int = 0 ELSE true END)")
         cur = self.dbapi(conn).cursor()
         try:
-            pgtext.copy_out(cur, f"COPY ({select}{where}) TO STDOUT", on_frame, params)
-            return int(cur.rowcount)
+            if not tests:
+                pgtext.copy_out(cur, f"COPY ({select}{where}) TO STDOUT", on_frame, params)
+                return int(cur.rowcount)
+            cur.execute("SAVEPOINT albackup_copy")
+            try:
+                pgtext.copy_out(cur, f"COPY ({select}{where}) TO STDOUT", on_frame, params)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                if pgtext.GUARD not in str(exc):
+                    raise
+                cur.execute("ROLLBACK TO SAVEPOINT albackup_copy")
+                raise pgtext.CopyTextRefused(table.key) from None
+            rows = int(cur.rowcount)
+            cur.execute("RELEASE SAVEPOINT albackup_copy")
+            return rows
         finally:
             cur.close()
 
