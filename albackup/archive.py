@@ -30,13 +30,15 @@ from .model import LogicalType, Schema
 from .pgtext import ENCODING as TEXT_ENCODING
 from .pgtext import FEATURE as TEXT_FEATURE
 from .pgtext import LINE_HASH_BITS
-from .values import HASH_V2, EchoHash, RowHash
+from .pgtext import ORDERED as ORDERED_FEATURE
+from .values import HASH_V2, EchoHash, RowHash, StreamHash
 
 FORMAT_NAME = "albackup"
 FORMAT_VERSION = 1
 ENCRYPTION_FEATURE = "encryption-v1"
 LARGE_FEATURE = "large-values-v1"
-KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE, *LINE_HASH_BITS})
+KNOWN_FEATURES: frozenset[str] = frozenset({ENCRYPTION_FEATURE, HASH_V2, LARGE_FEATURE, ORDERED_FEATURE,
+                                            *LINE_HASH_BITS})
 #: manifest keys kept in plain text when the rest of the manifest is sealed
 PLAIN_KEYS = ("format", "format_version", "features", "albackup_version", "created_at", "encryption")
 MANIFEST = "manifest.json"
@@ -89,10 +91,11 @@ class ChunkInfo:
     content_hash: str
     large_values: int = 0
     encoding: str | None = None       # pgtext.ENCODING, or None: msgpack rows
+    line_order: str | None = None     # "key": COPY text in key order, hashed whole (pgtext.ORDERED)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        for k in ("large_values", "encoding"):
+        for k in ("large_values", "encoding", "line_order"):
             if not d[k]:
                 del d[k]
         return d
@@ -103,7 +106,8 @@ class ChunkWriter:
 
     Rows arrive packed one by one (``write_packed``): the frame is their concatenation behind an
     array header, and the content hash is taken over the same bytes. With ``text`` the frames are
-    blocks of PostgreSQL COPY text lines instead (``write_text``), hashed line by line. Compression (and sealing)
+    blocks of PostgreSQL COPY text lines instead (``write_text``), hashed line by line (with ``ordered``,
+    lines in key order: their whole text in one hash, values.StreamHash). Compression (and sealing)
     of a frame runs on a helper thread while the caller fetches and packs the next batch; frames
     are written in order, at most ``DEPTH`` of them in flight.
     """
@@ -115,14 +119,16 @@ class ChunkWriter:
         return sum(n for _, n in self._pending)
 
     def __init__(self, path: Path, rel: str, compressor: Compressor, types: list[LogicalType],
-                 encryption: Encryption | None = None, text: bool = False) -> None:
+                 encryption: Encryption | None = None, text: bool = False, ordered: bool = False) -> None:
         self.path = path
         self.rel = rel
         self._comp = compressor
         self._seal = encryption.sealer(rel) if encryption else None
         self._sha = hashlib.sha256()
         self.text = text
-        self._hash: RowHash | EchoHash = EchoHash(LINE_HASH_BITS[TEXT_FEATURE]) if text else RowHash(types)
+        self.ordered = text and ordered
+        self._hash: RowHash | EchoHash | StreamHash = (
+            (StreamHash() if ordered else EchoHash(LINE_HASH_BITS[TEXT_FEATURE])) if text else RowHash(types))
         self._pack = row_packer()
         self._frames = 0
         self._bytes = 0
@@ -167,7 +173,7 @@ class ChunkWriter:
         """One frame of COPY text: whole lines, one per row (a text chunk only)."""
         if not data:
             return
-        self._hash.update(data)     # type: ignore[arg-type]  (EchoHash: lines counted and hashed)
+        self._hash.update(data)     # type: ignore[arg-type]  (lines counted and hashed)
         self._frame([data])
 
     def write_rows(self, rows: list[Any]) -> None:
@@ -220,7 +226,7 @@ class ChunkWriter:
         os.fsync(self._f.fileno())
         self._f.close()
         return ChunkInfo(self.rel, self._hash.rows, self._bytes, self._sha.hexdigest(), self._hash.hexdigest(),
-                         self.large_values, TEXT_ENCODING if self.text else None)
+                         self.large_values, TEXT_ENCODING if self.text else None, "key" if self.ordered else None)
 
     def abort(self) -> None:
         for fut, _ in self._pending:
@@ -402,9 +408,10 @@ class BackupWriter:
         except OSError as exc:
             raise StorageError(f"{self.parent}: cannot write a backup here ({exc.strerror})") from None
 
-    def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType], text: bool = False) -> ChunkWriter:
+    def chunk(self, table_no: int, chunk_no: int, types: list[LogicalType], text: bool = False,
+              ordered: bool = False) -> ChunkWriter:
         rel = f"data/{table_no:05d}-{chunk_no:05d}.chunk"
-        return ChunkWriter(self.tmp / rel, rel, self.compressor, types, self.encryption, text)
+        return ChunkWriter(self.tmp / rel, rel, self.compressor, types, self.encryption, text, ordered)
 
     def commit(self, manifest: dict[str, Any]) -> Path:
         if self.encryption is not None:
@@ -509,6 +516,10 @@ class Backup:
                         raise ValueError(f"unknown chunk encoding {c.get('encoding')!r}")
                     if c.get("encoding") and not set(LINE_HASH_BITS) & set(m.get("features") or []):
                         raise ValueError(f"chunk {c['file']} is COPY text, the features do not say so")
+                    if c.get("line_order") not in (None, "key") or (c.get("line_order") and (
+                            c.get("encoding") != TEXT_ENCODING or ORDERED_FEATURE not in (m.get("features") or [])
+                            or not (c.get("range") or {}).get("key"))):
+                        raise ValueError(f"chunk {c['file']}: line_order {c.get('line_order')!r} does not fit it")
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
         self.manifest = m
@@ -549,6 +560,10 @@ class Backup:
     def is_text(self, key: str, index: int) -> bool:
         """Whether a chunk holds PostgreSQL COPY text (pgtext.py) rather than msgpack rows."""
         return self.tables[key]["chunks"][index].get("encoding") == TEXT_ENCODING
+
+    def is_ordered(self, key: str, index: int) -> bool:
+        """Whether a COPY text chunk's lines are in key order, hashed whole (pgtext.ORDERED)."""
+        return self.tables[key]["chunks"][index].get("line_order") == "key"
 
     @property
     def line_hash_bits(self) -> int:

@@ -16,6 +16,7 @@ from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, 
 from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, ArchiveError, DumpError
 from .gcpause import gc_paused
+from .pgtext import ORDERED as ORDERED_FEATURE
 from .pgtext import CopyTextRefused
 from .model import Table
 from .progress import Reporter, as_reporter
@@ -210,13 +211,16 @@ def _unit_done(unit: Unit, infos: list[Any], read: int, t0: float, progress: Rep
 def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit,
                     progress: Reporter, guard: bool = False) -> UnitResult:
     """Dump one unit as the server's COPY text (pgtext.py): frames of whole lines go from the
-    COPY's pipe to the chunk writer on a helper thread; no value becomes a Python object."""
+    COPY's pipe to the chunk writer on a helper thread; no value becomes a Python object. A
+    range the plan marked ``ordered`` is read in key order and hashed whole (pgtext.ORDERED)."""
     table = unit.table
     label = unit.label
     progress.table_started(label, unit.estimate)
     types = [c.type for c in table.columns]
     infos: list[Any] = []
-    state = {"chunk": writer.chunk(unit.table_no, unit.chunk_no, types, text=True), "no": unit.chunk_no}
+    order_by = list(unit.range["key"]) if unit.ordered and unit.range and unit.range.get("key") else None
+    state = {"chunk": writer.chunk(unit.table_no, unit.chunk_no, types, text=True, ordered=bool(order_by)),
+             "no": unit.chunk_no}
     t0 = time.monotonic()
 
     def on_frame(data: bytes) -> None:
@@ -229,7 +233,7 @@ def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, un
             state["chunk"] = writer.chunk(unit.table_no, state["no"], types, text=True)
 
     try:
-        sent = adapter.copy_text(conn, table, unit.where, unit.params, on_frame, guard=guard)
+        sent = adapter.copy_text(conn, table, unit.where, unit.params, on_frame, guard=guard, order_by=order_by)
         infos.append(state["chunk"].close())
     except BaseException:
         state["chunk"].abort()
@@ -362,6 +366,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
             manifest["features"] = [*manifest["features"], LARGE_FEATURE]
         if any(c.get("encoding") == TEXT_ENCODING for t in tables.values() for c in t["chunks"]):
             manifest["features"] = [*manifest["features"], TEXT_FEATURE]
+        if any(c.get("line_order") for t in tables.values() for c in t["chunks"]):
+            manifest["features"] = [*manifest["features"], ORDERED_FEATURE]
         if sink is not None:
             sink.wait_chunks()
         path = writer.commit(manifest)

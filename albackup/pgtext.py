@@ -14,7 +14,9 @@ gives, so the rest of albackup sees ordinary rows.
 The chunk's ``content_hash`` is the line hash (``values.EchoHash``: XXH3-64 of each line with
 its newline, summed modulo 2^64; XXH3-128 modulo 2^128 in backups with FEATURE_V1), the same hash
 a restore takes of the table printed back, so a PostgreSQL restore compares the target with the
-backup without reading a value into Python.
+backup without reading a value into Python. A key range read in key order (``ORDER BY`` its
+integer key, where the table is stored about in key order: no sort) is hashed whole instead
+(``values.StreamHash``, feature ORDERED): a restore reads that range back in key order too.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ FEATURE = "pg-copy-text-v2"
 FEATURE_V1 = "pg-copy-text-v1"
 #: the bits of the chunks' line hashes (values.EchoHash) by the feature a backup has
 LINE_HASH_BITS = {FEATURE: 64, FEATURE_V1: 128}
+#: the feature of backups with COPY text chunks whose lines are in key order (``"line_order":
+#: "key"``): their content_hash is values.StreamHash of the whole text, not a sum of line hashes
+ORDERED = "pg-copy-text-ordered-v1"
 
 #: the session settings a COPY text chunk is printed in (and a restore reads back in)
 SETTINGS = ("TIME ZONE 'UTC'", "DateStyle = 'ISO, MDY'", "IntervalStyle = 'postgres'",

@@ -206,6 +206,36 @@ def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tup
     return [key_range_where(adapter, target, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
+def text_key_parts(backup: Backup, tp: TablePlan) -> list[dict[str, Any]] | None:
+    """The parts a table loaded as COPY text is printed back in when some of its chunks are in
+    key order (pgtext.ORDERED, hashed whole): one per chunk, its key range (in the target's
+    names), read in key order where the chunk is, else hashed line by line; their hashes add
+    up as the load's (values.EchoHash.add of each chunk's). None: no chunk in key order, or
+    chunks that are not all ranges of one integer key (then the text read back differs, and
+    the values are compared)."""
+    chunks = backup.tables[tp.table.key]["chunks"]
+    if not any(c.get("line_order") for c in chunks):
+        return None
+    ranges = [c.get("range") or {} for c in chunks]
+    key = ranges[0].get("key")
+    if not key or any(r.get("key") != key for r in ranges):
+        return None
+    names = [c.name for c in tp.table.columns]
+    target: list[str] = []
+    for k in key:
+        if k not in names:
+            return None
+        i = names.index(k)
+        if tp.table.columns[i].type.kind != "integer" or tp.columns[i].target.kind != "integer":
+            return None
+        target.append(tp.sa_table.columns[i].name)
+    ends = [v for r in ranges for v in (r.get("after"), r.get("upto")) if v is not None]
+    if any(len(v) != len(key) or not all(type(x) is int for x in v) for v in ends):
+        return None
+    return [{"key": target, "after": r.get("after"), "upto": r.get("upto"), "ordered": bool(c.get("line_order"))}
+            for r, c in zip(ranges, chunks)]
+
+
 def loaded_names(tp: TablePlan) -> list[str]:
     """The target's names of the columns a load sends, in the order it sends them."""
     return [sc.name for sc, cp in zip(tp.sa_table.columns, tp.columns) if cp.loaded]
@@ -437,11 +467,15 @@ class Restorer:
             return self.backup.rows(key), combine_v2([c["content_hash"] for c in self.backup.tables[key]["chunks"]])
         return hash_as_converted(self.backup, tp, normalize)
 
-    def echo_matches(self, conn: Connection, tp: TablePlan, echo: EchoHash) -> bool:
+    def echo_matches(self, conn: Connection, tp: TablePlan, echo: EchoHash, same_engine: bool) -> bool:
         """The table printed back by the server against the text its load sent: True when every
         line is the same; a different row count fails; other differences (a value the server
         spells otherwise) leave the decision to the value read-back (False)."""
-        rows, total = self.adapter.echo_read(conn, _target_model(tp), loaded_names(tp), bits=echo.bits)
+        parts = (text_key_parts(self.backup, tp) if self.text_load(tp, same_engine) else None) or [None]
+        rows = total = 0
+        for part in parts:
+            r, t = self.adapter.echo_read(conn, _target_model(tp), loaded_names(tp), part, bits=echo.bits)
+            rows, total = rows + r, total + t
         return self.echo_verdict(tp, echo, rows, total)
 
     def echo_verdict(self, tp: TablePlan, echo: EchoHash, rows: int, total: int) -> bool:
@@ -506,6 +540,10 @@ class Restorer:
                 def echo_parts(ti: int, parts: list[Any]) -> list[Any]:
                     if not echo_in[ti] or not all(EchoHash.of(p[4]).valid for p in parts):
                         return []
+                    keyed = text_key_parts(self.backup, plan.tables[ti]) if self.text_load(
+                        plan.tables[ti], plan.same_engine) else None
+                    if keyed:
+                        return keyed
                     conn.rollback()
                     return list(a.echo_parts(conn, _target_model(plan.tables[ti])))
 
@@ -739,7 +777,7 @@ class Restorer:
                 self.count_back(conn, tp)
                 continue
             echo = self.echoes.get(key)
-            if echo is not None and echo.valid and self.echo_matches(conn, tp, echo):
+            if echo is not None and echo.valid and self.echo_matches(conn, tp, echo, plan.same_engine):
                 continue
             want = expected[key] if key in expected else self.expected(tp, normalize)
             got = rehash(conn, self.adapter, tp, normalize, has_large_values(self.backup, key))

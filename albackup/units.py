@@ -62,6 +62,7 @@ class Unit:
     parts: int = 1              # units of its table
     cost: int = 0               # estimated work (``row_cost`` × rows): workers take the costliest first
     limit: int | None = None    # a key page: the next ``limit`` keys after range["after"] (KeyPages)
+    ordered: bool = False       # a key range the table stores about in key order: read in key order
 
     @property
     def ranged(self) -> bool:
@@ -224,12 +225,12 @@ def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_r
             out.append(TableUnits(iter(()), cost, KeyPages(conn, adapter, no, table, key, per_unit, expected, est)))
             continue
         if key:
-            bounds = adapter.key_bounds(conn, table, key, per_unit) if all(
-                c.type.kind == "integer" for c in table.columns if c.name in key) else None
-            if bounds:
-                out.append(TableUnits(_bound_ranges(adapter, no, table, key, bounds, est, per_unit), cost))
-            else:
-                out.append(TableUnits(_key_ranges(conn, adapter, no, table, key, per_unit, expected, whole), cost))
+            integers = all(c.type.kind == "integer" for c in table.columns if c.name in key)
+            bounds = adapter.key_bounds(conn, table, key, per_unit) if integers else None
+            ordered = integers and adapter.key_in_order(conn, table, key)
+            units = (_bound_ranges(adapter, no, table, key, bounds, est, per_unit) if bounds
+                     else _key_ranges(conn, adapter, no, table, key, per_unit, expected, whole))
+            out.append(TableUnits(_marked(units, ordered), cost))
             continue
         pieces = [Unit(no, table, i + 1, where, params, rng)
                   for i, (where, params, rng) in enumerate(adapter.keyless_ranges(conn, table, est, per_unit))]
@@ -273,6 +274,13 @@ def _key_ranges(conn: Connection, adapter: Adapter, no: int, table: Table, key: 
         if hi is None:
             return
         lo, hi = hi, nxt        # nxt None: the range after hi is the last
+
+
+def _marked(units: Iterator[Unit], ordered: bool) -> Iterator[Unit]:
+    """``units``, each key range marked ``ordered`` (read in key order) when ``ordered``."""
+    for u in units:
+        u.ordered = ordered and u.ranged
+        yield u
 
 
 def _bound_ranges(adapter: Adapter, no: int, table: Table, key: list[str], bounds: list[tuple[Any, ...]],

@@ -8,7 +8,7 @@ from typing import Any
 from .archive import Backup, read_chunk
 from .errors import IntegrityError
 from .pgtext import decoder
-from .values import EchoHash, combine_for, hasher_for
+from .values import EchoHash, StreamHash, combine_for, hasher_for
 
 
 @dataclass
@@ -33,9 +33,9 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
         for i, c in enumerate(entry["chunks"]):
             where = f"{b.id}/{c['file']} (table {t.key})"
             if b.is_text(t.key, i):
-                # COPY text: its hash is the lines'; each frame is also decoded, as a restore
-                # into another engine would
-                h = EchoHash(b.line_hash_bits)
+                # COPY text: its hash is the lines' (or, in key order, the whole text's); each
+                # frame is also decoded, as a restore into another engine would
+                h = StreamHash() if b.is_ordered(t.key, i) else EchoHash(b.line_hash_bits)
                 decode = decoder(types, where)
                 for data, _lines in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"],
                                                int(c["rows"]), b.encryption, c["file"], raw_text=True):

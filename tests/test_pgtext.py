@@ -617,3 +617,122 @@ def test_a_range_holding_a_row_copy_cannot_carry_is_read_by_value(make_db, tmp_p
         c.exec_driver_sql("UPDATE r SET d = 'infinity' WHERE id = 420")
     with pytest.raises(DumpError, match=r"table r, column d: cannot read a value as date"):
         api.dump(_cfg(src, chunk_rows=100, jobs=jobs), tmp_path / "c")
+
+
+def _ordered_source(make_db, name: str, shuffled: bool = False) -> tuple[sa.URL, list[Any]]:
+    """Table t (id int key, s text, f float8), 2,000 rows inserted in key order (or shuffled),
+    analyzed; and its rows as the cursor path reads them."""
+    import random
+
+    src = make_db("postgresql", name)
+    ids = list(range(1, 2001))
+    if shuffled:
+        random.Random(5).shuffle(ids)
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY, s text, f float8)")
+        c.exec_driver_sql("INSERT INTO t SELECT g, 'row ' || g || E'\\ttab', g / 7.0 FROM unnest(%s::int[]) g", (ids,))
+    e.dispose()
+    _analyze_when_counted(src, "t", 2000)
+    return src, _cursor_rows(src, "t")
+
+
+def _analyze_when_counted(url: sa.URL, table: str, changed: int) -> None:
+    """ANALYZE ``table`` once the statistics have counted the ``changed`` rows (a backend reports
+    them when it ends): a report after ANALYZE would make its statistics look stale."""
+    import time
+
+    e = _eng(url)
+    deadline = time.monotonic() + 10
+    with e.connect() as c:
+        while (c.exec_driver_sql(f"SELECT n_mod_since_analyze FROM pg_stat_all_tables WHERE relid = '{table}'::regclass")
+               .scalar() or 0) < changed:
+            assert time.monotonic() < deadline, "the statistics never counted the rows"
+            time.sleep(0.1)
+            c.rollback()
+        c.rollback()
+        c.exec_driver_sql(f"ANALYZE {table}")
+        c.commit()
+    e.dispose()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_key_ranges_stored_in_key_order_are_read_in_key_order_and_hashed_whole(make_db, tmp_path: Path,
+                                                                              jobs: int) -> None:
+    """A table stored in key order (pg_stats correlation): each key range is read with ORDER BY
+    its key and its chunk hashed whole (XXH3-64 of the text, feature pg-copy-text-ordered-v1);
+    verify checks it; a restore into PostgreSQL reads each range back in key order and compares
+    (read_back "text"), into another engine decodes the lines; a row the target changes or
+    drops fails the restore."""
+    from xxhash import xxh3_64_hexdigest
+
+    src, want = _ordered_source(make_db, f"txo{jobs}")
+    res = api.dump(_cfg(src, chunk_rows=300, jobs=jobs), tmp_path / "b")
+    b = Backup(res.path)
+    chunks = b.tables["t"]["chunks"]
+    assert "pg-copy-text-ordered-v1" in b.features and len(chunks) >= 5
+    for i, c in enumerate(chunks):
+        assert c["encoding"] == "pg-copy-text" and c["line_order"] == "key"
+        text = b"".join(data for data, _ in b.iter_text("t", i))
+        ids = [int(line.split(b"\t")[0]) for line in text.splitlines()]
+        assert ids == sorted(ids) and len(ids) == c["rows"]
+        assert c["content_hash"] == xxh3_64_hexdigest(text)
+    assert api.verify(res.path).rows == 2000
+    assert _norm(_backup_rows(res.path, "t")) == _norm(want)
+
+    dst = make_db("postgresql", f"txod{jobs}")
+    r = api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert [(t["table"], t["rows"], t["read_back"]) for t in r.tables] == [("t", 2000, "text")]
+    assert _norm(_cursor_rows(dst, "t")) == _norm(want)
+    lite = make_db("sqlite", f"txol{jobs}")
+    api.restore(res.path, _cfg(lite, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    with _eng(lite).connect() as c:
+        assert sorted(tuple(r) for r in c.exec_driver_sql("SELECT id, s, f FROM t")) == \
+            sorted((i, f"row {i}\ttab", i / 7.0) for i in range(1, 2001))
+
+    changed = make_db("postgresql", f"txox{jobs}")
+    _trigger_on_t(_eng(changed), "NEW.s := 'changed';")
+    with pytest.raises(IntegrityError, match="table t: values read back from the target differ from"):
+        api.restore(res.path, _cfg(changed, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    lost = make_db("postgresql", f"txoy{jobs}")
+    _trigger_on_t(_eng(lost), "RETURN NULL;")
+    with pytest.raises(IntegrityError, match="table t: target holds 1999 rows after restore, expected 2000"):
+        api.restore(res.path, _cfg(lost, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+
+
+def test_a_table_stored_out_of_key_order_is_read_as_it_lies(make_db, tmp_path: Path) -> None:
+    """Rows inserted in random key order (no correlation): the ranges are read without ORDER BY
+    (no sort), their lines hashed one by one, and the restore reads them back as before."""
+    src, want = _ordered_source(make_db, "txu", shuffled=True)
+    res = api.dump(_cfg(src, chunk_rows=300, jobs=2), tmp_path / "b")
+    b = Backup(res.path)
+    assert "pg-copy-text-ordered-v1" not in b.features
+    assert len(b.tables["t"]["chunks"]) >= 5 and not any(c.get("line_order") for c in b.tables["t"]["chunks"])
+    dst = make_db("postgresql", "txud")
+    r = api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert [(t["table"], t["rows"], t["read_back"]) for t in r.tables] == [("t", 2000, "text")]
+    assert _norm(_cursor_rows(dst, "t")) == _norm(want)
+
+
+def test_a_manifest_with_line_order_where_it_does_not_fit_is_refused(make_db, tmp_path: Path) -> None:
+    """line_order on a chunk of msgpack rows, or without the feature that names it, is damage."""
+    from albackup.errors import ArchiveError
+
+    src, _ = _ordered_source(make_db, "txm")
+    res = api.dump(_cfg(src, chunk_rows=300), tmp_path / "b")
+    mpath = res.path / "manifest.json"
+    good = json.loads(mpath.read_text())
+    for damage in ("feature", "encoding", "value"):
+        m = json.loads(json.dumps(good))
+        c = m["tables"]["t"]["chunks"][1]
+        if damage == "feature":
+            m["features"].remove("pg-copy-text-ordered-v1")
+        elif damage == "encoding":
+            del c["encoding"]
+        else:
+            c["line_order"] = "physical"
+        mpath.write_text(json.dumps(m))
+        with pytest.raises(ArchiveError, match="manifest is incomplete or damaged.*line_order"):
+            Backup(res.path)
+    mpath.write_text(json.dumps(good))
+    assert api.verify(res.path).rows == 2000

@@ -317,6 +317,11 @@ class Adapter(abc.ABC):
         counting keys (``nth_key``). Whatever they are, the ranges they make hold every row once."""
         return None
 
+    def key_in_order(self, conn: Connection, table: Table, key: list[str]) -> bool:
+        """Whether ``table`` is stored about in the order of its integer ``key`` (by the planner's
+        statistics), so that its key ranges can be read in key order with no sort."""
+        return False
+
     def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
                        chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
         """Ranges of a table without a usable key: (where, params, manifest range); none here."""
@@ -439,10 +444,12 @@ class Adapter(abc.ABC):
         return False
 
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
-                  on_frame: Callable[[bytes], None], guard: bool = False) -> int:
+                  on_frame: Callable[[bytes], None], guard: bool = False,
+                  order_by: list[str] | None = None) -> int:
         """Dump a unit as COPY text, in blocks of whole lines; returns the rows the server sent.
         Only where ``copy_text_ok`` said yes. With ``guard``, the rows ``copy_text_ok`` would have
-        looked for make it raise pgtext.CopyTextRefused, the connection's transaction intact."""
+        looked for make it raise pgtext.CopyTextRefused, the connection's transaction intact.
+        ``order_by``: the lines in the order of these (key) columns."""
         raise NotImplementedError(f"{self.name} dumps are read by value only")
 
     #: load_text() takes a COPY text chunk as it is stored (same engine, nothing converted)

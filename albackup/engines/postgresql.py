@@ -193,22 +193,10 @@ class PostgreSQLAdapter(Adapter):
         ANALYZE under a tenth of the estimate) and fine enough (at least two of its buckets per
         range). Each bucket holds about the same number of rows, sparse keys or not; a bound is
         a key value that was in the table, never one computed from others."""
-        if len(key) != 1:
+        stats = self._key_stats(conn, table, key)
+        if stats is None or not stats[0]:
             return None
-        row = conn.exec_driver_sql(
-            """SELECT s.histogram_bounds::text, c.reltuples::bigint, u.n_mod_since_analyze
-                 FROM pg_class c
-                 JOIN pg_namespace ns ON ns.oid = c.relnamespace
-                 JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname
-                                AND s.attname = %(col)s AND NOT s.inherited
-                 JOIN pg_stat_all_tables u ON u.relid = c.oid
-                WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'r'""",
-            {"t": self.qtable_value(table.name, table.schema), "col": key[0]}).first()
-        if row is None or not row[0] or row[1] is None or row[1] <= 0 or row[2] is None:
-            return None
-        text, rows, changed = row
-        if changed > rows // 10:
-            return None
+        text, rows, _ = stats
         try:
             hist = [int(v) for v in text.strip("{}").split(",")]
         except ValueError:
@@ -223,6 +211,32 @@ class PostgreSQLAdapter(Adapter):
         if picks and buckets - picks[-1] < step // 4:
             picks.pop()         # under a quarter of a range after the last bound: joins the last range
         return [(hist[i],) for i in picks] or None
+
+    def _key_stats(self, conn: Connection, table: Table, key: list[str]) -> tuple[str | None, int, float | None] | None:
+        """(histogram bounds as text, rows, correlation) of a plain table's one-column ``key``
+        from pg_stats, or None: no statistics, or stale ones (more than a tenth of the rows
+        changed since the last ANALYZE)."""
+        if len(key) != 1:
+            return None
+        row = conn.exec_driver_sql(
+            """SELECT s.histogram_bounds::text, c.reltuples::bigint, u.n_mod_since_analyze, s.correlation
+                 FROM pg_class c
+                 JOIN pg_namespace ns ON ns.oid = c.relnamespace
+                 JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname
+                                AND s.attname = %(col)s AND NOT s.inherited
+                 JOIN pg_stat_all_tables u ON u.relid = c.oid
+                WHERE c.oid = to_regclass(%(t)s) AND c.relkind = 'r'""",
+            {"t": self.qtable_value(table.name, table.schema), "col": key[0]}).first()
+        if row is None or row[1] is None or row[1] <= 0 or row[2] is None or row[2] > row[1] // 10:
+            return None
+        return row[0], int(row[1]), row[3]
+
+    def key_in_order(self, conn: Connection, table: Table, key: list[str]) -> bool:
+        """The key's correlation with the physical order (pg_stats, fresh) is 0.9 or more: an
+        index scan in key order reads the table's blocks about in order, as a range's COPY
+        does without ``ORDER BY`` (the planner takes the index scan for both)."""
+        stats = self._key_stats(conn, table, key)
+        return stats is not None and stats[2] is not None and stats[2] >= 0.9
 
     def keyless_ranges(self, conn: Connection, table: Table, estimate: int,
                        chunk_rows: int) -> list[tuple[str, tuple[Any, ...] | None, dict[str, Any]]]:
@@ -672,7 +686,7 @@ class PostgreSQLAdapter(Adapter):
         return not scan or not self._large_columns(conn, table, where, params, self._date_checks(table))
 
     def copy_text(self, conn: Connection, table: Table, where: str, params: Any,
-                  on_frame: Any, guard: bool = False) -> int:
+                  on_frame: Any, guard: bool = False, order_by: list[str] | None = None) -> int:
         """With ``guard``, the pass of copy_text_ok is the COPY itself: a row it would have found
         makes the server raise an error naming GUARD (a cast that cannot succeed, reached only
         in that row's CASE branch) before the row is sent; the COPY runs inside a savepoint, so
@@ -685,6 +699,8 @@ class PostgreSQLAdapter(Adapter):
             # not a constant (pg_backend_pid is STABLE), so the planner does not fold the cast
             where += (f" {'AND' if where else 'WHERE'} (CASE WHEN {' OR '.join(f'({t})' for t in tests)} "
                       f"THEN ('{pgtext.GUARD} ' || pg_backend_pid()::text)::int = 0 ELSE true END)")
+        if order_by:
+            where += " ORDER BY " + ", ".join(self.q(k) for k in order_by)
         cur = self.dbapi(conn).cursor()
         try:
             if not tests:
@@ -986,17 +1002,34 @@ class PostgreSQLAdapter(Adapter):
         return [(start, start + per if start + per < blocks else None) for start in range(0, blocks, per)]
 
     def echo_read(self, conn: Connection, table: Table, columns: list[str],
-                  blocks: tuple[int, int | None] | None = None, bits: int = 64) -> tuple[int, int]:
+                  blocks: Any = None, bits: int = 64) -> tuple[int, int]:
         """The loaded columns printed back by ``COPY … TO STDOUT`` (text format) in the output
         settings the load's writers spell values in, each line hashed as ``EchoHash`` hashes the
         lines sent: (rows, hash), of the whole table or of the physical ``blocks`` [start, end)
-        (end None: to the end); the parts of echo_parts add up to the whole table."""
+        (end None: to the end); the parts of echo_parts add up to the whole table. ``blocks``
+        may also be a key range (restore.text_key_parts): read in key order when it is
+        ``ordered``, and then hashed whole (values.StreamHash), as its chunk was."""
+        from ..units import key_range_where
+        from ..values import StreamHash
+
         _text_settings(conn)
         cols = ", ".join(self.q(c) for c in columns)
-        got = EchoHash(bits)
+        got: EchoHash | StreamHash = EchoHash(bits)
+        params: Any = None
         cur = self.dbapi(conn).cursor()
         try:
-            if blocks is None and table.partition_by:    # COPY reads no partitioned table by name
+            if isinstance(blocks, dict):
+                key = list(blocks["key"])
+                where, params = key_range_where(self, key, None if blocks["after"] is None else tuple(blocks["after"]),
+                                                None if blocks["upto"] is None else tuple(blocks["upto"]))
+                order = ""
+                if blocks["ordered"]:
+                    got = StreamHash()
+                    order = " ORDER BY " + ", ".join(self.q(k) for k in key)
+                    # the table has no statistics yet: never a sort (the key's index gives the order)
+                    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+                sql = f"COPY (SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where}{order}) TO STDOUT"
+            elif blocks is None and table.partition_by:    # COPY reads no partitioned table by name
                 sql = f"COPY (SELECT {cols} FROM {self.qtable(table.name, table.schema)}) TO STDOUT"
             elif blocks is None:
                 sql = f"COPY {self.qtable(table.name, table.schema)} ({cols}) TO STDOUT"
@@ -1004,7 +1037,7 @@ class PostgreSQLAdapter(Adapter):
                 start, end = int(blocks[0]), blocks[1]
                 where = f"ctid >= '({start},0)'::tid" + ("" if end is None else f" AND ctid < '({int(end)},0)'::tid")
                 sql = f"COPY (SELECT {cols} FROM {self.qtable(table.name, table.schema)} WHERE {where}) TO STDOUT"
-            pgtext.copy_out(cur, sql, got.update)
+            pgtext.copy_out(cur, sql, got.update, params)
         finally:
             cur.close()
         return got.rows, got.total
