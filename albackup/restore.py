@@ -175,6 +175,29 @@ def rehash(conn: Connection, adapter: Adapter, tp: TablePlan, normalize: bool = 
     return read_hash(conn, adapter, _target_model(tp), normalize, large_values, where, params)
 
 
+def _integer_key_ranges(backup: Backup, tp: TablePlan) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """Where every chunk of ``tp`` is a range of one integer key that the target holds (and
+    loads) as integers: the key's names in the target and each chunk's range; else None."""
+    ranges = [c.get("range") or {} for c in backup.tables[tp.table.key]["chunks"]]
+    key = ranges[0].get("key") if ranges else None
+    if not key or any(r.get("key") != key for r in ranges):
+        return None
+    names = [c.name for c in tp.table.columns]
+    target: list[str] = []
+    for k in key:
+        if k not in names:
+            return None
+        i = names.index(k)
+        if tp.table.columns[i].type.kind != "integer" or tp.columns[i].target.kind != "integer" \
+                or not tp.columns[i].loaded:
+            return None
+        target.append(tp.sa_table.columns[i].name)
+    ends = [v for r in ranges for v in (r.get("after"), r.get("upto")) if v is not None]
+    if any(len(v) != len(key) or not all(type(x) is int for x in v) for v in ends):
+        return None
+    return target, ranges
+
+
 def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tuple[str, tuple[Any, ...]]]:
     """The target's rows of ``tp`` as key ranges that workers can read back side by side: cut
     at the ``after`` keys of the backup's chunks where those are ranges of integer key columns
@@ -182,25 +205,12 @@ def read_back_parts(adapter: Adapter, backup: Backup, tp: TablePlan) -> list[tup
     every row exactly once, and their hashes add up to the table's); else one part, the whole
     table. Each part: (WHERE clause or "", its DBAPI parameters)."""
     whole = [("", ())]
-    chunks = backup.tables[tp.table.key]["chunks"]
-    if len(chunks) < 2:
+    found = _integer_key_ranges(backup, tp) if len(backup.tables[tp.table.key]["chunks"]) > 1 else None
+    if found is None:
         return whole
-    ranges = [c.get("range") or {} for c in chunks]
-    key = ranges[0].get("key")
-    if not key or any(r.get("key") != key for r in ranges):
-        return whole
-    names = [c.name for c in tp.table.columns]
-    target: list[str] = []
-    for k in key:
-        if k not in names:
-            return whole
-        i = names.index(k)
-        if tp.table.columns[i].type.kind != "integer" or tp.columns[i].target.kind != "integer" \
-                or not tp.columns[i].loaded:
-            return whole
-        target.append(tp.sa_table.columns[i].name)
+    target, ranges = found
     cuts = {tuple(r["after"]) for r in ranges if r.get("after") is not None}
-    if not cuts or any(len(c) != len(key) or not all(type(v) is int for v in c) for c in cuts):
+    if not cuts:
         return whole
     bounds: list[tuple[Any, ...] | None] = [None, *sorted(cuts), None]
     return [key_range_where(adapter, target, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
@@ -214,24 +224,10 @@ def text_key_parts(backup: Backup, tp: TablePlan) -> list[dict[str, Any]] | None
     chunks that are not all ranges of one integer key (then the text read back differs, and
     the values are compared)."""
     chunks = backup.tables[tp.table.key]["chunks"]
-    if not any(c.get("line_order") for c in chunks):
+    found = _integer_key_ranges(backup, tp) if any(c.get("line_order") for c in chunks) else None
+    if found is None:
         return None
-    ranges = [c.get("range") or {} for c in chunks]
-    key = ranges[0].get("key")
-    if not key or any(r.get("key") != key for r in ranges):
-        return None
-    names = [c.name for c in tp.table.columns]
-    target: list[str] = []
-    for k in key:
-        if k not in names:
-            return None
-        i = names.index(k)
-        if tp.table.columns[i].type.kind != "integer" or tp.columns[i].target.kind != "integer":
-            return None
-        target.append(tp.sa_table.columns[i].name)
-    ends = [v for r in ranges for v in (r.get("after"), r.get("upto")) if v is not None]
-    if any(len(v) != len(key) or not all(type(x) is int for x in v) for v in ends):
-        return None
+    target, ranges = found
     return [{"key": target, "after": r.get("after"), "upto": r.get("upto"), "ordered": bool(c.get("line_order"))}
             for r, c in zip(ranges, chunks)]
 
