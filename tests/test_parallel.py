@@ -754,6 +754,8 @@ def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db
     assert [c["range"]["upto"][0] for c in big[:-1]] == [keys[i * 100 + 99] for i in range(len(big) - 1)]
     oth = m["tables"]["other"]["chunks"]
     assert [c["rows"] for c in oth] == [100] * 10 and oth[1]["range"]["after"] == oth[0]["range"]["upto"]
+    # the empty page after each full last page left no chunk file behind
+    assert sorted(p.name for p in (res.path / "data").iterdir()) == sorted(Path(c["file"]).name for c in big + oth)
     if jobs == 1:
         assert calls == []
     else:

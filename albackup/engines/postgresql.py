@@ -618,13 +618,18 @@ class PostgreSQLAdapter(Adapter):
                 out.append(i)
         return out
 
+    def _large_tests(self, table: Table, columns: list[int]) -> list[str]:
+        """A condition per column of ``columns`` (indexes): its value is over LARGE_BYTES (the
+        length PostgreSQL knows without reading the value)."""
+        return [f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in columns]
+
     def _large_columns(self, conn: Connection, table: Table, where: str, params: Any,
                        more: list[str] | None = None) -> list[int]:
         """The columns of ``table`` (within ``where``) that hold a value over LARGE_BYTES: one
         pass over the value lengths, which PostgreSQL knows without reading the values. Each of
         ``more`` (conditions on a row) found true in the same pass counts as one more (-1)."""
         cand = self._large_capable(table)
-        tests = [f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in cand] + list(more or ())
+        tests = self._large_tests(table, cand) + list(more or ())
         if not tests:
             return []
         qt = self.read_from(table)
@@ -693,8 +698,7 @@ class PostgreSQLAdapter(Adapter):
         the snapshot's transaction goes on (pgtext.CopyTextRefused)."""
         cols = ", ".join(self.q(c.name) for c in table.columns)
         select = f"SELECT {cols} FROM {self.read_from(table)}"
-        tests = ([f"octet_length({self.q(table.columns[i].name)}) > {LARGE_BYTES}" for i in self._large_capable(table)]
-                 + self._date_checks(table)) if guard else []
+        tests = (self._large_tests(table, self._large_capable(table)) + self._date_checks(table)) if guard else []
         if tests:
             # not a constant (pg_backend_pid is STABLE), so the planner does not fold the cast
             where += (f" {'AND' if where else 'WHERE'} (CASE WHEN {' OR '.join(f'({t})' for t in tests)} "
