@@ -220,12 +220,11 @@ def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_r
         expected = -(-est // per_unit)
         cost = min(est, per_unit) * row_cost(table)
         key = split_key(table)
-        if key and key == list(table.primary_key) and adapter.supports_key_pages and all(
-                c.type.kind == "integer" for c in table.columns if c.name in key):
+        integers = bool(key) and all(c.type.kind == "integer" for c in table.columns if c.name in (key or ()))
+        if integers and key == list(table.primary_key) and adapter.supports_key_pages:
             out.append(TableUnits(iter(()), cost, KeyPages(conn, adapter, no, table, key, per_unit, expected, est)))
             continue
         if key:
-            integers = all(c.type.kind == "integer" for c in table.columns if c.name in key)
             bounds = adapter.key_bounds(conn, table, key, per_unit) if integers else None
             ordered = integers and adapter.key_in_order(conn, table, key)
             units = (_bound_ranges(adapter, no, table, key, bounds, est, per_unit) if bounds
