@@ -48,6 +48,9 @@ class TablePlan:
     partitioned: bool = False      # made again as a partitioned table (PostgreSQL, same engine)
     after_load: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) with the indexes
     last: list[tuple[str, str]] = field(default_factory=list)  # (label, SQL) after every index and key
+    #: lossy columns (index, ColumnPlan) whose values the load checks, batch by batch, before they
+    #: go in (restore.guard_losses: the losses were not counted beforehand)
+    loss_guard: list[tuple[int, Any]] = field(default_factory=list)
 
     @property
     def target_table(self) -> Table:

@@ -74,6 +74,18 @@ def _count_chunk(backup: Backup, key: str, lossy: list[tuple[int, Any]], chunk: 
     return counts
 
 
+def _refuse_affected(tp: TablePlan, batch: list[Any]) -> None:
+    """A batch about to be loaded, checked for values a loss of ``tp.loss_guard``'s columns would
+    affect (see guard_losses): the first one refuses the restore."""
+    for i, c in tp.loss_guard:
+        values = [v for v in [row[i] for row in batch] if v is not None]
+        for loss in c.move.losses:
+            if (loss.none_affected is None or not loss.none_affected(values)) and any(_affects(loss, v) for v in values):
+                raise RestoreRefused(f"restore would lose data in {tp.table.key}.{c.source.name}: {loss.reason}; "
+                                     "see restore --plan, or pass --accept-lossy (the tables this restore "
+                                     "created were dropped)")
+
+
 def _affects(loss: Any, v: Any) -> bool:
     if isinstance(v, LargeBase):
         return bool(loss.affects_large(v)) if loss.affects_large is not None else bool(loss.affects(v.materialize()))
@@ -129,13 +141,28 @@ def count_losses(backup: Backup, plan: Plan, jobs: int = 1) -> list[LossReport]:
     return out
 
 
+def guard_losses(plan: Plan) -> None:
+    """Where the restore refuses any loss (no --accept-lossy) and a refusal found late costs
+    nothing (every table is created by this restore, and dropped again when it fails), the
+    losses are not counted in a pass of their own over the backup: each lossy column converts
+    without its fixes (no value may need them), and the load checks every batch of its values
+    before it goes in (``_refuse_affected``), so the first affected value refuses the restore."""
+    for tp in plan.tables:
+        tp.loss_guard = [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]
+        for _, c in tp.loss_guard:
+            for loss in reversed(c.move.losses):   # fixes wrap the conversion in order: undo from the last
+                if loss.unfixed is None:
+                    break
+                c.move.convert = loss.unfixed
+
+
 def _identity_move(tp: TablePlan) -> bool:
     return all(c.move.convert is _ident for c in tp.columns)
 
 
 def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
                on_batch: Callable[[int], None] | None, loaded_only: bool = True,
-               chunk: int | None = None, lazy_large: bool = False) -> Iterator[list[Any]]:
+               chunk: int | None = None, lazy_large: bool = False, guard: bool = False) -> Iterator[list[Any]]:
     convert = batch_converter([None if c.move.convert is _ident else c.move.convert for c in tp.columns],
                               skip_none=True)
     keep = [i for i, c in enumerate(tp.columns) if c.loaded]
@@ -143,7 +170,10 @@ def _converted(backup: Backup, tp: TablePlan, hasher: RowHash | None,
     lazy = convert is None and lazy_large     # large values streamed only where nothing converts them
     source = (backup.iter_batches(tp.table.key, lazy) if chunk is None
               else backup.iter_chunk(tp.table.key, chunk, lazy))
+    guarded = guard and bool(tp.loss_guard)
     for batch in source:
+        if guarded:
+            _refuse_affected(tp, batch)
         rows = batch if convert is None else convert(batch)
         if hasher is not None:
             hasher.update(rows)
@@ -279,7 +309,8 @@ def _load_chunk(conn: Connection, adapter: Adapter, backup: Backup, tp: TablePla
             echo.add(n, int(c["content_hash"], 16))
         return n
     return adapter.load(conn, _target_model(tp), loaded_names(tp), [cp.writer for cp in tp.loaded_columns],
-                        _converted(backup, tp, hasher, on_batch, chunk=chunk, lazy_large=adapter.streams_large_values),
+                        _converted(backup, tp, hasher, on_batch, chunk=chunk, lazy_large=adapter.streams_large_values,
+                                   guard=True),
                         tp.identity, echo=echo)
 
 
@@ -327,7 +358,8 @@ class Restorer:
             raise RestoreRefused(f"read_back must be hash or count, not {opts.read_back!r}")
         self.counting = opts.read_back == "count"
 
-    def plan(self) -> tuple[Plan, RestoreResult]:
+    def plan(self, count: bool = True) -> tuple[Plan, RestoreResult]:
+        """The restore's plan and its report; the losses are counted unless not ``count``."""
         if not self.backup.schema.tables:
             raise RestoreRefused(f"backup {self.backup.id} holds no tables: nothing to restore")
         tables = select_tables(self.backup, self.opts.include, self.opts.exclude)
@@ -335,8 +367,8 @@ class Restorer:
             raise RestoreRefused("no table of the backup matches --tables/--exclude-tables")
         plan = build_plan(self.backup.schema, tables, self.adapter, skip_checks=self.opts.skip_checks)
         res = RestoreResult(self.label)
-        res.losses = count_losses(self.backup, plan,
-                                  self.opts.jobs if self.adapter.supports_parallel_restore else 1)
+        if count:
+            res.losses = self.count_losses(plan)
         res.changes = plan.notes + [f"{tp.table.key}: {n}" for tp in plan.tables for n in tp.notes]
         if self.backup.schema.routines and plan.same_engine and (self.opts.include or self.opts.exclude
                                                                  or not self.opts.routines):
@@ -344,24 +376,32 @@ class Restorer:
         res.ddl = plan_sql(plan, self.adapter)
         return plan, res
 
+    def count_losses(self, plan: Plan) -> list[LossReport]:
+        return count_losses(self.backup, plan, self.opts.jobs if self.adapter.supports_parallel_restore else 1)
+
     def run(self) -> RestoreResult:
         t0 = time.monotonic()
         if not self.opts.allow_restore and not self.opts.plan_only:
             raise RestoreRefused(f"restore into {self.label} refused: allow_restore is not set "
                                  "(set allow_restore: true in the config, or --allow-restore with --url)")
         with self.engine.connect() as conn:
-            plan, res = self.plan()     # once connected: the dialect knows MariaDB from MySQL (check names)
+            plan, res = self.plan(count=False)   # once connected: the dialect knows MariaDB from MySQL
             existing = self._existing(conn, plan)
+        clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
         if self.opts.plan_only:
+            res.losses = self.count_losses(plan)
             res.planned_only = True
             res.tables = [{"table": tp.table.key, "target": tp.name, "rows": self.backup.rows(tp.table.key),
                            "exists": tp.name in existing.get(tp.schema, set())} for tp in plan.tables]
             return res
-        clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
         if clash and not self.opts.clean:
             shown = ", ".join(sorted(clash)[:10]) + (" …" if len(clash) > 10 else "")
             raise RestoreRefused(f"target {self.label} already holds {len(clash)} of the tables ({shown}); "
                                  "use --clean to drop and replace them")
+        if self.opts.accept_lossy or clash:     # the losses are reported (or the target is not to be touched)
+            res.losses = self.count_losses(plan)
+        else:
+            guard_losses(plan)      # checked as they load: nothing is replaced, so a late refusal costs nothing
         if res.losses and not self.opts.accept_lossy:
             first = res.losses[0]
             raise RestoreRefused(
@@ -433,7 +473,7 @@ class Restorer:
         """Whether COPY text chunks of ``tp`` go in as stored: into the engine they came from
         (PostgreSQL), every column loaded, nothing converted, and read back as text (or only
         counted)."""
-        return (same_engine and self.adapter.loads_copy_text and _identity_move(tp)
+        return (same_engine and self.adapter.loads_copy_text and _identity_move(tp) and not tp.loss_guard
                 and (self.counting or self.echo_for(tp)))
 
     def echo_for(self, tp: TablePlan) -> bool:
