@@ -327,7 +327,9 @@ class _BuildSchedule:
 
     def __init__(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool, echo: list[bool],
                  ddl: dict[int, list[tuple[int, str]]], echo_parts: Callable[[int, list[Any]], list[Any]],
-                 check: Callable[[int, int], str | None], ntables: int) -> None:
+                 check: Callable[[int, int], str | None], ntables: int,
+                 value_parts: Callable[[int], list[tuple[str, Any]]] | None = None) -> None:
+        self.normalize, self.value_parts = normalize, value_parts
         self.loads = collections.deque(("load", ti, ci, hash_in[ti], normalize, echo[ti])
                                        for ti, ci, _ in _interleaved(loads))
         self.chunks_left = collections.Counter(ti for ti, _, _ in loads)
@@ -340,6 +342,7 @@ class _BuildSchedule:
         self.running = 0
         self.loaded: dict[int, list[tuple[int, int, str, float, Any]]] = {ti: [] for ti in range(ntables)}
         self.echoed: dict[int, tuple[int, int]] = {}
+        self.rehashed: dict[int, list[tuple[int, str]]] = {}
         self.failed: list[tuple[int, str]] = []
         self.error: str | None = None
         for ti in range(ntables):
@@ -395,6 +398,8 @@ class _BuildSchedule:
         elif kind == "echoed":
             rows, total = self.echoed.get(m[1], (0, 0))
             self.echoed[m[1]] = (rows + m[2], total + m[3])    # reduced where compared (echo_verdict)
+        elif kind == "rehashed":
+            self.rehashed.setdefault(m[1], []).append((m[2], m[3]))
 
     def _loaded(self, ti: int) -> None:
         self.error = self.error or self.check(ti, sum(p[0] for p in self.loaded[ti]))
@@ -407,8 +412,13 @@ class _BuildSchedule:
             self._built(ti)
 
     def _built(self, ti: int) -> None:
-        if not self.error:
-            self.reads += [("echo", ti, blocks) for blocks in self.echo_parts(ti, self.loaded[ti])]
+        if self.error:
+            return
+        blocks = self.echo_parts(ti, self.loaded[ti])
+        if blocks:
+            self.reads += [("echo", ti, b) for b in blocks]
+        elif self.value_parts is not None:     # read back by value now, while others load
+            self.reads += [("rehash", ti, self.normalize, where, params) for where, params in self.value_parts(ti)]
 
 
 def _restore_worker(idx: int, pipe: Any) -> None:
@@ -529,20 +539,25 @@ class RestorePool(_Workers):
     def load_and_build(self, loads: list[tuple[int, int, int]], hash_in: list[bool], normalize: bool,
                        echo: list[bool], ddl: dict[int, list[tuple[int, str]]],
                        echo_parts: Callable[[int, list[Any]], list[Any]],
-                       check: Callable[[int, int], str | None]) -> Any:
+                       check: Callable[[int, int], str | None],
+                       value_parts: Callable[[int], list[tuple[str, Any]]] | None = None) -> Any:
         """The chunk files loaded, and each table's indexes and constraints built as soon as its
         last chunk is in, while the workers load the other tables; then its text read back in
         parts (``echo_parts(table)``, asked when the table's statements are done) as workers come
         free. A worker takes a statement before a chunk, and a chunk before a read-back part.
-        ``echo_parts(table, its loads)`` gives the parts (none: the table is not read back so).
+        ``echo_parts(table, its loads)`` gives the parts (none: the table is not read back so);
+        a table with none is read back by value then, in the parts ``value_parts(table)`` gives
+        (restore.read_back_parts; none, or no ``value_parts``: after the load, not here).
         ``ddl``: {table: [(statement number, SQL)]}; ``check(table, rows loaded)`` is an error
         message or None once a table's chunks are all in. Returns (loads {table: [(rows loaded,
         rows hashed, hash as converted, seconds, EchoHash state or None)]}, read-backs {table:
-        (rows, hash of its lines)}, failed statements [(number, why)], the error of ``check``).
+        (rows, hash of its lines)}, failed statements [(number, why)], the error of ``check``,
+        read-backs by value {table: [(rows, content hash) of each part]}).
         A failed statement or check hands out nothing more; what runs is let finish."""
-        sched = _BuildSchedule(loads, hash_in, normalize, echo, ddl, echo_parts, check, len(self.plan.tables))
+        sched = _BuildSchedule(loads, hash_in, normalize, echo, ddl, echo_parts, check, len(self.plan.tables),
+                               value_parts)
         self._dispatch(sched, sched.done)
-        return sched.loaded, sched.echoed, sched.failed, sched.error
+        return sched.loaded, sched.echoed, sched.failed, sched.error, sched.rehashed
 
     def _biggest_first(self, tables: list[int]) -> list[int]:
         return sorted(tables, key=lambda ti: -self.restorer.backup.rows(self.plan.tables[ti].table.key))

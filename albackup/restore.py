@@ -583,12 +583,20 @@ class Restorer:
                     conn.rollback()
                     return list(a.echo_parts(conn, _target_model(plan.tables[ti])))
 
+                def value_parts(ti: int) -> list[tuple[str, Any]]:
+                    """A table not read back as text is read back by value as soon as it is built,
+                    beside the other tables' loads (nothing after this changes a row)."""
+                    if self.counting or echo_in[ti]:
+                        return []
+                    return read_back_parts(a, self.backup, plan.tables[ti])
+
                 t_load = time.monotonic()
-                loaded, got_echo, failed, wrong = pool.load_and_build(loads, hash_in, normalize, echo_in, ddl,
-                                                                      echo_parts, check)
+                loaded, got_echo, failed, wrong, early = pool.load_and_build(loads, hash_in, normalize, echo_in, ddl,
+                                                                             echo_parts, check, value_parts)
                 conn.rollback()
             log.debug("restore: %d chunk files loaded, %d indexes and constraints built, %d tables read back "
-                      "as text, in %.1fs", len(loads), len(labels), len(got_echo), time.monotonic() - t_load)
+                      "as text and %d by value, in %.1fs", len(loads), len(labels), len(got_echo), len(early),
+                      time.monotonic() - t_load)
             if wrong:
                 raise RestoreError(wrong)
             if failed:
@@ -623,7 +631,7 @@ class Restorer:
                     for tp in plan.tables:
                         self.count_back(conn, tp)
             else:
-                self._read_back_parallel(pool, plan, expected, normalize, got_echo)
+                self._read_back_parallel(pool, plan, expected, normalize, got_echo, early)
             log.debug("restore: the rest read back in %.1fs", time.monotonic() - t_back)
         except BaseException as exc:
             if pool is not None:
@@ -639,10 +647,11 @@ class Restorer:
                 pool.close()
 
     def _read_back_parallel(self, pool: Any, plan: Plan, expected: dict[str, tuple[int, str]],
-                            normalize: bool, got_echo: dict[int, tuple[int, int]]) -> None:
+                            normalize: bool, got_echo: dict[int, tuple[int, int]],
+                            early: dict[int, list[tuple[int, str]]] | None = None) -> None:
         """Every table read back: as text where its load's text was kept (``got_echo``, printed
-        back by the workers with the indexes), and by value (rehashed by the workers) where not,
-        or where the text differs."""
+        back by the workers with the indexes), and by value where not (rehashed by the workers
+        with the loads, ``early``: each part's (rows, hash), or now), or where the text differs."""
         tables = plan.tables
         by_value = [ti for ti, tp in enumerate(tables) if ti not in got_echo
                     or not self.echo_verdict(tp, self.echoes[tp.table.key], *got_echo[ti])]
@@ -655,8 +664,13 @@ class Restorer:
                                for ci in range(len(self.backup.tables[tables[ti].table.key]["chunks"]))], normalize)
         for ti, parts in hashed.items():
             expected[tables[ti].table.key] = (sum(p[0] for p in parts), combine_v2([p[1] for p in parts]))
-        got = pool.rehash(normalize, by_value,
-                          {ti: read_back_parts(self.adapter, self.backup, tables[ti]) for ti in by_value})
+        early = early or {}
+        late = [ti for ti in by_value if ti not in early]
+        got = pool.rehash(normalize, late,
+                          {ti: read_back_parts(self.adapter, self.backup, tables[ti]) for ti in late}) if late else {}
+        for ti in by_value:
+            if ti in early:
+                got[ti] = (sum(r for r, _ in early[ti]), combine_v2([h for _, h in early[ti]]))
         for ti in by_value:
             self._check_read_back(tables[ti], *got[ti], expected[tables[ti].table.key], None)
 

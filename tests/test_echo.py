@@ -216,3 +216,39 @@ def test_a_row_dropped_by_the_server_fails_the_restore(pg, tmp_path: Path, jobs:
     _tamper(dst, "IF TG_TABLE_NAME = 'plain' AND NEW.id = 7 THEN RETURN NULL; END IF; RETURN NEW;")
     with pytest.raises(IntegrityError, match="table plain: target holds 299 rows after restore, expected 300"):
         api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+
+
+def test_a_table_read_back_by_value_beside_the_loads_still_fails_on_a_changed_value(pg, tmp_path: Path,
+                                                                                     caplog: Any) -> None:
+    """-j2: a table that cannot be read back as text (a value stored in pieces) is read back by
+    value as soon as it is built, while the other table still loads; a value the server changed
+    still fails the restore, naming the column, and the tables are dropped. Untampered, the
+    same restore passes with both tables read back during the load."""
+    import logging
+
+    from albackup.codec import LARGE_BYTES
+
+    src = pg.new("echoearlysrc")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE big (id integer PRIMARY KEY, note text, payload bytea)")
+        c.exec_driver_sql("CREATE TABLE other (id integer PRIMARY KEY, note text)")
+        c.exec_driver_sql(f"INSERT INTO big VALUES (1, 'one', convert_to(repeat('a', {LARGE_BYTES + 10}), 'UTF8')), "
+                          "(2, 'two', '\\x6162'), (3, NULL, NULL)")
+        c.exec_driver_sql("INSERT INTO other SELECT g, 'n' || g FROM generate_series(1, 200) g")
+    e.dispose()
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    assert api.open_backup(dumped.path).tables["big"]["chunks"][0].get("large_values")
+    dst = pg.new("echoearly")
+    with caplog.at_level(logging.DEBUG, logger="albackup"):
+        res = api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert {t["table"]: t["read_back"] for t in res.tables} == {"big": "values", "other": "text"}
+    assert any("tables read back as text and 1 by value" in r.getMessage() for r in caplog.records)
+
+    dst = pg.new("echoearlyx")
+    _tamper(dst, "IF TG_TABLE_NAME = 'big' AND NEW.id = 2 THEN NEW.note := NEW.note || '!'; END IF; RETURN NEW;")
+    with pytest.raises(IntegrityError, match=r"table big: values read back .* column\(s\) note"):
+        api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    e = sa.create_engine(dst, poolclass=NullPool)
+    assert not {"big", "other"} & set(sa.inspect(e).get_table_names())
+    e.dispose()

@@ -883,6 +883,48 @@ def test_restore_schedule_builds_a_table_as_soon_as_its_chunks_are_in() -> None:
     assert s.error == "table 1: loaded 9"
 
 
+def test_restore_schedule_reads_a_table_back_by_value_once_built_beside_the_loads() -> None:
+    """-j restore: a table not read back as text (no echo parts) is read back by value in the
+    parts value_parts gives as soon as it is built, while the other table's chunks still load;
+    each part's (rows, hash) is kept; without value_parts nothing is read back here."""
+    from albackup.parallel import _BuildSchedule
+
+    loads = [(0, 0, 300), (0, 1, 300), (1, 0, 100)]
+    ddl: dict[int, list[tuple[int, str]]] = {0: [], 1: [(0, "CREATE INDEX b")]}
+
+    def value_parts(ti: int) -> list[tuple[str, Any]]:
+        return [(f"WHERE k <= {ti}", (ti,)), (f"WHERE k > {ti}", (ti,))]
+
+    s = _BuildSchedule(loads, [False] * 2, True, [False] * 2, ddl, lambda ti, parts: [],
+                       lambda ti, n: None, 2, value_parts)
+    assert next(s)[:3] == ("load", 0, 0) and next(s)[:3] == ("load", 1, 0)
+    s.done(1, ("loaded", 1, 10, 10, "", 0.1, None))
+    assert next(s) == ("ddl", 0, "CREATE INDEX b")
+    s.done(1, ("ddl_done", 0))                         # table 1 built: read back, table 0 loads on
+    assert next(s)[:3] == ("load", 0, 1)
+    assert next(s) == ("rehash", 1, True, "WHERE k <= 1", (1,))
+    assert next(s) == ("rehash", 1, True, "WHERE k > 1", (1,))
+    assert next(s) is None
+    s.done(1, ("rehashed", 1, 4, "aa"))
+    s.done(1, ("rehashed", 1, 6, "bb"))
+    s.done(0, ("loaded", 0, 5, 5, "", 0.1, None))
+    s.done(0, ("loaded", 0, 5, 5, "", 0.1, None))      # table 0: no statement, built at once
+    assert [next(s), next(s)] == [("rehash", 0, True, "WHERE k <= 0", (0,)), ("rehash", 0, True, "WHERE k > 0", (0,))]
+    s.done(0, ("rehashed", 0, 10, "cc"))
+    s.done(1, ("rehashed", 0, 0, "dd"))
+    with pytest.raises(StopIteration):
+        next(s)
+    assert s.rehashed == {1: [(4, "aa"), (6, "bb")], 0: [(10, "cc"), (0, "dd")]}
+
+    s = _BuildSchedule(loads[2:], [False] * 2, True, [False] * 2, {0: [], 1: []}, lambda ti, parts: [],
+                       lambda ti, n: None, 2)
+    assert next(s)[:3] == ("load", 1, 0)
+    s.done(0, ("loaded", 1, 10, 10, "", 0.1, None))
+    with pytest.raises(StopIteration):
+        next(s)
+    assert s.rehashed == {}
+
+
 def test_restore_schedule_keeps_workers_loading_side_by_side_on_different_tables() -> None:
     """-j restore: a free worker takes a chunk of a table no other worker is loading (two COPYs
     into one table wait for each other to extend it), in the interleaved order otherwise; the
