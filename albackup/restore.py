@@ -528,8 +528,8 @@ class Restorer:
     def _execute_parallel(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
         """-j N: tables created (and committed) first, then chunk files loaded by N workers in
         parallel, each table's indexes and constraints built as soon as its chunks are in (beside
-        the loads of the others), foreign keys added and validated, identities reset, and every
-        table read back and rehashed in parallel. Not one transaction: a failure drops every
+        the loads of the others) and then the table read back (as text, or by value), foreign
+        keys added and validated, identities reset, and what is left read back by value. Not one transaction: a failure drops every
         table this restore created (as on MySQL)."""
         from .parallel import RestorePool
 
