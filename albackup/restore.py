@@ -80,7 +80,9 @@ def _refuse_affected(tp: TablePlan, batch: list[Any]) -> None:
     for i, c in tp.loss_guard:
         values = [v for v in [row[i] for row in batch] if v is not None]
         for loss in c.move.losses:
-            if (loss.none_affected is None or not loss.none_affected(values)) and any(_affects(loss, v) for v in values):
+            if loss.none_affected is not None and loss.none_affected(values):
+                continue
+            if any(_affects(loss, v) for v in values):
                 raise RestoreRefused(f"restore would lose data in {tp.table.key}.{c.source.name}: {loss.reason}; "
                                      "see restore --plan, or pass --accept-lossy (the tables this restore "
                                      "created were dropped)")
@@ -529,8 +531,8 @@ class Restorer:
         """-j N: tables created (and committed) first, then chunk files loaded by N workers in
         parallel, each table's indexes and constraints built as soon as its chunks are in (beside
         the loads of the others) and then the table read back (as text, or by value), foreign
-        keys added and validated, identities reset, and what is left read back by value. Not one transaction: a failure drops every
-        table this restore created (as on MySQL)."""
+        keys added and validated, identities reset, and what is left read back by value. Not one
+        transaction: a failure drops every table this restore created (as on MySQL)."""
         from .parallel import RestorePool
 
         a = self.adapter
