@@ -115,9 +115,6 @@ class Operation:
     name: str
     tools: list[Tool]
     note: str = ""
-    #: one untimed run of the last (native) tool first: the first restore after the dumps ran
-    #: 1–2 s slower than the rest, whichever tool it was (see --no-warmup)
-    warmup: bool = False
 
 
 class Bench:
@@ -312,7 +309,7 @@ class Bench:
                             lambda db: ["pg_restore", "-j1", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
             pg_restore_tool("pg_restore -j2", "pg_restore_j2",
                             lambda db: ["pg_restore", "-j2", *pg.conn_args(db), str(self.artifacts["pg_dump_fc"])], False),
-        ], "into a fresh PostgreSQL database; output = its pg_database_size", warmup=True))
+        ], "into a fresh PostgreSQL database; output = its pg_database_size"))
         # what the read-back costs: the same restore, each table's rows only counted
         self.ops.append(Operation("PG restore, count", [
             pg_restore_tool(f"albackup restore -j{self.args.jobs} --read-back count", "pg_albackup_count",
@@ -396,8 +393,7 @@ class Bench:
                                                           "-t", str(os.cpu_count() or 2)]]), False, "mydumper"))
         else:
             self.skipped.append({"operation": "MariaDB restore", "tool": "myloader", "reason": "not installed"})
-        self.ops.append(Operation("MariaDB restore", tools, "into a fresh MariaDB database; output = data+index length",
-                                  warmup=True))
+        self.ops.append(Operation("MariaDB restore", tools, "into a fresh MariaDB database; output = data+index length"))
         # what the read-back costs: the same restore, each table's rows only counted
         counted = [my_restore_tool(f"albackup restore -j{self.args.jobs} --read-back count", "my_albackup_count",
                                    lambda db: Cmd([self.albackup("restore", "-q", "-j", str(self.args.jobs), "--read-back",
@@ -451,8 +447,6 @@ class Bench:
     def measure(self) -> None:
         self.fingerprints: dict[str, list] = {}
         for op in self.ops:
-            if op.warmup and not self.args.no_warmup:
-                self.warm_up(op)
             for rep in range(self.args.repeat):
                 for tool in op.tools:          # A, B1, B2, A, B1, B2, ...
                     if tool.error:
@@ -489,25 +483,6 @@ class Bench:
                 self.notes.append(f"{engine}: the restored databases' content fingerprints differ: {fps}")
             else:
                 self.notes.append(f"{engine}: every restore (albackup and native) gave the same content fingerprint")
-
-    def warm_up(self, op: Operation) -> None:
-        """One run of the operation's last tool, not measured (its output is left to the next
-        run's prepare to drop): the servers' state after the dumps costs the first restore."""
-        tool = next((t for t in reversed(op.tools) if not t.error), None)
-        if tool is None:
-            return
-        log(f"{op.name} / {tool.name}: warm-up run, not measured ...")
-        t0 = time.perf_counter()
-        try:
-            tool.prepare(0)
-            cmd = tool.command(0)
-            run(cmd.stages, stdin=cmd.stdin, stdout=cmd.stdout,
-                stderr=self.logs / f"{op.name}-{tool.name}-warmup.log".replace(" ", "_").replace("/", "_"),
-                cwd=self.work, env=self.env, server=tool.server, quiet_wait=self.args.quiet_wait)
-        except (RunFailed, RuntimeError, KeyError, OSError) as exc:
-            log(f"  warm-up failed ({type(exc).__name__}: {exc}); measuring anyway")
-            return
-        self.setup[f"warmup_{op.name}_s"] = round(time.perf_counter() - t0, 3)
 
     def profile(self) -> dict:
         """One albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore under cProfile (those of
@@ -686,8 +661,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="also run one albackup PostgreSQL dump, MariaDB dump and PostgreSQL restore "
                         "under cProfile and print the top costs (not part of the table)")
-    p.add_argument("--no-warmup", action="store_true",
-                   help="no untimed run of a native restore before the first restore of each engine")
     p.add_argument("--no-zstd", action="store_true",
                    help="run the native tools without the zstd CLI, as if it were not installed")
     p.add_argument("--pgloader-prefetch", type=int, default=10000, metavar="ROWS",
