@@ -135,7 +135,6 @@ class ChunkWriter:
         self.large_values = 0
         self._pending: deque[Any] = deque()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="albackup-compress")
-        self._path = path
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb")
         self._write(HEADER.pack(CHUNK_MAGIC, compressor.id,
@@ -236,7 +235,7 @@ class ChunkWriter:
         if not self._f.closed:
             self._f.close()
         try:
-            os.unlink(self._path)        # no chunk file: the unit may write it again
+            os.unlink(self.path)        # no chunk file: the unit may write it again
         except OSError:
             pass
 

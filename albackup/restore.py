@@ -67,22 +67,30 @@ def _count_chunk(backup: Backup, key: str, lossy: list[tuple[int, Any]], chunk: 
     counts = [[0] * len(c.move.losses) for _, c in lossy]
     for batch in backup.iter_chunk(key, chunk, lazy_large=True):   # large values stay in pieces
         for k, (i, c) in enumerate(lossy):
-            values = [v for v in [row[i] for row in batch] if v is not None]
+            values = _column_values(batch, i)
             for j, loss in enumerate(c.move.losses):
-                if loss.none_affected is None or not loss.none_affected(values):
+                if _may_affect(loss, values):
                     counts[k][j] += sum(1 for v in values if _affects(loss, v))
     return counts
+
+
+def _column_values(batch: list[Any], i: int) -> list[Any]:
+    """The non-NULL values of column ``i`` of a batch (what a loss is tested on)."""
+    return [v for v in [row[i] for row in batch] if v is not None]
+
+
+def _may_affect(loss: Any, values: list[Any]) -> bool:
+    """False when the loss's fast test of a whole batch says no value is affected."""
+    return loss.none_affected is None or not loss.none_affected(values)
 
 
 def _refuse_affected(tp: TablePlan, batch: list[Any]) -> None:
     """A batch about to be loaded, checked for values a loss of ``tp.loss_guard``'s columns would
     affect (see guard_losses): the first one refuses the restore."""
     for i, c in tp.loss_guard:
-        values = [v for v in [row[i] for row in batch] if v is not None]
+        values = _column_values(batch, i)
         for loss in c.move.losses:
-            if loss.none_affected is not None and loss.none_affected(values):
-                continue
-            if any(_affects(loss, v) for v in values):
+            if _may_affect(loss, values) and any(_affects(loss, v) for v in values):
                 raise RestoreRefused(f"restore would lose data in {tp.table.key}.{c.source.name}: {loss.reason}; "
                                      "see restore --plan, or pass --accept-lossy (the tables this restore "
                                      "created were dropped)")
@@ -135,12 +143,18 @@ def count_losses(backup: Backup, plan: Plan, jobs: int = 1) -> list[LossReport]:
                 if n:
                     out.append(LossReport(key, c.source.name, c.source.type.describe(), c.target.describe(),
                                           c.move.losses[j].reason, n))
-            for j in reversed(range(len(c.move.losses))):   # fixes wrap the conversion in order: undo from the last
-                loss = c.move.losses[j]
-                if totals[ti][k][j] or loss.unfixed is None:
-                    break
-                c.move.convert = loss.unfixed
+            _drop_fixes(c, totals[ti][k])
     return out
+
+
+def _drop_fixes(c: Any, affected: list[int]) -> None:
+    """Take out of the column's conversion the fixes of its losses that affect no value
+    (``affected``: rows per loss); they wrap the conversion in order, so undo from the last."""
+    for j in reversed(range(len(c.move.losses))):
+        loss = c.move.losses[j]
+        if affected[j] or loss.unfixed is None:
+            break
+        c.move.convert = loss.unfixed
 
 
 def guard_losses(plan: Plan) -> None:
@@ -152,10 +166,7 @@ def guard_losses(plan: Plan) -> None:
     for tp in plan.tables:
         tp.loss_guard = [(i, c) for i, c in enumerate(tp.columns) if c.move.losses]
         for _, c in tp.loss_guard:
-            for loss in reversed(c.move.losses):   # fixes wrap the conversion in order: undo from the last
-                if loss.unfixed is None:
-                    break
-                c.move.convert = loss.unfixed
+            _drop_fixes(c, [0] * len(c.move.losses))
 
 
 def _identity_move(tp: TablePlan) -> bool:
