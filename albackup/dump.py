@@ -243,8 +243,28 @@ def _dump_unit_text(conn: Connection, adapter: Adapter, writer: BackupWriter, un
     return _unit_done(unit, infos, sent, t0, progress, "the server sent {read} rows but {written} were written")
 
 
+def _in_key_order(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A table's chunk entries in the order of their key ranges where those are ranges of one
+    integer key (units.KeyRanges hands the rest of a full range out after ranges past it), each
+    range running up to where the next starts: a range read empty left no chunk file, and the
+    range before it takes its keys (none of which is a row)."""
+    ranges = [c.get("range") or {} for c in chunks]
+    if len(chunks) < 2 or not all("key" in r and len(r["key"]) == 1 for r in ranges):
+        return chunks
+    if not all(type(v) is int for r in ranges for e in ("after", "upto") if r.get(e) is not None for v in r[e]):
+        return chunks
+    out = sorted(chunks, key=lambda c: (c["range"]["after"] is not None, c["range"]["after"] or []))
+    for a, b in zip(out, out[1:]):
+        upto, after = a["range"]["upto"], b["range"]["after"]
+        if upto is None or after is None or upto > after:
+            raise DumpError(f"internal error: the key ranges of a table overlap ({a['file']}, {b['file']})")
+        if upto < after:
+            a["range"] = dict(a["range"], upto=after)
+    return out
+
+
 def _table_entry(results: list[UnitResult]) -> dict[str, Any]:
-    chunks = [c for r in results for c in r.chunks]
+    chunks = _in_key_order([c for r in results for c in r.chunks])
     if chunks and chunks[-1].get("range", {}).get("upto") is not None and "key" in chunks[-1]["range"]:
         # a full last key page (the page after it was empty): it runs to the end
         chunks[-1]["range"] = dict(chunks[-1]["range"], upto=None)
@@ -306,7 +326,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                 if opts.include and not schema.tables:
                     raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
                 units: list[Unit] = []
-                schedule = Schedule(plan_tables(conn, adapter, schema.tables, opts.chunk_rows))
+                schedule = Schedule(plan_tables(conn, adapter, schema.tables, opts.chunk_rows,
+                                                opts.jobs if pool is not None else 1))
 
                 def planned() -> Iterator[tuple[int, Unit] | None]:
                     """Units as workers come free (key boundaries found on ``conn``), None while

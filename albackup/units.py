@@ -16,13 +16,18 @@ statistics only make ranges uneven; every row is still in exactly one range.
 
 On MySQL/MariaDB a table whose primary key is integers is read in key pages instead
 (``KeyPages``): each range is the next ``chunk_rows`` keys after the last key read, and a
-boundary is searched for only when a worker would otherwise wait.
+boundary is searched for only when a worker would otherwise wait. A parallel dump of such a
+table whose key is one integer column reads it in ranges of key values that are key pages too
+(``KeyRanges``): no boundary is ever searched for, so workers never wait for one; a range that
+holds more than ``chunk_rows`` keys is read on from its last key, and one that holds none leaves
+no chunk file.
 
 Each range becomes one chunk file, so ranges dump (and restore) in parallel and a single chunk
 can be re-read; the manifest records each chunk's range.
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -104,7 +109,23 @@ class TableUnits:
 
     units: Iterator[Unit]
     cost: int           # estimated work of one of its units
-    pages: "KeyPages | None" = None
+    pages: "KeyPages | KeyRanges | None" = None
+    _head: list[Unit] = field(default_factory=list)     # the next unit, planned by ``more``
+
+    def next_unit(self) -> Unit | None:
+        return self._head.pop() if self._head else next(self.units, None)
+
+    def more(self) -> bool:
+        """Whether a unit is left to hand out, now or later (the next one is planned now if it
+        is not yet)."""
+        if self.pages is not None:
+            return not self.pages.finished
+        if not self._head:
+            u = next(self.units, None)
+            if u is None:
+                return False
+            self._head.append(u)
+        return True
 
 
 class KeyPages:
@@ -164,6 +185,99 @@ class KeyPages:
         return unit
 
 
+class KeyRanges:
+    """The key ranges of a big table whose key is one integer column, for a parallel dump:
+    ranges of key *values* (lo, hi], each read as a key page (``ORDER BY key LIMIT n``), handed
+    out as workers come free with no boundary searched for: no worker waits for another's range
+    to end, and the server counts no keys (``nth_key`` reads every row it counts past).
+
+    - A range spans the key values that about ``n`` rows (``AIM``) spanned in the ranges read
+      so far (at first, those of the estimated rows between the key's least and greatest value
+      in the snapshot), so sparse keys give wide ranges and dense keys narrow ones. The span
+      only shapes the ranges: which rows a range holds is decided by its WHERE, so every row is
+      read once.
+    - A range that comes back full (``n`` rows) is read on after its last key (the rest of the
+      range, handed out next): no range is more than ``n`` rows, however uneven the keys are.
+    - One that holds no row leaves no chunk file; the manifest's ranges still join up
+      (dump._table_entry).
+    - When it is the last table with units left (``tail``), the ranges narrow as the key values
+      run out (each about what is left divided among the workers, down to an eighth), so the
+      workers finish together.
+    - The last range has no upper bound, so no row depends on the greatest key being right."""
+
+    #: a range aims at this many eighths of ``n`` rows, so that one that holds a few more rows
+    #: than the ranges before it is still read whole (no small rest to read after it)
+    AIM = 7
+
+    def __init__(self, adapter: Adapter, no: int, table: Table, key: list[str], n: int,
+                 expected: int, estimate: int, least: int, greatest: int, workers: int) -> None:
+        self.adapter, self.no, self.table, self.key, self.n = adapter, no, table, key, n
+        self.expected, self.estimate, self.workers = expected, estimate, max(1, workers)
+        self.base = least - 1                       # keys after this are still to be cut
+        self.greatest = greatest
+        self.width = max(1, (greatest - least + 1) * self.AIM * n // (8 * max(1, estimate)))
+        self.cut_all = False                        # the last range (to the end) is handed out
+        self.rest: collections.deque[tuple[int, int | None]] = collections.deque()  # full ranges' rests
+        self.reading: dict[int, tuple[int, int | None, bool]] = {}   # chunk_no -> (after, upto, a rest)
+        self.handed = 0
+        self.tail = False
+
+    @property
+    def finished(self) -> bool:
+        return self.cut_all and not self.rest and not self.reading
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.rest) or not self.cut_all
+
+    def take(self, force: bool = False) -> Unit | None:
+        """The next range (the rest of a full one first), or None while none is left to cut."""
+        if self.rest:
+            lo, hi = self.rest.popleft()
+            return self._unit(lo, hi, True, self.n // 2)
+        if self.cut_all:
+            return None
+        width = self.width
+        if self.tail:
+            left = self.greatest - self.base
+            width = min(width, max(-(-width // 8), -(-left // self.workers)))
+        lo = self.base
+        hi: int | None = lo + width
+        if hi >= self.greatest:     # type: ignore[operator]
+            hi, self.cut_all = None, True
+        else:
+            self.base = hi          # type: ignore[assignment]
+        span = (self.greatest if hi is None else hi) - lo
+        return self._unit(lo, hi, False, span * self.AIM * self.n // (8 * self.width))
+
+    def done(self, unit: Unit, rows: int, last: tuple[Any, ...] | None) -> None:
+        """``unit`` has been read: ``rows`` rows, the last key ``last``."""
+        lo, hi, was_rest = self.reading.pop(unit.chunk_no)
+        full = rows >= self.n and last is not None
+        if full and (hi is None or last[0] < hi):       # type: ignore[index]
+            self.rest.append((last[0], hi))             # type: ignore[index]
+        if was_rest or self.cut_all:
+            return      # (a rest's span says nothing of the keys' spacing; no range is left to cut)
+        end = last[0] if full else (self.greatest if hi is None else hi)    # type: ignore[index]
+        guess = max(1, (end - lo) * self.AIM * self.n // (8 * rows)) if rows else self.width * 4
+        self.width = min(max(guess, -(-self.width // 4)), self.width * 4)
+
+    def _unit(self, lo: int, hi: int | None, was_rest: bool, rows: int) -> Unit:
+        """The range of keys after ``lo`` up to ``hi`` (the first from the start, the last to
+        the end), read as a key page; ``rows``: about how many it holds (for the progress)."""
+        self.handed += 1
+        after = None if self.handed == 1 else (lo,)
+        unit = _range_unit(self.adapter, self.no, self.table, self.key, self.handed,
+                           after, None if hi is None else (hi,), self.n)
+        unit.where += self.adapter.page_sql(self.key, self.n)
+        unit.limit = self.n
+        unit.estimate = max(1, min(self.n, rows))
+        unit.parts = max(self.expected, self.handed)
+        unit.cost = unit.estimate * row_cost(self.table)
+        self.reading[self.handed] = (lo, hi, was_rest)
+        return unit
+
+
 class Schedule:
     """Units as workers come free, from the costliest tables first. A table in key pages gives
     its next range when the one before is done; while none is ready, another table's unit is
@@ -178,8 +292,11 @@ class Schedule:
         return self
 
     def __next__(self) -> Unit | None:
+        ranges = [t for t in self.tables if isinstance(t.pages, KeyRanges) and not t.pages.tail]
+        if len(ranges) == 1 and not any(t.more() for t in self.tables if t is not ranges[0]):
+            ranges[0].pages.tail = True         # type: ignore[union-attr]  (the last table left)
         for t in list(self.tables):
-            u = next(t.units, None) if t.pages is None else t.pages.take()
+            u = t.next_unit() if t.pages is None else t.pages.take()
             if u is not None:
                 self.out += 1
                 return u
@@ -201,9 +318,11 @@ class Schedule:
                 t.pages.done(unit, rows, last)
 
 
-def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int) -> list[TableUnits]:
+def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_rows: int,
+                workers: int = 1) -> list[TableUnits]:
     """Each table's units, the costliest tables' first. Key boundaries are found on ``conn``
-    (in the dump's snapshot) as the units are taken, one range ahead."""
+    (in the dump's snapshot) as the units are taken, one range ahead. ``workers``: how many
+    read the units (KeyRanges for more than one)."""
     out: list[TableUnits] = []
     for no, table in enumerate(tables, start=1):
         est = adapter.estimate_rows(conn, table)
@@ -222,7 +341,12 @@ def plan_tables(conn: Connection, adapter: Adapter, tables: list[Table], chunk_r
         key = split_key(table)
         integers = bool(key) and all(c.type.kind == "integer" for c in table.columns if c.name in (key or ()))
         if integers and key == list(table.primary_key) and adapter.supports_key_pages:
-            out.append(TableUnits(iter(()), cost, KeyPages(conn, adapter, no, table, key, per_unit, expected, est)))
+            span = adapter.key_span(conn, table, key[0]) if workers > 1 and len(key) == 1 else None
+            if span is None:
+                pages: KeyPages | KeyRanges = KeyPages(conn, adapter, no, table, key, per_unit, expected, est)
+            else:
+                pages = KeyRanges(adapter, no, table, key, per_unit, expected, est, *span, workers)
+            out.append(TableUnits(iter(()), cost, pages))
             continue
         if key:
             bounds = adapter.key_bounds(conn, table, key, per_unit) if integers else None

@@ -113,8 +113,16 @@ def test_chunked_dump_of_sparse_composite_unique_and_keyless_tables(make_db, tmp
     # Keyed tables are cut into ranges of about chunk_rows rows, whatever the gaps in the key.
     for name, key in (("sparse", ["id"]), ("composite", ["grp", "n"]), ("uniq", ["code"])):
         chunks = tables[name]["chunks"]
-        assert len(chunks) == 6, (name, [c["rows"] for c in chunks])
-        if name == "sparse" and kind == "postgresql":
+        if name == "sparse" and kind == "mysql" and jobs == 2:
+            # ranges of key values (units.KeyRanges), each a key page of at most chunk_rows:
+            # the gaps grow with the key, and the ranges widen after them
+            counts = [c["rows"] for c in chunks]
+            assert sum(counts) == 600 and max(counts) <= 100 and 6 <= len(counts) <= 14, counts
+        else:
+            assert len(chunks) == 6, (name, [c["rows"] for c in chunks])
+        if name == "sparse" and kind == "mysql" and jobs == 2:
+            pass
+        elif name == "sparse" and kind == "postgresql":
             # bounds from the key's histogram (fresh after ANALYZE): about 100 rows each
             assert all(88 <= c["rows"] <= 112 for c in chunks), [c["rows"] for c in chunks]
         else:
@@ -128,6 +136,11 @@ def test_chunked_dump_of_sparse_composite_unique_and_keyless_tables(make_db, tmp
     uptos = [c["range"]["upto"][0] for c in tables["sparse"]["chunks"][:-1]]
     if kind == "postgresql":
         assert set(uptos) <= set(SPARSE) and uptos == sorted(uptos)
+    elif jobs == 2:     # ranges of key values: each holds the rows of the keys in it
+        assert uptos == sorted(uptos)
+        for c in tables["sparse"]["chunks"]:
+            lo, hi = c["range"]["after"], c["range"]["upto"]
+            assert c["rows"] == sum(1 for k in SPARSE if (lo is None or k > lo[0]) and (hi is None or k <= hi[0]))
     else:
         assert uptos == [SPARSE[99], SPARSE[199], SPARSE[299], SPARSE[399], SPARSE[499]]
     nokey = tables["nokey"]["chunks"]
@@ -200,10 +213,19 @@ def test_a_wide_table_is_cut_by_stored_size_into_ranges_of_equal_rows(make_db, t
     m = json.loads((res.path / "manifest.json").read_text())
     counts = [c["rows"] for c in m["tables"]["wide"]["chunks"]]
     assert len(counts) >= 3 and sum(counts) == 3000, counts
-    # equal ranges; the rows the estimate missed go to the last, never a small remainder range
-    # (MySQL reads key pages: the last holds what is left after the last full page)
-    assert len(set(counts[:-1])) == 1 and counts[-1] <= counts[0] * 5 // 4 + 1, counts
-    assert counts[0] // 4 <= counts[-1] or kind == "mysql", counts
+    if kind == "postgresql":
+        # equal ranges; the rows the estimate missed go to the last, never a small remainder
+        assert len(set(counts[:-1])) == 1 and counts[-1] <= counts[0] * 5 // 4 + 1, counts
+        assert counts[0] // 4 <= counts[-1], counts
+    else:
+        # ranges of key values (units.KeyRanges) that aim at 7/8 of a full key page, then
+        # narrow as the keys run out so that both workers finish together
+        page = units.KeyRanges.AIM  # (the page: the rows of a range of equal stored size)
+        assert counts[0] >= counts[-1] and counts == sorted(counts, reverse=True), counts
+        assert counts[-1] >= counts[0] // 8 - 1 and page == 7, counts
+    chunks = m["tables"]["wide"]["chunks"]
+    assert chunks[0]["range"]["after"] is None and chunks[-1]["range"]["upto"] is None
+    assert all(a["range"]["upto"] == b["range"]["after"] for a, b in zip(chunks, chunks[1:]))
     assert len(m["tables"]["narrow"]["chunks"]) == 1
     dst = make_db(kind, "wided")
     api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
@@ -717,11 +739,13 @@ def test_key_ranges_are_planned_as_they_are_taken(make_db) -> None:
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db, tmp_path: Path, jobs: int,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """MySQL/MariaDB, a big table with an integer key: each range is the next chunk_rows keys
-    after the last key read (keyset pagination). With one connection no boundary is searched
-    for at all; with two workers, boundaries are found only while a worker would otherwise
-    wait (here two tables, so few). Ranges chain, sparse keys included, and a full last page
-    is not followed by an empty chunk."""
+    """MySQL/MariaDB, a big table with an integer key: with one connection each range is the
+    next chunk_rows keys after the last key read (keyset pagination), and no boundary is
+    searched for at all. With two workers, a table keyed by one integer column is read in
+    ranges of key values, each at most a key page (units.KeyRanges): no boundary is searched
+    for either; one keyed by two integers in key pages, whose boundaries are found only while a
+    worker would otherwise wait. Ranges chain, sparse keys included, and a full last page is
+    not followed by an empty chunk."""
     from albackup.engines.mysql import MySQLAdapter
 
     src = make_db("mysql", "pages")
@@ -747,11 +771,18 @@ def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db
     res = api.dump(_cfg(src, chunk_rows=100, jobs=jobs, batch_rows=33), tmp_path / "b")
     m = json.loads((res.path / "manifest.json").read_text())
     big = m["tables"]["big"]["chunks"]
-    assert [c["rows"] for c in big] == [100] * (len(keys) // 100) + ([len(keys) % 100] if len(keys) % 100 else [])
     assert big[0]["range"]["after"] is None and big[-1]["range"]["upto"] is None
     for a, b in zip(big, big[1:]):
         assert a["range"]["upto"] == b["range"]["after"]
-    assert [c["range"]["upto"][0] for c in big[:-1]] == [keys[i * 100 + 99] for i in range(len(big) - 1)]
+    if jobs == 1:
+        assert [c["rows"] for c in big] == [100] * (len(keys) // 100) + ([len(keys) % 100] if len(keys) % 100 else [])
+        assert [c["range"]["upto"][0] for c in big[:-1]] == [keys[i * 100 + 99] for i in range(len(big) - 1)]
+    else:
+        counts = [c["rows"] for c in big]
+        assert sum(counts) == len(keys) and max(counts) <= 100 and len(counts) <= 2 * len(keys) // 100, counts
+        for c in big:
+            lo, hi = c["range"]["after"], c["range"]["upto"]
+            assert c["rows"] == sum(1 for k in keys if (lo is None or k > lo[0]) and (hi is None or k <= hi[0]))
     oth = m["tables"]["other"]["chunks"]
     assert [c["rows"] for c in oth] == [100] * 10 and oth[1]["range"]["after"] == oth[0]["range"]["upto"]
     # the empty page after each full last page left no chunk file behind
@@ -759,7 +790,7 @@ def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db
     if jobs == 1:
         assert calls == []
     else:
-        assert len(calls) < (len(big) + len(oth)) // 2, calls
+        assert "big" not in calls and len(calls) < len(oth) // 2, calls
     # a chunk re-read on its own holds exactly the keys of its range
     b = Backup(res.path)
     lo, hi = big[3]["range"]["after"][0], big[3]["range"]["upto"][0]
@@ -768,6 +799,46 @@ def test_mysql_key_pages_search_no_boundary_while_read_one_after_another(make_db
     api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert read_all(dst, "big", "id, v") == sorted(((k, f"v{k}") for k in keys), key=repr)
     assert read_all(dst, "other", "a, b, w") == sorted(((i % 3, i, f"w{i}") for i in other), key=repr)
+
+
+def test_mysql_parallel_key_ranges_follow_clustered_keys_and_empty_ranges_leave_no_chunk(
+        make_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers, a key of one integer column whose values come in two dense clusters a
+    trillion apart, plus a stale estimate: the ranges of key values (units.KeyRanges) narrow
+    inside the clusters, widen across the gap, never hold more than a key page, and the ranges
+    read empty leave no chunk file while the manifest's ranges still join up; no boundary is
+    counted. Restored, every row is there once."""
+    from albackup.engines.mysql import MySQLAdapter
+
+    src = make_db("mysql", "kr")
+    keys = list(range(-150, 150)) + [10 ** 12 + i * 3 for i in range(400)]
+    e = _eng(src)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE clustered (id BIGINT PRIMARY KEY, v VARCHAR(20))")
+        c.exec_driver_sql("INSERT INTO clustered VALUES (%s, %s)", [(k, f"v{k}") for k in keys])
+    _analyze(e, ["clustered"])
+    e.dispose()
+    calls: list[Any] = []
+    monkeypatch.setattr(MySQLAdapter, "nth_key", lambda self, *a, **kw: calls.append(a) or None)
+    monkeypatch.setattr(MySQLAdapter, "estimate_rows", lambda self, conn, table: 350)    # stale: 700 rows
+    res = api.dump(_cfg(src, chunk_rows=100, jobs=2, batch_rows=33), tmp_path / "b")
+    assert calls == []
+    m = json.loads((res.path / "manifest.json").read_text())
+    chunks = m["tables"]["clustered"]["chunks"]
+    counts = [c["rows"] for c in chunks]
+    assert sum(counts) == len(keys) and max(counts) <= 100 and 0 not in counts[1:], counts
+    assert len(chunks) <= 16, counts            # the gap of 10^12 crossed in a few ranges
+    assert chunks[0]["range"]["after"] is None and chunks[-1]["range"]["upto"] is None
+    for a, b in zip(chunks, chunks[1:]):
+        assert a["range"]["upto"] == b["range"]["after"]
+    for c in chunks:
+        lo, hi = c["range"]["after"], c["range"]["upto"]
+        assert c["rows"] == sum(1 for k in keys if (lo is None or k > lo[0]) and (hi is None or k <= hi[0]))
+    assert sorted(p.name for p in (res.path / "data").iterdir()) == sorted(Path(c["file"]).name for c in chunks)
+    assert api.verify(res.path).rows == len(keys)
+    dst = make_db("mysql", "krd")
+    api.restore(res.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=2))
+    assert read_all(dst, "clustered", "id, v") == sorted(((k, f"v{k}") for k in keys), key=repr)
 
 
 _STARTED = multiprocessing.get_context("fork").Event()

@@ -310,6 +310,13 @@ class Adapter(abc.ABC):
             cur.close()
         return None if row is None else tuple(row)
 
+    def key_span(self, conn: Connection, table: Table, column: str) -> tuple[int, int] | None:
+        """The least and the greatest value of the integer ``column`` (an index's first column:
+        two lookups), or None when the table has none."""
+        q = self.q(column)
+        lo, hi = conn.exec_driver_sql(f"SELECT MIN({q}), MAX({q}) FROM {self.read_from(table)}").one()
+        return None if lo is None or hi is None else (int(lo), int(hi))
+
     def key_bounds(self, conn: Connection, table: Table, key: list[str],
                    n: int) -> list[tuple[Any, ...]] | None:
         """Boundaries about ``n`` rows apart for ranges of ``table`` over ``key``, known without
