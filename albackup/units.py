@@ -226,10 +226,6 @@ class KeyRanges:
     def finished(self) -> bool:
         return self.cut_all and not self.rest and not self.reading
 
-    @property
-    def ready(self) -> bool:
-        return bool(self.rest) or not self.cut_all
-
     def take(self, force: bool = False) -> Unit | None:
         """The next range (the rest of a full one first), or None while none is left to cut."""
         if self.rest:
@@ -281,8 +277,10 @@ class KeyRanges:
 class Schedule:
     """Units as workers come free, from the costliest tables first. A table in key pages gives
     its next range when the one before is done; while none is ready, another table's unit is
-    taken, and only when there is none is a range's end found ahead. ``next`` gives None when
-    nothing can be handed out until a unit being read is done (``done``)."""
+    taken, and only when there is none is a range's end found ahead. A table in ranges of key
+    values gives ranges until its keys are all cut, then the rests of full ones as they come
+    back; when it is the only table left, its ranges narrow (``KeyRanges.tail``). ``next``
+    gives None when nothing can be handed out until a unit being read is done (``done``)."""
 
     def __init__(self, tables: list[TableUnits]) -> None:
         self.tables = list(tables)
