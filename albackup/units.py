@@ -191,13 +191,16 @@ class KeyRanges:
     out as workers come free with no boundary searched for: no worker waits for another's range
     to end, and the server counts no keys (``nth_key`` reads every row it counts past).
 
-    - A range spans the key values that about ``n`` rows (``AIM``) spanned in the ranges read
-      so far (at first, those of the estimated rows between the key's least and greatest value
-      in the snapshot), so sparse keys give wide ranges and dense keys narrow ones. The span
-      only shapes the ranges: which rows a range holds is decided by its WHERE, so every row is
-      read once.
-    - A range that comes back full (``n`` rows) is read on after its last key (the rest of the
-      range, handed out next): no range is more than ``n`` rows, however uneven the keys are.
+    - The key values still to read are spans (at first one, from the least key in the
+      snapshot to the end). A range is cut from the front of a span: as wide as the key values
+      that about ``n`` rows (``AIM``) spanned in the last range read (at first, the span shared
+      by the engine's row estimate); one that held no row makes the next sixteen times as wide
+      (one too wide for the keys after a gap comes back full, and its rest is cut anew).
+      So sparse keys give wide ranges and dense keys narrow ones. The width only shapes the
+      ranges: which rows a range holds is decided by its WHERE, so every row is read once.
+    - A range that comes back full (``n`` rows) leaves the rest of it, after its last key, as a
+      span of its own, cut next: no range is more than ``n`` rows, and a dense cluster of keys
+      inside a wide range is still read by several workers.
     - One that holds no row leaves no chunk file; the manifest's ranges still join up
       (dump._table_entry).
     - When it is the last table with units left (``tail``), the ranges narrow as the key values
@@ -213,52 +216,52 @@ class KeyRanges:
                  expected: int, estimate: int, least: int, greatest: int, workers: int) -> None:
         self.adapter, self.no, self.table, self.key, self.n = adapter, no, table, key, n
         self.expected, self.estimate, self.workers = expected, estimate, max(1, workers)
-        self.base = least - 1                       # keys after this are still to be cut
         self.greatest = greatest
         self.width = max(1, (greatest - least + 1) * self.AIM * n // (8 * max(1, estimate)))
-        self.cut_all = False                        # the last range (to the end) is handed out
-        self.rest: collections.deque[tuple[int, int | None]] = collections.deque()  # full ranges' rests
-        self.reading: dict[int, tuple[int, int | None, bool]] = {}   # chunk_no -> (after, upto, a rest)
+        # key values still to read: [after, upto] (upto None: to the end), the next cut first
+        self.spans: collections.deque[list[Any]] = collections.deque([[least - 1, None]])
+        self.reading: dict[int, tuple[int, int | None]] = {}   # chunk_no -> (after, upto)
         self.handed = 0
         self.tail = False
 
     @property
     def finished(self) -> bool:
-        return self.cut_all and not self.rest and not self.reading
+        return not self.spans and not self.reading
 
     def take(self, force: bool = False) -> Unit | None:
-        """The next range (the rest of a full one first), or None while none is left to cut."""
-        if self.rest:
-            lo, hi = self.rest.popleft()
-            return self._unit(lo, hi, True, self.n // 2)
-        if self.cut_all:
+        """The next range, or None while no key value is left to cut (a range being read may
+        still leave the rest of it)."""
+        if not self.spans:
             return None
+        span = self.spans[0]
+        lo, upto = span
+        end = self.greatest if upto is None else upto
         width = self.width
         if self.tail:
-            left = self.greatest - self.base
+            left = sum((self.greatest if s[1] is None else s[1]) - s[0] for s in self.spans)
             width = min(width, max(-(-width // 8), -(-left // self.workers)))
-        lo = self.base
         hi: int | None = lo + width
-        if hi >= self.greatest:     # type: ignore[operator]
-            hi, self.cut_all = None, True
+        if hi >= end:           # type: ignore[operator]
+            hi = upto
+            self.spans.popleft()
         else:
-            self.base = hi          # type: ignore[assignment]
-        span = (self.greatest if hi is None else hi) - lo
-        return self._unit(lo, hi, False, span * self.AIM * self.n // (8 * self.width))
+            span[0] = hi
+        rows = ((self.greatest if hi is None else hi) - lo) * self.AIM * self.n // (8 * self.width)
+        return self._unit(lo, hi, rows)
 
     def done(self, unit: Unit, rows: int, last: tuple[Any, ...] | None) -> None:
         """``unit`` has been read: ``rows`` rows, the last key ``last``."""
-        lo, hi, was_rest = self.reading.pop(unit.chunk_no)
+        lo, hi = self.reading.pop(unit.chunk_no)
         full = rows >= self.n and last is not None
         if full and (hi is None or last[0] < hi):       # type: ignore[index]
-            self.rest.append((last[0], hi))             # type: ignore[index]
-        if was_rest or self.cut_all:
-            return      # (a rest's span says nothing of the keys' spacing; no range is left to cut)
-        end = last[0] if full else (self.greatest if hi is None else hi)    # type: ignore[index]
-        guess = max(1, (end - lo) * self.AIM * self.n // (8 * rows)) if rows else self.width * 4
-        self.width = min(max(guess, -(-self.width // 4)), self.width * 4)
+            self.spans.appendleft([last[0], hi])        # type: ignore[index]
+        if rows:
+            end = last[0] if full else (self.greatest if hi is None else hi)    # type: ignore[index]
+            self.width = max(1, (end - lo) * self.AIM * self.n // (8 * rows))
+        else:
+            self.width *= 16
 
-    def _unit(self, lo: int, hi: int | None, was_rest: bool, rows: int) -> Unit:
+    def _unit(self, lo: int, hi: int | None, rows: int) -> Unit:
         """The range of keys after ``lo`` up to ``hi`` (the first from the start, the last to
         the end), read as a key page; ``rows``: about how many it holds (for the progress)."""
         self.handed += 1
@@ -270,7 +273,7 @@ class KeyRanges:
         unit.estimate = max(1, min(self.n, rows))
         unit.parts = max(self.expected, self.handed)
         unit.cost = unit.estimate * row_cost(self.table)
-        self.reading[self.handed] = (lo, hi, was_rest)
+        self.reading[self.handed] = (lo, hi)
         return unit
 
 
