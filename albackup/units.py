@@ -215,7 +215,7 @@ class KeyRanges:
     def __init__(self, adapter: Adapter, no: int, table: Table, key: list[str], n: int,
                  expected: int, estimate: int, least: int, greatest: int, workers: int) -> None:
         self.adapter, self.no, self.table, self.key, self.n = adapter, no, table, key, n
-        self.expected, self.estimate, self.workers = expected, estimate, max(1, workers)
+        self.expected, self.workers = expected, max(1, workers)
         self.greatest = greatest
         self.width = max(1, (greatest - least + 1) * self.AIM * n // (8 * max(1, estimate)))
         # key values still to read: [after, upto] (upto None: to the end), the next cut first
@@ -228,6 +228,10 @@ class KeyRanges:
     def finished(self) -> bool:
         return not self.spans and not self.reading
 
+    def _end(self, upto: int | None) -> int:
+        """Where a span or range ending at ``upto`` ends (None: at the greatest key)."""
+        return self.greatest if upto is None else upto
+
     def take(self, force: bool = False) -> Unit | None:
         """The next range, or None while no key value is left to cut (a range being read may
         still leave the rest of it)."""
@@ -235,18 +239,17 @@ class KeyRanges:
             return None
         span = self.spans[0]
         lo, upto = span
-        end = self.greatest if upto is None else upto
         width = self.width
         if self.tail:
-            left = sum((self.greatest if s[1] is None else s[1]) - s[0] for s in self.spans)
+            left = sum(self._end(u) - after for after, u in self.spans)
             width = min(width, max(-(-width // 8), -(-left // self.workers)))
         hi: int | None = lo + width
-        if hi >= end:           # type: ignore[operator]
+        if hi >= self._end(upto):      # type: ignore[operator]
             hi = upto
             self.spans.popleft()
         else:
             span[0] = hi
-        rows = ((self.greatest if hi is None else hi) - lo) * self.AIM * self.n // (8 * self.width)
+        rows = (self._end(hi) - lo) * self.AIM * self.n // (8 * self.width)
         return self._unit(lo, hi, rows)
 
     def done(self, unit: Unit, rows: int, last: tuple[Any, ...] | None) -> None:
@@ -256,7 +259,7 @@ class KeyRanges:
         if full and (hi is None or last[0] < hi):       # type: ignore[index]
             self.spans.appendleft([last[0], hi])        # type: ignore[index]
         if rows:
-            end = last[0] if full else (self.greatest if hi is None else hi)    # type: ignore[index]
+            end = last[0] if full else self._end(hi)       # type: ignore[index]
             self.width = max(1, (end - lo) * self.AIM * self.n // (8 * rows))
         else:
             self.width *= 16
