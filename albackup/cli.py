@@ -309,6 +309,7 @@ def inspect_cmd(ctx: click.Context, **kw: Any) -> None:
     cons = info["consistency"] or {}
     lines = [f"backup      {info['id']}", f"created     {info['created_at']}",
              f"source      {src.get('engine')} {src.get('server_version')} ({src.get('url')})",
+             f"read by     {src.get('dialect')}+{src['driver']}" if src.get("driver") else "read by     (not recorded)",
              f"consistency {cons.get('method')} ({'consistent' if cons.get('consistent') else 'NOT consistent'})",
              f"compression {info['compression']}", ""]
     for t in info["tables"]:

@@ -374,7 +374,8 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
         size = sum(t["bytes"] for t in tables.values())
         manifest = new_manifest(
             name=opts.name, host=opts.host,
-            source={"engine": adapter.name, "dialect": engine.dialect.name, "server_version": version,
+            source={"engine": adapter.name, "dialect": engine.dialect.name, "driver": engine.dialect.driver,
+                    "server_version": version,
                     "url": opts.source_url, "database": opts.database},
             consistency=snap.to_dict(),
             compression=writer.compressor.name,

@@ -5,8 +5,11 @@ An unreachable server skips its tests with the reason shown, except under CI=tru
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import secrets
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,6 +50,31 @@ def require_server(url: str, label: str) -> None:
     if IN_CI:
         pytest.fail(msg + " (CI=true: server tests are required)")
     pytest.skip(msg)
+
+
+#: where requirements.txt installs mysqlclient-static (a wheel of mysqlclient with its C library
+#: inside); elsewhere mysqlclient is optional and PyMySQL reads MySQL/MariaDB
+MYSQLCLIENT_WHEEL = (sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")) or \
+    (sys.platform == "darwin" and platform.machine() == "arm64")
+
+
+def require_component(module: str, what: str, *, installed_by_scripts: bool) -> None:
+    """Skip the test, with the reason, when the optional ``module`` cannot be imported.
+
+    Under CI=true a component that scripts/test installs is required: its absence fails the test,
+    so that a setup step that leaves it out cannot pass unseen.
+    """
+    if importlib.util.find_spec(module) is not None:
+        return
+    reason = f"{what} is not installed (no module {module})"
+    if IN_CI and installed_by_scripts:
+        pytest.fail(reason + " (CI=true: scripts/test installs it, so it is required)")
+    pytest.skip(reason)
+
+
+def require_mysqlclient() -> None:
+    require_component("MySQLdb", "mysqlclient (pip install mysqlclient-static, or mysqlclient)",
+                      installed_by_scripts=MYSQLCLIENT_WHEEL)
 
 
 class ServerDB:

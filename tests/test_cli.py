@@ -363,6 +363,7 @@ def test_inspect_text(capsys: pytest.CaptureFixture[str], backup: Path) -> None:
     lines = r.out.splitlines()
     assert lines[0] == f"backup      {backup.name}"
     assert any(x.startswith("source      sqlite ") for x in lines)
+    assert "read by     sqlite+pysqlite" in lines
     assert "consistency sqlite-read-transaction (consistent)" in lines
     assert "compression zstd" in lines
     assert any(x.startswith("customers: 4 rows, ") and x.endswith("1 chunk(s)") for x in lines)
@@ -383,7 +384,7 @@ def test_inspect_json(capsys: pytest.CaptureFixture[str], backup: Path) -> None:
     assert r.code == 0, r.err
     info = json.loads(r.out)
     assert info["id"] == backup.name and info["format_version"] == 1
-    assert info["source"]["engine"] == "sqlite"
+    assert info["source"]["engine"] == "sqlite" and info["source"]["driver"] == "pysqlite"
     t = {x["table"]: x for x in info["tables"]}
     assert set(t) == {"customers", "orders"}
     assert t["customers"]["rows"] == 4 and t["orders"]["rows"] == 5

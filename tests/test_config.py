@@ -12,6 +12,7 @@ import pytest
 
 from albackup import config as cfg
 from albackup.errors import ConfigError, SecretError
+from .conftest import require_mysqlclient
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample-configs"
 SECRET = "s3cr3t-Pa55"
@@ -180,12 +181,19 @@ def mysql_dbapi(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param == "pymysql":
         monkeypatch.setitem(sys.modules, "MySQLdb", None)
     else:
-        pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+        require_mysqlclient()
     return str(request.param)
 
 
-def test_mysql_urls_and_drivers_take_mysqlclient_when_installed(tmp_path: Path, mysql_dbapi: str) -> None:
-    assert cfg.mysql_dbapi() == mysql_dbapi
+def test_mysql_urls_and_drivers_take_mysqlclient_when_installed(tmp_path: Path, mysql_dbapi: str,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(cfg, "_hinted", False)
+    with caplog.at_level(logging.WARNING, logger="albackup.config"):
+        assert cfg.mysql_dbapi() == mysql_dbapi
+        assert cfg.mysql_dbapi() == mysql_dbapi
+    hints = [r.getMessage() for r in caplog.records if "mysqlclient" in r.getMessage()]
+    assert hints == ([cfg.SLOW_DRIVER_HINT] if mysql_dbapi == "pymysql" else []), hints
     for given, want in (("mysql://u@h/d", f"mysql+{mysql_dbapi}"), ("mariadb://u@h/d", f"mariadb+{mysql_dbapi}"),
                         ("mysql+pymysql://u@h/d", "mysql+pymysql"), ("mariadb+mysqldb://u@h/d", "mariadb+mysqldb")):
         assert cfg.database_config(write(tmp_path, f"url: '{given}'\n")).url.drivername == want, given

@@ -6,7 +6,6 @@ albackup; which load path ran is read from the adapter's debug log.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import logging
 import re
@@ -27,6 +26,7 @@ from albackup.model import Column, LogicalType, Table
 from albackup.restore import RestoreOptions
 
 from . import torture
+from .conftest import require_mysqlclient
 
 LOGGER = "albackup.engines.mysql"
 #: local_infile is a server-wide setting: the test that turns it off holds this file's lock
@@ -45,7 +45,6 @@ def _server_local_infile(request: pytest.FixtureRequest) -> Iterator[None]:
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
-HAVE_MYSQLDB = importlib.util.find_spec("MySQLdb") is not None
 BLOB_1MB = bytes(range(256)) * 4096          # 1 MiB, zero bytes included
 
 TRICKY_DDL = """
@@ -365,14 +364,17 @@ def test_pymysql_answers_file_requests_only_during_its_own_load(make_db) -> None
 
 
 # ------------------------------------------------------------------------------ mysqlclient
-needs_mysqldb = pytest.mark.skipif(not HAVE_MYSQLDB, reason="mysqlclient (MySQLdb) is not installed")
+@pytest.fixture
+def needs_mysqldb() -> None:
+    require_mysqlclient()
+
 
 
 def _as_driver(url: sa.URL, driver: str) -> sa.URL:
     return url.set(drivername=f"{url.get_backend_name()}+{driver}")
 
 
-@needs_mysqldb
+@pytest.mark.usefixtures("needs_mysqldb")
 def test_mysqldb_and_pymysql_dumps_hash_the_same(make_db, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     src = make_db("mysql", "drv")
     torture.build(src)
@@ -385,6 +387,7 @@ def test_mysqldb_and_pymysql_dumps_hash_the_same(make_db, tmp_path: Path, caplog
             assert dbapi_driver(c.connection.dbapi_connection) == driver
         eng.dispose()
         out[driver] = api.dump(_cfg(url, name=f"drv_{driver}"), tmp_path / driver)
+    assert {d: out[d].manifest["source"]["driver"] for d in out} == {"pymysql": "pymysql", "mysqldb": "mysqldb"}
     a, b = (out[d].manifest["tables"] for d in ("pymysql", "mysqldb"))
     assert set(a) == set(b) and len(a) >= 10
     for key in a:
@@ -410,7 +413,7 @@ def test_decimal_reader_keeps_the_server_text_and_makes_negative_zero_zero() -> 
     assert convert(rows) == [(1, "0.00"), (2, "-1.50"), (3, None), (4, "2.00"), (5, "0.00"), (6, "7.50")]
 
 
-@needs_mysqldb
+@pytest.mark.usefixtures("needs_mysqldb")
 def test_mysqldb_reads_zero_dates_like_pymysql(make_db, tmp_path: Path) -> None:
     """mysqlclient would read '0000-00-00' as None (a silent NULL); both drivers must fail alike."""
     src = make_db("mysql", "zero")

@@ -19,6 +19,7 @@ from albackup.errors import IntegrityError, RestoreRefused
 from albackup.restore import RestoreOptions
 
 from . import torture
+from .conftest import require_mysqlclient
 
 ENGINES = ["sqlite", "postgresql", "mysql"]
 
@@ -338,6 +339,9 @@ def test_names_with_a_percent_sign(src_kind: str, dst_kind: str, driver: str, jo
     """Table, column, index and key names holding a '%' (which drivers that format parameters
     read as a placeholder), a ':' (SQLAlchemy's text() reads ':name' as a parameter) or a '?'
     dump in key ranges, load (COPY, LOAD DATA, INSERT) and compare."""
+    if driver == "mysqldb":
+        require_mysqlclient()
+
     def with_driver(url: sa.URL) -> sa.URL:
         return url.set(drivername=f"mysql+{driver}") if driver and url.drivername.startswith("mysql") else url
 

@@ -57,23 +57,23 @@ class UnicodeEnum(sa.Enum):
 
     ``sa.Enum(native_enum=False)`` alone renders VARCHAR(n) and a CHECK of plain '…' literals,
     which the server converts to the database code page: labels outside it would turn into '?'.
+    So this type makes no constraint of its own; once its column is in a table, the table gets
+    a CHECK that compares the column as Unicode (public attach events only, for SQLAlchemy 2.0 and 2.1).
     """
 
     __visit_name__ = "NVARCHAR"
     cache_ok = True
 
-    def _set_table(self, column: Any, table: Any) -> None:  # SQLAlchemy's hook, as in sa.Enum
-        sat.SchemaType._set_table(self, column, table)
-        if not self.create_constraint:
-            return
-        sa.CheckConstraint(
-            sa.type_coerce(column, sa.Unicode()).in_(self.enums),
-            name=self.name,
-            _create_rule=sa.util.portable_instancemethod(
-                self._should_create_constraint,
-                {"variant_mapping": self._variant_mapping_for_set_table(column)}),
-            _type_bound=True,
-        )
+    def __init__(self, *labels: str, length: int, name: str | None = None) -> None:
+        super().__init__(*labels, native_enum=False, create_constraint=False, length=length, name=name)
+        sa.event.listen(self, "after_parent_attach", _on_enum_column)
+
+
+def _on_enum_column(enum: UnicodeEnum, column: sa.Column) -> None:
+    def add_check(col: sa.Column, table: sa.Table) -> None:
+        table.append_constraint(sa.CheckConstraint(sa.type_coerce(col, sa.Unicode()).in_(enum.enums),
+                                                   name=enum.name))
+    sa.event.listen(column, "after_parent_attach", add_check)
 
 
 def _fsp(p: int | None) -> int:
@@ -323,7 +323,7 @@ class MSSQLAdapter(Adapter):
             if key_chars is not None and n > key_chars:
                 return LogicalType("string", length=key_chars), mssql.NVARCHAR(key_chars)
             # Unnamed CHECK: SQL Server names it; a fixed name would clash across tables (schema-wide).
-            return t, UnicodeEnum(*values, native_enum=False, create_constraint=True, length=n)
+            return t, UnicodeEnum(*values, length=n)
         return LogicalType("text"), mssql.NVARCHAR()
 
     def add_losses(self, move: ColumnMove, src: LogicalType) -> None:

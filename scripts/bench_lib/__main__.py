@@ -121,7 +121,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.pg = Pg(args.pg_host, args.pg_port, args.pg_user, args.pg_maintenance_db)
-        self.my = My(args.mysql_host, args.mysql_port, args.mysql_user)
+        self.my = My(args.mysql_host, args.mysql_port, args.mysql_user, args.mysql_driver)
         self.py = sys.executable
         self.work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="albk-bench-"))
         self.work.mkdir(parents=True, exist_ok=True)
@@ -694,6 +694,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mysql-host", default="127.0.0.1")
     p.add_argument("--mysql-port", type=int, default=3306)
     p.add_argument("--mysql-user", default="root")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not apt-get install the missing native tools (zstd, mydumper, pgloader)")
+    p.add_argument("--mysql-driver", choices=("mysqldb", "pymysql"), default="",
+                   help="albackup's MySQL driver (default: what a mysql:// URL takes, mysqlclient when installed)")
     a = p.parse_args(argv)
     if a.scale <= 0 or a.repeat < 1:
         p.error("--scale must be > 0 and --repeat >= 1")

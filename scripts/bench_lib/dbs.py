@@ -78,11 +78,12 @@ class My:
     def conn_args(self) -> list[str]:
         return ["-h", self.host, "-P", str(self.port), "-u", self.user]
 
+    driver: str = ""   # "" = what albackup takes for a mysql:// URL (mysqlclient when installed)
+
     def url(self, db: str) -> str:
-        # mysqlclient (the C driver) when this Python has it, as albackup recommends; else PyMySQL
         import importlib.util
 
-        driver = "mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql"
+        driver = self.driver or ("mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql")
         return f"mysql+{driver}://{self.user}@{self.host}:{self.port}/{db}"
 
     def sql(self, sql: str, db: str | None = None) -> str:
