@@ -58,7 +58,7 @@ MYSQLCLIENT_WHEEL = (sys.platform == "linux" and platform.machine() in ("x86_64"
     (sys.platform == "darwin" and platform.machine() == "arm64")
 
 
-def require_component(module: str, what: str, *, installed_by_scripts: bool) -> None:
+def require_component(module: str, what: str, *, installed_by_scripts: bool, module_level: bool = False) -> None:
     """Skip the test, with the reason, when the optional ``module`` cannot be imported.
 
     Under CI=true a component that scripts/test installs is required: its absence fails the test,
@@ -69,7 +69,7 @@ def require_component(module: str, what: str, *, installed_by_scripts: bool) -> 
     reason = f"{what} is not installed (no module {module})"
     if IN_CI and installed_by_scripts:
         pytest.fail(reason + " (CI=true: scripts/test installs it, so it is required)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=module_level)
 
 
 def require_mysqlclient() -> None:

@@ -23,7 +23,10 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-pytest.importorskip("aiosmtpd", reason="pip install -r requirements-dev.txt (aiosmtpd)")
+from .conftest import require_component  # noqa: E402
+
+require_component("aiosmtpd", "the SMTP test server aiosmtpd (pip install -r requirements-dev.txt)",
+                  installed_by_scripts=True, module_level=True)
 from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 
