@@ -20,7 +20,7 @@ from .errors import (AlbackupError, BackupTooOld, CompareFailed, ConfigError, St
                      exit_code_table)
 from .keys import NONE as NO_ENCRYPTION
 from .priority import lower_priority
-from .progress import Reporter, for_terminal
+from .progress import ConsoleHandler, Reporter, for_terminal
 from .keys import CliKeys, EncryptionConfig
 from .restore import RestoreOptions
 
@@ -38,6 +38,7 @@ class State:
         self.verbose = 0
         self.quiet = False
         self.keys = CliKeys()
+        self.reporter: Reporter | None = None
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,7 +93,8 @@ def _setup_logging(st: State) -> None:
     for h in list(root.handlers):
         if getattr(h, "_albackup", False):
             root.removeHandler(h)
-    h = logging.StreamHandler(sys.stderr)
+    # on a terminal, log lines go through the console that draws the live bars (above them)
+    h = ConsoleHandler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     h._albackup = True  # type: ignore[attr-defined]
     root.addHandler(h)
@@ -147,6 +149,8 @@ def _enc(st: State, db: config.DatabaseConfig | None = None) -> EncryptionConfig
 
 
 def _out(st: State, data: Any, text: str | None = None) -> None:
+    if st.reporter is not None:      # the live bars end before the result is printed
+        st.reporter.close()
     if st.json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     elif text is not None:
@@ -155,7 +159,7 @@ def _out(st: State, data: Any, text: str | None = None) -> None:
 
 def _progress(st: State, verb: str = "dump") -> Reporter:
     """A live display on a terminal (nothing of it otherwise: a log line per table instead)."""
-    rep = for_terminal(st.quiet or st.json, verb)
+    rep = st.reporter = for_terminal(st.quiet or st.json, verb)
     click.get_current_context().call_on_close(rep.close)
     return rep
 

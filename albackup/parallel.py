@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
+import threading
 import time
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable
@@ -55,6 +56,56 @@ class _PipeReporter(Reporter):
 
     def table_done(self, table: str, rows: int, size: int, seconds: float) -> None:
         self.pipe.send(("table_done", table, rows, size, seconds))
+
+
+class _LockedPipe:
+    """A worker's end of its pipe, shared by the worker's threads: one message at a time."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._lock = threading.Lock()
+
+    def send(self, obj: Any) -> None:
+        with self._lock:
+            self._pipe.send(obj)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+
+class _PipeLogHandler(logging.Handler):
+    """A worker's log records, sent to the parent, which logs them through its own handlers (on a
+    terminal: above the live bars, never written across them)."""
+
+    def __init__(self, pipe: _LockedPipe) -> None:
+        super().__init__()
+        self.pipe = pipe
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self.pipe.send(("log", record.name, record.levelno, text, record.created))
+        except Exception:  # the parent is gone or the pipe is closed: nothing to tell
+            pass
+
+
+def _child_main(target: Callable[[int, Any], None], idx: int, pipe: Any) -> None:
+    """A forked worker: its log records go to the parent, then it runs ``target``."""
+    locked = _LockedPipe(pipe)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_PipeLogHandler(locked))
+    target(idx, locked)
+
+
+def _relay_log(msg: Any) -> None:
+    _, name, levelno, text, created = msg
+    record = logging.makeLogRecord({"name": name, "levelno": levelno, "levelname": logging.getLevelName(levelno),
+                                    "msg": text, "created": created})
+    logging.getLogger(name).handle(record)
 
 
 def _describe(exc: BaseException) -> BaseException:
@@ -121,8 +172,8 @@ class _Workers:
         _STATE.update(self._state())
         for i in range(jobs):
             parent_end, child_end = ctx.Pipe()
-            p = ctx.Process(target=type(self).target, args=(i, child_end), name=f"albackup-{self.what}-{i + 1}",
-                            daemon=True)
+            p = ctx.Process(target=_child_main, args=(type(self).target, i, child_end),
+                            name=f"albackup-{self.what}-{i + 1}", daemon=True)
             p.start()
             child_end.close()
             self.procs.append(p)
@@ -133,8 +184,8 @@ class _Workers:
                 if msg[0] == "ready":
                     ready.add(i)
                     self.snaps.append(msg[2])
-                elif msg[0] == "error":
-                    raise msg[2]
+                else:
+                    self._relay(msg, i)
 
     def _messages(self, timeout: float) -> Any:
         """(worker, message) pairs as they come; a dead worker is an error."""
@@ -171,15 +222,17 @@ class _Workers:
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return self._failure(f"{self.what} worker {i + 1} ended unexpectedly ({how})")
 
-    def _relay(self, msg: Any) -> bool:
-        """Progress events from a worker; True when ``msg`` was one."""
+    def _relay(self, msg: Any, worker: int) -> bool:
+        """Progress events and log records from a worker; True when ``msg`` was one."""
         kind = msg[0]
         if kind == "started":
-            self.reporter.table_started(msg[1], msg[2])
+            self.reporter.for_worker(worker).table_started(msg[1], msg[2])
         elif kind == "advanced":
-            self.reporter.advanced(msg[1], msg[2], msg[3])
+            self.reporter.for_worker(worker).advanced(msg[1], msg[2], msg[3])
         elif kind == "table_done":
-            self.reporter.table_done(msg[1], msg[2], msg[3], msg[4])
+            self.reporter.for_worker(worker).table_done(msg[1], msg[2], msg[3], msg[4])
+        elif kind == "log":
+            _relay_log(msg)
         elif kind == "error":
             raise msg[2]
         else:
@@ -214,7 +267,7 @@ class _Workers:
             give(w)
         while busy:
             for w, msg in self._messages(timeout=24 * 3600):
-                if self._relay(msg):
+                if self._relay(msg, w):
                     continue
                 busy.discard(w)
                 on_result(w, msg)
