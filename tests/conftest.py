@@ -154,3 +154,18 @@ def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str, st
 
 def engine_for(url: sa.URL) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool)
+
+
+@pytest.fixture(autouse=True)
+def _no_cli_log_handler_left() -> Iterator[None]:
+    """A command run in-process installs a log handler on the stream pytest captured for that test;
+    removed afterwards, so that a later test's log record is not written to a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for h in list(root.handlers):
+        if getattr(h, "_albackup", False):
+            root.removeHandler(h)
+    root.setLevel(level)
