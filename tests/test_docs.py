@@ -135,3 +135,43 @@ def test_readme_names_every_stage_notifier_variable_and_metric() -> None:
     names += re.findall(r"``(ALBACKUP_[A-Z_]+)``", hooks.__doc__ or "")
     missing = [n for n in names if f"`{n}`" not in text]
     assert not missing, f"README does not mention: {missing}"
+
+
+# ---------------------------------------------------------------------------- the user guide
+def _cli_reference():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_command_reference_is_generated_from_the_commands() -> None:
+    ref = _cli_reference()
+    assert (ROOT / "docs" / "commands.md").read_text(encoding="utf-8") == ref.render(), \
+        "docs/commands.md differs from the commands; run: python scripts/cli_reference.py"
+
+
+@pytest.mark.parametrize("path", [(), *[(n,) for n in sorted(visible_commands())]],
+                         ids=lambda p: " ".join(p) or "albackup")
+def test_command_reference_is_what_help_prints(path: tuple[str, ...]) -> None:
+    import os
+
+    ref = _cli_reference()
+    out = subprocess.run([sys.executable, "-m", "albackup", *path, "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env={**os.environ, "COLUMNS": "80"}).stdout
+    assert out.strip() == ref.help_text(*path).strip()
+    assert f"```text\n{ref.help_text(*path)}\n```" in (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+
+
+def test_user_guide_builds_with_no_warning(tmp_path: Path) -> None:
+    """MkDocs in strict mode: a broken link or anchor, or a page left out of the nav, fails."""
+    from .conftest import require_component
+
+    require_component("mkdocs", "MkDocs (pip install -r requirements-dev.txt)", installed_by_scripts=True)
+    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "site" / "commands.html").exists()
