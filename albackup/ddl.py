@@ -51,6 +51,9 @@ class TablePlan:
     #: lossy columns (index, ColumnPlan) whose values the load checks, batch by batch, before they
     #: go in (restore.guard_losses: the losses were not counted beforehand)
     loss_guard: list[tuple[int, Any]] = field(default_factory=list)
+    #: the statement that made the table in the source, run instead of one made from the model
+    #: (same engine, ``Adapter.replays_sql``); its indexes' statements are then in ``after_load``
+    create_sql: str | None = None
 
     @property
     def target_table(self) -> Table:
@@ -186,6 +189,8 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         by_key[t.key] = plan
     for plan in plans:
         _add_foreign_keys(plan, by_key, names, adapter)
+        if same and adapter.replays_sql:
+            _replay(plan, by_key, skip_checks)
     notes = [] if same else _collation_notes(schema.engine, tables, adapter)
     if schema.routines and not same:
         kinds = sorted({r.kind for r in schema.routines})
@@ -272,6 +277,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                   for pname, kind, x in own if kind == "indexes" and not x.get("sql")]
     if name != t.name:
         notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
+    if t.virtual and not same:
+        notes.append(f"a {t.virtual} virtual table in the source: restored as an ordinary table of its columns "
+                     f"({', '.join(c.name for c in t.columns)}); what the module does (full-text or spatial "
+                     "search) is not kept")
     kc = _key_chars(t, adapter)
     if adapter.key_text_chars is not None:
         for c in referenced:
@@ -448,6 +457,22 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     return plan
 
 
+def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) -> None:
+    """Same engine (SQLite): the table made by the statement that made it in the source, its
+    indexes by theirs after the load. Not where that statement would make more than the plan
+    says: checks to skip, or a foreign key to a table this restore does not make (the model's
+    table is made instead, without them)."""
+    t = plan.table
+    if not t.create_sql or (skip_checks and t.checks):
+        return
+    if any((f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table) not in by_key
+           for fk in t.foreign_keys):
+        return
+    plan.create_sql = t.create_sql
+    plan.indexes = []
+    plan.after_load = [(f"table {t.key}: index {ix.name}", ix.sql) for ix in t.indexes if ix.sql] + plan.after_load
+
+
 def _partition_clause_notes(t: Table, adapter: Adapter, same: bool, kwargs: dict[str, Any]) -> list[str]:
     """A MySQL/MariaDB table's partitioning (Table.partition_clause): into the same engine made
     again with the table (its options added to ``kwargs``), elsewhere one table and a note."""
@@ -569,6 +594,8 @@ def constraint_label(c: sa.Constraint) -> str:
 
 
 def create_table_sql(plan: TablePlan, adapter: Adapter) -> str:
+    if plan.create_sql:
+        return plan.create_sql
     inline = plan.foreign_keys if adapter.inline_constraints else []
     return str(CreateTable(plan.sa_table, include_foreign_key_constraints=inline).compile(dialect=adapter.dialect))
 

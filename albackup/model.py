@@ -153,6 +153,15 @@ class Index:
     # parts that are not plain ascending; SQLAlchemy reflects it for PostgreSQL, the MySQL and
     # SQLite adapters read it themselves)
     options: dict[str, Any] | None = None
+    # SQLite: the statement that made it (sqlite_master.sql), replayed as it is into the same
+    # engine; None for an index its table's definition makes (UNIQUE, PRIMARY KEY)
+    sql: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["sql"] is None:
+            del d["sql"]
+        return d
 
 
 @dataclass
@@ -189,6 +198,12 @@ class Table:
     # MySQL/MariaDB: the primary key's parts stored descending, as ``column_sorting`` has them
     # ({column: ["desc"]}); SQLAlchemy's reflection of the key does not say
     primary_key_sorting: dict[str, list[str]] = field(default_factory=dict)
+    # SQLite: the statement that made the table (sqlite_master.sql), replayed as it is into the
+    # same engine (its indexes' statements are Index.sql); None: made from the model
+    create_sql: str | None = None
+    # SQLite: a virtual table's module ("fts5", "rtree", …): made again by ``create_sql`` into
+    # SQLite, an ordinary table of its columns elsewhere
+    virtual: str | None = None
 
     @property
     def key(self) -> str:
@@ -211,7 +226,7 @@ class Table:
             "foreign_keys": [asdict(f) for f in self.foreign_keys],
             "uniques": [asdict(u) for u in self.uniques],
             "checks": [asdict(c) for c in self.checks],
-            "indexes": [asdict(i) for i in self.indexes],
+            "indexes": [i.to_dict() for i in self.indexes],
             "comment": self.comment,
         } | ({"partitions": self.partitions} if self.partitions else {}) \
           | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {}) \
@@ -219,7 +234,9 @@ class Table:
           | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
           | ({"inherited": True} if self.inherited else {}) \
           | ({"options": self.options} if self.options else {}) \
-          | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {})
+          | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {}) \
+          | ({"create_sql": self.create_sql} if self.create_sql else {}) \
+          | ({"virtual": self.virtual} if self.virtual else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -243,6 +260,8 @@ class Table:
             inherited=bool(d.get("inherited")),
             options=_neutral(d.get("options")),
             primary_key_sorting=dict(d.get("primary_key_sorting") or {}),
+            create_sql=d.get("create_sql"),
+            virtual=d.get("virtual"),
         )
 
 

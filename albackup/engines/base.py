@@ -195,6 +195,15 @@ class Adapter(abc.ABC):
         partitioned table at the top, whose rows include theirs). None here."""
         return {}
 
+    def hidden_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        """Tables of ``schema`` the engine keeps for another object (SQLite: a virtual table's
+        shadow tables): neither dumped nor restored, that object makes them again. None here."""
+        return set()
+
+    #: a restore into the same engine replays the statements that made each table and index
+    #: (Table.create_sql, Index.sql) where the backup holds them (SQLite)
+    replays_sql = False
+
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:
         """The engine's cheap row estimate for progress display (None: unknown)."""
         return None

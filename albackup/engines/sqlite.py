@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any, Callable
 
@@ -14,6 +15,15 @@ from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
+
+log = logging.getLogger(__name__)
+
+#: the shadow tables SQLite's own virtual table modules make, by module (for SQLite before
+#: 3.37, whose pragma_table_list does not name them)
+_SHADOWS = {"fts5": ("data", "idx", "content", "docsize", "config"),
+            "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+            "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+            "rtree": ("node", "parent", "rowid"), "geopoly": ("node", "parent", "rowid")}
 
 
 @compiles(sa.PrimaryKeyConstraint, "sqlite")
@@ -155,15 +165,61 @@ class SQLiteAdapter(Adapter):
                 fk.on_update = upd
             if fk.on_delete is None and dele and dele != "NO ACTION":
                 fk.on_delete = dele
+        self.keep_statements(table, conn, made)
+
+    def keep_statements(self, table: Table, conn: Connection, made: str | None) -> None:
+        """The statements that made the table and its indexes (replayed into SQLite), what a
+        virtual table is, and the columns declared ANY (SQLAlchemy reads them as NUMERIC: they
+        hold any value, each kept as it is stored)."""
+        table.create_sql = made
+        cols = {c.name: c for c in table.columns}
+        for name, declared in conn.exec_driver_sql("SELECT name, type FROM pragma_table_xinfo(?)", (table.name,)):
+            if (declared or "").upper() == "ANY" and name in cols:
+                cols[name].type, cols[name].original_type = LogicalType("native", native="ANY"), "ANY"
+        if made and virtual_module(made):
+            self.refine_virtual(table, virtual_module(made) or "")
+        sqls = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                         "AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (table.name,)).all())
+        for ix in table.indexes:
+            ix.sql = sqls.get(ix.name or "")
+        order = {name: i for i, name in enumerate(sqls)}         # in the order they were made
+        table.indexes.sort(key=lambda ix: order.get(ix.name or "", len(order)))
+
+    def refine_virtual(self, table: Table, module: str) -> None:
+        """A virtual table: its rows are read through it (never from its shadow tables); a
+        full-text table's rowid (the document's id) is read as a column of its own, "rowid"."""
+        table.virtual = module
+        if module.startswith("fts") and not any(c.name.lower() == "rowid" for c in table.columns):
+            table.columns.insert(0, Column("rowid", LogicalType("integer", bits=64), "INTEGER", nullable=False))
+            table.primary_key = ["rowid"]
+        if module.startswith("fts") and contentless(table.create_sql or ""):
+            log.warning("table %s: a contentless %s table (content=''): its text is not stored, so it is "
+                        "restored empty", table.key, module)
+
+    def hidden_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        try:
+            return {r[0] for r in conn.exec_driver_sql(
+                "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'")}
+        except sa.exc.DBAPIError:       # SQLite before 3.37
+            pass
+        tables = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+        return {f"{name}_{suffix}" for name, sql in tables.items()
+                for suffix in _SHADOWS.get(virtual_module(sql or "") or "", ())} & set(tables)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         rows = conn.exec_driver_sql(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger') "
             "AND sql IS NOT NULL ORDER BY rowid").fetchall()
+        views = {name for typ, name, _, _ in rows if typ == "view"}
         for typ, name, tbl, sql in rows:
-            if typ in kinds:
-                schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" else None))
+            if typ in kinds:     # a trigger on a view (INSTEAD OF) goes with the views
+                schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" and tbl not in views
+                                               else None))
+        # the tables in the order they were made (as sqlite3's .dump makes them again)
+        order = {name: i for i, (name,) in enumerate(conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"))}
+        schema.tables.sort(key=lambda t: order.get(t.name, len(order)))
         try:
             seqs = dict(conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence").fetchall())
         except sa.exc.DBAPIError:
@@ -255,6 +311,8 @@ class SQLiteAdapter(Adapter):
         os.close(fd)
         os.unlink(path)
         return url.set(database=path), lambda: Path(path).unlink(missing_ok=True)
+
+    replays_sql = True
 
     #: WITHOUT ROWID and STRICT (SQLAlchemy reflects them), made again into SQLite
     kept_table_options = frozenset({"sqlite_with_rowid", "sqlite_strict"})
@@ -466,3 +524,22 @@ def column_collations(sql: str) -> dict[str, str]:
                 if part[k].upper() == "COLLATE" and _unquote(part[k + 1]).upper() != "BINARY":
                     out[_unquote(part[0])] = _unquote(part[k + 1])
     return out
+
+
+def virtual_module(sql: str) -> str | None:
+    """The module of a ``CREATE VIRTUAL TABLE … USING module(…)`` statement, lowercase; None
+    for any other statement."""
+    toks = _tokens(sql)
+    if [t.upper() for t in toks[:3]] != ["CREATE", "VIRTUAL", "TABLE"]:
+        return None
+    for i, t in enumerate(toks[3:-1], 3):
+        if t.upper() == "USING":
+            return _unquote(toks[i + 1]).lower()
+    return None
+
+
+def contentless(sql: str) -> bool:
+    """Whether a full-text table keeps no text of its own (``content=''``)."""
+    toks = _tokens(sql)
+    return any(t.lower() == "content" and toks[i + 1:i + 2] == ["="] and toks[i + 2:i + 3] in (["''"], ['""'])
+               for i, t in enumerate(toks))
