@@ -458,11 +458,16 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
 
 
 def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) -> None:
-    """Same engine (SQLite): the table made by the statement that made it in the source, its
-    indexes by theirs after the load. Not where that statement would make more than the plan
-    says: checks to skip, or a foreign key to a table this restore does not make (the model's
-    table is made instead, without them)."""
+    """Same engine (SQLite): the indexes made by the statements that made them in the source,
+    after the load, and the table by its own. Not the table where that statement would make
+    more than the plan says: checks to skip, or a foreign key to a table this restore does not
+    make (the model's table is made instead, without them)."""
     t = plan.table
+    if any(ix.sql for ix in t.indexes):
+        plan.after_load = [(f"table {t.key}: index {ix.name}", ix.sql) for ix in t.indexes if ix.sql] \
+            + plan.after_load
+        # same engine: the plan holds one index for each of the source's, in its order
+        plan.indexes = [ix for ix, src in zip(plan.indexes, t.indexes) if not src.sql]
     if not t.create_sql or (skip_checks and t.checks):
         return
     if any((f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table) not in by_key
@@ -470,7 +475,6 @@ def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) ->
         return
     plan.create_sql = t.create_sql
     plan.indexes = []
-    plan.after_load = [(f"table {t.key}: index {ix.name}", ix.sql) for ix in t.indexes if ix.sql] + plan.after_load
 
 
 def _partition_clause_notes(t: Table, adapter: Adapter, same: bool, kwargs: dict[str, Any]) -> list[str]:
