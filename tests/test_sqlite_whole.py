@@ -105,10 +105,31 @@ def test_every_object_comes_back_as_the_source_made_it(tmp_path: Path) -> None:
         db.close()
 
 
+# the full-text and R*Tree part of sqlite_features
+_FTS = """
+CREATE VIRTUAL TABLE book_fts USING fts5(title, body, tokenize = 'porter unicode61');
+CREATE TABLE doc (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+CREATE VIRTUAL TABLE doc_fts USING fts5(title, body, content = 'doc', content_rowid = 'id');
+CREATE TRIGGER doc_ai AFTER INSERT ON doc BEGIN
+    INSERT INTO doc_fts (rowid, title, body) VALUES (new.id, new.title, new.body);
+END;
+CREATE VIRTUAL TABLE place USING rtree(id, min_x, max_x, min_y, max_y);
+INSERT INTO book_fts (rowid, title, body) VALUES
+    (3, 'running dogs', 'The dogs were running through the fields'),
+    (9, 'quiet cats', 'Cats sleep in the sun'),
+    (40, 'numbers', 12345);
+INSERT INTO doc (id, title, body) VALUES (1, 'alpha', 'first searchable document'), (5, 'beta', 'second document about trees');
+INSERT INTO place VALUES (1, 0.0, 1.5, 0.0, 2.0), (8, -3.25, 4.0, 10.0, 11.0);
+"""
+
+
 def test_fts5_is_restored_as_a_virtual_table_that_matches(tmp_path: Path) -> None:
     """Regression: an FTS5 table came back as an ordinary table (its shadow tables too), and
     MATCH failed on the copy."""
-    src, dst = _features(tmp_path)
+    src, dst = tmp_path / "fts.sqlite", tmp_path / "fts-copy.sqlite"
+    db = sqlite3.connect(src)
+    db.executescript(_FTS)
+    db.close()
     path, _ = _round_trip(_url(src), _url(dst), tmp_path)
     schema = api.open_backup(path).schema
     keys = {t.key for t in schema.tables}
