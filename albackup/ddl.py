@@ -52,7 +52,7 @@ class TablePlan:
     #: go in (restore.guard_losses: the losses were not counted beforehand)
     loss_guard: list[tuple[int, Any]] = field(default_factory=list)
     #: the statement that made the table in the source, run instead of one made from the model
-    #: (same engine, ``Adapter.replays_sql``); its indexes' statements are then in ``after_load``
+    #: (same engine, ``Adapter.replays_sql``; the statements of its indexes are in ``after_load``)
     create_sql: str | None = None
 
     @property
@@ -463,11 +463,11 @@ def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) ->
     more than the plan says: checks to skip, or a foreign key to a table this restore does not
     make (the model's table is made instead, without them)."""
     t = plan.table
-    if any(ix.sql for ix in t.indexes):
-        plan.after_load = [(f"table {t.key}: index {ix.name}", ix.sql) for ix in t.indexes if ix.sql] \
+    if t.index_sql:
+        plan.after_load = [(f"table {t.key}: index {name}", sql) for name, sql in t.index_sql.items()] \
             + plan.after_load
         # same engine: the plan holds one index for each of the source's, in its order
-        plan.indexes = [ix for ix, src in zip(plan.indexes, t.indexes) if not src.sql]
+        plan.indexes = [ix for ix, src in zip(plan.indexes, t.indexes) if src.name not in t.index_sql]
     if not t.create_sql or (skip_checks and t.checks):
         return
     if any((f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table) not in by_key

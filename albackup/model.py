@@ -153,15 +153,6 @@ class Index:
     # parts that are not plain ascending; SQLAlchemy reflects it for PostgreSQL, the MySQL and
     # SQLite adapters read it themselves)
     options: dict[str, Any] | None = None
-    # SQLite: the statement that made it (sqlite_master.sql), replayed as it is into the same
-    # engine; None for an index its table's definition makes (UNIQUE, PRIMARY KEY)
-    sql: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["sql"] is None:
-            del d["sql"]
-        return d
 
 
 @dataclass
@@ -199,8 +190,11 @@ class Table:
     # ({column: ["desc"]}); SQLAlchemy's reflection of the key does not say
     primary_key_sorting: dict[str, list[str]] = field(default_factory=dict)
     # SQLite: the statement that made the table (sqlite_master.sql), replayed as it is into the
-    # same engine (its indexes' statements are Index.sql); None: made from the model
+    # same engine; None: made from the model
     create_sql: str | None = None
+    # SQLite: {index name: the statement that made it}, in the order they were made, replayed
+    # into the same engine (an index its table's definition makes, UNIQUE, has none)
+    index_sql: dict[str, str] = field(default_factory=dict)
     # SQLite: a virtual table's module ("fts5", "rtree", …): made again by ``create_sql`` into
     # SQLite, an ordinary table of its columns elsewhere
     virtual: str | None = None
@@ -226,7 +220,7 @@ class Table:
             "foreign_keys": [asdict(f) for f in self.foreign_keys],
             "uniques": [asdict(u) for u in self.uniques],
             "checks": [asdict(c) for c in self.checks],
-            "indexes": [i.to_dict() for i in self.indexes],
+            "indexes": [asdict(i) for i in self.indexes],
             "comment": self.comment,
         } | ({"partitions": self.partitions} if self.partitions else {}) \
           | ({"partition_by": self.partition_by, "partition_tree": self.partition_tree} if self.partition_by else {}) \
@@ -236,6 +230,7 @@ class Table:
           | ({"options": self.options} if self.options else {}) \
           | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {}) \
           | ({"create_sql": self.create_sql} if self.create_sql else {}) \
+          | ({"index_sql": self.index_sql} if self.index_sql else {}) \
           | ({"virtual": self.virtual} if self.virtual else {})
 
     @classmethod
@@ -261,6 +256,7 @@ class Table:
             options=_neutral(d.get("options")),
             primary_key_sorting=dict(d.get("primary_key_sorting") or {}),
             create_sql=d.get("create_sql"),
+            index_sql=dict(d.get("index_sql") or {}),
             virtual=d.get("virtual"),
         )
 

@@ -201,7 +201,7 @@ class Adapter(abc.ABC):
         return set()
 
     #: a restore into the same engine replays the statements that made each table and index
-    #: (Table.create_sql, Index.sql) where the backup holds them (SQLite)
+    #: (Table.create_sql, Table.index_sql) where the backup holds them (SQLite)
     replays_sql = False
 
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:

@@ -178,12 +178,9 @@ class SQLiteAdapter(Adapter):
                 cols[name].type, cols[name].original_type = LogicalType("native", native="ANY"), "ANY"
         if made and virtual_module(made):
             self.refine_virtual(table, virtual_module(made) or "")
-        sqls = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                         "AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (table.name,)).all())
-        for ix in table.indexes:
-            ix.sql = sqls.get(ix.name or "")
-        order = {name: i for i, name in enumerate(sqls)}         # in the order they were made
-        table.indexes.sort(key=lambda ix: order.get(ix.name or "", len(order)))
+        table.index_sql = dict(conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+            "ORDER BY rowid", (table.name,)).all())
 
     def refine_virtual(self, table: Table, module: str) -> None:
         """A virtual table: its rows are read through it (never from its shadow tables); a
