@@ -114,6 +114,9 @@ CREATE TRIGGER doc_ai AFTER INSERT ON doc BEGIN
     INSERT INTO doc_fts (rowid, title, body) VALUES (new.id, new.title, new.body);
 END;
 CREATE VIRTUAL TABLE place USING rtree(id, min_x, max_x, min_y, max_y);
+CREATE VIRTUAL TABLE book_terms USING fts5vocab(book_fts, 'row');
+CREATE VIRTUAL TABLE old_fts USING fts4(a, b);
+INSERT INTO old_fts (docid, a, b) VALUES (7, 'x y', 'z'), (2, 'y', NULL);
 INSERT INTO book_fts (rowid, title, body) VALUES
     (3, 'running dogs', 'The dogs were running through the fields'),
     (9, 'quiet cats', 'Cats sleep in the sun'),
@@ -135,6 +138,7 @@ def test_fts5_is_restored_as_a_virtual_table_that_matches(tmp_path: Path) -> Non
     keys = {t.key for t in schema.tables}
     assert not {k for k in keys if k.startswith(("book_fts_", "doc_fts_", "place_"))}, keys   # no shadow table
     assert schema.table("book_fts").virtual == "fts5" and schema.table("place").virtual == "rtree"
+    assert "book_terms" not in keys and [r.kind for r in schema.routines if r.name == "book_terms"] == ["view"]
     assert [c.name for c in schema.table("book_fts").columns] == ["rowid", "title", "body"]
     kinds = "SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name"
     assert _q(dst, kinds) == _q(src, kinds)
@@ -145,6 +149,11 @@ def test_fts5_is_restored_as_a_virtual_table_that_matches(tmp_path: Path) -> Non
     ext = "SELECT rowid, title FROM doc_fts WHERE doc_fts MATCH ?"
     assert _q(dst, ext, "trees") == _q(src, ext, "trees") == [(5, "beta")]          # external content
     assert _q(dst, "SELECT id FROM place WHERE max_x > 2 AND min_y >= 10") == [(8,)]  # R*Tree
+    terms = "SELECT * FROM book_terms ORDER BY term"                                 # fts5vocab
+    assert _q(dst, terms) == _q(src, terms) and ("dog", 1, 2) in _q(dst, terms)
+    fts4 = "SELECT docid, a FROM old_fts WHERE old_fts MATCH 'y' ORDER BY docid"
+    assert _q(dst, fts4) == _q(src, fts4) == [(2, "y"), (7, "x y")]
+    assert _master(dst) == _master(src)
     db = sqlite3.connect(dst)
     try:
         for t in ("book_fts", "doc_fts"):
@@ -246,7 +255,7 @@ def test_a_contentless_fts5_table_is_named_at_dump(tmp_path: Path, caplog: pytes
     db.executescript("CREATE VIRTUAL TABLE cl USING fts5(a, content=''); INSERT INTO cl (rowid, a) VALUES (1, 'x');")
     db.close()
     api.dump(_cfg(_url(p)), tmp_path / "b")
-    assert "table cl: a contentless fts5 table (content='')" in caplog.text
+    assert "table cl: a contentless fts5 table (content=''): its text is not stored" in caplog.text
 
 
 @pytest.mark.parametrize("dst_kind", ["postgresql", "mysql"])

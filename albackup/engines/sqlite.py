@@ -190,24 +190,30 @@ class SQLiteAdapter(Adapter):
             table.columns.insert(0, Column("rowid", LogicalType("integer", bits=64), "INTEGER", nullable=False))
             table.primary_key = ["rowid"]
         if module.startswith("fts") and contentless(table.create_sql or ""):
-            log.warning("table %s: a contentless %s table (content=''): its text is not stored, so it is "
-                        "restored empty", table.key, module)
+            log.warning("table %s: a contentless %s table (content=''): its text is not stored, so its rows "
+                        "are restored without it (MATCH finds none of them)", table.key, module)
 
     def hidden_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        """A virtual table's shadow tables, and the virtual tables that hold no rows of their own
+        (fts5vocab, …: made again as they were, see ``reflect_extras``)."""
+        tables = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+        derived = {name for name, sql in tables.items() if derived_virtual(sql or "")}
         try:
-            return {r[0] for r in conn.exec_driver_sql(
+            return derived | {r[0] for r in conn.exec_driver_sql(
                 "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'")}
         except sa.exc.DBAPIError:       # SQLite before 3.37
             pass
-        tables = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
-        return {f"{name}_{suffix}" for name, sql in tables.items()
-                for suffix in _SHADOWS.get(virtual_module(sql or "") or "", ())} & set(tables)
+        return derived | ({f"{name}_{suffix}" for name, sql in tables.items()
+                           for suffix in _SHADOWS.get(virtual_module(sql or "") or "", ())} & set(tables))
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         rows = conn.exec_driver_sql(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger') "
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger','table') "
             "AND sql IS NOT NULL ORDER BY rowid").fetchall()
+        # a virtual table that shows what another holds (fts5vocab): made again with the views
+        rows = [("view" if typ == "table" else typ, name, tbl, sql) for typ, name, tbl, sql in rows
+                if typ != "table" or derived_virtual(sql)]
         views = {name for typ, name, _, _ in rows if typ == "view"}
         for typ, name, tbl, sql in rows:
             if typ in kinds:     # a trigger on a view (INSTEAD OF) goes with the views
@@ -533,6 +539,16 @@ def virtual_module(sql: str) -> str | None:
         if t.upper() == "USING":
             return _unquote(toks[i + 1]).lower()
     return None
+
+
+#: the virtual table modules whose tables hold rows of their own (others, such as fts5vocab,
+#: show what other tables hold: they are made again as views are, and not dumped)
+_OWN_ROWS = frozenset({"fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"})
+
+
+def derived_virtual(sql: str) -> bool:
+    module = virtual_module(sql)
+    return module is not None and module not in _OWN_ROWS
 
 
 def contentless(sql: str) -> bool:
