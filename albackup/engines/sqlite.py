@@ -176,8 +176,9 @@ class SQLiteAdapter(Adapter):
         for name, declared in conn.exec_driver_sql("SELECT name, type FROM pragma_table_xinfo(?)", (table.name,)):
             if (declared or "").upper() == "ANY" and name in cols:
                 cols[name].type, cols[name].original_type = LogicalType("native", native="ANY"), "ANY"
-        if made and virtual_module(made):
-            self.refine_virtual(table, virtual_module(made) or "")
+        module = virtual_module(made or "")
+        if module:
+            self.refine_virtual(table, module)
         table.index_sql = dict(conn.exec_driver_sql(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
             "ORDER BY rowid", (table.name,)).all())
