@@ -278,9 +278,11 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     if name != t.name:
         notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
     if t.virtual and not same:
+        fulltext = " (a FULLTEXT index over its text columns takes its place)" \
+            if t.virtual.startswith("fts") and adapter.fulltext_index else ""
         notes.append(f"a {t.virtual} virtual table in the source: restored as an ordinary table of its columns "
                      f"({', '.join(c.name for c in t.columns)}); what the module does (full-text or spatial "
-                     "search) is not kept")
+                     f"search) is not kept{fulltext}")
     kc = _key_chars(t, adapter)
     if adapter.key_text_chars is not None:
         for c in referenced:
@@ -447,6 +449,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                              "engine's own)")
             plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
                                          unique=ix.unique))
+    if t.virtual and t.virtual.startswith("fts") and not same and adapter.fulltext_index:
+        text = [sa_table.c[colmap[c.name]] for c in t.columns if c.name not in t.primary_key]
+        plan.indexes.append(sa.Index(names.take(None, f"ft_{name}", "index", tschema, name), *text,
+                                     **_dialect_kw(adapter, dict(adapter.fulltext_index))))
     for c in plan.uniques + plan.checks:
         sa_table.append_constraint(c)
     if not adapter.inline_constraints:

@@ -200,6 +200,10 @@ class Adapter(abc.ABC):
         shadow tables): neither dumped nor restored, that object makes them again. None here."""
         return set()
 
+    #: the sa.Index options of a full-text index (MySQL/MariaDB FULLTEXT): a SQLite FTS table
+    #: restored here gets one over its text columns; None where the engine has none
+    fulltext_index: dict[str, Any] | None = None
+
     #: a restore into the same engine replays the statements that made each table and index
     #: (Table.create_sql, Table.index_sql) where the backup holds them (SQLite)
     replays_sql = False
