@@ -8,7 +8,9 @@ a subset of the Chinook sample database (tests/corpus/chinook, see its SOURCE.md
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -213,6 +215,10 @@ def test_chinook_restores_with_the_same_schema_rows_and_sequences(tmp_path: Path
     dst = tmp_path / "chinook-copy.sqlite"
     _round_trip(_url(src), _url(dst), tmp_path)
     assert _master(dst, "rowid") == _master(src, "rowid")       # what sqlite3 .schema prints, in its order
+    if shutil.which("sqlite3"):      # and the sqlite3 shell itself, where it is installed
+        shown = [subprocess.run(["sqlite3", str(p), ".schema"], capture_output=True, text=True, check=True).stdout
+                 for p in (src, dst)]
+        assert shown[0] == shown[1] and "CREATE TABLE sqlite_sequence(name,seq);" in shown[1]
     for (name,) in _q(src, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
         assert _rows(dst, name) == _rows(src, name), name
     seq = "SELECT name, seq FROM sqlite_sequence ORDER BY name"
