@@ -215,6 +215,12 @@ class SQLiteAdapter(Adapter):
         # a virtual table that shows what another holds (fts5vocab): made again with the views
         rows = [("view" if typ == "table" else typ, name, tbl, sql) for typ, name, tbl, sql in rows
                 if typ != "table" or derived_virtual(sql)]
+        for _, name, _, sql in rows:
+            module = virtual_module(sql)
+            if module and module not in _SHOWS_OTHERS:
+                log.warning("table %s: a virtual table of module %s, which albackup does not know: its rows are "
+                            "not dumped; it is made again with the views (into SQLite with that module)",
+                            name, module)
         views = {name for typ, name, _, _ in rows if typ == "view"}
         for typ, name, tbl, sql in rows:
             if typ in kinds:     # a trigger on a view (INSTEAD OF) goes with the views
@@ -545,6 +551,11 @@ def virtual_module(sql: str) -> str | None:
 #: the virtual table modules whose tables hold rows of their own (others, such as fts5vocab,
 #: show what other tables hold: they are made again as views are, and not dumped)
 _OWN_ROWS = frozenset({"fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"})
+
+
+#: the modules known to show what other tables hold (others not in _OWN_ROWS are taken so too,
+#: with a warning)
+_SHOWS_OTHERS = frozenset({"fts5vocab", "fts4aux", "dbstat", "sqlite_dbpage", "sqlite_stmt"})
 
 
 def derived_virtual(sql: str) -> bool:
