@@ -321,6 +321,9 @@ class Schema:
     routines: list[Routine] = field(default_factory=list)
     extensions: list[str] = field(default_factory=list)     # PostgreSQL: CREATE EXTENSION names
     domains: list[DomainType] = field(default_factory=list)  # PostgreSQL
+    # the database's own settings, restored into the same engine (SQLite: sqlite_user_version,
+    # sqlite_application_id, where not 0)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -336,7 +339,8 @@ class Schema:
             "enums": [asdict(e) for e in self.enums],
             "routines": [asdict(r) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
-          | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {})
+          | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
+          | ({"settings": self.settings} if self.settings else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -348,4 +352,5 @@ class Schema:
             routines=[Routine(**r) for r in d.get("routines") or []],
             extensions=list(d.get("extensions") or []),
             domains=[DomainType(**x) for x in d.get("domains") or []],
+            settings=dict(d.get("settings") or {}),
         )

@@ -71,6 +71,9 @@ def _rows(path: Path, table: str) -> list[tuple]:
 def _features(tmp: Path) -> tuple[Path, Path]:
     src = tmp / "features.sqlite"
     _build(src, "sqlite_features/schema.sql", "sqlite_features/data.sql")
+    db = sqlite3.connect(src)
+    db.executescript("PRAGMA user_version = 42; PRAGMA application_id = 1096966979;")
+    db.close()
     return src, tmp / "copy.sqlite"
 
 
@@ -87,6 +90,7 @@ def test_every_object_comes_back_as_the_source_made_it(tmp_path: Path) -> None:
     for (name,) in _q(src, "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' "
                            "AND name NOT LIKE 'sqlite_%'"):
         assert _rows(dst, name) == _rows(src, name), name
+    assert _q(dst, "PRAGMA user_version") == [(42,)] and _q(dst, "PRAGMA application_id") == [(1096966979,)]
     assert _q(dst, "SELECT * FROM sqlite_sequence ORDER BY name") == \
         _q(src, "SELECT * FROM sqlite_sequence ORDER BY name") == [("audit", 4), ("author", 7)]
     # no trigger ran on the restored rows; after the restore they run, AUTOINCREMENT goes on at 5

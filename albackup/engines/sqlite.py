@@ -18,6 +18,9 @@ from .base import Adapter, Snapshot, register
 
 log = logging.getLogger(__name__)
 
+#: the database header's settings a backup keeps (Schema.settings, ``sqlite_…``)
+_SETTINGS = ("user_version", "application_id")
+
 #: the shadow tables SQLite's own virtual table modules make, by module (for SQLite before
 #: 3.37, whose pragma_table_list does not name them)
 _SHADOWS = {"fts5": ("data", "idx", "content", "docsize", "config"),
@@ -226,6 +229,10 @@ class SQLiteAdapter(Adapter):
             if typ in kinds:     # a trigger on a view (INSTEAD OF) goes with the views
                 schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" and tbl not in views
                                                else None))
+        for name in _SETTINGS:
+            value = int(conn.exec_driver_sql(f"PRAGMA {name}").scalar() or 0)
+            if value:
+                schema.settings[f"sqlite_{name}"] = value
         # the tables in the order they were made (as sqlite3's .dump makes them again)
         order = {name: i for i, (name,) in enumerate(conn.exec_driver_sql(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"))}
@@ -323,6 +330,12 @@ class SQLiteAdapter(Adapter):
         return url.set(database=path), lambda: Path(path).unlink(missing_ok=True)
 
     replays_sql = True
+
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        """The database header's user_version and application_id, as the source had them."""
+        for name in _SETTINGS:
+            if same_engine and f"sqlite_{name}" in schema.settings:
+                conn.exec_driver_sql(f"PRAGMA {name} = {int(schema.settings[f'sqlite_{name}'])}")
 
     #: WITHOUT ROWID and STRICT (SQLAlchemy reflects them), made again into SQLite
     kept_table_options = frozenset({"sqlite_with_rowid", "sqlite_strict"})
