@@ -311,16 +311,19 @@ def test_across_engines_a_virtual_table_is_an_ordinary_table_and_shadow_tables_s
         e.dispose()
 
 
-def test_chinook_restores_into_postgresql(make_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dst_kind", ["postgresql", "mysql"])
+def test_chinook_restores_into_another_engine(dst_kind: str, make_db, tmp_path: Path) -> None:
     src = tmp_path / "chinook.sqlite"
     _build(src, "chinook/schema.sql", "chinook/data.sql")
-    dst = make_db("postgresql", "chinook")
+    dst = make_db(dst_kind, "chinook")
     _round_trip(_url(src), dst, tmp_path)
     e = sa.create_engine(dst, poolclass=NullPool)
+    q = (lambda n: f'"{n}"') if dst_kind == "postgresql" else (lambda n: f"`{n}`")
     try:
+        assert len(sa.inspect(e).get_foreign_keys("Track")) == 3
         with e.connect() as c:
-            assert c.execute(sa.text('SELECT count(*) FROM "InvoiceLine"')).scalar() == 190
-            assert str(c.execute(sa.text('SELECT sum("Total") FROM "Invoice"')).scalar()) == \
+            assert c.execute(sa.text(f"SELECT count(*) FROM {q('InvoiceLine')}")).scalar() == 190
+            assert str(c.execute(sa.text(f"SELECT sum({q('Total')}) FROM {q('Invoice')}")).scalar()) == \
                 str(_q(src, "SELECT printf('%.2f', sum(Total)) FROM Invoice")[0][0])
     finally:
         e.dispose()
