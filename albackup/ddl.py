@@ -466,8 +466,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
 def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) -> None:
     """Same engine (SQLite): the indexes made by the statements that made them in the source,
     after the load, and the table by its own. Not the table where that statement would make
-    more than the plan says: checks to skip, or a foreign key to a table this restore does not
-    make (the model's table is made instead, without them)."""
+    more than the plan says: checks to skip, or a foreign key to (or an FTS table's text in) a
+    table this restore does not make (the model's table is made instead, without them)."""
     t = plan.table
     if t.index_sql:
         plan.after_load = [(f"table {t.key}: index {name}", sql) for name, sql in t.index_sql.items()] \
@@ -476,8 +476,12 @@ def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) ->
         plan.indexes = [ix for ix, src in zip(plan.indexes, t.indexes) if src.name not in t.index_sql]
     if not t.create_sql or (skip_checks and t.checks):
         return
-    if any((f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table) not in by_key
-           for fk in t.foreign_keys):
+    needs = [f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table for fk in t.foreign_keys]
+    content = t.options.get("sqlite_content")     # an FTS table reads its text from that table
+    if any(k not in by_key for k in needs) or (content and content not in by_key):
+        if content and content not in by_key:
+            plan.notes.append(f"a {t.virtual} table reading its text from {content}, which is not restored: "
+                              "made as an ordinary table of its columns")
         return
     plan.create_sql = t.create_sql
     plan.indexes = []

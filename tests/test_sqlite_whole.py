@@ -240,6 +240,14 @@ def test_a_partial_restore_makes_a_table_whose_parent_stays_behind_from_the_mode
     assert "REFERENCES" in made["book"] and 'REFERENCES "author"' not in made["book"] and made["page_limit"] == "CREATE TABLE page_limit (n INTEGER PRIMARY KEY)"
     assert made["book_cheap"] == "CREATE INDEX book_cheap ON book (price) WHERE price < 10"
     assert _q(dst, "SELECT id, title_upper, price_cents FROM book ORDER BY id")[0] == (10, "THE DISPOSSESSED", 825)
+    # an external-content FTS table without its content table: an ordinary table of its rows
+    dst2 = tmp_path / "copy2.sqlite"
+    _, res = _round_trip(_url(src), _url(dst2), tmp_path, include=("doc_fts", "book_fts"))
+    assert "doc_fts: a fts5 table reading its text from doc, which is not restored: made as an ordinary table " \
+           "of its columns" in res.changes
+    assert _q(dst2, "SELECT name, type FROM pragma_table_list WHERE name IN ('doc_fts', 'book_fts') ORDER BY 1") \
+        == [("book_fts", "virtual"), ("doc_fts", "table")]
+    assert _q(dst2, "SELECT rowid, title FROM doc_fts ORDER BY 1") == [(1, "alpha"), (5, "beta")]
 
 
 def test_a_backup_without_the_statements_is_restored_from_the_model(tmp_path: Path) -> None:

@@ -193,7 +193,10 @@ class SQLiteAdapter(Adapter):
         if module.startswith("fts") and not any(c.name.lower() == "rowid" for c in table.columns):
             table.columns.insert(0, Column("rowid", LogicalType("integer", bits=64), "INTEGER", nullable=False))
             table.primary_key = ["rowid"]
-        if module.startswith("fts") and contentless(table.create_sql or ""):
+        content = fts_content(table.create_sql or "") if module.startswith("fts") else None
+        if content:         # its rows are read from that table: replayed only with it
+            table.options["sqlite_content"] = content
+        if content == "":
             log.warning("table %s: a contentless %s table (content=''): its text is not stored, so its rows "
                         "are restored without it (MATCH finds none of them)", table.key, module)
 
@@ -576,8 +579,11 @@ def derived_virtual(sql: str) -> bool:
     return module is not None and module not in _OWN_ROWS
 
 
-def contentless(sql: str) -> bool:
-    """Whether a full-text table keeps no text of its own (``content=''``)."""
+def fts_content(sql: str) -> str | None:
+    """The ``content=`` option of a full-text table: the table its text is read from (external
+    content), "" (contentless: none kept), or None (the text is its own)."""
     toks = _tokens(sql)
-    return any(t.lower() == "content" and toks[i + 1:i + 2] == ["="] and toks[i + 2:i + 3] in (["''"], ['""'])
-               for i, t in enumerate(toks))
+    for i, t in enumerate(toks[:-2]):
+        if t.lower() == "content" and toks[i + 1] == "=":
+            return _unquote(toks[i + 2])
+    return None
