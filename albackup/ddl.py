@@ -51,6 +51,9 @@ class TablePlan:
     #: lossy columns (index, ColumnPlan) whose values the load checks, batch by batch, before they
     #: go in (restore.guard_losses: the losses were not counted beforehand)
     loss_guard: list[tuple[int, Any]] = field(default_factory=list)
+    #: the statement that made the table in the source, run instead of one made from the model
+    #: (same engine, ``Adapter.replays_sql``; the statements of its indexes are in ``after_load``)
+    create_sql: str | None = None
 
     @property
     def target_table(self) -> Table:
@@ -186,6 +189,8 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         by_key[t.key] = plan
     for plan in plans:
         _add_foreign_keys(plan, by_key, names, adapter)
+        if same and adapter.replays_sql:
+            _replay(plan, by_key, skip_checks)
     notes = [] if same else _collation_notes(schema.engine, tables, adapter)
     if schema.routines and not same:
         kinds = sorted({r.kind for r in schema.routines})
@@ -272,6 +277,12 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                   for pname, kind, x in own if kind == "indexes" and not x.get("sql")]
     if name != t.name:
         notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
+    if t.virtual and not same:
+        fulltext = " (a FULLTEXT index over its text columns takes its place)" \
+            if t.virtual.startswith("fts") and adapter.fulltext_index else ""
+        notes.append(f"a {t.virtual} virtual table in the source: restored as an ordinary table of its columns "
+                     f"({', '.join(c.name for c in t.columns)}); what the module does (full-text or spatial "
+                     f"search) is not kept{fulltext}")
     kc = _key_chars(t, adapter)
     if adapter.key_text_chars is not None:
         for c in referenced:
@@ -438,6 +449,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
                              "engine's own)")
             plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts, portable=True),
                                          unique=ix.unique))
+    if t.virtual and t.virtual.startswith("fts") and not same and adapter.fulltext_index:
+        text = [sa_table.c[colmap[c.name]] for c in t.columns if c.name not in t.primary_key]
+        plan.indexes.append(sa.Index(names.take(None, f"ft_{name}", "index", tschema, name), *text,
+                                     **_dialect_kw(adapter, dict(adapter.fulltext_index))))
     for c in plan.uniques + plan.checks:
         sa_table.append_constraint(c)
     if not adapter.inline_constraints:
@@ -446,6 +461,30 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         if adapter.primary_key_after_load and t.primary_key:
             plan.deferred.insert(0, AddConstraint(sa_table.primary_key))
     return plan
+
+
+def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) -> None:
+    """Same engine (SQLite): the indexes made by the statements that made them in the source,
+    after the load, and the table by its own. Not the table where that statement would make
+    more than the plan says: checks to skip, or a foreign key to (or an FTS table's text in) a
+    table this restore does not make (the model's table is made instead, without them)."""
+    t = plan.table
+    if t.index_sql:
+        plan.after_load = [(f"table {t.key}: index {name}", sql) for name, sql in t.index_sql.items()] \
+            + plan.after_load
+        # same engine: the plan holds one index for each of the source's, in its order
+        plan.indexes = [ix for ix, src in zip(plan.indexes, t.indexes) if src.name not in t.index_sql]
+    if not t.create_sql or (skip_checks and t.checks):
+        return
+    needs = [f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table for fk in t.foreign_keys]
+    content = t.options.get("sqlite_content")     # an FTS table reads its text from that table
+    if any(k not in by_key for k in needs) or (content and content not in by_key):
+        if content and content not in by_key:
+            plan.notes.append(f"a {t.virtual} table reading its text from {content}, which is not restored: "
+                              "made as an ordinary table of its columns")
+        return
+    plan.create_sql = t.create_sql
+    plan.indexes = []
 
 
 def _partition_clause_notes(t: Table, adapter: Adapter, same: bool, kwargs: dict[str, Any]) -> list[str]:
@@ -569,6 +608,8 @@ def constraint_label(c: sa.Constraint) -> str:
 
 
 def create_table_sql(plan: TablePlan, adapter: Adapter) -> str:
+    if plan.create_sql:
+        return plan.create_sql
     inline = plan.foreign_keys if adapter.inline_constraints else []
     return str(CreateTable(plan.sa_table, include_foreign_key_constraints=inline).compile(dialect=adapter.dialect))
 

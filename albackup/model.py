@@ -189,6 +189,15 @@ class Table:
     # MySQL/MariaDB: the primary key's parts stored descending, as ``column_sorting`` has them
     # ({column: ["desc"]}); SQLAlchemy's reflection of the key does not say
     primary_key_sorting: dict[str, list[str]] = field(default_factory=dict)
+    # SQLite: the statement that made the table (sqlite_master.sql), replayed as it is into the
+    # same engine; None: made from the model
+    create_sql: str | None = None
+    # SQLite: {index name: the statement that made it}, in the order they were made, replayed
+    # into the same engine (an index its table's definition makes, UNIQUE, has none)
+    index_sql: dict[str, str] = field(default_factory=dict)
+    # SQLite: a virtual table's module ("fts5", "rtree", …): made again by ``create_sql`` into
+    # SQLite, an ordinary table of its columns elsewhere
+    virtual: str | None = None
 
     @property
     def key(self) -> str:
@@ -219,7 +228,10 @@ class Table:
           | ({"native_constraints": self.native_constraints} if self.native_constraints else {}) \
           | ({"inherited": True} if self.inherited else {}) \
           | ({"options": self.options} if self.options else {}) \
-          | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {})
+          | ({"primary_key_sorting": self.primary_key_sorting} if self.primary_key_sorting else {}) \
+          | ({"create_sql": self.create_sql} if self.create_sql else {}) \
+          | ({"index_sql": self.index_sql} if self.index_sql else {}) \
+          | ({"virtual": self.virtual} if self.virtual else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Table":
@@ -243,6 +255,9 @@ class Table:
             inherited=bool(d.get("inherited")),
             options=_neutral(d.get("options")),
             primary_key_sorting=dict(d.get("primary_key_sorting") or {}),
+            create_sql=d.get("create_sql"),
+            index_sql=dict(d.get("index_sql") or {}),
+            virtual=d.get("virtual"),
         )
 
 
@@ -306,6 +321,9 @@ class Schema:
     routines: list[Routine] = field(default_factory=list)
     extensions: list[str] = field(default_factory=list)     # PostgreSQL: CREATE EXTENSION names
     domains: list[DomainType] = field(default_factory=list)  # PostgreSQL
+    # the database's own settings, restored into the same engine (SQLite: sqlite_user_version,
+    # sqlite_application_id, where not 0)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -321,7 +339,8 @@ class Schema:
             "enums": [asdict(e) for e in self.enums],
             "routines": [asdict(r) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
-          | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {})
+          | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
+          | ({"settings": self.settings} if self.settings else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -333,4 +352,5 @@ class Schema:
             routines=[Routine(**r) for r in d.get("routines") or []],
             extensions=list(d.get("extensions") or []),
             domains=[DomainType(**x) for x in d.get("domains") or []],
+            settings=dict(d.get("settings") or {}),
         )

@@ -40,7 +40,10 @@ def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None]
     merged: dict[str, list[str]] = {}
     for s in norm:
         children = adapter.partition_children(conn, s)
+        hidden = adapter.hidden_tables(conn, s)
         for name in sorted(insp.get_table_names(schema=s)):
+            if name in hidden:              # made again by the object it belongs to
+                continue
             key = f"{s}.{name}" if s else name
             if name in children:            # its rows are read through the partitioned table
                 merged.setdefault(children[name], []).append(key)

@@ -195,6 +195,19 @@ class Adapter(abc.ABC):
         partitioned table at the top, whose rows include theirs). None here."""
         return {}
 
+    def hidden_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        """Tables of ``schema`` the engine keeps for another object (SQLite: a virtual table's
+        shadow tables): neither dumped nor restored, that object makes them again. None here."""
+        return set()
+
+    #: the sa.Index options of a full-text index (MySQL/MariaDB FULLTEXT): a SQLite FTS table
+    #: restored here gets one over its text columns; None where the engine has none
+    fulltext_index: dict[str, Any] | None = None
+
+    #: a restore into the same engine replays the statements that made each table and index
+    #: (Table.create_sql, Table.index_sql) where the backup holds them (SQLite)
+    replays_sql = False
+
     def estimate_rows(self, conn: Connection, table: Table) -> int | None:
         """The engine's cheap row estimate for progress display (None: unknown)."""
         return None

@@ -113,6 +113,7 @@ def restorable_partition_clause(clause: str) -> str:
 class MySQLAdapter(Adapter):
     name = "mysql"
     dialect_names = ("mysql", "mariadb")
+    fulltext_index = {"mysql_prefix": "FULLTEXT"}
     max_identifier = 64
     named_primary_keys = False
     default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any, Callable
 
@@ -14,6 +15,18 @@ from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
 from .base import Adapter, Snapshot, register
+
+log = logging.getLogger(__name__)
+
+#: the database header's settings a backup keeps (Schema.settings, ``sqlite_…``)
+_SETTINGS = ("user_version", "application_id")
+
+#: the shadow tables SQLite's own virtual table modules make, by module (for SQLite before
+#: 3.37, whose pragma_table_list does not name them)
+_SHADOWS = {"fts5": ("data", "idx", "content", "docsize", "config"),
+            "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+            "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+            "rtree": ("node", "parent", "rowid"), "geopoly": ("node", "parent", "rowid")}
 
 
 @compiles(sa.PrimaryKeyConstraint, "sqlite")
@@ -155,15 +168,78 @@ class SQLiteAdapter(Adapter):
                 fk.on_update = upd
             if fk.on_delete is None and dele and dele != "NO ACTION":
                 fk.on_delete = dele
+        self.keep_statements(table, conn, made)
+
+    def keep_statements(self, table: Table, conn: Connection, made: str | None) -> None:
+        """The statements that made the table and its indexes (replayed into SQLite), what a
+        virtual table is, and the columns declared ANY (SQLAlchemy reads them as NUMERIC: they
+        hold any value, each kept as it is stored)."""
+        table.create_sql = made
+        cols = {c.name: c for c in table.columns}
+        for name, declared in conn.exec_driver_sql("SELECT name, type FROM pragma_table_xinfo(?)", (table.name,)):
+            if (declared or "").upper() == "ANY" and name in cols:
+                cols[name].type, cols[name].original_type = LogicalType("native", native="ANY"), "ANY"
+        module = virtual_module(made or "")
+        if module:
+            self.refine_virtual(table, module)
+        table.index_sql = dict(conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+            "ORDER BY rowid", (table.name,)).all())
+
+    def refine_virtual(self, table: Table, module: str) -> None:
+        """A virtual table: its rows are read through it (never from its shadow tables); a
+        full-text table's rowid (the document's id) is read as a column of its own, "rowid"."""
+        table.virtual = module
+        if module.startswith("fts") and not any(c.name.lower() == "rowid" for c in table.columns):
+            table.columns.insert(0, Column("rowid", LogicalType("integer", bits=64), "INTEGER", nullable=False))
+            table.primary_key = ["rowid"]
+        content = fts_content(table.create_sql or "") if module.startswith("fts") else None
+        if content:         # its rows are read from that table: replayed only with it
+            table.options["sqlite_content"] = content
+        if content == "":
+            log.warning("table %s: a contentless %s table (content=''): its text is not stored, so its rows "
+                        "are restored without it (MATCH finds none of them)", table.key, module)
+
+    def hidden_tables(self, conn: Connection, schema: str | None) -> set[str]:
+        """A virtual table's shadow tables, and the virtual tables that hold no rows of their own
+        (fts5vocab, …: made again as they were, see ``reflect_extras``)."""
+        tables = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+        derived = {name for name, sql in tables.items() if derived_virtual(sql or "")}
+        try:
+            return derived | {r[0] for r in conn.exec_driver_sql(
+                "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'")}
+        except sa.exc.DBAPIError:       # SQLite before 3.37
+            pass
+        return derived | ({f"{name}_{suffix}" for name, sql in tables.items()
+                           for suffix in _SHADOWS.get(virtual_module(sql or "") or "", ())} & set(tables))
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         rows = conn.exec_driver_sql(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger') "
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view','trigger','table') "
             "AND sql IS NOT NULL ORDER BY rowid").fetchall()
+        # a virtual table that shows what another holds (fts5vocab): made again with the views
+        rows = [("view" if typ == "table" else typ, name, tbl, sql) for typ, name, tbl, sql in rows
+                if typ != "table" or derived_virtual(sql)]
+        for _, name, _, sql in rows:
+            module = virtual_module(sql)
+            if module and module not in _SHOWS_OTHERS:
+                log.warning("table %s: a virtual table of module %s, which albackup does not know: its rows are "
+                            "not dumped; it is made again with the views (into SQLite with that module)",
+                            name, module)
+        views = {name for typ, name, _, _ in rows if typ == "view"}
         for typ, name, tbl, sql in rows:
-            if typ in kinds:
-                schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" else None))
+            if typ in kinds:     # a trigger on a view (INSTEAD OF) goes with the views
+                schema.routines.append(Routine(typ, name, sql, None, tbl if typ == "trigger" and tbl not in views
+                                               else None))
+        for name in _SETTINGS:
+            value = int(conn.exec_driver_sql(f"PRAGMA {name}").scalar() or 0)
+            if value:
+                schema.settings[f"sqlite_{name}"] = value
+        # the tables in the order they were made (as sqlite3's .dump makes them again)
+        order = {name: i for i, (name,) in enumerate(conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"))}
+        schema.tables.sort(key=lambda t: order.get(t.name, len(order)))
         try:
             seqs = dict(conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence").fetchall())
         except sa.exc.DBAPIError:
@@ -255,6 +331,14 @@ class SQLiteAdapter(Adapter):
         os.close(fd)
         os.unlink(path)
         return url.set(database=path), lambda: Path(path).unlink(missing_ok=True)
+
+    replays_sql = True
+
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        """The database header's user_version and application_id, as the source had them."""
+        for name in _SETTINGS:
+            if same_engine and f"sqlite_{name}" in schema.settings:
+                conn.exec_driver_sql(f"PRAGMA {name} = {int(schema.settings[f'sqlite_{name}'])}")
 
     #: WITHOUT ROWID and STRICT (SQLAlchemy reflects them), made again into SQLite
     kept_table_options = frozenset({"sqlite_with_rowid", "sqlite_strict"})
@@ -466,3 +550,40 @@ def column_collations(sql: str) -> dict[str, str]:
                 if part[k].upper() == "COLLATE" and _unquote(part[k + 1]).upper() != "BINARY":
                     out[_unquote(part[0])] = _unquote(part[k + 1])
     return out
+
+
+def virtual_module(sql: str) -> str | None:
+    """The module of a ``CREATE VIRTUAL TABLE … USING module(…)`` statement, lowercase; None
+    for any other statement."""
+    toks = _tokens(sql)
+    if [t.upper() for t in toks[:3]] != ["CREATE", "VIRTUAL", "TABLE"]:
+        return None
+    for i, t in enumerate(toks[3:-1], 3):
+        if t.upper() == "USING":
+            return _unquote(toks[i + 1]).lower()
+    return None
+
+
+#: the virtual table modules whose tables hold rows of their own (others, such as fts5vocab,
+#: show what other tables hold: they are made again as views are, and not dumped)
+_OWN_ROWS = frozenset({"fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"})
+
+
+#: the modules known to show what other tables hold (others not in _OWN_ROWS are taken so too,
+#: with a warning)
+_SHOWS_OTHERS = frozenset({"fts5vocab", "fts4aux", "dbstat", "sqlite_dbpage", "sqlite_stmt"})
+
+
+def derived_virtual(sql: str) -> bool:
+    module = virtual_module(sql)
+    return module is not None and module not in _OWN_ROWS
+
+
+def fts_content(sql: str) -> str | None:
+    """The ``content=`` option of a full-text table: the table its text is read from (external
+    content), "" (contentless: none kept), or None (the text is its own)."""
+    toks = _tokens(sql)
+    for i, t in enumerate(toks[:-2]):
+        if t.lower() == "content" and toks[i + 1] == "=":
+            return _unquote(toks[i + 2])
+    return None
