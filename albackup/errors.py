@@ -1,7 +1,7 @@
 """One exception tree. Each class carries its exit code; the codes are a contract.
 
-The README's exit-code table is generated from ``exit_code_table()``; a test checks the
-codes are unique and that the README shows them.
+The exit-code table of the README and docs/usage.md is generated from ``exit_code_table()``; a test checks the
+codes are unique and that both show them.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def all_error_classes() -> list[type[AlbackupError]]:
 
 
 def exit_code_table() -> str:
-    """Markdown table of exit codes, generated from the classes (kept in the README)."""
+    """Markdown table of exit codes, generated from the classes (kept in the README and docs/usage.md)."""
     lines = ["| exit code | error | meaning |", "|---|---|---|", "| 0 | — | success |"]
     for cls in all_error_classes():
         doc = " ".join((cls.__doc__ or "").split())

@@ -15,12 +15,23 @@ from albackup.errors import exit_code_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-FORMAT = ROOT / "docs" / "FORMAT.md"
+DOCS = ROOT / "docs"
+FORMAT = DOCS / "FORMAT.md"
+USAGE = DOCS / "usage.md"
 START, END = "<!-- exit-codes:start -->", "<!-- exit-codes:end -->"
 
 
 def readme() -> str:
     return README.read_text(encoding="utf-8")
+
+
+def guide(page: str) -> str:
+    return (DOCS / page).read_text(encoding="utf-8")
+
+
+def all_docs() -> str:
+    """The README and every page of the user guide."""
+    return "\n".join([readme(), *(p.read_text(encoding="utf-8") for p in sorted(DOCS.glob("*.md")))])
 
 
 def code_blocks(text: str) -> list[str]:
@@ -47,12 +58,13 @@ def known_options() -> set[str]:
     return opts
 
 
-def test_readme_exit_code_block_is_generated_table() -> None:
-    text = readme()
-    assert text.count(START) == 1 and text.count(END) == 1, "README needs one exit-codes block"
+@pytest.mark.parametrize("doc", [README, USAGE], ids=lambda p: p.name)
+def test_exit_code_blocks_are_the_generated_table(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert text.count(START) == 1 and text.count(END) == 1, f"{doc.name} needs one exit-codes block"
     block = text.split(START, 1)[1].split(END, 1)[0]
     assert block.strip() == exit_code_table(), (
-        "README exit-code table differs from albackup.errors.exit_code_table(); "
+        f"{doc.name} exit-code table differs from albackup.errors.exit_code_table(); "
         "paste the output of `python -m albackup exit-codes` between the markers")
 
 
@@ -63,22 +75,33 @@ def test_exit_codes_command_prints_the_table() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(visible_commands()))
-def test_every_command_is_shown_in_readme(name: str) -> None:
-    used = [line for line in albackup_lines(readme()) if re.search(rf"\s{re.escape(name)}(\s|$)", line)]
-    assert used, f"command {name!r} has no usage example in a README code block"
-    assert f"### {name}" in readme(), f"command {name!r} has no section in the README"
+def test_every_command_is_shown_in_the_guide(name: str) -> None:
+    text = guide("usage.md")
+    used = [line for line in albackup_lines(text) if re.search(rf"\s{re.escape(name)}(\s|$)", line)]
+    assert used, f"command {name!r} has no usage example in a code block of docs/usage.md"
+    assert f"### {name}" in text, f"command {name!r} has no section in docs/usage.md"
 
 
-def test_readme_code_blocks_use_only_existing_options() -> None:
-    lines = albackup_lines(readme())
-    assert lines, "the README shows no albackup command line"
+@pytest.mark.parametrize("main", ["dump", "restore", "verify", "test_all", "run"])
+def test_readme_shows_the_main_commands(main: str) -> None:
+    assert any(re.search(rf"\s{main}(\s|$)", line) for line in albackup_lines(readme())), main
+
+
+def test_readme_is_short() -> None:
+    assert len(readme().splitlines()) <= 250, "README.md is over 250 lines: move the detail to docs/"
+
+
+def test_code_blocks_use_only_existing_options() -> None:
+    lines = albackup_lines(all_docs())
+    assert lines, "the docs show no albackup command line"
     mentioned = {m for line in lines for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)}
     unknown = sorted(mentioned - known_options())
-    assert not unknown, f"README code blocks use options no command has: {unknown}"
+    assert not unknown, f"code blocks in README.md or docs/ use options no command has: {unknown}"
 
 
-def test_readme_states_sql_server_status() -> None:
-    text = readme()
+@pytest.mark.parametrize("doc", [README, DOCS / "engines.md"], ids=lambda p: p.name)
+def test_sql_server_status_is_stated(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
     assert "NOT" in text and "live SQL Server" in text
 
 
@@ -105,8 +128,8 @@ def _yaml_blocks(text: str) -> list[str]:
     return re.findall(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S)
 
 
-def test_readme_notification_and_hook_examples_load() -> None:
-    """Every README YAML block with a top-level notifications: or hooks: loads as the run config
+def test_notification_and_hook_examples_load() -> None:
+    """Every YAML block of docs/notifications.md with a top-level notifications: or hooks: loads as the run config
     would load it (secret sources are not read at load time, so no variable needs to be set)."""
     import yaml
 
@@ -114,7 +137,7 @@ def test_readme_notification_and_hook_examples_load() -> None:
     from albackup.notify import notifiers_from_mapping
 
     seen = 0
-    for block in _yaml_blocks(readme()):
+    for block in _yaml_blocks(guide("notifications.md")):
         data = yaml.safe_load(block)
         if not isinstance(data, dict):
             continue
@@ -124,17 +147,17 @@ def test_readme_notification_and_hook_examples_load() -> None:
         if "hooks" in data:
             assert hooks_from_mapping(data["hooks"], "README hooks")
             seen += 1
-    assert seen >= 2, "the README shows no notifications:/hooks: example"
+    assert seen >= 2, "docs/notifications.md shows no notifications:/hooks: example"
 
 
-def test_readme_names_every_stage_notifier_variable_and_metric() -> None:
+def test_guide_names_every_stage_notifier_variable_and_metric() -> None:
     from albackup import hooks, notify
 
-    text = readme()
+    text = guide("notifications.md")
     names = [*hooks.STAGES, *notify.TYPE_KEYS, *notify.PROM_METRICS, *notify.KINDS]
     names += re.findall(r"``(ALBACKUP_[A-Z_]+)``", hooks.__doc__ or "")
     missing = [n for n in names if f"`{n}`" not in text]
-    assert not missing, f"README does not mention: {missing}"
+    assert not missing, f"docs/notifications.md does not mention: {missing}"
 
 
 # ---------------------------------------------------------------------------- the user guide
