@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 
+from ..errors import UnreadObject
 from ..mapping import ColumnMove
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import INLINE_NAMES, Converter, EchoHash, batch_converter, canonicalizer
@@ -158,17 +159,21 @@ class Adapter(abc.ABC):
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         """Start the dump's one consistent read and say which method was achieved."""
 
+    def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
+        """Before ``table`` is reflected: read what SQLAlchemy's reflection would misread."""
+
     def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
         """Adjust a reflected column (logical type, autoincrement) for engine specifics."""
 
     def refine_table(self, table: Table, conn: Connection) -> None:
         """Adjust a reflected table (drop checks the engine makes itself, …)."""
 
-    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> None:
+    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> list[str]:
         """What SQLAlchemy warned it could not read while reflecting ``table`` (after
-        ``refine_table``): an adapter reads what it can itself; the rest is named in the log."""
-        for w in warnings:
-            log.warning("table %s: %s", table.key, w)
+        ``refine_table``): an adapter reads what it can itself and returns the rest, which
+        fails the dump. A type SQLAlchemy did not know is no loss where the adapter read it
+        (``reflect.reflect_schema`` checks that no column is left without one)."""
+        return [w for w in warnings if not w.startswith("Did not recognize type")]
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
@@ -179,9 +184,10 @@ class Adapter(abc.ABC):
                 for v in insp.get_view_names(schema=s):
                     try:
                         sql = insp.get_view_definition(v, schema=s)
-                    except Exception as exc:  # pragma: no cover - engine-specific permission issues
-                        log.warning("view %s: definition not readable (%s); skipped", v, exc)
-                        continue
+                    except Exception as exc:  # engine-specific permission issues
+                        raise UnreadObject(f"view {self.qtable_value(v, s)}: its definition could not be read "
+                                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                                           "leave views out with views: false") from exc
                     schema.routines.append(Routine("view", v, self.view_sql(v, s, sql), s))
 
     def view_sql(self, name: str, schema: str | None, definition: str) -> str:
