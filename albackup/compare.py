@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .engines.base import Adapter
+from .errors import CompareFailed, UnreadObject
 from .model import Schema, Table, partition_head
 from .reflect import reflect_schema
 from .values import ColumnRowHashes, RowHash
@@ -157,6 +158,15 @@ def column_hashes(conn: sa.Connection, adapter: Adapter, t: Table, idx: list[int
     return n, h.digests()
 
 
+def _reflect(conn: sa.Connection, adapter: Adapter, schemas: list[str | None], include: tuple[str, ...],
+             exclude: tuple[str, ...], side: str) -> Schema:
+    """A side's schema; what could not be read in it makes the comparison fail, naming it."""
+    try:
+        return reflect_schema(conn, adapter, schemas, include, exclude, kinds=set())
+    except UnreadObject as exc:
+        raise CompareFailed(f"cannot compare {side}: {exc.message}") from exc
+
+
 def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_adapter: Adapter,
                       schemas: list[str | None], include: tuple[str, ...] = (),
                       exclude: tuple[str, ...] = (), ignore_extra: bool = False) -> Comparison:
@@ -165,8 +175,8 @@ def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_
     with src.connect() as sc, dst.connect() as dc:
         src_adapter.begin_snapshot(sc)
         dst_adapter.begin_snapshot(dc)
-        a = reflect_schema(sc, src_adapter, schemas, include, exclude, kinds=set())
-        b = reflect_schema(dc, dst_adapter, schemas, include, exclude, kinds=set())
+        a = _reflect(sc, src_adapter, schemas, include, exclude, "the database")
+        b = _reflect(dc, dst_adapter, schemas, include, exclude, "the copy")
         res.differences += compare_schema(a, b, exact_types=src_adapter.name == dst_adapter.name,
                                           kept_options=src_adapter.kept_table_options,
                                           ignore_extra=ignore_extra)

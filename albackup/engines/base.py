@@ -194,7 +194,7 @@ class Adapter(abc.ABC):
         d = definition.strip()
         if d.upper().startswith("CREATE"):
             return d
-        return f"CREATE VIEW {self.qtable(name, schema)} AS {d}"
+        return f"CREATE VIEW {self.qtable_value(name, schema)} AS {d}"
 
     def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
         """Tables of ``schema`` that are partitions of another table (name → the key of the
@@ -622,7 +622,7 @@ class Adapter(abc.ABC):
             errors: list[str] = []
             for r in list(pending):
                 try:
-                    self.run_ddl(conn, self.literal_sql(r.sql))
+                    self.run_ddl(conn, self.literal_sql(self._view_name_once(r)))
                     pending.remove(r)
                     progress = True
                 except sa.exc.DBAPIError as exc:
@@ -631,6 +631,15 @@ class Adapter(abc.ABC):
                 failures = errors
                 break
         return failures
+
+
+    def _view_name_once(self, r: Routine) -> str:
+        """A routine's SQL as the manifest keeps it: plain SQL text. Backups before this was so
+        kept a view's name with each '%' doubled (``create_routines`` doubles them once more)."""
+        old = f"CREATE VIEW {self.qtable(r.name, r.schema)} AS "
+        if r.kind == "view" and "%" in r.name and self.formats and r.sql.startswith(old):
+            return f"CREATE VIEW {self.qtable_value(r.name, r.schema)} AS " + r.sql[len(old):]
+        return r.sql
 
 
 def _ident(v: Any) -> Any:

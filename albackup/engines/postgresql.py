@@ -12,7 +12,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
 
-from ..errors import IntegrityError, RestoreError
+from ..errors import IntegrityError, RestoreError, UnreadObject
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, DomainType, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
@@ -288,9 +288,8 @@ class PostgreSQLAdapter(Adapter):
                              WHERE c.relkind = 'm' AND n.nspname = coalesce(%(s)s, current_schema())
                              ORDER BY 1, 2""", {"s": s}):
                     if rest is None:
-                        log.warning("materialized view %s: the definition of its index %s could not be read; "
-                                    "it is not backed up", view, iname)
-                        continue
+                        raise UnreadObject(f"materialized view {self.qtable_value(view, s)}: the definition of its "
+                                           f"index {self.qtable_value(iname, None)} could not be read")
                     # plain SQL text (create_routines doubles its '%'): names quoted as values are
                     indexes.setdefault(view, []).append(f"CREATE {'UNIQUE ' if unique else ''}INDEX "
                                                         f"{self.qtable_value(iname, None)} ON "
