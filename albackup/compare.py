@@ -65,7 +65,13 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                     + ((c.type.describe(), c.original_type) if exact_types else ()) for c in x.columns]
 
         ac, bc = cols(t), cols(u)
-        if ac != bc:
+        an, bn = [c.name for c in t.columns], [c.name for c in u.columns]
+        if set(an) != set(bn):
+            gone, more = [n for n in an if n not in bn], [n for n in bn if n not in an]
+            out.append(f"table {t.key}: columns differ: "
+                       + "; ".join([f"column {n!r} missing in the copy" for n in gone]
+                                   + [f"column {n!r} only in the copy" for n in more]))
+        elif ac != bc:
             diff = [f"{x} ≠ {y}" for x, y in zip(ac, bc) if x != y] or [f"{len(ac)} ≠ {len(bc)} columns"]
             out.append(f"table {t.key}: columns differ: {'; '.join(map(str, diff[:3]))}")
         if t.primary_key != u.primary_key:

@@ -109,7 +109,7 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
             col.computed_stored = (info.get("computed") or {}).get("persisted")
         adapter.refine_column(col, info, t)
         t.columns.append(col)
-    for fk in insp.get_foreign_keys(name, schema=schema):
+    for fk in _foreign_keys(conn, insp, adapter, name, schema):
         opts = fk.get("options") or {}
         t.foreign_keys.append(ForeignKey(
             name=fk.get("name"), columns=list(fk["constrained_columns"]), ref_table=fk["referred_table"],
@@ -153,6 +153,19 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         t.options = {}
     adapter.refine_table(t, conn)
     return t
+
+
+def _foreign_keys(conn: Connection, insp: Any, adapter: Adapter, name: str, schema: str | None) -> list[dict[str, Any]]:
+    """SQLAlchemy's reading of the table's foreign keys; where it fails (PostgreSQL: a name
+    holding a line break), the adapter's own."""
+    try:
+        return insp.get_foreign_keys(name, schema=schema)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        fks = adapter.foreign_keys(conn, name, schema)
+        if fks is None:
+            raise UnreadObject(f"table {adapter.qtable_value(name, schema)}: its foreign keys could not be read "
+                               f"({type(exc).__name__}: {exc})") from exc
+        return fks
 
 
 def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:

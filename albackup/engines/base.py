@@ -79,6 +79,8 @@ class Adapter(abc.ABC):
     name = "base"
     dialect_names: tuple[str, ...] = ()
     max_identifier = 63
+    #: ``max_identifier`` counts characters (else UTF-8 bytes, as PostgreSQL does)
+    identifier_chars = False
     #: longest text a key (PK, unique, index) column may hold, in characters; None: unlimited
     key_text_chars: int | None = None
     #: bytes a key's text character takes (the other columns of a key take from its length)
@@ -128,6 +130,13 @@ class Adapter(abc.ABC):
     def q(self, name: str) -> str:
         return self.prep.quote_identifier(name)
 
+    def held_name(self, name: str) -> tuple[str, str | None]:
+        """``name`` as the engine can hold it (its length aside, see ``ddl.target_name``), and
+        why it changed (None: it did not)."""
+        if "\x00" in name:
+            return name.replace("\x00", "\ufffd") or "_", f"{self.name} names cannot hold a NUL character"
+        return name, None
+
     def qtable(self, name: str, schema: str | None) -> str:
         return f"{self.q(schema)}.{self.q(name)}" if schema else self.q(name)
 
@@ -161,6 +170,11 @@ class Adapter(abc.ABC):
 
     def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
         """Before ``table`` is reflected: read what SQLAlchemy's reflection would misread."""
+
+    def foreign_keys(self, conn: Connection, name: str, schema: str | None) -> list[dict[str, Any]] | None:
+        """The table's foreign keys read from the catalogue, as SQLAlchemy's inspector gives
+        them, where its reading failed (None: the adapter cannot)."""
+        return None
 
     def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
         """Adjust a reflected column (logical type, autoincrement) for engine specifics."""

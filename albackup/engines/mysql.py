@@ -115,6 +115,7 @@ class MySQLAdapter(Adapter):
     dialect_names = ("mysql", "mariadb")
     fulltext_index = {"mysql_prefix": "FULLTEXT"}
     max_identifier = 64
+    identifier_chars = True
     named_primary_keys = False
     default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci
 
@@ -243,6 +244,17 @@ class MySQLAdapter(Adapter):
     def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
         if info.get("autoincrement") is True:
             col.autoincrement = True
+
+    def held_name(self, name: str) -> tuple[str, str | None]:
+        """MySQL/MariaDB names hold characters of the Basic Multilingual Plane only (not U+0000,
+        not an emoji: each becomes U+FFFD) and cannot end with a space (trailing spaces dropped)."""
+        held, why = super().held_name(name)
+        wide = "".join("\ufffd" if ord(ch) > 0xFFFF else ch for ch in held)
+        if wide != held:
+            held, why = wide, "MySQL/MariaDB names hold no character beyond U+FFFF"
+        if held != held.rstrip(" "):
+            held, why = held.rstrip(" ") or "_", "MySQL/MariaDB names cannot end with a space"
+        return held, why
 
     def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
         """SQLAlchemy reads SHOW CREATE TABLE line by line with patterns: a name holding a line

@@ -272,6 +272,31 @@ class PostgreSQLAdapter(Adapter):
             col.sequence = m.group("seq").replace("''", "'")
             col.autoincrement = True
 
+    def foreign_keys(self, conn: Connection, name: str, schema: str | None) -> list[dict[str, Any]] | None:
+        """From pg_constraint (SQLAlchemy reads pg_get_constraintdef with a pattern that a name
+        holding a line break defeats)."""
+        actions = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+        out = []
+        for cname, cols, rschema, rtable, rcols, upd, dele, deferrable, deferred in conn.exec_driver_sql(
+                """SELECT k.conname,
+                          ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                                JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+                          rn.nspname, r.relname,
+                          ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                                JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
+                          k.confupdtype, k.confdeltype, k.condeferrable, k.condeferred
+                     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                    WHERE k.contype = 'f' AND c.relname = %(t)s AND n.nspname = coalesce(%(s)s, current_schema())
+                    ORDER BY k.conname""", {"t": name, "s": schema}):
+            opts = {k: v for k, v in (("onupdate", actions.get(upd)), ("ondelete", actions.get(dele))) if v}
+            if deferrable:
+                opts.update(deferrable=True, initially="DEFERRED" if deferred else "IMMEDIATE")
+            out.append({"name": cname, "constrained_columns": list(cols), "referred_schema": rschema,
+                        "referred_table": rtable, "referred_columns": list(rcols), "options": opts})
+        return out
+
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         super().reflect_extras(conn, schema, schemas, kinds)
