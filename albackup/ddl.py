@@ -296,7 +296,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         notes += [f"index {x['name']} on partition {pname}: its definition could not be read; not restored"
                   for pname, kind, x in own if kind == "indexes" and not x.get("sql")]
     if name != t.name:
-        notes.append(f"table renamed to {name!r} ({why} in {adapter.name})")
+        notes.append(f"table {t.name!r} renamed to {name!r} ({why} in {adapter.name})")
     if t.virtual and not same:
         fulltext = " (a FULLTEXT index over its text columns takes its place)" \
             if t.virtual.startswith("fts") and adapter.fulltext_index else ""

@@ -144,12 +144,14 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def read_rows(url: sa.URL, engine: str, table: str, cols: list[str]) -> list[tuple[Any, ...]]:
+def read_rows(url: sa.URL, engine: str, table: str, cols: list[str] | None) -> list[tuple[Any, ...]]:
+    """``cols`` of ``table`` (None: all; MariaDB drops the leading spaces of a view's column names)."""
     e = sa.create_engine(url, poolclass=NullPool)
     try:
         with e.connect() as c:
             cur = c.connection.dbapi_connection.cursor()
-            cur.execute(f"SELECT {', '.join(_raw_quote(engine, x) for x in cols)} FROM {_raw_quote(engine, table)} "
+            what = "*" if cols is None else ", ".join(_raw_quote(engine, x) for x in cols)
+            cur.execute(f"SELECT {what} FROM {_raw_quote(engine, table)} "
                         f"ORDER BY 1")
             return [tuple(r) for r in cur.fetchall()]
     finally:
@@ -177,7 +179,8 @@ def test_tortured_names_survive_dump_and_restore(src_kind: str, dst_kind: str, m
     assert res.rows == 5 + 3 + (1 if with_schema else 0)
 
     want = {k: held(v, dst_kind) for k, v in n.items()}
-    renamed = {v for k, v in n.items() if want[k] != v and k not in ("v", "s", "st")}
+    # (views are not restored across engines, MariaDB calls every primary key PRIMARY)
+    renamed = {v for k, v in n.items() if want[k] != v and k not in ("v", "s", "st", "pk")}
     # every name the target cannot hold is changed in the plan, with a note naming it
     for old in renamed:
         assert any(repr(old) in c and repr(held(old, dst_kind)) in c for c in res.changes), (old, res.changes)
@@ -188,17 +191,20 @@ def test_tortured_names_survive_dump_and_restore(src_kind: str, dst_kind: str, m
     assert {(t, want["id"]), (t, want["c"]), (t, want["k"]), (r, want["id"]), (r, want["p"])} <= cat["columns"]
     if dst_kind == "sqlite":   # constraint names live in the table's SQL only
         sql = cat["sql"][t]
-        for k in ("pk", "uq", "ck"):
+        for k in ("pk", "uq", "ck") if src_kind != "mysql" else ("uq", "ck"):
             assert f"CONSTRAINT {_raw_quote('sqlite', want[k])} " in sql, (k, sql)
         assert f"CONSTRAINT {_raw_quote('sqlite', want['fk'])} " in cat["sql"][r]
     else:
         cons = cat["constraints"]
-        assert (t, "PRIMARY" if dst_kind == "mysql" else want["pk"], "PRIMARY KEY") in cons
+        # MariaDB calls every primary key PRIMARY: from it, the target names it itself
+        pk = "PRIMARY" if dst_kind == "mysql" else want["pk"] if src_kind != "mysql" else None
+        pks = [x[1] for x in cons if x[0] == t and x[2] == "PRIMARY KEY"]
+        assert len(pks) == 1 and pk in (None, pks[0]), cons
         assert {(t, want["uq"], "UNIQUE"), (t, want["ck"], "CHECK"), (r, want["fk"], "FOREIGN KEY")} <= cons
     assert (t, want["ix"]) in cat["indexes"]
     if same:
         assert cat["views"] == {(want["v"],)}
-        assert read_rows(dst, dst_kind, want["v"], [want["c"]]) == [(row[n["c"]],) for row in made["rows"]]
+        assert read_rows(dst, dst_kind, want["v"], None) == [(row[n["c"]],) for row in made["rows"]]
     if with_schema:
         assert (want["st"],) in cat["tables"]
     assert read_rows(dst, dst_kind, t, [want["id"], want["c"], want["k"]]) == \
