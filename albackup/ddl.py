@@ -369,7 +369,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         pk_name = names.take(t.primary_key_name, f"pk_{name}", "key", tschema, name, notes) \
             if t.primary_key_name and adapter.named_primary_keys else None
         table_args.append(sa.PrimaryKeyConstraint(*[colmap[c] for c in t.primary_key], name=pk_name))
-    kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
+    kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": _one_schema(tschema)}
     kwargs.update(adapter.table_options(t))
     if same:
         kwargs.update(_dialect_kw(adapter, {k: v for k, v in t.options.items() if k in adapter.kept_table_options
@@ -504,6 +504,12 @@ def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) ->
         return
     plan.create_sql = t.create_sql
     plan.indexes = []
+
+
+def _one_schema(schema: str | None) -> str | None:
+    """A schema name SQLAlchemy does not split at a '.' (SQL Server reads ``a.b`` as database
+    and schema)."""
+    return sa.sql.quoted_name(schema, quote=True) if schema and "." in schema else schema
 
 
 def _column_name(name: str, adapter: Adapter, same: bool, taken: set[str], notes: list[str]) -> str:

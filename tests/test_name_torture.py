@@ -263,3 +263,40 @@ def test_compare_names_a_column_missing_on_one_side(make_db) -> None:
         e.dispose()
     got = api.compare(_cfg(a), _cfg(b)).differences
     assert got == ["table t: columns differ: column 'x\\ny' missing in the copy"]
+
+
+# --------------------------------------------------------------- SQL Server: the compiled SQL
+def test_sql_server_ddl_quotes_each_tortured_name_once() -> None:
+    """The restore plan's DDL for SQL Server (mssql+pyodbc, no server) holds every tortured name
+    bracket-quoted once (']' doubled, nothing else touched: qmark drivers format nothing), in
+    the table, column, key, index, foreign key and check statements; none is renamed."""
+    from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
+
+    from albackup.ddl import build_plan, plan_sql
+    from albackup.engines.mssql import MSSQLAdapter
+    from albackup.model import Check, Column, ForeignKey, Index, LogicalType, Schema, Table, Unique
+
+    n = names("postgresql")
+    i32 = LogicalType("integer", bits=32)
+    parent = Table(n["t"], n["s"], [Column(n["id"], i32, "integer", False), Column(n["c"], LogicalType("text"), "text"),
+                                    Column(n["k"], i32, "integer")],
+                   primary_key=[n["id"]], primary_key_name=n["pk"], uniques=[Unique(n["uq"], [n["k"]])],
+                   checks=[Check(n["ck"], f"({_raw_quote('postgresql', n['k'])} > 0)")],
+                   indexes=[Index(n["ix"], [n["k"]])])
+    child = Table(n["r"], n["s"], [Column(n["id"], i32, "integer", False), Column(n["p"], i32, "integer")],
+                  primary_key=[n["id"]], foreign_keys=[ForeignKey(n["fk"], [n["p"]], n["t"], [n["id"]], n["s"])])
+    schema = Schema("postgresql", [parent, child])
+    ad = MSSQLAdapter(mssql_pyodbc.dialect())
+    plan = build_plan(schema, schema.tables, ad)
+    sql = "\n".join(plan_sql(plan, ad))
+
+    def b(x: str) -> str:
+        return "[" + x.replace("]", "]]") + "]"
+
+    assert not [x for x in plan.notes + [m for tp in plan.tables for m in tp.notes] if "renamed" in x]
+    for key in ("t", "r", "s", "id", "c", "k", "pk", "uq", "ck", "ix", "fk", "p"):
+        assert b(n[key]) in sql, key
+    for key, x in n.items():     # no name doubled its '%' or lost its quotes anywhere
+        assert b(x.replace("%", "%%")) not in sql, key
+    assert f"CHECK (({b(n['k'])} > 0))" in sql
+    assert f"REFERENCES {b(n['s'])}.{b(n['t'])} ({b(n['id'])})" in sql

@@ -145,8 +145,9 @@ class Adapter(abc.ABC):
         '%' (``q`` doubles them for the statement's text, see ``execute``)."""
         p = self.prep
 
-        def one(n: str) -> str:
-            return p.initial_quote + n.replace(p.escape_quote, p.escape_to_quote) + p.final_quote
+        def one(n: str) -> str:   # each '%' in it came doubled: undone exactly (SQL Server: [a]]b])
+            quoted = p.quote_identifier(n)
+            return quoted.replace("%%", "%") if getattr(p, "_double_percents", False) else quoted
 
         return f"{one(schema)}.{one(name)}" if schema else one(name)
 
