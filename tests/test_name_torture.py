@@ -227,28 +227,34 @@ def _subproc(*argv: Any, cwd: Path) -> Any:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_a_column_the_reflection_cannot_read_fails_the_dump(make_db, tmp_path: Path) -> None:
-    """A MariaDB INET6 column (a type SQLAlchemy does not know, so a column it cannot describe)
-    fails the dump with one line naming table and column and exit code 9, no backup left; with
-    the table excluded the rest is dumped; compare fails naming it too."""
+def test_what_the_reflection_cannot_read_fails_the_dump(make_db, tmp_path: Path) -> None:
+    """A MariaDB application-time period (a line of SHOW CREATE TABLE SQLAlchemy cannot read)
+    fails the dump with one line naming the table and what was not read, exit code 9, no backup
+    left; with the table excluded the rest is dumped (a column named with a line break, and
+    one of a type SQLAlchemy does not know, INET6, read as the server names it, restored);
+    compare fails naming it too."""
     src = make_db("mysql", "unr")
     e = sa.create_engine(src, poolclass=NullPool)
-    with e.begin() as c:
-        c.exec_driver_sql("CREATE TABLE `odd\ntable` (id int PRIMARY KEY, `addr\n%%s` inet6)")  # %% for the driver
-        c.exec_driver_sql("CREATE TABLE fine (id int PRIMARY KEY, `new\nline` int)")
-        c.exec_driver_sql("INSERT INTO fine VALUES (1, 2)")
+    with e.begin() as c:   # '%%': exec_driver_sql formats
+        c.exec_driver_sql("CREATE TABLE `odd\ntable` (id int PRIMARY KEY, s date NOT NULL, e date NOT NULL, "
+                          "PERIOD FOR `valid\n%%s` (s, e))")
+        c.exec_driver_sql("CREATE TABLE fine (id int PRIMARY KEY, `new\nline` int, `addr` inet6)")
+        c.exec_driver_sql("INSERT INTO fine VALUES (1, 2, '2001:db8::1')")
     e.dispose()
     url = src.render_as_string(hide_password=False)
     r = _subproc("dump", "--url", url, "--backup-dir", tmp_path / "b", cwd=tmp_path)
     assert r.returncode == UnreadObject.exit_code == 9, r.stderr
     errors = [x for x in r.stderr.splitlines() if "error" in x.lower()]
-    assert len(errors) == 1 and "'odd\\ntable'" in errors[0] and "'addr\\n%s'" in errors[0], r.stderr
+    assert len(errors) == 1 and "'odd\\ntable'" in errors[0] and "PERIOD FOR `valid\\n%s`" in errors[0], r.stderr
     assert not any((tmp_path / "b").rglob("manifest*"))
     r = _subproc("dump", "--url", url, "--backup-dir", tmp_path / "b", "--exclude-tables", "odd*", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    with pytest.raises(CompareFailed, match=r"'addr\\n%s'"):
-        api.compare(_cfg(src), _cfg(src))
-    got = api.compare(_cfg(src, exclude_tables=["odd*"]), _cfg(src, exclude_tables=["odd*"]))
+    dst = make_db("mysql", "unrd")
+    api.restore(r.stdout.strip().splitlines()[-1], _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert read_rows(dst, "mysql", "fine", ["id", "new\nline", "addr"]) == [(1, 2, "2001:db8::1")]
+    with pytest.raises(CompareFailed, match=r"cannot compare the database: table 'odd\\ntable'"):
+        api.compare(_cfg(src), _cfg(dst))
+    got = api.compare(_cfg(src, exclude_tables=["odd*"]), _cfg(dst))
     assert got.differences == [] and got.tables == 1
 
 

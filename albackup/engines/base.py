@@ -188,6 +188,9 @@ class Adapter(abc.ABC):
         ``refine_table``): an adapter reads what it can itself and returns the rest, which
         fails the dump. A type SQLAlchemy did not know is no loss where the adapter read it
         (``reflect.reflect_schema`` checks that no column is left without one)."""
+        for w in warnings:
+            if w.startswith("Did not recognize type"):
+                log.warning("table %s: %s", table.key, w)
         return [w for w in warnings if not w.startswith("Did not recognize type")]
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],

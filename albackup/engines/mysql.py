@@ -15,6 +15,7 @@ import operator
 import os
 import re
 import tempfile
+import warnings
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
@@ -256,6 +257,18 @@ class MySQLAdapter(Adapter):
             held, why = held.rstrip(" ") or "_", "MySQL/MariaDB names cannot end with a space"
         return held, why
 
+    def _unknown_types(self, table: Table, conn: Connection) -> None:
+        """A type SQLAlchemy does not know (MariaDB's INET6, POINT): as the server names it."""
+        unknown = [c for c in table.columns if c.type.kind == "native" and c.original_type == "NULL"]
+        if unknown:
+            named = dict(conn.exec_driver_sql(
+                "SELECT column_name, column_type FROM information_schema.columns "
+                "WHERE table_schema = coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).all())
+            for c in unknown:
+                if named.get(c.name):
+                    c.original_type = str(named[c.name])
+                    c.type = LogicalType("native", native=c.original_type)
+
     def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
         """SQLAlchemy reads SHOW CREATE TABLE line by line with patterns: a name holding a line
         break splits its line (the column, key or constraint is skipped) and a backtick in a
@@ -266,7 +279,11 @@ class MySQLAdapter(Adapter):
         if row is None or not str(row[0]).strip() or _VIEW.match(row[1]):
             return
         sql, names = _stand_ins(row[1])
-        state = self.dialect._tabledef_parser.parse(sql, self.dialect._connection_charset)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state = self.dialect._tabledef_parser.parse(sql, self.dialect._connection_charset)
+        for w in caught:     # what it could not read, under the real names
+            warnings.warn(_put_back(str(w.message), names), w.category)
         _put_back(state, names)
         insp.info_cache[("_setup_parser", (name,), (("schema", schema),))] = state
         if insp.get_columns(name, schema=schema) is not state.columns:
@@ -274,6 +291,7 @@ class MySQLAdapter(Adapter):
                                "cannot be read with this SQLAlchemy version")
 
     def refine_table(self, table: Table, conn: Connection) -> None:
+        self._unknown_types(table, conn)
         if conn.dialect.is_mariadb and (conn.dialect.server_version_info or ()) >= (10, 5, 10):
             # MariaDB keeps a CHECK written on a column apart (LEVEL 'Column', named after the
             # column; the column appeared in 10.5.10) and SQLAlchemy does not read those: they
