@@ -141,6 +141,7 @@ class MSSQLAdapter(Adapter):
         return (f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where} "
                 f"ORDER BY {cols} OFFSET {int(n) - 1} ROWS FETCH NEXT 1 ROWS ONLY")
     max_identifier = 128
+    identifier_chars = True    # sysname: 128 characters
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character
     key_char_bytes = 2
