@@ -148,7 +148,8 @@ def portable_check(sqltext: str, src_engine: str, adapter: Adapter, names: dict[
     s = _PG_CAST.sub("", sqltext)
     quote = "`" if src_engine == "mysql" else '"'
     if src_engine == "mssql":
-        s = re.sub(r"\[((?:[^\]]|\]\])+)\]", lambda m: adapter.qtable_value(_renamed(m.group(1).replace("]]", "]"), names), None), s)
+        s = re.sub(r"\[((?:[^\]]|\]\])+)\]",
+                   lambda m: adapter.qtable_value(_renamed(m.group(1).replace("]]", "]"), names), None), s)
     else:
         s = re.sub(re.escape(quote) + r"((?:[^" + quote + r"]|" + quote * 2 + r")+)" + re.escape(quote),
                    lambda m: adapter.qtable_value(_renamed(m.group(1).replace(quote * 2, quote), names), None), s)
@@ -311,7 +312,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     cols: list[ColumnPlan] = []
     sa_cols: list[sa.Column] = []
     identity = False
-    taken: set[str] = set()
+    taken = set() if same else {c.name.lower() for c in t.columns if target_name(c.name, adapter)[1] is None}
     for c in t.columns:
         cname = _column_name(c.name, adapter, same, taken, notes)
         if same:
@@ -513,15 +514,19 @@ def _one_schema(schema: str | None) -> str | None:
 
 
 def _column_name(name: str, adapter: Adapter, same: bool, taken: set[str], notes: list[str]) -> str:
-    """A column's name on the target, apart from the table's other columns' (a change noted)."""
+    """A column's name on the target: a name the target holds as it is was reserved in ``taken``;
+    a changed one that meets another gets a number (each change noted)."""
     cname, why = (name, None) if same else target_name(name, adapter)
+    if why is None:
+        return cname
     n = 1
-    while not same and cname.lower() in taken:
+    while cname.lower() in taken:
         n += 1
-        cname, why = target_name(f"{name}_{n}", adapter)[0], "the name is taken"
+        cname = target_name(f"{name.rstrip(' ')}_{n}", adapter)[0]
+    if n > 1:
+        why += f"; {target_name(name, adapter)[0]!r} is taken"
     taken.add(cname.lower())
-    if cname != name:
-        notes.append(f"column {name!r} renamed to {cname!r} ({why} in {adapter.name})")
+    notes.append(f"column {name!r} renamed to {cname!r} ({why} in {adapter.name})")
     return cname
 
 

@@ -330,3 +330,38 @@ def test_a_view_name_with_a_percent_from_an_older_backup_is_made_once() -> None:
     assert new.sql == 'CREATE VIEW "v""iew`%" AS SELECT 1'
     assert ad._view_name_once(old) == ad._view_name_once(new) == new.sql
     assert ad.literal_sql(ad._view_name_once(old)) == 'CREATE VIEW "v""iew`%%" AS SELECT 1'   # the driver's '%'
+
+
+def test_the_plan_names_each_name_the_target_cannot_hold() -> None:
+    """Before anything is written: a 64-character MariaDB name (100 bytes) into PostgreSQL (63
+    bytes) and a name ending in a space or holding an emoji into MariaDB are each changed with a
+    note naming old and new name; a name MariaDB counts in characters is not cut by its bytes;
+    two columns that would meet get a number."""
+    from sqlalchemy.dialects import mysql, postgresql
+
+    from albackup.ddl import build_plan
+    from albackup.engines.mysql import MySQLAdapter
+    from albackup.engines.postgresql import PostgreSQLAdapter
+    from albackup.model import Column, Index, LogicalType, Schema, Table
+
+    i32 = LogicalType("integer", bits=32)
+    long = "ü" * 36 + "x" * 28                     # 64 characters, 100 bytes
+    src = Schema("mysql", [Table(long, columns=[Column(long, i32, "int"), Column("a", i32, "int")],
+                                 indexes=[Index(long, [long])])])
+    plan = build_plan(src, src.tables, PostgreSQLAdapter(postgresql.psycopg2.dialect()))
+    tp = plan.tables[0]
+    assert len(tp.name.encode()) <= 63 and tp.name.startswith("ü" * 20)
+    assert [c.name for c in tp.sa_table.columns][1] == "a"
+    assert any(f"table {long!r} renamed to {tp.name!r} (over 63 bytes" in x for x in tp.notes), tp.notes
+    assert any(f"column {long!r} renamed to" in x for x in tp.notes)
+    assert any(f"index {long!r} restored as" in x for x in tp.notes)
+
+    src = Schema("postgresql", [Table(long, columns=[Column("a ", i32, "int"), Column("a", i32, "int"),
+                                                     Column("x😀", i32, "int")])])
+    tp = build_plan(src, src.tables, MySQLAdapter(mysql.pymysql.dialect())).tables[0]
+    assert tp.name == long                         # 64 characters: MariaDB holds it
+    assert [c.name for c in tp.sa_table.columns] == ["a_2", "a", "x\ufffd"]
+    assert "column 'a ' renamed to 'a_2' (MySQL/MariaDB names cannot end with a space; 'a' is taken in mysql)" \
+        in tp.notes
+    assert any("column 'x😀' renamed to 'x\ufffd' (MySQL/MariaDB names hold no character beyond U+FFFF" in x
+               for x in tp.notes)

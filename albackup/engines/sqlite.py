@@ -12,6 +12,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 
+from ..errors import UnreadObject
 from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
@@ -150,10 +151,11 @@ class SQLiteAdapter(Adapter):
                 sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
                                            (name,)).scalar()
                 parts = index_parts(sql or "")
-                if parts is not None:
-                    elements, where = parts
-                    table.indexes.append(Index(name, [], bool(unique), [elements],
-                                               {"sqlite_where": where} if where else None))
+                if parts is None:
+                    raise UnreadObject(f"table {table.key!r}: index {name!r} could not be read ({sql!r})")
+                elements, where = parts
+                table.indexes.append(Index(name, [], bool(unique), [elements],
+                                           {"sqlite_where": where} if where else None))
         _named(table, constraint_names(made or ""))
         actions: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
         rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({qt})").fetchall()
