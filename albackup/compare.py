@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .engines.base import Adapter
+from .errors import CompareFailed, UnreadObject
 from .model import Schema, Table, partition_head
 from .reflect import reflect_schema
 from .values import ColumnRowHashes, RowHash
@@ -64,7 +65,13 @@ def compare_schema(a: Schema, b: Schema, exact_types: bool, ignore_extra: bool =
                     + ((c.type.describe(), c.original_type) if exact_types else ()) for c in x.columns]
 
         ac, bc = cols(t), cols(u)
-        if ac != bc:
+        an, bn = [c.name for c in t.columns], [c.name for c in u.columns]
+        if set(an) != set(bn):
+            gone, more = [n for n in an if n not in bn], [n for n in bn if n not in an]
+            out.append(f"table {t.key}: columns differ: "
+                       + "; ".join([f"column {n!r} missing in the copy" for n in gone]
+                                   + [f"column {n!r} only in the copy" for n in more]))
+        elif ac != bc:
             diff = [f"{x} ≠ {y}" for x, y in zip(ac, bc) if x != y] or [f"{len(ac)} ≠ {len(bc)} columns"]
             out.append(f"table {t.key}: columns differ: {'; '.join(map(str, diff[:3]))}")
         if t.primary_key != u.primary_key:
@@ -157,6 +164,15 @@ def column_hashes(conn: sa.Connection, adapter: Adapter, t: Table, idx: list[int
     return n, h.digests()
 
 
+def _reflect(conn: sa.Connection, adapter: Adapter, schemas: list[str | None], include: tuple[str, ...],
+             exclude: tuple[str, ...], side: str) -> Schema:
+    """A side's schema; what could not be read in it makes the comparison fail, naming it."""
+    try:
+        return reflect_schema(conn, adapter, schemas, include, exclude, kinds=set())
+    except UnreadObject as exc:
+        raise CompareFailed(f"cannot compare {side}: {exc.message}") from exc
+
+
 def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_adapter: Adapter,
                       schemas: list[str | None], include: tuple[str, ...] = (),
                       exclude: tuple[str, ...] = (), ignore_extra: bool = False) -> Comparison:
@@ -165,8 +181,8 @@ def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_
     with src.connect() as sc, dst.connect() as dc:
         src_adapter.begin_snapshot(sc)
         dst_adapter.begin_snapshot(dc)
-        a = reflect_schema(sc, src_adapter, schemas, include, exclude, kinds=set())
-        b = reflect_schema(dc, dst_adapter, schemas, include, exclude, kinds=set())
+        a = _reflect(sc, src_adapter, schemas, include, exclude, "the database")
+        b = _reflect(dc, dst_adapter, schemas, include, exclude, "the copy")
         res.differences += compare_schema(a, b, exact_types=src_adapter.name == dst_adapter.name,
                                           kept_options=src_adapter.kept_table_options,
                                           ignore_extra=ignore_extra)

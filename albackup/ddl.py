@@ -79,15 +79,28 @@ class Plan:
         return [(t, c) for t in self.tables for c in t.columns if c.move.losses]
 
 
-def fit_name(name: str, limit: int) -> str:
-    """A name within ``limit`` bytes; longer names keep a readable head and a hash tail."""
-    if len(name.encode("utf-8")) <= limit:
+def fit_name(name: str, limit: int, chars: bool = False) -> str:
+    """A name within ``limit`` bytes (``chars``: characters); longer names keep a readable head
+    and a hash tail."""
+    size = len if chars else (lambda x: len(x.encode("utf-8")))
+    if size(name) <= limit:
         return name
     tail = "_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
     head = name
-    while len((head + tail).encode("utf-8")) > limit:
+    while size(head + tail) > limit:
         head = head[:-1]
     return head + tail
+
+
+def target_name(name: str, adapter: Adapter) -> tuple[str, str | None]:
+    """A source name as the target engine can hold it, and why it changed (None: it did not):
+    the plan notes each change before anything is written."""
+    held, why = adapter.held_name(name)
+    fitted = fit_name(held, adapter.max_identifier, adapter.identifier_chars)
+    if fitted != held:
+        unit = "characters" if adapter.identifier_chars else "bytes"
+        why = f"over {adapter.max_identifier} {unit}" + (f"; {why}" if why else "")
+    return fitted, why
 
 
 _KIND_WORDS = {"index": "index", "key": "key", "foreign_key": "foreign key", "check": "check constraint"}
@@ -113,13 +126,13 @@ class _Names:
     def take(self, wanted: str | None, fallback: str, kind: str, schema: str | None, table: str,
              notes: list[str] | None = None) -> str:
         kinds = self.adapter.name_spaces[kind]
-        name, n = fit_name(wanted or fallback, self.adapter.max_identifier), 1
+        (name, why), n = target_name(wanted or fallback, self.adapter), 1
         while any(k in self.used for k in self._keys(kinds, schema, table, name)):
             n += 1
-            name = fit_name(f"{wanted or fallback}_{n}", self.adapter.max_identifier)
+            name, _ = target_name(f"{wanted or fallback}_{n}", self.adapter)
         self.used.update(self._keys(kinds, schema, table, name))
         if wanted and name != wanted and notes is not None:
-            why = "the name is taken" if n > 1 else f"over {self.adapter.max_identifier} characters"
+            why = "the name is taken" if n > 1 else why
             notes.append(f"{_KIND_WORDS[kind]} {wanted!r} restored as {name!r} ({why} in {self.adapter.name})")
         return name
 
@@ -127,16 +140,24 @@ class _Names:
 _PG_CAST = re.compile(r"::\s*(?:\"[^\"]+\"|[a-zA-Z_][\w ]*?)(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?(?=[\s),]|$)")
 
 
-def portable_check(sqltext: str, src_engine: str, adapter: Adapter) -> str:
-    """Best-effort translation of a check expression to another engine's quoting."""
+def portable_check(sqltext: str, src_engine: str, adapter: Adapter, names: dict[str, str] | None = None) -> str:
+    """Best-effort translation of a check expression to another engine's quoting (as plain SQL
+    text: SQLAlchemy doubles a '%' in it when it compiles the DDL); ``names``: the columns the
+    target holds under other names."""
+    names = names or {}
     s = _PG_CAST.sub("", sqltext)
     quote = "`" if src_engine == "mysql" else '"'
     if src_engine == "mssql":
-        s = re.sub(r"\[([^\]]+)\]", lambda m: adapter.q(m.group(1)), s)
+        s = re.sub(r"\[((?:[^\]]|\]\])+)\]",
+                   lambda m: adapter.qtable_value(_renamed(m.group(1).replace("]]", "]"), names), None), s)
     else:
         s = re.sub(re.escape(quote) + r"((?:[^" + quote + r"]|" + quote * 2 + r")+)" + re.escape(quote),
-                   lambda m: adapter.q(m.group(1).replace(quote * 2, quote)), s)
+                   lambda m: adapter.qtable_value(_renamed(m.group(1).replace(quote * 2, quote), names), None), s)
     return s
+
+
+def _renamed(name: str, names: dict[str, str]) -> str:
+    return names.get(name, name)
 
 
 #: bytes a key part of each logical kind may take on the target (MySQL's largest: BIGINT 8,
@@ -181,7 +202,7 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
             rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
             referenced.setdefault(rk, set()).update(fk.ref_columns)
     for t in tables:
-        names.table(target_schema(t.schema), t.name if same else fit_name(t.name, adapter.max_identifier))
+        names.table(target_schema(t.schema), t.name if same else target_name(t.name, adapter)[0])
     for t in tables:
         plan = _table_plan(t, schema, adapter, same, md, names, target_schema(t.schema), skip_checks,
                            referenced.get(t.key, set()))
@@ -260,7 +281,7 @@ def _collation_notes(engine: str, tables: list[Table], adapter: Adapter) -> list
 
 def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.MetaData, names: _Names,
                 tschema: str | None, skip_checks: bool, referenced: set[str]) -> TablePlan:
-    name = t.name if same else fit_name(t.name, adapter.max_identifier)
+    name, why = (t.name, None) if same else target_name(t.name, adapter)
     notes: list[str] = []
     if t.partitions and not (same and t.partition_by):
         notes.append(f"partitioned in the source ({len(t.partitions)} partitions: "
@@ -276,7 +297,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         notes += [f"index {x['name']} on partition {pname}: its definition could not be read; not restored"
                   for pname, kind, x in own if kind == "indexes" and not x.get("sql")]
     if name != t.name:
-        notes.append(f"table renamed to {name!r} (over {adapter.max_identifier} characters)")
+        notes.append(f"table {t.name!r} renamed to {name!r} ({why} in {adapter.name})")
     if t.virtual and not same:
         fulltext = " (a FULLTEXT index over its text columns takes its place)" \
             if t.virtual.startswith("fts") and adapter.fulltext_index else ""
@@ -291,10 +312,9 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     cols: list[ColumnPlan] = []
     sa_cols: list[sa.Column] = []
     identity = False
+    taken = set() if same else {c.name.lower() for c in t.columns if target_name(c.name, adapter)[1] is None}
     for c in t.columns:
-        cname = c.name if same else fit_name(c.name, adapter.max_identifier)
-        if cname != c.name:
-            notes.append(f"column {c.name!r} renamed to {cname!r}")
+        cname = _column_name(c.name, adapter, same, taken, notes)
         if same:
             target, sa_type = c.type, adapter.exact_type(c)
             mv = ColumnMove(c.type, _ident)
@@ -350,7 +370,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         pk_name = names.take(t.primary_key_name, f"pk_{name}", "key", tschema, name, notes) \
             if t.primary_key_name and adapter.named_primary_keys else None
         table_args.append(sa.PrimaryKeyConstraint(*[colmap[c] for c in t.primary_key], name=pk_name))
-    kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": tschema}
+    kwargs: dict[str, Any] = {"comment": t.comment, "quote": True, "schema": _one_schema(tschema)}
     kwargs.update(adapter.table_options(t))
     if same:
         kwargs.update(_dialect_kw(adapter, {k: v for k, v in t.options.items() if k in adapter.kept_table_options
@@ -391,7 +411,7 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
     pending_not_valid: list[tuple[str, str]] = []
     if not skip_checks:
         for i, chk in enumerate(t.checks):
-            text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter)
+            text = chk.sqltext if same else portable_check(chk.sqltext, schema.engine, adapter, colmap)
             if chk.not_valid:
                 # NOT VALID in the source: rows from before it may break it
                 if same and adapter.not_valid_constraints:
@@ -485,6 +505,29 @@ def _replay(plan: TablePlan, by_key: dict[str, TablePlan], skip_checks: bool) ->
         return
     plan.create_sql = t.create_sql
     plan.indexes = []
+
+
+def _one_schema(schema: str | None) -> str | None:
+    """A schema name SQLAlchemy does not split at a '.' (SQL Server reads ``a.b`` as database
+    and schema)."""
+    return sa.sql.quoted_name(schema, quote=True) if schema and "." in schema else schema
+
+
+def _column_name(name: str, adapter: Adapter, same: bool, taken: set[str], notes: list[str]) -> str:
+    """A column's name on the target: a name the target holds as it is was reserved in ``taken``;
+    a changed one that meets another gets a number (each change noted)."""
+    cname, why = (name, None) if same else target_name(name, adapter)
+    if why is None:
+        return cname
+    n = 1
+    while cname.lower() in taken:
+        n += 1
+        cname = target_name(f"{name.rstrip(' ')}_{n}", adapter)[0]
+    if n > 1:
+        why += f"; {target_name(name, adapter)[0]!r} is taken"
+    taken.add(cname.lower())
+    notes.append(f"column {name!r} renamed to {cname!r} ({why} in {adapter.name})")
+    return cname
 
 
 def _partition_clause_notes(t: Table, adapter: Adapter, same: bool, kwargs: dict[str, Any]) -> list[str]:

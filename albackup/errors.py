@@ -67,6 +67,11 @@ class DumpError(AlbackupError):
     exit_code = 9
 
 
+class UnreadObject(DumpError):
+    """A table, column, index, constraint or view could not be read in full: the dump names it and
+    fails (exclude it to dump the rest)."""
+
+
 class RestoreError(AlbackupError):
     """The restore failed; what it had created in the target was removed."""
 

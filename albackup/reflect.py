@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .engines.base import Adapter
+from .errors import UnreadObject
 from .model import Check, Column, ForeignKey, Index, Schema, Table, Unique, neutral_key
 from .types import logical_from_sqlalchemy
 
@@ -54,18 +55,32 @@ def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None]
                 warnings.simplefilter("always", sa.exc.SAWarning)
                 # SQLite: the SQLite adapter's refine_table reads expression indexes itself
                 warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
+                adapter.prime_reflection(conn, insp, name, s)
                 table = _reflect_table(conn, insp, adapter, name, s, default)
                 unread = [str(w.message) for w in caught if issubclass(w.category, sa.exc.SAWarning)]
             for w in caught:   # not SQLAlchemy's: as they would have been without the recording
                 if not issubclass(w.category, sa.exc.SAWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            if unread:
-                adapter.reflect_unread(conn, table, unread)
+            _fail_on_unread(table, adapter.reflect_unread(conn, table, unread) if unread else [],
+                            any(w.startswith("Did not recognize type") for w in unread))
             out.tables.append(table)
     for t in out.tables:
         t.partitions = sorted(merged.get(t.key, []))
     adapter.reflect_extras(conn, out, norm, kinds if kinds is not None else {"view", "trigger", "routine"})
     return out
+
+
+def _fail_on_unread(table: Table, unread: list[str], unknown_types: bool) -> None:
+    """What the reflection could not read fails the dump (and ``compare``), naming it: a column
+    whose type SQLAlchemy did not know and the adapter did not read either, a column, key or
+    index SQLAlchemy skipped."""
+    for c in table.columns if unknown_types else ():
+        if c.original_type == "NULL" and c.type.kind == "native":
+            raise UnreadObject(f"table {table.key!r}, column {c.name!r}: its type could not be read")
+    if unread:
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        raise UnreadObject(f"table {table.key!r}: not read in full: {unread[0]!r}{more}; "
+                           "exclude the table to dump the rest")
 
 
 def _ref_schema(s: str | None, default: str | None) -> str | None:
@@ -94,7 +109,7 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
             col.computed_stored = (info.get("computed") or {}).get("persisted")
         adapter.refine_column(col, info, t)
         t.columns.append(col)
-    for fk in insp.get_foreign_keys(name, schema=schema):
+    for fk in _foreign_keys(conn, insp, adapter, name, schema):
         opts = fk.get("options") or {}
         t.foreign_keys.append(ForeignKey(
             name=fk.get("name"), columns=list(fk["constrained_columns"]), ref_table=fk["referred_table"],
@@ -138,6 +153,19 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
         t.options = {}
     adapter.refine_table(t, conn)
     return t
+
+
+def _foreign_keys(conn: Connection, insp: Any, adapter: Adapter, name: str, schema: str | None) -> list[dict[str, Any]]:
+    """SQLAlchemy's reading of the table's foreign keys; where it fails (PostgreSQL: a name
+    holding a line break), the adapter's own."""
+    try:
+        return insp.get_foreign_keys(name, schema=schema)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        fks = adapter.foreign_keys(conn, name, schema)
+        if fks is None:
+            raise UnreadObject(f"table {adapter.qtable_value(name, schema)}: its foreign keys could not be read "
+                               f"({type(exc).__name__}: {exc})") from exc
+        return fks
 
 
 def _index_options(ix: dict[str, Any]) -> dict[str, Any] | None:

@@ -420,6 +420,9 @@ class Restorer:
             raise RestoreRefused(
                 f"restore would lose data in {len(res.losses)} column(s), e.g. {first.table}.{first.column}: "
                 f"{first.reason} ({first.rows} rows); see restore --plan, or pass --accept-lossy")
+        for change in res.changes:   # a name the target cannot hold: never a silent change
+            if " renamed to " in change or " restored as " in change:
+                log.warning("%s", change)
         self._execute(plan, res, clash)
         for t in res.tables:
             t["read_back"] = self.read_back.get(t["table"], "values")

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
 from albackup.engines.base import adapter_class
 from albackup.engines.mssql import BEGIN_SQL, SNAPSHOT_OFF_DETAIL, SNAPSHOT_STATE_SQL, MSSQLAdapter
-from albackup.errors import IntegrityError, RestoreError
+from albackup.errors import IntegrityError, RestoreError, UnreadObject
 from albackup.mapping import move
 from albackup.model import Column, LogicalType as L, Routine, Schema, Table
 
@@ -554,8 +554,7 @@ def test_reflect_extras_keeps_triggers_and_routines(ad: MSSQLAdapter) -> None:
             return [("dbo",)]
         return [("dbo", "trg_audit", "TR", "orders", "CREATE TRIGGER trg_audit ON orders AFTER INSERT AS ..."),
                 ("dbo", "add_one", "FN", None, "CREATE FUNCTION add_one(@x int) RETURNS int AS ..."),
-                ("sales", "p_load", "P ", None, "CREATE PROCEDURE sales.p_load AS ..."),
-                ("dbo", "secret", "P ", None, None)]
+                ("sales", "p_load", "P ", None, "CREATE PROCEDURE sales.p_load AS ...")]
 
     conn = FakeConnection(answer=answer)
     schema = Schema("mssql")
@@ -567,6 +566,15 @@ def test_reflect_extras_keeps_triggers_and_routines(ad: MSSQLAdapter) -> None:
         Routine("routine", "p_load", "CREATE PROCEDURE sales.p_load AS ...", "sales"),
         Routine("trigger", "trg_audit", "CREATE TRIGGER trg_audit ON orders AFTER INSERT AS ...", None, "orders"),
     ]
+
+
+def test_an_encrypted_routine_fails_the_dump_naming_it(ad: MSSQLAdapter) -> None:
+    """WITH ENCRYPTION: its text cannot be read, so a backup without it would lose it unseen."""
+    def answer(sql: str, p: Any) -> list[tuple[Any, ...]]:
+        return [("dbo",)] if sql == "SELECT SCHEMA_NAME()" else [("dbo", "se]cret", "P ", None, None)]
+
+    with pytest.raises(UnreadObject, match=r"routine \[dbo\]\.\[se\]\]cret\]: its definition is encrypted.*routines: false"):
+        ad.reflect_extras(FakeConnection(answer=answer), Schema("mssql"), [None], {"routine"})  # type: ignore[arg-type]
 
 
 def test_server_default_portable_spellings(ad: MSSQLAdapter) -> None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 
+from ..errors import UnreadObject
 from ..mapping import ColumnMove
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import INLINE_NAMES, Converter, EchoHash, batch_converter, canonicalizer
@@ -78,6 +79,8 @@ class Adapter(abc.ABC):
     name = "base"
     dialect_names: tuple[str, ...] = ()
     max_identifier = 63
+    #: ``max_identifier`` counts characters (else UTF-8 bytes, as PostgreSQL does)
+    identifier_chars = False
     #: longest text a key (PK, unique, index) column may hold, in characters; None: unlimited
     key_text_chars: int | None = None
     #: bytes a key's text character takes (the other columns of a key take from its length)
@@ -127,6 +130,13 @@ class Adapter(abc.ABC):
     def q(self, name: str) -> str:
         return self.prep.quote_identifier(name)
 
+    def held_name(self, name: str) -> tuple[str, str | None]:
+        """``name`` as the engine can hold it (its length aside, see ``ddl.target_name``), and
+        why it changed (None: it did not)."""
+        if "\x00" in name:
+            return name.replace("\x00", "\ufffd") or "_", f"{self.name} names cannot hold a NUL character"
+        return name, None
+
     def qtable(self, name: str, schema: str | None) -> str:
         return f"{self.q(schema)}.{self.q(name)}" if schema else self.q(name)
 
@@ -135,8 +145,9 @@ class Adapter(abc.ABC):
         '%' (``q`` doubles them for the statement's text, see ``execute``)."""
         p = self.prep
 
-        def one(n: str) -> str:
-            return p.initial_quote + n.replace(p.escape_quote, p.escape_to_quote) + p.final_quote
+        def one(n: str) -> str:   # each '%' in it came doubled: undone exactly (SQL Server: [a]]b])
+            quoted = p.quote_identifier(n)
+            return quoted.replace("%%", "%") if getattr(p, "_double_percents", False) else quoted
 
         return f"{one(schema)}.{one(name)}" if schema else one(name)
 
@@ -158,17 +169,29 @@ class Adapter(abc.ABC):
     def begin_snapshot(self, conn: Connection) -> Snapshot:
         """Start the dump's one consistent read and say which method was achieved."""
 
+    def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
+        """Before ``table`` is reflected: read what SQLAlchemy's reflection would misread."""
+
+    def foreign_keys(self, conn: Connection, name: str, schema: str | None) -> list[dict[str, Any]] | None:
+        """The table's foreign keys read from the catalogue, as SQLAlchemy's inspector gives
+        them, where its reading failed (None: the adapter cannot)."""
+        return None
+
     def refine_column(self, col: Column, info: dict[str, Any], table: Table) -> None:
         """Adjust a reflected column (logical type, autoincrement) for engine specifics."""
 
     def refine_table(self, table: Table, conn: Connection) -> None:
         """Adjust a reflected table (drop checks the engine makes itself, …)."""
 
-    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> None:
+    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> list[str]:
         """What SQLAlchemy warned it could not read while reflecting ``table`` (after
-        ``refine_table``): an adapter reads what it can itself; the rest is named in the log."""
+        ``refine_table``): an adapter reads what it can itself and returns the rest, which
+        fails the dump. A type SQLAlchemy did not know is no loss where the adapter read it
+        (``reflect.reflect_schema`` checks that no column is left without one)."""
         for w in warnings:
-            log.warning("table %s: %s", table.key, w)
+            if w.startswith("Did not recognize type"):
+                log.warning("table %s: %s", table.key, w)
+        return [w for w in warnings if not w.startswith("Did not recognize type")]
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
@@ -179,16 +202,17 @@ class Adapter(abc.ABC):
                 for v in insp.get_view_names(schema=s):
                     try:
                         sql = insp.get_view_definition(v, schema=s)
-                    except Exception as exc:  # pragma: no cover - engine-specific permission issues
-                        log.warning("view %s: definition not readable (%s); skipped", v, exc)
-                        continue
+                    except Exception as exc:  # engine-specific permission issues
+                        raise UnreadObject(f"view {self.qtable_value(v, s)}: its definition could not be read "
+                                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                                           "leave views out with views: false") from exc
                     schema.routines.append(Routine("view", v, self.view_sql(v, s, sql), s))
 
     def view_sql(self, name: str, schema: str | None, definition: str) -> str:
         d = definition.strip()
         if d.upper().startswith("CREATE"):
             return d
-        return f"CREATE VIEW {self.qtable(name, schema)} AS {d}"
+        return f"CREATE VIEW {self.qtable_value(name, schema)} AS {d}"
 
     def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
         """Tables of ``schema`` that are partitions of another table (name → the key of the
@@ -616,7 +640,7 @@ class Adapter(abc.ABC):
             errors: list[str] = []
             for r in list(pending):
                 try:
-                    self.run_ddl(conn, self.literal_sql(r.sql))
+                    self.run_ddl(conn, self.literal_sql(self._view_name_once(r)))
                     pending.remove(r)
                     progress = True
                 except sa.exc.DBAPIError as exc:
@@ -625,6 +649,15 @@ class Adapter(abc.ABC):
                 failures = errors
                 break
         return failures
+
+
+    def _view_name_once(self, r: Routine) -> str:
+        """A routine's SQL as the manifest keeps it: plain SQL text. Backups before this was so
+        kept a view's name with each '%' doubled (``create_routines`` doubles them once more)."""
+        old = f"CREATE VIEW {self.qtable(r.name, r.schema)} AS "
+        if r.kind == "view" and "%" in r.name and self.formats and r.sql.startswith(old):
+            return f"CREATE VIEW {self.qtable_value(r.name, r.schema)} AS " + r.sql[len(old):]
+        return r.sql
 
 
 def _ident(v: Any) -> Any:

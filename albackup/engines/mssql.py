@@ -19,7 +19,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Connection
 
-from ..errors import AlbackupError, IntegrityError, RestoreError
+from ..errors import AlbackupError, IntegrityError, RestoreError, UnreadObject
 from ..mapping import ColumnMove, Loss, nan_loss, to_json_text
 from ..model import Column, LogicalType, Routine, Schema, Table
 from ..values import Converter, EchoHash
@@ -141,6 +141,7 @@ class MSSQLAdapter(Adapter):
         return (f"SELECT {cols} FROM {self.qtable(table.name, table.schema)}{where} "
                 f"ORDER BY {cols} OFFSET {int(n) - 1} ROWS FETCH NEXT 1 ROWS ONLY")
     max_identifier = 128
+    identifier_chars = True    # sysname: 128 characters
     max_params = 2100          # parameters per statement; a statement must stay below it
     key_text_chars = 450       # 900-byte index keys / 2 bytes per NVARCHAR character
     key_char_bytes = 2
@@ -249,8 +250,9 @@ class MSSQLAdapter(Adapter):
             if kind not in wanted:
                 continue
             if definition is None:   # WITH ENCRYPTION: the text is not readable
-                log.warning("%s %s.%s: definition is encrypted; skipped", kind, sname, oname)
-                continue
+                raise UnreadObject(f"{kind} {self.qtable_value(oname, sname)}: its definition is encrypted "
+                                   f"(WITH ENCRYPTION) and cannot be read; leave {kind}s out with "
+                                   f"{'triggers' if kind == 'trigger' else 'routines'}: false")
             s = None if sname == default else sname
             if kind == "trigger":
                 schema.routines.append(Routine("trigger", oname, definition, s, parent))

@@ -15,6 +15,7 @@ import operator
 import os
 import re
 import tempfile
+import warnings
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from ..codec import LARGE_BYTES, LargeBase
-from ..errors import LoadConflict, RestoreError
+from ..errors import LoadConflict, RestoreError, UnreadObject
 from ..mapping import ColumnMove, Loss
 from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
@@ -115,6 +116,7 @@ class MySQLAdapter(Adapter):
     dialect_names = ("mysql", "mariadb")
     fulltext_index = {"mysql_prefix": "FULLTEXT"}
     max_identifier = 64
+    identifier_chars = True
     named_primary_keys = False
     default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci
 
@@ -244,8 +246,52 @@ class MySQLAdapter(Adapter):
         if info.get("autoincrement") is True:
             col.autoincrement = True
 
+    def held_name(self, name: str) -> tuple[str, str | None]:
+        """MySQL/MariaDB names hold characters of the Basic Multilingual Plane only (not U+0000,
+        not an emoji: each becomes U+FFFD) and cannot end with a space (trailing spaces dropped)."""
+        held, why = super().held_name(name)
+        wide = "".join("\ufffd" if ord(ch) > 0xFFFF else ch for ch in held)
+        if wide != held:
+            held, why = wide, "MySQL/MariaDB names hold no character beyond U+FFFF"
+        if held != held.rstrip(" "):
+            held, why = held.rstrip(" ") or "_", "MySQL/MariaDB names cannot end with a space"
+        return held, why
+
+    def _unknown_types(self, table: Table, conn: Connection) -> None:
+        """A type SQLAlchemy does not know (MariaDB's INET6, POINT): as the server names it."""
+        unknown = [c for c in table.columns if c.type.kind == "native" and c.original_type == "NULL"]
+        if unknown:
+            named = dict(conn.exec_driver_sql(
+                "SELECT column_name, column_type FROM information_schema.columns "
+                "WHERE table_schema = coalesce(%s, DATABASE()) AND table_name = %s", (table.schema, table.name)).all())
+            for c in unknown:
+                if named.get(c.name):
+                    c.original_type = str(named[c.name])
+                    c.type = LogicalType("native", native=c.original_type)
+
+    def prime_reflection(self, conn: Connection, insp: Any, name: str, schema: str | None) -> None:
+        """SQLAlchemy reads SHOW CREATE TABLE line by line with patterns: a name holding a line
+        break splits its line (the column, key or constraint is skipped) and a backtick in a
+        name comes back doubled. Such names are read here in place of a stand-in name each, put
+        back in what the parser made, and the result is what the inspector uses (also when no
+        name needs it: SQLAlchemy then does not read SHOW CREATE TABLE again)."""
+        row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(name, schema)}").first()
+        if row is None or not str(row[0]).strip() or _VIEW.match(row[1]):
+            return
+        sql, names = _stand_ins(row[1])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state = self.dialect._tabledef_parser.parse(sql, self.dialect._connection_charset)
+        for w in caught:     # what it could not read, under the real names
+            warnings.warn(_put_back(str(w.message), names), w.category)
+        _put_back(state, names)
+        insp.info_cache[("_setup_parser", (name,), (("schema", schema),))] = state
+        if insp.get_columns(name, schema=schema) is not state.columns:
+            raise UnreadObject(f"table {self.qtable_value(name, schema)}: names holding a line break or a backtick "
+                               "cannot be read with this SQLAlchemy version")
+
     def refine_table(self, table: Table, conn: Connection) -> None:
-        _unescape_names(table)
+        self._unknown_types(table, conn)
         if conn.dialect.is_mariadb and (conn.dialect.server_version_info or ()) >= (10, 5, 10):
             # MariaDB keeps a CHECK written on a column apart (LEVEL 'Column', named after the
             # column; the column appeared in 10.5.10) and SQLAlchemy does not read those: they
@@ -289,7 +335,7 @@ class MySQLAdapter(Adapter):
                 if c.autoincrement and nxt:
                     c.identity = {"next": int(nxt)}
 
-    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> None:
+    def reflect_unread(self, conn: Connection, table: Table, warnings: list[str]) -> list[str]:
         """SQLAlchemy's reading of SHOW CREATE TABLE skips a foreign key whose line holds a name
         with a backtick in it (with a warning): the table's foreign keys that it did not read
         come from information_schema instead."""
@@ -314,7 +360,7 @@ class MySQLAdapter(Adapter):
                 fk.columns.append(col)
                 fk.ref_columns.append(ref_col)
             table.foreign_keys.extend(found.values())
-        super().reflect_unread(conn, table, rest)
+        return super().reflect_unread(conn, table, rest)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
@@ -780,35 +826,59 @@ class MySQLAdapter(Adapter):
 _UNREAD_FOREIGN_KEY = re.compile(r"^Unknown schema content: '\s*CONSTRAINT .* FOREIGN KEY ", re.S)
 
 
-def _unescaped(name: str) -> str:
-    return name.replace("``", "`")
+_VIEW = re.compile(r"^CREATE\s.*\bVIEW\b", re.S | re.I)
+_QUOTED = re.compile(r"`(?:``|[^`])*`|'(?:''|\\.|[^'\\])*'|\"(?:\"\"|\\.|[^\"\\])*\"", re.S)
 
 
-def _unescape_names(table: Table) -> None:
-    """SQLAlchemy reads the names of SHOW CREATE TABLE (a column's, a key's and its columns')
-    as they are quoted there: a backtick in a name comes back doubled. Only the table's own name
-    is unquoted."""
-    if not any("``" in n for n in [*(c.name for c in table.columns), *(i.name or "" for i in table.indexes),
-                                     *(u.name or "" for u in table.uniques), *(c.name or "" for c in table.checks)]):
-        return
-    for c in table.columns:
-        c.name = _unescaped(c.name)
-    table.primary_key = [_unescaped(n) for n in table.primary_key]
-    for u in table.uniques:
-        u.name = u.name and _unescaped(u.name)
-        u.columns = [_unescaped(n) for n in u.columns]
-    for ix in table.indexes:
-        ix.name = ix.name and _unescaped(ix.name)
-        ix.columns = [_unescaped(n) for n in ix.columns]
-        if ix.options:
-            ix.options = {k: ({_unescaped(c): x for c, x in v.items()} if isinstance(v, dict) else v)
-                          for k, v in ix.options.items()}
-    for chk in table.checks:
-        chk.name = chk.name and _unescaped(chk.name)
-    for fk in table.foreign_keys:
-        fk.name = fk.name and _unescaped(fk.name)
-        fk.columns = [_unescaped(n) for n in fk.columns]
-        fk.ref_columns = [_unescaped(n) for n in fk.ref_columns]
+def _stand_ins(sql: str) -> tuple[str, dict[str, str]]:
+    """SHOW CREATE TABLE with each name holding a line break or a backtick replaced by a plain
+    stand-in name; and the stand-ins → the names."""
+    names: dict[str, str] = {}
+    seen: dict[str, str] = {}
+
+    def one(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if tok[0] != "`" or not any(ch in tok[1:-1] for ch in "`\n\r"):
+            return tok
+        name = tok[1:-1].replace("``", "`")
+        if name not in seen:
+            n = len(seen)
+            while f"albk_name_{n}" in sql:
+                n += 1000
+            seen[name] = f"albk_name_{n}"
+            names[seen[name]] = name
+        return f"`{seen[name]}`"
+
+    return _QUOTED.sub(one, sql), names
+
+
+def _put_back(x: Any, names: dict[str, str]) -> Any:
+    """The names in place of their stand-ins throughout what the parser made (in SQL text such
+    as a check's, quoted again)."""
+    def text(s: str) -> str:
+        if s in names:
+            return names[s]
+        for k, v in names.items():
+            if k in s:
+                s = s.replace(f"`{k}`", "`" + v.replace("`", "``") + "`")
+        return s
+
+    if isinstance(x, str):
+        return text(x)
+    if isinstance(x, list):
+        x[:] = [_put_back(v, names) for v in x]
+        return x
+    if isinstance(x, tuple):
+        return tuple(_put_back(v, names) for v in x)
+    if isinstance(x, dict):
+        for k in list(x):
+            v = x.pop(k)
+            x[text(k) if isinstance(k, str) else k] = _put_back(v, names)
+        return x
+    if hasattr(x, "__dict__") and type(x).__name__ == "ReflectedState":
+        for k, v in vars(x).items():
+            setattr(x, k, _put_back(v, names))
+    return x
 
 
 def dbapi_driver(raw: Any) -> str:

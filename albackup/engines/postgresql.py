@@ -12,7 +12,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
 
-from ..errors import IntegrityError, RestoreError
+from ..errors import IntegrityError, RestoreError, UnreadObject
 from ..mapping import ColumnMove, Loss, _ident
 from ..model import Column, DomainType, EnumType, LogicalType, Routine, Schema, Sequence, Table
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
@@ -272,6 +272,31 @@ class PostgreSQLAdapter(Adapter):
             col.sequence = m.group("seq").replace("''", "'")
             col.autoincrement = True
 
+    def foreign_keys(self, conn: Connection, name: str, schema: str | None) -> list[dict[str, Any]] | None:
+        """From pg_constraint (SQLAlchemy reads pg_get_constraintdef with a pattern that a name
+        holding a line break defeats)."""
+        actions = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+        out = []
+        for cname, cols, rschema, rtable, rcols, upd, dele, deferrable, deferred in conn.exec_driver_sql(
+                """SELECT k.conname,
+                          ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                                JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+                          rn.nspname, r.relname,
+                          ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                                JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
+                          k.confupdtype, k.confdeltype, k.condeferrable, k.condeferred
+                     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                    WHERE k.contype = 'f' AND c.relname = %(t)s AND n.nspname = coalesce(%(s)s, current_schema())
+                    ORDER BY k.conname""", {"t": name, "s": schema}):
+            opts = {k: v for k, v in (("onupdate", actions.get(upd)), ("ondelete", actions.get(dele))) if v}
+            if deferrable:
+                opts.update(deferrable=True, initially="DEFERRED" if deferred else "IMMEDIATE")
+            out.append({"name": cname, "constrained_columns": list(cols), "referred_schema": rschema,
+                        "referred_table": rtable, "referred_columns": list(rcols), "options": opts})
+        return out
+
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         super().reflect_extras(conn, schema, schemas, kinds)
@@ -288,9 +313,8 @@ class PostgreSQLAdapter(Adapter):
                              WHERE c.relkind = 'm' AND n.nspname = coalesce(%(s)s, current_schema())
                              ORDER BY 1, 2""", {"s": s}):
                     if rest is None:
-                        log.warning("materialized view %s: the definition of its index %s could not be read; "
-                                    "it is not backed up", view, iname)
-                        continue
+                        raise UnreadObject(f"materialized view {self.qtable_value(view, s)}: the definition of its "
+                                           f"index {self.qtable_value(iname, None)} could not be read")
                     # plain SQL text (create_routines doubles its '%'): names quoted as values are
                     indexes.setdefault(view, []).append(f"CREATE {'UNIQUE ' if unique else ''}INDEX "
                                                         f"{self.qtable_value(iname, None)} ON "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 
+from ..errors import UnreadObject
 from ..mapping import ColumnMove, Loss, decimal_digits
 from ..model import Column, Index, LogicalType, Routine, Schema, Table, Unique
 from ..values import Converter, canonicalizer, decimal_text
@@ -149,10 +151,12 @@ class SQLiteAdapter(Adapter):
                 sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
                                            (name,)).scalar()
                 parts = index_parts(sql or "")
-                if parts is not None:
-                    elements, where = parts
-                    table.indexes.append(Index(name, [], bool(unique), [elements],
-                                               {"sqlite_where": where} if where else None))
+                if parts is None:
+                    raise UnreadObject(f"table {table.key!r}: index {name!r} could not be read ({sql!r})")
+                elements, where = parts
+                table.indexes.append(Index(name, [], bool(unique), [elements],
+                                           {"sqlite_where": where} if where else None))
+        _named(table, constraint_names(made or ""))
         actions: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
         rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({qt})").fetchall()
         by_id: dict[int, list[Any]] = {}
@@ -479,7 +483,12 @@ def index_parts(sql: str) -> tuple[str, str | None] | None:
 def _tokens(sql: str) -> list[str]:
     """SQLite SQL as tokens: quoted names and strings whole ("…", `…`, […], '…'), words,
     numbers, and single punctuation characters; comments and blanks dropped."""
-    out: list[str] = []
+    return [t for t, _, _ in _spans(sql)]
+
+
+def _spans(sql: str) -> list[tuple[str, int, int]]:
+    """``_tokens`` with where each starts and ends in ``sql``."""
+    out: list[tuple[str, int, int]] = []
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
@@ -493,18 +502,101 @@ def _tokens(sql: str) -> list[str]:
             i = n if j < 0 else j + 2
         elif ch in "'\"`[":
             j = _quoted_end(sql, i)
-            out.append(sql[i:j])
+            out.append((sql[i:j], i, j))
             i = j
         elif ch.isalnum() or ch == "_" or ord(ch) > 127:
             j = i
             while j < n and (sql[j].isalnum() or sql[j] in "_$" or ord(sql[j]) > 127):
                 j += 1
-            out.append(sql[i:j])
+            out.append((sql[i:j], i, j))
             i = j
         else:
-            out.append(ch)
+            out.append((ch, i, i + 1))
             i += 1
     return out
+
+
+@dataclass
+class ConstraintNames:
+    """The names a ``CREATE TABLE`` statement gives its constraints (SQLAlchemy reads them with
+    patterns that a name holding a quote, a comma or a line break defeats)."""
+    primary_key: str | None = None
+    uniques: dict[tuple[str, ...], str] = field(default_factory=dict)      # columns → name
+    foreign_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)                   # the check's SQL → name
+
+
+def constraint_names(sql: str) -> ConstraintNames:
+    out = ConstraintNames()
+    spans = _spans(sql)
+    start = next((k for k, s in enumerate(spans) if s[0] == "("), None)
+    if start is None:
+        return out
+    for part in _top_level(spans, start):
+        column = None if part[0][0].upper() in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN") \
+            else _unquote(part[0][0])
+        k = 0
+        while k < len(part) - 2:
+            if part[k][0].upper() == "CONSTRAINT" and _depth(part, k) == 0:
+                _one_constraint(sql, part, k + 2, _unquote(part[k + 1][0]), column, out)
+            k += 1
+    return out
+
+
+def _depth(part: list[tuple[str, int, int]], k: int) -> int:
+    return sum(1 if t == "(" else -1 if t == ")" else 0 for t, _, _ in part[:k])
+
+
+def _top_level(spans: list[tuple[str, int, int]], start: int) -> list[list[tuple[str, int, int]]]:
+    """The definitions between the parentheses at ``start`` and their match, each whole."""
+    parts: list[list[tuple[str, int, int]]] = [[]]
+    depth = 0
+    for s in spans[start + 1:]:
+        if s[0] == ")" and depth == 0:
+            break
+        if s[0] == "," and depth == 0:
+            parts.append([])
+            continue
+        depth += 1 if s[0] == "(" else -1 if s[0] == ")" else 0
+        parts[-1].append(s)
+    return [p for p in parts if p]
+
+
+def _one_constraint(sql: str, part: list[tuple[str, int, int]], k: int, name: str, column: str | None,
+                    out: ConstraintNames) -> None:
+    kind = part[k][0].upper() if k < len(part) else ""
+    paren = next((j for j in range(k, len(part)) if part[j][0] == "("), None)
+    inner = _top_level(part, paren) if paren is not None else []
+    cols = tuple(_unquote(p[0][0]) for p in inner)
+    if kind == "PRIMARY":
+        out.primary_key = name
+    elif kind == "UNIQUE":
+        out.uniques[cols if column is None else (column,)] = name
+    elif kind == "FOREIGN":
+        out.foreign_keys[cols] = name
+    elif kind == "REFERENCES" and column is not None:
+        out.foreign_keys[(column,)] = name
+    elif kind == "CHECK" and paren is not None:
+        depth, end = 0, None
+        for t, _, e in part[paren:]:
+            depth += 1 if t == "(" else -1 if t == ")" else 0
+            if depth == 0:
+                end = e
+                break
+        if end is not None:
+            out.checks[sql[part[paren][2]:end - 1].strip()] = name
+
+
+def _named(table: Table, names: ConstraintNames) -> None:
+    """The table's constraints under the names its statement gives them."""
+    if table.primary_key and names.primary_key is not None:
+        table.primary_key_name = names.primary_key
+    for u in table.uniques:
+        u.name = names.uniques.get(tuple(u.columns), u.name)
+    for c in table.checks:
+        c.name = names.checks.get(c.sqltext.strip(), c.name)
+    for fk in table.foreign_keys:
+        fk.name = names.foreign_keys.get(tuple(fk.columns), fk.name)
 
 
 def _unquote(token: str) -> str:
