@@ -20,12 +20,12 @@ from sqlalchemy.pool import NullPool
 
 from .archive import MANIFEST, Backup, backup_id, read_manifest
 from .compare import Comparison, compare_databases
-from .config import DatabaseConfig, TestAllConfig
+from .config import DatabaseConfig, TestAllConfig, url_identity
 from .dump import DumpOptions, DumpResult, run_dump
 from .engines.base import Adapter, for_engine
 from .keys import NONE as NO_ENCRYPTION
 from .keys import EncryptionConfig, keyring, new_backup_encryption
-from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused
+from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused, TargetIsSource
 from .repository import (Repository, Uploader, is_remote, open_remote_backup, remove_workdir, split_location,
                          temp_workdir)
 from .restore import RestoreOptions, Restorer, RestoreResult
@@ -155,6 +155,7 @@ def _restore(backup: Backup, db: DatabaseConfig, opts: RestoreOptions, progress:
     if opts.plan_only and db.url.get_backend_name() == "sqlite" and not Path(db.url.database or "").is_file():
         db = replace(db, url=db.url.set(database=":memory:"))   # a plan creates no file
     engine, adapter = connect(db, must_exist=False)
+    adapter.set_lock_timeout(engine, opts.lock_timeout)
     try:
         return Restorer(backup, engine, adapter, opts, label, progress).run()
     finally:
@@ -257,6 +258,50 @@ class TestAllResult:
         return bool(ran) and all(e.status == "ok" for e in ran) and sum(e.tables for e in ran) > 0
 
 
+def identity(engine: sa.Engine, adapter: Adapter) -> tuple[Any, ...] | None:
+    """The database ``engine`` connects to, as its server names it (Adapter.server_identity)."""
+    with engine.connect() as conn:
+        return adapter.server_identity(conn)
+
+
+def refuse_same(source: DatabaseConfig, src: tuple[Any, ...] | None, target: DatabaseConfig,
+                dst: tuple[Any, ...] | None) -> None:
+    """TargetIsSource when ``target`` is ``source``'s database: by the servers' identities
+    (``src``, ``dst``) where both are known, else by the URLs (config.url_identity)."""
+    if src is not None and dst is not None:
+        same = src == dst
+    else:
+        same = url_identity(source.url) == url_identity(target.url)
+    if same:
+        raise TargetIsSource(f"scratch target {target.display_url()} is the database of {source.name} "
+                             f"({source.display_url()}): the same server and database; test_all would "
+                             "overwrite it, so nothing was written (give the scratch target another database)")
+
+
+def _guard_scratch(cfg: TestAllConfig) -> None:
+    """Before anything runs: no database is its scratch target (each reachable one asked)."""
+    if cfg.scratch is None:
+        return
+    dst = _identity_of(cfg.scratch)
+    for db in cfg.databases:
+        if not db.skip:
+            refuse_same(db, _identity_of(db), cfg.scratch, dst)
+
+
+def _identity_of(db: DatabaseConfig) -> tuple[Any, ...] | None:
+    """``db``'s identity, or None where it cannot be reached now (its own run reports that)."""
+    try:
+        engine, adapter = connect(db, must_exist=False)
+    except DatabaseUnavailable:
+        return None
+    try:
+        return identity(engine, adapter)
+    except sa.exc.DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+
+
 def _scratch(db: DatabaseConfig, adapter: Adapter, workdir: Path) -> tuple[DatabaseConfig, Callable[[], None]]:
     """A scratch database on the source's own server (a temporary file for SQLite)."""
     url, drop = adapter.create_scratch(db.url, workdir)
@@ -268,6 +313,7 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None, progress: Progr
     """Dump, restore into scratch, compare. ``after_restore(source, scratch)`` runs between restore
     and compare (a hook: tests use it to plant differences)."""
     res = TestAllResult()
+    _guard_scratch(cfg)
     tmp = Path(tempfile.mkdtemp(prefix="albackup-test-all-", dir=workdir))
     try:
         for db in cfg.databases:
@@ -278,6 +324,8 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None, progress: Progr
                 continue
             try:
                 _test_one(db, cfg.scratch, tmp, entry, progress, after_restore)
+            except TargetIsSource:
+                raise
             except AlbackupError as exc:
                 entry.status = "error"
                 entry.error = f"{type(exc).__name__}: {scrub(exc.message, db)}"
@@ -322,12 +370,18 @@ def _compare_copy(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path,
             target, drop = _scratch(db, src_adapter, tmp)
         else:
             target = scratch
+            dst_engine, dst_adapter = connect(target, must_exist=False)
+            try:    # asked again just before the restore: the guard at the start may have found one down
+                refuse_same(db, identity(src_engine, src_adapter), target, identity(dst_engine, dst_adapter))
+            finally:
+                dst_engine.dispose()
         t1 = time.monotonic()
         opts = db.destinations[0].options if db.destinations else None
         with backup_at(location, db.encryption, options=opts) as backup:
             _restore(backup, replace(target, encryption=db.encryption),
                      RestoreOptions(allow_restore=True, clean=scratch is not None,
-                                    enable_ri_check=db.enable_ri_check, jobs=db.jobs), progress)
+                                    enable_ri_check=db.enable_ri_check, jobs=db.jobs,
+                                    lock_timeout=target.lock_timeout), progress)
         entry.restore_seconds = round(time.monotonic() - t1, 3)
         if after_restore is not None:
             after_restore(db, target)

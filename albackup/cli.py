@@ -249,10 +249,13 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
               help="How each restored table is checked: hash reads every row back and compares it with "
                    "the backup's content hash; count compares row counts only (faster; trusts the load). "
                    "Default: the config's read_back, else hash.")
+@click.option("--lock-timeout", type=click.IntRange(1, config.MAX_LOCK_TIMEOUT), default=None, metavar="SECONDS",
+              help="How long a statement waits for a lock another session holds before the restore fails. "
+                   "Default: the config's lock_timeout, else 60.")
 @click.pass_context
 def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], clean: bool,
             plan_only: bool, accept_lossy: bool, allow_restore: bool, skip_checks: bool, no_routines: bool,
-            jobs: int | None, read_back: str | None, **kw: Any) -> None:
+            jobs: int | None, read_back: str | None, lock_timeout: int | None, **kw: Any) -> None:
     """Restore the backup at --backup-dir into the configured database (needs allow_restore)."""
     st = _merge(ctx, **kw)
     if not st.backup_dir:
@@ -261,17 +264,20 @@ def restore(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[s
     opts = RestoreOptions(allow_restore=db.allow_restore, clean=clean, include=_split(tables),
                           exclude=_split(exclude_tables), accept_lossy=accept_lossy, plan_only=plan_only,
                           enable_ri_check=db.enable_ri_check, skip_checks=skip_checks, routines=not no_routines,
-                          jobs=jobs or db.jobs, read_back=read_back or db.read_back)
+                          jobs=jobs or db.jobs, read_back=read_back or db.read_back,
+                          lock_timeout=lock_timeout or db.lock_timeout)
     res = api.restore(st.backup_dir, replace(db, encryption=_enc(st, db)), opts, progress=_progress(st, "restore"))
     data = {"target": res.target, "planned_only": res.planned_only, "tables": res.tables,
             "rows": res.rows, "losses": [x.to_dict() for x in res.losses], "changes": res.changes,
-            "seconds": round(res.seconds, 3)}
+            "refused": res.refused, "seconds": round(res.seconds, 3)}
     if plan_only:
         data["ddl"] = res.ddl
         lines = ["-- DDL"] + res.ddl + ["", "-- type changes and notes"] + (res.changes or ["(none)"])
         lines += ["", "-- lossiness report"]
         lines += [f"{x.table}.{x.column}: {x.source_type} → {x.target_type}: {x.reason} ({x.rows} rows)"
                   for x in res.losses] or ["(no loss)"]
+        if res.refused:
+            lines += ["", "-- refused: --clean would drop these objects outside the backup"] + res.refused
         _out(st, data, "\n".join(lines))
         return
     for x in res.losses:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 COMPRESSIONS = ("zstd", "gzip", "lzma", "none")
 READ_BACKS = ("hash", "count")
+MAX_LOCK_TIMEOUT = 31_536_000     # a year: MariaDB's lock_wait_timeout goes no higher
 LEVELS = {"zstd": (1, 22), "gzip": (0, 9), "lzma": (0, 9)}
 #: ``driver`` values and their SQLAlchemy driver names; "mysql" and "mariadb" take mysqlclient when
 #: it is installed, else PyMySQL (``mysql_dbapi``); "mysql+pymysql" and the like name one
@@ -59,7 +60,7 @@ BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines"
              "skip")
 LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "jobs", "chunk_rows",
-                           "encryption", "read_back",
+                           "encryption", "read_back", "lock_timeout",
                            "retention", "destinations", "max_age",
                            *CONNECTION_KEYS, *SOURCE_KEYS, *BOOL_KEYS, *LIST_KEYS})
 TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "destinations", "retention", "max_age",
@@ -115,6 +116,7 @@ class DatabaseConfig:
     jobs: int = 1                                    # worker processes for dump and restore (-j)
     chunk_rows: int = 1_000_000                      # tables above this many rows are cut into key ranges
     read_back: str = "hash"                          # restore: how each table is checked (--read-back)
+    lock_timeout: int = 60                           # restore: seconds a statement waits for a lock
     views: bool = True
     triggers: bool = True
     routines: bool = True
@@ -362,7 +364,7 @@ def test_all_config(path: str | Path, *, key_path: str | Path | None = None) -> 
             defaults[key] = data[key]
     databases = _databases(data, defaults, where, path.parent)
     for i, db in enumerate(databases):
-        if scratch is not None and _identity(db.url) == _identity(scratch.url):
+        if scratch is not None and url_identity(db.url) == url_identity(scratch.url):
             raise where.error(f"databases[{i}]", "is the same database as the scratch target; "
                                                  "test_all would overwrite it")
     for key in ("hostname", "workdir", "log_dir"):
@@ -460,8 +462,20 @@ def _databases(data: dict, defaults: dict, where: _Where, base_dir: Path) -> tup
     return tuple(out)
 
 
-def _identity(url: URL) -> tuple:
-    return url.get_backend_name(), (url.host or "localhost").lower(), url.port, url.database
+_LOOPBACK = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def url_identity(url: URL) -> tuple:
+    """The database a URL names, as far as its text tells (the loopback names alike, the default
+    port filled in, a SQLite path resolved); test_all also asks the servers (api.same_database)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = url.database or ""
+        return backend, os.path.realpath(path) if path and path != ":memory:" else object()
+    host = (url.host or "").lower()
+    return ("mysql" if backend == "mariadb" else backend, "localhost" if host in _LOOPBACK else host,
+            url.port or _DEFAULT_PORTS.get(backend), url.database)
 
 
 # ---------------------------------------------------------------- one database
@@ -649,6 +663,9 @@ def _options(data: dict, where: _Where) -> dict[str, Any]:
         if data["read_back"] not in READ_BACKS:
             raise where.error("read_back", f"expected one of {', '.join(READ_BACKS)}, got {_show(data['read_back'])}")
         out["read_back"] = data["read_back"]
+    if "lock_timeout" in data:
+        out["lock_timeout"] = _int(data["lock_timeout"], "lock_timeout", where, 1, MAX_LOCK_TIMEOUT,
+                                   f"a whole number of seconds 1..{MAX_LOCK_TIMEOUT}")
     return out
 
 

@@ -38,9 +38,14 @@ class DatabaseUnavailable(AlbackupError):
 
 
 class RestoreRefused(AlbackupError):
-    """Restore refused: allow_restore not set, a table to restore already exists (see --clean), or lossy without --accept-lossy."""
+    """Restore refused: allow_restore not set, the target is the source (test_all), a table to restore already exists (see --clean), --clean would drop an object outside the backup, or lossy without --accept-lossy."""
 
     exit_code = 5
+
+
+class TargetIsSource(RestoreRefused):
+    """The restore's target is the database being backed up or tested (the same server and
+    database, however its URL is spelt): nothing was written."""
 
 
 class BackupNotFound(AlbackupError):
@@ -81,6 +86,10 @@ class RestoreError(AlbackupError):
 class LoadConflict(RestoreError):
     """A load lost a lock conflict with another loading connection (a deadlock, a lock wait
     timeout): nothing of it was kept, and it can be run again."""
+
+
+class LockTimeout(RestoreError):
+    """The restore waited longer than lock_timeout for a lock another session holds."""
 
 
 class IntegrityError(AlbackupError):

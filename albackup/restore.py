@@ -18,7 +18,7 @@ from .archive import Backup
 from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
 from .engines.base import Adapter, database_error_line
-from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
+from .errors import AlbackupError, IntegrityError, LockTimeout, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
 from .progress import as_reporter
@@ -50,6 +50,8 @@ class RestoreResult:
     losses: list[LossReport] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     ddl: list[str] = field(default_factory=list)
+    #: what --clean refuses to take away: objects outside the backup that depend on what it drops
+    refused: list[str] = field(default_factory=list)
     planned_only: bool = False
     seconds: float = 0.0
 
@@ -348,6 +350,8 @@ class RestoreOptions:
     #: how the restored tables are checked: "hash" (every row read back and compared with the
     #: backup's content hash) or "count" (row counts only: faster, and trusts the load)
     read_back: str = "hash"
+    #: seconds a statement of the restore waits for a lock another session holds
+    lock_timeout: int = 60
 
 
 class Restorer:
@@ -362,6 +366,10 @@ class Restorer:
         self.created: list[TablePlan] = []
         self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
         self._made_names: set[str] = set()
+        #: --clean: the backup's views the target holds, dropped before they are made again
+        self._clean_views: list[tuple[str, str | None]] = []
+        #: the table whose lock the restore is waiting for (named when the wait times out)
+        self._waiting: tuple[str, str | None] | None = None
         #: what each table's load sent, where the read-back compares text (echo_check)
         self.echoes: dict[str, EchoHash] = {}
         #: how each table was read back: "text" (as loaded, line for line), "values" (rehashed)
@@ -400,7 +408,10 @@ class Restorer:
         with self.engine.connect() as conn:
             plan, res = self.plan(count=False)   # once connected: the dialect knows MariaDB from MySQL
             existing = self._existing(conn, plan)
-        clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
+            clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
+            if self.opts.clean:
+                self._clean_views = self.adapter.existing_views(conn, self._backup_views(plan))
+                res.refused = self.adapter.clean_blockers(conn, self._clean_tables(plan, clash), self._clean_views)
         if self.opts.plan_only:
             res.losses = self.count_losses(plan)
             res.planned_only = True
@@ -411,6 +422,8 @@ class Restorer:
             shown = ", ".join(sorted(clash)[:10]) + (" …" if len(clash) > 10 else "")
             raise RestoreRefused(f"target {self.label} already holds {len(clash)} of the tables ({shown}); "
                                  "use --clean to drop and replace them")
+        if res.refused:
+            raise self._clean_refused(res.refused)
         if self.opts.accept_lossy or clash:     # the losses are reported (or the target is not to be touched)
             res.losses = self.count_losses(plan)
         else:
@@ -432,13 +445,33 @@ class Restorer:
     def _existing(self, conn: Connection, plan: Plan) -> dict[str | None, set[str]]:
         return {s: self.adapter.existing_tables(conn, s) for s in {tp.schema for tp in plan.tables}}
 
+    def _backup_views(self, plan: Plan) -> list[tuple[str, str | None]]:
+        """The views this restore makes again (with the routines)."""
+        if not self._routines_wanted(plan):
+            return []
+        return [(r.name, r.schema) for r in self.backup.schema.routines if r.kind == "view"]
+
+    @staticmethod
+    def _clean_tables(plan: Plan, clash: list[str] | set[str]) -> list[tuple[str, str | None]]:
+        """The target's tables --clean drops (those the restore makes again), dependents first."""
+        return [(tp.name, tp.schema) for tp in reversed(plan.tables) if tp.name in clash]
+
+    def _clean_refused(self, blockers: list[str]) -> RestoreRefused:
+        more = f" ({len(blockers) - 1} more: see restore --plan --clean)" if len(blockers) > 1 else ""
+        return RestoreRefused(f"restore --clean into {self.label} refused: {blockers[0]}, is not in the backup "
+                              f"and would be lost{more}; drop or change it first, or restore into another "
+                              "database (nothing was changed)")
+
     # ---------------------------------------------------------------- the steps
     def _execute(self, plan: Plan, res: RestoreResult, clash: list[str]) -> None:
-        if self.opts.jobs > 1 and self.adapter.supports_parallel_restore:
+        a = self.adapter
+        drops = bool(clash or self._clean_views)
+        if self.opts.jobs > 1 and a.supports_parallel_restore and not (drops and a.transactional_ddl):
             return self._execute_parallel(plan, res, clash)
         if self.opts.jobs > 1:
-            log.info("%s restores run in one connection: -j %d is ignored", self.adapter.name, self.opts.jobs)
-        a = self.adapter
+            log.info("%s: -j %d is ignored (%s)", a.name, self.opts.jobs,
+                     "--clean replaces tables in one transaction" if a.supports_parallel_restore
+                     else "restores run in one connection")
         try:
             with self.engine.connect() as conn:
                 if not a.transactional_ddl:
@@ -475,7 +508,24 @@ class Restorer:
         first = database_error_line(exc, self.engine.dialect.dbapi)
         if first is None:
             return None
+        if self.adapter.is_lock_timeout(exc):
+            return self._lock_timeout(what, first)
         return RestoreError(f"restore into {self.label} {what}: {first}")
+
+    def _lock_timeout(self, what: str, first: str) -> LockTimeout:
+        """A lock wait that outlasted lock_timeout, naming the table and who holds it."""
+        waited = f"lock_timeout ({self.opts.lock_timeout} s) passed"
+        if self._waiting is None:
+            return LockTimeout(f"restore into {self.label} {what}: {waited} waiting for a lock: {first}")
+        name, schema = self._waiting
+        try:
+            with self.engine.connect() as conn:
+                holders = self.adapter.lock_holders(conn, name, schema)
+        except Exception:      # the message goes out without them
+            holders = []
+        by = f" held by {'; '.join(holders)}" if holders else ""
+        return LockTimeout(f"restore into {self.label} {what}: table {f'{schema}.' if schema else ''}{name} is "
+                           f"locked by another session{by}; {waited}")
 
     def from_manifest(self, tp: TablePlan, normalize: bool) -> bool:
         """The manifest's hash is the expected one when the values go in as they are stored (and
@@ -693,7 +743,7 @@ class Restorer:
     def _create(self, conn: Connection, plan: Plan, clash: list[str]) -> None:
         """--clean's drops, schemas/types/sequences, the tables (steps 1–3)."""
         a = self.adapter
-        if clash:
+        if clash or self._clean_views:
             self._drop_existing(conn, plan, set(clash))
         a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
         if a.routines_before_tables and self._routines_wanted(plan):
@@ -723,9 +773,24 @@ class Restorer:
                     raise RestoreError(f"{label} could not be set: {str(exc.orig).strip().splitlines()[0]}") from None
 
     def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
-        for tp in reversed(plan.tables):
-            if tp.name in names:
-                self.adapter.drop_table(conn, tp.name, tp.schema)
+        """--clean: lock the tables it replaces, check again (under the locks) that nothing
+        outside the backup depends on them, then drop them and the backup's views."""
+        a = self.adapter
+        tables = self._clean_tables(plan, names)
+        for name, schema in tables:
+            self._waiting = (name, schema)
+            a.lock_for_clean(conn, name, schema)
+        self._waiting = None
+        blockers = a.clean_blockers(conn, tables, self._clean_views)
+        if blockers:
+            raise self._clean_refused(blockers)
+        if a.drops_together:
+            a.drop_for_clean(conn, tables, self._clean_views)
+        else:
+            for name, schema in tables:
+                self._waiting = (name, schema)
+                a.drop_table(conn, name, schema)
+        self._waiting = None
 
     def _create_tables(self, conn: Connection, plan: Plan) -> None:
         d = self.adapter.dialect

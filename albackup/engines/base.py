@@ -563,6 +563,48 @@ class Adapter(abc.ABC):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    # ---------------------------------------------------------------- whose database, --clean, locks
+    def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
+        """The connected database as the server names it, whatever the URL's spelling: the
+        server's own identity and the database's name. None where the engine cannot say."""
+        return None
+
+    def set_lock_timeout(self, engine: sa.Engine, seconds: int) -> None:
+        """Every new connection of ``engine`` waits at most ``seconds`` for a lock."""
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (SQLAlchemy's or the driver's) is the server giving up a lock wait."""
+        return False
+
+    def lock_holders(self, conn: Connection, name: str, schema: str | None) -> list[str]:
+        """The other sessions holding a lock on table ``name`` (for the message of a lock wait
+        that timed out); empty where the engine cannot say."""
+        return []
+
+    def lock_for_clean(self, conn: Connection, name: str, schema: str | None) -> None:
+        """--clean: take the lock that dropping table ``name`` needs, in this transaction."""
+
+    def existing_views(self, conn: Connection, views: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        """--clean: those of ``views`` (the backup's, restored again) that the target holds and
+        that --clean drops before they are made again (none where the engine replaces them)."""
+        return []
+
+    def clean_blockers(self, conn: Connection, tables: list[tuple[str, str | None]],
+                       views: list[tuple[str, str | None]]) -> list[str]:
+        """--clean: the objects outside ``tables`` and ``views`` that depend on them (a view, a
+        foreign key, a function of another table), each as "what depends on what"; --clean
+        refuses to drop what they need. Empty where the engine cannot say."""
+        return []
+
+    #: --clean drops its tables in one statement (``drop_for_clean``), else one at a time
+    drops_together = False
+
+    def drop_for_clean(self, conn: Connection, tables: list[tuple[str, str | None]],
+                       views: list[tuple[str, str | None]]) -> None:
+        """--clean: drop ``views`` and ``tables`` (never what depends on them)."""
+        for name, schema in tables:
+            self.drop_table(conn, name, schema)
+
     #: the kinds ``object_mark`` returns, in the order a failed restore drops them
     object_kinds: tuple[str, ...] = ()
 

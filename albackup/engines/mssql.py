@@ -32,6 +32,7 @@ SNAPSHOT_OFF_DETAIL = ("snapshot isolation is off for this database; enable with
                        "ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON")
 #: ODBC's manual-commit mode runs the session with IMPLICIT_TRANSACTIONS ON (bit 2 of @@OPTIONS):
 #: there the next read opens the transaction, and an explicit BEGIN would nest a second one.
+IDENTITY_SQL = "SELECT @@SERVERNAME, @@SERVICENAME, DB_NAME()"
 BEGIN_SQL = "IF @@TRANCOUNT = 0 AND (@@OPTIONS & 2) = 0 BEGIN TRANSACTION"
 
 NVARCHAR_MAX_N = 4000     # longest NVARCHAR(n) / NCHAR(n); beyond: NVARCHAR(max)
@@ -497,6 +498,12 @@ class MSSQLAdapter(Adapter):
             value = pick(x for x in (extreme, last) if x is not None)
         conn.exec_driver_sql(
             f"DBCC CHECKIDENT ({self.literal_name(qt)}, RESEED, {int(value)}) WITH NO_INFOMSGS")
+
+    def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
+        """The instance's name as it calls itself (@@SERVERNAME: the machine and instance,
+        @@SERVICENAME: the service) and the current database."""
+        name, service, db = conn.exec_driver_sql(IDENTITY_SQL).one()
+        return ("mssql", str(name or "").upper(), str(service or "").upper(), db)
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         qt = self.qtable(name, schema)

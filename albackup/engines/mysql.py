@@ -811,6 +811,32 @@ class MySQLAdapter(Adapter):
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
+        """MySQL's @@server_uuid where the server has one; MariaDB's @@hostname, @@port and
+        @@datadir (the same through every address and socket). And the current database."""
+        got = {str(k).lower(): v for k, v in conn.exec_driver_sql(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_uuid', 'hostname', 'port', 'datadir')")}
+        db = conn.exec_driver_sql("SELECT DATABASE()").scalar()
+        if got.get("server_uuid"):
+            return ("mysql", "uuid", got["server_uuid"], db)
+        return ("mysql", "host", got.get("hostname"), got.get("port"), got.get("datadir"), db)
+
+    def set_lock_timeout(self, engine: sa.Engine, seconds: int) -> None:
+        """Metadata locks (a DROP or ALTER waiting for another session's transaction) and InnoDB
+        row locks alike."""
+        @sa.event.listens_for(engine, "connect")
+        def _lock_timeout(dbapi_conn: Any, record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"SET SESSION lock_wait_timeout = {int(seconds)}, "
+                            f"innodb_lock_wait_timeout = {int(seconds)}")
+            finally:
+                cur.close()
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        return _code(orig) == 1205       # ER_LOCK_WAIT_TIMEOUT: metadata and row locks
+
     object_kinds = ("VIEW", "PROCEDURE", "FUNCTION")
 
     def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:

@@ -1120,6 +1120,98 @@ class PostgreSQLAdapter(Adapter):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
 
+    def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
+        """The cluster's system identifier (pg_control_system(), the same through every address
+        and socket; a streaming replica shares its primary's) and the database's name. Where the
+        function may not be called: the postmaster's start time and port."""
+        db = conn.exec_driver_sql("SELECT current_database()").scalar()
+        try:
+            with conn.begin_nested():
+                sysid = conn.exec_driver_sql("SELECT system_identifier::text FROM pg_control_system()").scalar()
+            return ("postgresql", "system", sysid, db)
+        except sa.exc.DBAPIError:
+            started, port = conn.exec_driver_sql(
+                "SELECT pg_postmaster_start_time()::text, current_setting('port')").one()
+            return ("postgresql", "started", started, port, db)
+
+    def set_lock_timeout(self, engine: sa.Engine, seconds: int) -> None:
+        @sa.event.listens_for(engine, "connect")
+        def _lock_timeout(dbapi_conn: Any, record: Any) -> None:
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET lock_timeout = '{int(seconds)}s'")
+            dbapi_conn.commit()
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        return getattr(orig, "pgcode", None) == "55P03"      # lock_not_available
+
+    def lock_holders(self, conn: Connection, name: str, schema: str | None) -> list[str]:
+        rows = conn.exec_driver_sql(
+            """SELECT DISTINCT l.pid, a.usename, a.application_name, a.state, l.mode
+                 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+                  AND l.relation = to_regclass(%(t)s) ORDER BY 1""",
+            {"t": self.qtable_value(name, schema)}).fetchall()
+        return [f"pid {pid} ({', '.join(str(x) for x in (user, app or None, state, mode) if x)})"
+                for pid, user, app, state, mode in rows]
+
+    def lock_for_clean(self, conn: Connection, name: str, schema: str | None) -> None:
+        # held to the end of the restore's transaction: no session can read the old table
+        # meanwhile, nor make a new view or foreign key depend on it
+        conn.exec_driver_sql(f"LOCK TABLE {self.qtable(name, schema)} IN ACCESS EXCLUSIVE MODE")
+
+    def existing_views(self, conn: Connection, views: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        """The backup's views are made with CREATE VIEW: those already there are dropped first
+        (as pg_restore --clean drops what the archive holds)."""
+        if not views:
+            return []
+        found = set(conn.exec_driver_sql(
+            "SELECT v FROM unnest(%(v)s::text[]) AS v WHERE (SELECT relkind FROM pg_class "
+            "WHERE oid = to_regclass(v)) IN ('v', 'm')",
+            {"v": [self.qtable_value(n, s) for n, s in views]}).scalars())
+        return [(n, s) for n, s in views if self.qtable_value(n, s) in found]
+
+    def clean_blockers(self, conn: Connection, tables: list[tuple[str, str | None]],
+                       views: list[tuple[str, str | None]]) -> list[str]:
+        names = [self.qtable_value(n, s) for n, s in [*tables, *views]]
+        if not names:
+            return []
+        found: dict[str, list[str]] = {}
+        for what, on in conn.exec_driver_sql(_BLOCKERS_SQL, {"names": names}):
+            found.setdefault(what, []).append(on)
+        return [f"{what} depends on {min(on, key=lambda o: (not o.startswith(('table ', 'view ')), o))}"
+                for what, on in sorted(found.items())]
+
+    drops_together = True
+
+    def drop_for_clean(self, conn: Connection, tables: list[tuple[str, str | None]],
+                       views: list[tuple[str, str | None]]) -> None:
+        """Views first (plain and materialized apart, each kind in one statement, in turns while
+        one kind waits for the other), then every table in one DROP TABLE: the server orders the
+        drops of objects that depend on each other; nothing else is dropped (no CASCADE)."""
+        kinds = dict(conn.exec_driver_sql(
+            "SELECT v, (SELECT relkind FROM pg_class WHERE oid = to_regclass(v))::text "
+            "FROM unnest(%(v)s::text[]) AS v", {"v": [self.qtable_value(n, s) for n, s in views]}).fetchall()) \
+            if views else {}
+        pending = {"VIEW": [self.qtable(n, s) for n, s in views if kinds.get(self.qtable_value(n, s)) == "v"],
+                   "MATERIALIZED VIEW": [self.qtable(n, s) for n, s in views
+                                         if kinds.get(self.qtable_value(n, s)) == "m"]}
+        last: Exception | None = None
+        while any(pending.values()):
+            done = False
+            for kind, names in pending.items():
+                if names:
+                    try:
+                        with conn.begin_nested():
+                            conn.exec_driver_sql(f"DROP {kind} {', '.join(names)}")
+                        pending[kind], done = [], True
+                    except sa.exc.DBAPIError as exc:
+                        last = exc
+            if not done:
+                raise last if last is not None else RestoreError("views could not be dropped")
+        if tables:
+            conn.exec_driver_sql(f"DROP TABLE {', '.join(self.qtable(n, s) for n, s in tables)}")
+
     object_kinds = ("MATERIALIZED VIEW", "VIEW", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE", "DOMAIN",
                     "TYPE", "EXTENSION", "SCHEMA")
     drop_cascade = " CASCADE"       # what depends on an object the restore made was made by it too
@@ -1159,6 +1251,31 @@ UNION ALL
 SELECT 'SCHEMA', n.nspname, quote_ident(n.nspname) FROM pg_namespace n WHERE {_USER_NS}
 UNION ALL
 SELECT 'EXTENSION', e.extname, quote_ident(e.extname) FROM pg_extension e
+"""
+
+
+# What --clean would take away besides the relations it names: ``part`` is those relations and
+# everything dropped with them (their constraints, indexes, triggers, rules, row types, owned
+# sequences, partitions: auto and internal dependencies, followed down); a normal dependency
+# on any of it from outside ``part`` (a view, another table's foreign key or default, a
+# function over the row type, a child by INHERITS) is what DROP without CASCADE refuses. A
+# view's rule is named as its view.
+_BLOCKERS_SQL = """
+WITH RECURSIVE part(classid, objid) AS (
+    SELECT 'pg_class'::regclass::oid, to_regclass(n)::oid FROM unnest(%(names)s::text[]) AS n
+     WHERE to_regclass(n) IS NOT NULL
+  UNION
+    SELECT d.classid, d.objid FROM pg_depend d JOIN part p ON d.refclassid = p.classid AND d.refobjid = p.objid
+     WHERE d.deptype IN ('a', 'i', 'P', 'S')
+)
+SELECT DISTINCT
+       CASE WHEN d.classid = 'pg_rewrite'::regclass
+            THEN pg_describe_object('pg_class'::regclass, (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid), 0)
+            ELSE pg_describe_object(d.classid, d.objid, 0) END,
+       pg_describe_object(d.refclassid, d.refobjid, 0)
+  FROM pg_depend d JOIN part p ON d.refclassid = p.classid AND d.refobjid = p.objid
+ WHERE d.deptype = 'n'
+   AND NOT EXISTS (SELECT 1 FROM part q WHERE q.classid = d.classid AND q.objid = d.objid)
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -351,6 +352,18 @@ class SQLiteAdapter(Adapter):
         if any((c.identity or {}).get("sqlite_autoincrement") for c in table.columns):
             return {"sqlite_autoincrement": True}
         return {}
+
+    def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
+        """The main database's file as the file system knows it (device, inode): the same
+        through a relative or absolute path, a symbolic or a hard link. An in-memory or
+        temporary database is its connection's own."""
+        path = next((r[2] for r in conn.exec_driver_sql("PRAGMA database_list") if r[1] == "main"), "")
+        if not path:
+            return ("sqlite", "memory", id(conn.connection.dbapi_connection))
+        if not os.path.exists(path):
+            return ("sqlite", "path", os.path.realpath(path))
+        st = os.stat(path)
+        return ("sqlite", "file", st.st_dev, st.st_ino)
 
     def begin_load(self, conn: Connection, concurrent: bool = False) -> None:
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
