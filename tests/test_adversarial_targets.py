@@ -115,7 +115,7 @@ def test_all_refuses_a_postgresql_scratch_that_is_the_source(host: str, pg, tmp_
 
 
 def _mariadb_spellings() -> list[str]:
-    out = ["localhost:3306", "localhost", "LOCALHOST", "vm:3306", "Vm"]
+    out = ["localhost:3306", "localhost", "127.0.0.1", "LOCALHOST", "vm:3306", "Vm"]
     if Path(MARIADB_SOCKET).exists():
         out.append(f"localhost?unix_socket={MARIADB_SOCKET}")
     return out
