@@ -98,15 +98,17 @@ def _test_all(src: config.DatabaseConfig, scratch: config.DatabaseConfig, tmp: P
     return api.test_all(config.TestAllConfig(scratch=scratch, databases=(src,)), workdir=tmp)
 
 
-PG_SPELLINGS = ["localhost:5432", "localhost", "127.0.0.1", "LOCALHOST:5432", "LocalHost", "vm:5432", "VM"]
+PG_SPELLINGS = ["localhost:5432/{db}", "localhost/{db}", "127.0.0.1/{db}", "LOCALHOST:5432/{db}", "LocalHost/{db}",
+                "vm:5432/{db}", "VM/{db}", "/{db}?host=localhost&port=5432", "/{db}?host=127.0.0.1"]
 
 
-@pytest.mark.parametrize("host", PG_SPELLINGS)
-def test_all_refuses_a_postgresql_scratch_that_is_the_source(host: str, pg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spelling", PG_SPELLINGS)
+def test_all_refuses_a_postgresql_scratch_that_is_the_source(spelling: str, pg, tmp_path: Path) -> None:
     src = pg.new("same")
     _source(src)
-    scratch = _url(src).replace("127.0.0.1:5432", host)
+    scratch = "postgresql+psycopg2://root@" + spelling.format(db=src.database)
     assert scratch != _url(src)
+    assert _rows(sa.engine.make_url(scratch), "SELECT 1") == [(1,)]    # reachable so: the servers are asked
     with pytest.raises(TargetIsSource) as exc:
         _test_all(_cfg(src, name="shop"), _cfg(scratch, allow_restore=True), tmp_path)
     assert exc.value.exit_code == 5
@@ -130,6 +132,7 @@ def test_all_refuses_a_mariadb_scratch_that_is_the_source(host: str, my, tmp_pat
     scratch = base.replace("127.0.0.1:3306/" + path, host.split("?")[0] + "/" + path
                            + ("?" + host.split("?")[1] if "?" in host else ""))
     assert scratch != base
+    assert _rows(sa.engine.make_url(scratch), "SELECT 1") == [(1,)]
     with pytest.raises(TargetIsSource):
         _test_all(_cfg(src, name="crm"), _cfg(scratch, allow_restore=True), tmp_path)
     _untouched(src)
@@ -152,6 +155,29 @@ def test_all_refuses_a_sqlite_scratch_that_is_the_source(spelling: str, tmp_path
     with pytest.raises(TargetIsSource):
         _test_all(_cfg(src), _cfg(f"sqlite:///{other}", allow_restore=True), tmp_path / "w")
     _untouched(src)
+
+
+def test_sql_server_identity_is_the_instance_and_database() -> None:
+    """SQL Server (SQL level, no server here): @@SERVERNAME and @@SERVICENAME as the instance
+    names itself (case aside), whatever host or port the URL spelt; and the database."""
+    from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
+
+    from albackup.engines.mssql import IDENTITY_SQL, MSSQLAdapter
+
+    from .test_mssql_sql import FakeConnection
+
+    ad = MSSQLAdapter(mssql_pyodbc.dialect())
+
+    def ident(name: str, service: str, db: str) -> Any:
+        conn = FakeConnection(answer=lambda sql, p: [(name, service, db)])
+        got = ad.server_identity(conn)  # type: ignore[arg-type]
+        assert conn.statements() == [IDENTITY_SQL]
+        return got
+
+    assert IDENTITY_SQL == "SELECT @@SERVERNAME, @@SERVICENAME, DB_NAME()"
+    assert ident("SQL01\\PAYROLL", "PAYROLL", "Payroll") == ident("sql01\\payroll", "payroll", "Payroll")
+    assert ident("SQL01", "MSSQLSERVER", "Payroll") != ident("SQL01", "MSSQLSERVER", "Payroll_copy")
+    assert ident("SQL01\\A", "A", "Payroll") != ident("SQL01\\B", "B", "Payroll")
 
 
 def test_all_runs_into_another_database_on_the_same_server(pg, tmp_path: Path) -> None:

@@ -502,7 +502,10 @@ class MSSQLAdapter(Adapter):
     def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
         """The instance's name as it calls itself (@@SERVERNAME: the machine and instance,
         @@SERVICENAME: the service) and the current database."""
-        name, service, db = conn.exec_driver_sql(IDENTITY_SQL).one()
+        row = conn.exec_driver_sql(IDENTITY_SQL).first()
+        if row is None:
+            return None
+        name, service, db = row
         return ("mssql", str(name or "").upper(), str(service or "").upper(), db)
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
