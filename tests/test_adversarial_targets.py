@@ -348,7 +348,8 @@ def _hold(url: sa.URL, *stmts: str) -> tuple[sa.Engine, sa.Connection, int]:
     return e, c, int(pid)
 
 
-def _restore_with_timeout(dst: sa.URL, backup: Path, tmp: Path, seconds: int) -> tuple[subprocess.CompletedProcess[str], float]:
+def _restore_with_timeout(dst: sa.URL, backup: Path, tmp: Path,
+                          seconds: int) -> tuple[subprocess.CompletedProcess[str], float]:
     cfg = _write(tmp / "target.yaml", f"url: '{_url(dst)}'\nallow_restore: true\nlock_timeout: {seconds}\n")
     t0 = time.monotonic()
     try:
