@@ -180,6 +180,26 @@ def test_sql_server_identity_is_the_instance_and_database() -> None:
     assert ident("SQL01\\A", "A", "Payroll") != ident("SQL01\\B", "B", "Payroll")
 
 
+def test_sql_server_clean_names_foreign_keys_from_outside() -> None:
+    """SQL Server (SQL level): --clean's drop would take the foreign keys of other tables with
+    the table; those of tables --clean does not replace are named, and refuse the restore."""
+    from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
+
+    from albackup.engines.mssql import MSSQLAdapter
+
+    from .test_mssql_sql import FakeConnection
+
+    ad = MSSQLAdapter(mssql_pyodbc.dialect())
+    conn = FakeConnection(answer=lambda sql, p: [("fk_audit_orders", "dbo", "audit", "dbo", "orders")])
+    got = ad.clean_blockers(conn, [("orders", None), ("customers", "sales")], [])  # type: ignore[arg-type]
+    assert got == ["foreign key fk_audit_orders on table dbo.audit depends on table dbo.orders"]
+    (kind, sql, params), = conn.log
+    assert "referenced_object_id IN (OBJECT_ID(?), OBJECT_ID(?))" in sql
+    assert "parent_object_id NOT IN (OBJECT_ID(?), OBJECT_ID(?))" in sql
+    assert params == ("[orders]", "[sales].[customers]") * 2
+    assert ad.clean_blockers(FakeConnection(), [], []) == []  # type: ignore[arg-type]
+
+
 def test_all_runs_into_another_database_on_the_same_server(pg, tmp_path: Path) -> None:
     """The same server under another name, but another database: that is what a scratch is."""
     src = pg.new("src")

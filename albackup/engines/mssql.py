@@ -508,6 +508,22 @@ class MSSQLAdapter(Adapter):
         name, service, db = row
         return ("mssql", str(name or "").upper(), str(service or "").upper(), db)
 
+    def clean_blockers(self, conn: Connection, tables: list[tuple[str, str | None]],
+                       views: list[tuple[str, str | None]]) -> list[str]:
+        """The foreign keys of other tables that reference the tables --clean replaces
+        (``drop_table`` would drop them with their table). A schema-bound view or function stops
+        the DROP itself, inside the restore's transaction."""
+        if not tables:
+            return []
+        names = tuple(self.qtable(n, s) for n, s in tables)
+        marks = ", ".join(f"OBJECT_ID({self.mark})" for _ in names)
+        rows = conn.exec_driver_sql(
+            "SELECT fk.name, OBJECT_SCHEMA_NAME(fk.parent_object_id), OBJECT_NAME(fk.parent_object_id), "
+            "OBJECT_SCHEMA_NAME(fk.referenced_object_id), OBJECT_NAME(fk.referenced_object_id) "
+            f"FROM sys.foreign_keys fk WHERE fk.referenced_object_id IN ({marks}) "
+            f"AND fk.parent_object_id NOT IN ({marks})", names + names).fetchall()
+        return sorted(f"foreign key {fk} on table {s}.{t} depends on table {rs}.{rt}" for fk, s, t, rs, rt in rows)
+
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         qt = self.qtable(name, schema)
         refs = conn.exec_driver_sql(

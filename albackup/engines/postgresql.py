@@ -1118,6 +1118,7 @@ class PostgreSQLAdapter(Adapter):
         return set(sa.inspect(conn).get_table_names(schema=schema))
 
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
+        # only a table this restore made (the cleanup of a failed one); --clean: drop_for_clean
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
 
     def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
