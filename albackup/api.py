@@ -282,16 +282,17 @@ def _guard_scratch(cfg: TestAllConfig) -> None:
     """Before anything runs: no database is its scratch target (each reachable one asked)."""
     if cfg.scratch is None:
         return
-    dst = _identity_of(cfg.scratch)
+    dst = _identity_of(cfg.scratch, must_exist=False)
     for db in cfg.databases:
         if not db.skip:
             refuse_same(db, _identity_of(db), cfg.scratch, dst)
 
 
-def _identity_of(db: DatabaseConfig) -> tuple[Any, ...] | None:
-    """``db``'s identity, or None where it cannot be reached now (its own run reports that)."""
+def _identity_of(db: DatabaseConfig, must_exist: bool = True) -> tuple[Any, ...] | None:
+    """``db``'s identity, or None where it cannot be reached now (its own run reports that; a
+    source's missing SQLite file is not made here)."""
     try:
-        engine, adapter = connect(db, must_exist=False)
+        engine, adapter = connect(db, must_exist=must_exist)
     except DatabaseUnavailable:
         return None
     try:

@@ -211,6 +211,15 @@ def test_all_runs_into_another_database_on_the_same_server(pg, tmp_path: Path) -
     assert _rows(scratch, "SELECT count(*) FROM keep") == [(3,)]
 
 
+def test_all_guard_makes_no_missing_source_file(tmp_path: Path) -> None:
+    """A source SQLite file that is not there stays not there: its entry fails as before."""
+    missing = tmp_path / "nope.sqlite"
+    res = _test_all(_cfg(f"sqlite:///{missing}"), _cfg(f"sqlite:///{tmp_path / 's.sqlite'}", allow_restore=True),
+                    tmp_path)
+    assert res.entries[0].status == "error" and "does not exist" in (res.entries[0].error or "")
+    assert not missing.exists()
+
+
 def test_test_all_command_refuses_before_dumping(pg, tmp_path: Path) -> None:
     """The command: a scratch the URL text cannot tell from another database (the host `vm` is
     this machine) ends the run with exit 5 and one line; nothing was dumped or written. Text that
