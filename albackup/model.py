@@ -280,6 +280,7 @@ class Sequence:
     is_called: bool = True
     data_type: str | None = None
     owned_by: str | None = None      # "table.column" whose drop drops the sequence
+    cache: int | None = None         # MariaDB: values each connection takes ahead (CACHE n; 0: NOCACHE)
 
 
 @dataclass
@@ -303,13 +304,25 @@ class EnumType:
 
 @dataclass
 class Routine:
-    """A view, trigger, function or procedure, kept as engine SQL for the same engine."""
+    """A view, trigger, function, procedure or event (MySQL/MariaDB), kept as engine SQL for the
+    same engine."""
 
     kind: str
     name: str
     sql: str
     schema: str | None = None
     table: str | None = None
+    # MySQL/MariaDB: the SQL mode the body was made under, and the account it runs as
+    # (``user``@``host`` as SHOW CREATE prints it; ``sql`` holds no DEFINER clause)
+    sql_mode: str | None = None
+    definer: str | None = None
+    time_zone: str | None = None     # MySQL/MariaDB event: the time zone its schedule is read in
+
+
+def _without_unset(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` without those of ``keys`` that are None (fields added later: a manifest without
+    them reads as before)."""
+    return {k: v for k, v in d.items() if not (k in keys and v is None)}
 
 
 @dataclass
@@ -335,9 +348,9 @@ class Schema:
         return {
             "engine": self.engine,
             "tables": [t.to_dict() for t in self.tables],
-            "sequences": [asdict(s) for s in self.sequences],
+            "sequences": [_without_unset(asdict(s), ("cache",)) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
-            "routines": [asdict(r) for r in self.routines],
+            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone")) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
           | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
           | ({"settings": self.settings} if self.settings else {})
@@ -349,7 +362,7 @@ class Schema:
             tables=[Table.from_dict(t) for t in d.get("tables") or []],
             sequences=[Sequence(**s) for s in d.get("sequences") or []],
             enums=[EnumType(**e) for e in d.get("enums") or []],
-            routines=[Routine(**r) for r in d.get("routines") or []],
+            routines=[Routine(**{k: v for k, v in r.items() if v is not None}) for r in d.get("routines") or []],
             extensions=list(d.get("extensions") or []),
             domains=[DomainType(**x) for x in d.get("domains") or []],
             settings=dict(d.get("settings") or {}),

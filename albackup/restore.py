@@ -821,7 +821,7 @@ class Restorer:
         names = {tp.table.name for tp in plan.tables}
         wanted = [r for r in self.backup.schema.routines if (r.table is None or r.table in names)
                   and not (self.adapter.routines_before_tables and r.kind == "routine")]
-        order = {"routine": 0, "view": 1, "trigger": 2}
+        order = {"routine": 0, "view": 1, "trigger": 2, "event": 3}
         wanted.sort(key=lambda r: order.get(r.kind, 3))
         self._raise_routine_failures(self.adapter.create_routines(conn, wanted))
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
 from ..mapping import ColumnMove, Loss
-from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Table
+from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Sequence, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
 from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
@@ -49,6 +49,41 @@ INSERT = "insert"
 
 def strip_definer(sql: str) -> str:
     return _DEFINER.sub("", sql, count=1)
+
+
+def with_definer(sql: str, definer: str) -> str:
+    """``sql`` (CREATE … without a DEFINER clause) with ``DEFINER=definer`` where MySQL wants it:
+    after CREATE [OR REPLACE] [ALGORITHM=…]."""
+    return _DEFINER_AT.sub(lambda m: f"{m.group(0)} DEFINER={definer}", sql, count=1)
+
+
+def routine_keyword(r: Routine) -> str:
+    """The object type of ``r`` as DROP names it."""
+    if r.kind != "routine":
+        return r.kind.upper()
+    m = re.search(r"\b(PROCEDURE|FUNCTION)\b", _blank_quoted(r.sql), re.I)
+    return m.group(1).upper() if m else "PROCEDURE"
+
+
+def _clamp(v: int | None) -> int | None:
+    """A sequence bound within MariaDB's (a signed 64-bit range, one short at each end)."""
+    return None if v is None else max(-(1 << 63) + 1, min(v, (1 << 63) - 2))
+
+
+_DEFINER_AT = re.compile(r"^\s*CREATE(?:\s+OR\s+REPLACE)?(?:\s+ALGORITHM\s*=\s*\w+)?", re.I)
+
+
+def definer_of(sql: str) -> str | None:
+    """The ``user``@``host`` of the DEFINER clause in a SHOW CREATE statement (None: none)."""
+    m = _DEFINER.search(sql)
+    return f"{m.group(1)}@{m.group(2)}" if m else None
+
+
+#: the MySQL/MariaDB spatial types, whose values are stored as a 4-byte SRID and the WKB
+SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+                           "multipolygon", "geometrycollection"})
+_SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
+_NEXTVAL = re.compile(r"^\s*nextval\(", re.I)
 
 
 def _blank_quoted(sql: str) -> str:
@@ -314,29 +349,90 @@ class MySQLAdapter(Adapter):
                 fk.columns.append(col)
                 fk.ref_columns.append(ref_col)
             table.foreign_keys.extend(found.values())
+        rest = [w for w in rest if not _SPATIAL_UNKNOWN.match(w)]   # read in _column_details
         super().reflect_unread(conn, table, rest)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         self._descending_parts(conn, schema, schemas)
+        self._column_details(conn, schema, schemas)
+        self._sequences(conn, schema)
         if "view" in kinds:
             for (name,) in conn.exec_driver_sql(
-                    "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE()"):
+                    "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE() "
+                    "ORDER BY table_name"):
                 row = conn.exec_driver_sql(f"SHOW CREATE VIEW {self.q(name)}").first()
-                schema.routines.append(Routine("view", name, strip_definer(row[1])))
+                schema.routines.append(Routine("view", name, strip_definer(row[1]), definer=definer_of(row[1])))
         if "trigger" in kinds:
             for name, tbl in conn.exec_driver_sql(
                     "SELECT trigger_name, event_object_table FROM information_schema.triggers "
-                    "WHERE trigger_schema = DATABASE()"):
+                    "WHERE trigger_schema = DATABASE() ORDER BY event_object_table, action_order"):
                 row = conn.exec_driver_sql(f"SHOW CREATE TRIGGER {self.q(name)}").first()
-                schema.routines.append(Routine("trigger", name, strip_definer(row[2]), None, tbl))
+                schema.routines.append(Routine("trigger", name, strip_definer(row[2]), None, tbl,
+                                               sql_mode=row[1], definer=definer_of(row[2])))
         if "routine" in kinds:
+            found = []
             for name, typ in conn.exec_driver_sql(
                     "SELECT routine_name, routine_type FROM information_schema.routines "
-                    "WHERE routine_schema = DATABASE()"):
+                    "WHERE routine_schema = DATABASE() ORDER BY routine_type, routine_name"):
                 row = conn.exec_driver_sql(f"SHOW CREATE {typ} {self.q(name)}").first()
                 if row and row[2]:
-                    schema.routines.insert(0, Routine("routine", name, strip_definer(row[2])))
+                    found.append(Routine("routine", name, strip_definer(row[2]), sql_mode=row[1],
+                                         definer=definer_of(row[2])))
+            schema.routines[:0] = found
+            for (name,) in conn.exec_driver_sql(
+                    "SELECT event_name FROM information_schema.events WHERE event_schema = DATABASE() "
+                    "ORDER BY event_name"):
+                # Event, sql_mode, time_zone, Create Event, …
+                row = conn.exec_driver_sql(f"SHOW CREATE EVENT {self.q(name)}").first()
+                if row and row[3]:
+                    schema.routines.append(Routine("event", name, strip_definer(row[3]), sql_mode=row[1],
+                                                   definer=definer_of(row[3]), time_zone=row[2]))
+
+    def _sequences(self, conn: Connection, schema: Schema) -> None:
+        """MariaDB's sequences (tables of type SEQUENCE), each with its options and the next value
+        it has not handed out to any connection's cache (as mariadb-dump keeps it: values cached
+        by a connection but not used are skipped, as after a server restart)."""
+        if not self.dialect.is_mariadb:
+            return
+        for (name,) in conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                "AND table_type = 'SEQUENCE' ORDER BY table_name").fetchall():
+            row = conn.exec_driver_sql(
+                "SELECT next_not_cached_value, minimum_value, maximum_value, start_value, increment, "
+                f"cache_size, cycle_option FROM {self.q(name)}").first()
+            if row is None:
+                continue
+            nxt, lo, hi, start, inc, cache, cycle = row
+            schema.sequences.append(Sequence(name, None, int(start), int(inc), int(lo), int(hi), bool(cycle),
+                                             int(nxt), False, None, None, int(cache)))
+
+    def _column_details(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
+        """What SQLAlchemy's reading of SHOW CREATE TABLE misses, from information_schema.COLUMNS
+        (one query per schema): the spatial types (GEOMETRY, POINT, LINESTRING, POLYGON, MULTI…,
+        GEOMETRYCOLLECTION), whose values are their stored bytes (SRID then WKB), and other types
+        it does not know; a default that draws from a sequence (NEXTVAL), which it does not read,
+        without the source database's name."""
+        for s in schemas:
+            tables = {t.name: t for t in schema.tables if t.schema == s}
+            if not tables:
+                continue
+            for tname, cname, data_type, column_type, default, db in conn.exec_driver_sql(
+                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema "
+                    "FROM information_schema.columns WHERE table_schema = coalesce(%s, DATABASE()) "
+                    "ORDER BY table_name, ordinal_position", (s,)):
+                t = tables.get(tname)
+                c = next((x for x in t.columns if x.name == cname), None) if t else None
+                if c is None:
+                    continue
+                if str(data_type).lower() in SPATIAL_TYPES:
+                    c.original_type = str(column_type).upper()
+                    c.type = LogicalType("binary")
+                elif c.original_type == "NULL":     # a type SQLAlchemy does not know
+                    c.original_type = str(column_type).upper()
+                    c.type = LogicalType("native", native=c.original_type)
+                if c.default is None and default and _NEXTVAL.match(str(default)):
+                    c.default = str(default).replace(f"{self.q(str(db))}.", "")
 
     def _descending_parts(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """The index parts stored descending (MariaDB 10.8+, MySQL 8: COLLATION 'D' in
@@ -765,15 +861,102 @@ class MySQLAdapter(Adapter):
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
-    object_kinds = ("VIEW", "PROCEDURE", "FUNCTION")
+    object_kinds = ("EVENT", "VIEW", "PROCEDURE", "FUNCTION", "SEQUENCE")
 
     def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:
-        """The database's views, procedures and functions (triggers go with their tables)."""
+        """The database's events, views, procedures, functions and sequences (triggers go with
+        their tables)."""
         rows = conn.exec_driver_sql(
             "SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() "
             "UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
-            "WHERE ROUTINE_SCHEMA = DATABASE()").fetchall()
+            "WHERE ROUTINE_SCHEMA = DATABASE() "
+            "UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() "
+            "UNION ALL SELECT 'SEQUENCE', TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'").fetchall()
         return {(str(k), str(n), self.q(str(n))) for k, n in rows}
+
+    # ------------------------------------------------------------ sequences, routines, events
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        """MariaDB: the sequences, before the tables whose defaults draw from them (NEXTVAL),
+        each with its options and at the position it had."""
+        if not self.dialect.is_mariadb:
+            return
+        if same_engine:
+            for seq in schema.sequences:
+                self.create_sequence(conn, seq)
+        else:
+            for seq in self.carried_sequences(schema, tables):
+                self.create_sequence(conn, seq)
+
+    def carried_sequences(self, schema: Schema, tables: list[Table]) -> list[Sequence]:
+        """Cross-engine: the sequences made for generated columns that AUTO_INCREMENT cannot
+        carry (see generator_default)."""
+        return []
+
+    def create_sequence(self, conn: Connection, seq: Sequence) -> None:
+        lo, hi = _clamp(seq.min_value), _clamp(seq.max_value)
+        parts = [f"CREATE SEQUENCE {self.qtable(seq.name, None)}"]
+        for kw, v in (("START WITH", _clamp(seq.start)), ("MINVALUE", lo), ("MAXVALUE", hi),
+                      ("INCREMENT BY", seq.increment)):
+            if v is not None:
+                parts.append(f"{kw} {int(v)}")
+        if seq.cache is not None:
+            parts.append(f"CACHE {int(seq.cache)}" if seq.cache else "NOCACHE")
+        parts.append("CYCLE" if seq.cycle else "NOCYCLE")
+        conn.exec_driver_sql(" ".join(parts))
+        if seq.last_value is not None:
+            conn.exec_driver_sql(f"SELECT SETVAL({self.q(seq.name)}, {int(seq.last_value)}, "
+                                 f"{1 if seq.is_called else 0})")
+
+    def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
+        """Each under the SQL mode it was made with (an event also in its time zone) and, where the
+        restoring account may name it and it exists here, its definer; else it is made as the
+        restoring account, and the log says so."""
+        pending = list(routines)
+        failures: list[str] = []
+        as_self: list[str] = []
+        try:
+            while pending:
+                progress = False
+                errors: list[str] = []
+                for r in list(pending):
+                    try:
+                        if not self._create_routine(conn, r):
+                            as_self.append(f"{r.kind} {r.name} ({r.definer})")
+                        pending.remove(r)
+                        progress = True
+                    except sa.exc.DBAPIError as exc:
+                        errors.append(f"{r.kind} {r.name}: {str(exc.orig).splitlines()[0]}")
+                if not progress:
+                    failures = errors
+                    break
+        finally:
+            self._session(conn)
+        if as_self:
+            log.warning("made as the restoring account, not as their definer (not allowed here, or the account "
+                        "does not exist on this server): %s", ", ".join(as_self))
+        return failures
+
+    def _create_routine(self, conn: Connection, r: Routine) -> bool:
+        """Make ``r``; False when it was made without its definer."""
+        conn.exec_driver_sql("SET SESSION sql_mode = %s", (r.sql_mode if r.sql_mode is not None else SESSION_SQL_MODE,))
+        conn.exec_driver_sql("SET SESSION time_zone = %s", (r.time_zone or "+00:00",))
+        plain = self.literal_sql(r.sql)
+        if not r.definer:
+            conn.exec_driver_sql(plain)
+            return True
+        try:
+            conn.exec_driver_sql(with_definer(plain, self.literal_sql(r.definer)))
+        except sa.exc.DBAPIError as exc:
+            if _code(exc.orig) not in (1227, 1449):    # ER_SPECIFIC_ACCESS_DENIED, ER_NO_SUCH_USER
+                raise
+            conn.exec_driver_sql(plain)
+            return False
+        if any(w[1] == 1449 for w in conn.exec_driver_sql("SHOW WARNINGS")):
+            conn.exec_driver_sql(f"DROP {routine_keyword(r)} {self.q(r.name)}")   # made for no account
+            conn.exec_driver_sql(plain)
+            return False
+        return True
 
 
 # ------------------------------------------------------------------------------------ drivers
