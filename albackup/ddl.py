@@ -283,6 +283,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         notes.append(f"a {t.virtual} virtual table in the source: restored as an ordinary table of its columns "
                      f"({', '.join(c.name for c in t.columns)}); what the module does (full-text or spatial "
                      f"search) is not kept{fulltext}")
+    try:
+        notes += adapter_class(schema.engine).source_notes(t, same)
+    except ConfigError:
+        pass
     kc = _key_chars(t, adapter)
     if adapter.key_text_chars is not None:
         for c in referenced:

@@ -89,6 +89,7 @@ class Column:
     comment: str | None = None
     computed: str | None = None               # generated column expression (engine SQL)
     computed_stored: bool | None = None       # generated column: stored (True), virtual (False), unknown
+    invisible: bool = False                   # MariaDB: INVISIBLE (left out of SELECT *)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v not in (None, False) or k == "nullable"}

@@ -385,6 +385,13 @@ class Adapter(abc.ABC):
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
         """The logical type and SQLAlchemy type a column gets on this engine (cross-engine)."""
 
+    @classmethod
+    def source_notes(cls, table: Table, same_engine: bool) -> list[str]:
+        """Source side: what of ``table`` (read from this engine) a restore does not carry, or
+        carries otherwise than its logical types say, for the plan (into the same engine when
+        ``same_engine``)."""
+        return []
+
     def exact_type(self, col: Column) -> sat.TypeEngine:
         """The column's original type, for a restore into the same engine."""
         return Verbatim(col.original_type, sa.Integer if col.type.kind == "integer" else None)

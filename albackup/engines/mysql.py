@@ -28,7 +28,7 @@ from ..mapping import ColumnMove, Loss
 from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Sequence, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
-from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
+from .base import Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ def definer_of(sql: str) -> str | None:
 SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                            "multipolygon", "geometrycollection"})
 _SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
+#: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
+SYSTEM_VERSIONING = "mysql_system_versioning"
 _NEXTVAL = re.compile(r"^\s*nextval\(", re.I)
 
 
@@ -215,7 +217,36 @@ class MySQLAdapter(Adapter):
     # the storage engine, the table's character set and collation (which its text columns
     # follow where they name none) and row format; its partitioning is Table.partition_clause
     # (see partition_clause_options)
-    kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format"})
+    kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format",
+                                    "mysql_system_versioning"})
+    table_options_by_sql = frozenset({"mysql_system_versioning"})
+
+    def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
+        """A system-versioned table becomes one at the very end: MariaDB refuses other ALTERs of
+        it (the indexes and keys added after the load) while system_versioning_alter_history is
+        ERROR, its default."""
+        if table.options.get(SYSTEM_VERSIONING):
+            return [(f"table {table.key}: system versioning",
+                     f"ALTER TABLE {self.qtable(name, schema)} ADD SYSTEM VERSIONING")]
+        return []
+
+    @classmethod
+    def source_notes(cls, table: Table, same_engine: bool) -> list[str]:
+        notes = []
+        if table.options.get(SYSTEM_VERSIONING):
+            notes.append("system-versioned in the source: " + (
+                "made so again, holding its current rows; the history rows are not kept" if same_engine
+                else "restored as a plain table holding its current rows; the history rows are not kept"))
+        if same_engine:
+            return notes
+        for c in table.columns:
+            if c.type.kind == "binary" and c.original_type.split("(")[0].lower() in SPATIAL_TYPES:
+                notes.append(f"column {c.name!r}: {c.original_type} (spatial) carried as bytes: MariaDB/MySQL's "
+                             "stored form, a 4-byte little-endian SRID then the WKB; it is not a spatial type there, "
+                             "and spatial functions and SPATIAL indexes do not apply")
+            if c.invisible:
+                notes.append(f"column {c.name!r}: INVISIBLE is not kept (SELECT * shows it)")
+        return notes
 
     def partition_clause_options(self, clause: str) -> tuple[dict[str, Any], str | None]:
         """The clause goes at the end of CREATE TABLE (SQLAlchemy's ``PARTITION BY`` table
@@ -417,8 +448,8 @@ class MySQLAdapter(Adapter):
             tables = {t.name: t for t in schema.tables if t.schema == s}
             if not tables:
                 continue
-            for tname, cname, data_type, column_type, default, db in conn.exec_driver_sql(
-                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema "
+            for tname, cname, data_type, column_type, default, db, extra in conn.exec_driver_sql(
+                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema, extra "
                     "FROM information_schema.columns WHERE table_schema = coalesce(%s, DATABASE()) "
                     "ORDER BY table_name, ordinal_position", (s,)):
                 t = tables.get(tname)
@@ -431,8 +462,17 @@ class MySQLAdapter(Adapter):
                 elif c.original_type == "NULL":     # a type SQLAlchemy does not know
                     c.original_type = str(column_type).upper()
                     c.type = LogicalType("native", native=c.original_type)
+                if "INVISIBLE" in str(extra).upper().split():
+                    c.invisible = True          # SQLAlchemy reads no default after INVISIBLE
+                    if c.default is None and default is not None and str(default).upper() != "NULL":
+                        c.default = str(default)
                 if c.default is None and default and _NEXTVAL.match(str(default)):
                     c.default = str(default).replace(f"{self.q(str(db))}.", "")
+            for (tname,) in conn.exec_driver_sql(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = coalesce(%s, DATABASE()) "
+                    "AND table_type = 'SYSTEM VERSIONED'", (s,)):
+                if tname in tables:
+                    tables[tname].options[SYSTEM_VERSIONING] = True
 
     def _descending_parts(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """The index parts stored descending (MariaDB 10.8+, MySQL 8: COLLATION 'D' in
@@ -583,6 +623,10 @@ class MySQLAdapter(Adapter):
             yield out
 
     # ------------------------------------------------------------------ restore
+    def exact_type(self, col: Column) -> sat.TypeEngine:
+        spec = col.original_type + (" INVISIBLE" if col.invisible else "")
+        return Verbatim(spec, sa.Integer if col.type.kind == "integer" else None)
+
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
         t = col.type
         k = t.kind
