@@ -16,7 +16,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .archive import Backup
 from .codec import LargeBase
-from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
+from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, fit_name, plan_sql
 from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .gcpause import gc_paused
@@ -360,6 +360,10 @@ class Restorer:
         self.label = target_label
         self.progress = as_reporter(progress)
         self.created: list[TablePlan] = []
+        #: --clean: what it dropped of the target (kind and name), and the tables it replaced
+        #: (swapped in, see _swap), for the message of a failed restore
+        self.dropped: list[str] = []
+        self.replaced: list[str] = []
         self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
         self._made_names: set[str] = set()
         #: what each table's load sent, where the read-back compares text (echo_check)
@@ -400,6 +404,8 @@ class Restorer:
         with self.engine.connect() as conn:
             plan, res = self.plan(count=False)   # once connected: the dialect knows MariaDB from MySQL
             existing = self._existing(conn, plan)
+            held = self.adapter.clashing_objects(conn, self.backup.schema, plan.same_engine,
+                                                 self._routines_wanted(plan))
         clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
         if self.opts.plan_only:
             res.losses = self.count_losses(plan)
@@ -411,6 +417,10 @@ class Restorer:
             shown = ", ".join(sorted(clash)[:10]) + (" …" if len(clash) > 10 else "")
             raise RestoreRefused(f"target {self.label} already holds {len(clash)} of the tables ({shown}); "
                                  "use --clean to drop and replace them")
+        if held and not self.opts.clean:
+            shown = ", ".join(held[:10]) + (" …" if len(held) > 10 else "")
+            raise RestoreRefused(f"target {self.label} already holds {len(held)} of the backup's other objects "
+                                 f"({shown}); use --clean to drop and replace them")
         if self.opts.accept_lossy or clash:     # the losses are reported (or the target is not to be touched)
             res.losses = self.count_losses(plan)
         else:
@@ -436,17 +446,22 @@ class Restorer:
         if self.opts.jobs > 1:
             log.info("%s restores run in one connection: -j %d is ignored", self.adapter.name, self.opts.jobs)
         a = self.adapter
+        staged: list[tuple[TablePlan, str, str]] = []
         try:
             with self.engine.connect() as conn:
+                if clash and a.swaps_on_clean:
+                    staged = self._stage(conn, plan, set(clash))
+                    conn.rollback()
                 if not a.transactional_ddl:
                     self._mark_objects(conn, plan)
                 with conn.begin():
-                    self._create(conn, plan, clash)
+                    self._create(conn, plan, [] if staged else clash, bool(staged))
                     a.begin_load(conn)
                     expected = self._load(conn, plan, res)
                     a.end_load(conn)
                     self._constraints(conn, plan)
-                    self._finish(conn, plan)
+                    if not staged:
+                        self._finish(conn, plan)
                     if a.transactional_ddl:
                         self._rehash(conn, plan, expected)
                 if not a.transactional_ddl:
@@ -455,13 +470,77 @@ class Restorer:
                     # anyway, and a mismatch still drops every table this restore created.
                     with conn.begin():
                         self._rehash(conn, plan, expected)
+                if staged:
+                    with conn.begin():
+                        self._validate_foreign_keys(conn, plan)     # before the target is touched
+                    self._swap(conn, plan, staged, res)
+                    with conn.begin():
+                        self._finish(conn, plan, validated=True)
         except BaseException as exc:
             if not self.adapter.transactional_ddl:
                 self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
-            mapped = self._as_restore_error(exc, "failed and was rolled back")
+            mapped = self._as_restore_error(exc, self._failed_how())
             if mapped is None:
                 raise
             raise mapped from None
+
+    def _failed_how(self) -> str:
+        """What a failed restore did to the target, for its message: rolled back only where DDL
+        is transactional; elsewhere what --clean had already dropped or replaced, and that the
+        tables and objects the restore made were dropped."""
+        if self.adapter.transactional_ddl:
+            return "failed and was rolled back"
+        if self.replaced:
+            names = ", ".join(self.replaced[:10]) + (" …" if len(self.replaced) > 10 else "")
+            return (f"failed after --clean had replaced {len(self.replaced)} table(s) ({names}): the restored "
+                    "tables stay, holding the backup's rows (checked), and the old ones are gone; not finished")
+        gone = self.dropped
+        if gone:
+            names = ", ".join(gone[:10]) + (" …" if len(gone) > 10 else "")
+            return (f"failed after --clean had dropped {names} (they are gone; DDL is not transactional here); "
+                    "the tables and objects this restore made were dropped")
+        return "failed; the target is as it was (the tables and objects this restore made were dropped)"
+
+    def _stage(self, conn: Connection, plan: Plan, clash: set[str]) -> list[tuple[TablePlan, str, str]]:
+        """--clean where DDL is not transactional (adapter.swaps_on_clean): each table to replace is
+        made and loaded under a new name, beside the old one, and swapped in by ``_swap`` once
+        its rows are in and checked. Returns (plan, final name, name the old table takes)."""
+        out = []
+        limit = self.adapter.max_identifier
+        for tp in plan.tables:
+            if tp.name not in clash:
+                continue
+            new, old = fit_name(f"{tp.name}~albk-new", limit), fit_name(f"{tp.name}~albk-old", limit)
+            left = self.adapter.existing_tables(conn, tp.schema) & {new, old}
+            if left:
+                raise RestoreRefused(f"target {self.label} holds {', '.join(sorted(left))}, left by an interrupted "
+                                     "restore --clean: check it and drop it")
+            out.append((tp, tp.name, old))
+            tp.name = tp.sa_table.name = new
+        return out
+
+    def _swap(self, conn: Connection, plan: Plan, staged: list[tuple[TablePlan, str, str]],
+              res: RestoreResult) -> None:
+        """The staged tables take the places of the old ones in one atomic RENAME TABLE; then the
+        old tables, and the backup's other objects the target held, are dropped (and its
+        sequences made again, at the backup's positions)."""
+        a = self.adapter
+        renames = [(tp.schema, final, old) for tp, final, old in staged] + \
+                  [(tp.schema, tp.name, final) for tp, final, old in staged]
+        a.rename_tables(conn, renames)
+        temp = {tp.name: final for tp, final, _ in staged}
+        for tp, final, _ in staged:
+            tp.name = tp.sa_table.name = final
+        self.replaced = [final for _, final, _ in staged]
+        self.created = []        # from here a failure leaves the restored tables (their rows are checked)
+        for t in res.tables:
+            t["target"] = temp.get(t["target"], t["target"])
+        with conn.begin():
+            a.set_foreign_key_checks(conn, False)
+            for tp, _, old in staged:
+                a.drop_table(conn, old, tp.schema)
+            a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
+            a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
 
     def _as_restore_error(self, exc: BaseException, what: str) -> RestoreError | None:
         """A database error (through SQLAlchemy, or the driver's own from the raw cursors the
@@ -651,7 +730,7 @@ class Restorer:
                 pool.close()
                 pool = None
             self._cleanup()
-            mapped = self._as_restore_error(exc, "failed; the tables it created were dropped")
+            mapped = self._as_restore_error(exc, self._failed_how())
             if mapped is None:
                 raise
             raise mapped from None
@@ -687,11 +766,14 @@ class Restorer:
         for ti in by_value:
             self._check_read_back(tables[ti], *got[ti], expected[tables[ti].table.key], None)
 
-    def _create(self, conn: Connection, plan: Plan, clash: list[str]) -> None:
-        """--clean's drops, schemas/types/sequences, the tables (steps 1–3)."""
+    def _create(self, conn: Connection, plan: Plan, clash: list[str], staged: bool = False) -> None:
+        """--clean's drops, schemas/types/sequences, the tables (steps 1–3). ``staged``: the
+        tables to replace are made under new names (_stage), and nothing is dropped now."""
         a = self.adapter
         if clash:
             self._drop_existing(conn, plan, set(clash))
+        if self.opts.clean and not staged:
+            self.dropped += a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
         a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
         if a.routines_before_tables and self._routines_wanted(plan):
             # functions and procedures first: a column default, check, generated column or
@@ -704,10 +786,11 @@ class Restorer:
         self._create_tables(conn, plan)
         a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
 
-    def _finish(self, conn: Connection, plan: Plan) -> None:
-        """Foreign keys and their validation, routines, identities (steps 6–8), then the options that
-        need the indexes and keys (TablePlan.last: a replica identity using an index)."""
-        self._foreign_keys(conn, plan)
+    def _finish(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
+        """Foreign keys and their validation (unless ``validated`` already), routines, identities
+        (steps 6–8), then the options that need the indexes and keys (TablePlan.last: a replica
+        identity using an index)."""
+        self._foreign_keys(conn, plan, validated)
         if self._routines_wanted(plan):
             self._routines(conn, plan)
         for tp in plan.tables:
@@ -723,6 +806,7 @@ class Restorer:
         for tp in reversed(plan.tables):
             if tp.name in names:
                 self.adapter.drop_table(conn, tp.name, tp.schema)
+                self.dropped.append(f"table {tp.name}")
 
     def _create_tables(self, conn: Connection, plan: Plan) -> None:
         d = self.adapter.dialect
@@ -798,8 +882,8 @@ class Restorer:
                     raise RestoreError(f"{label} could not be created: "
                                        f"{str(exc.orig).strip().splitlines()[0]}") from None
 
-    def _foreign_keys(self, conn: Connection, plan: Plan) -> None:
-        validate = self.opts.enable_ri_check
+    def _foreign_keys(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
+        validate = self.opts.enable_ri_check and not validated
         a = self.adapter
         if not a.inline_constraints:
             for tp in plan.tables:
@@ -807,12 +891,19 @@ class Restorer:
                     a.add_foreign_key(conn, fk, validate and not fk.info.get("not_valid"))
         a.set_foreign_key_checks(conn, True)
         if validate:
-            for tp in plan.tables:
-                bad = a.validate_foreign_keys(conn, tp.target_table, tp.sa_table)
-                if bad:
-                    raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
-                                         f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
-                                         "restore anyway")
+            self._validate_foreign_keys(conn, plan)
+
+    def _validate_foreign_keys(self, conn: Connection, plan: Plan) -> None:
+        """Orphan rows of each foreign key the plan adds (by a query, whether the key exists yet
+        or not); none allowed unless enable_ri_check is false."""
+        if not self.opts.enable_ri_check:
+            return
+        for tp in plan.tables:
+            bad = self.adapter.validate_foreign_keys(conn, tp.target_table, tp.sa_table)
+            if bad:
+                raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
+                                     f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
+                                     "restore anyway")
 
     def _routines_wanted(self, plan: Plan) -> bool:
         return plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude)

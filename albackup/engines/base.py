@@ -546,6 +546,26 @@ class Adapter(abc.ABC):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    #: restore --clean makes the tables it replaces under new names and swaps them in at once
+    #: when they are loaded and checked (``rename_tables``): where DDL is not transactional, a
+    #: failure before then leaves the old tables as they were
+    swaps_on_clean = False
+
+    def rename_tables(self, conn: Connection, renames: list[tuple[str | None, str, str]]) -> None:
+        """(schema, name, new name) renamed all at once, in this order (``swaps_on_clean``)."""
+        raise NotImplementedError(f"{self.name} does not swap tables")
+
+    def clashing_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        """The objects other than tables the restore of ``schema`` makes (``routines``: its views,
+        routines, triggers and events too) that the target already holds under the same name, as
+        "kind name": a restore without --clean refuses them, --clean replaces them
+        (``clean_objects``). None here: the engine replaces them itself or has none."""
+        return []
+
+    def clean_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        """--clean: drop ``clashing_objects``, dependents first; returns what was dropped."""
+        return []
+
     #: the kinds ``object_mark`` returns, in the order a failed restore drops them
     object_kinds: tuple[str, ...] = ()
 

@@ -919,17 +919,55 @@ class MySQLAdapter(Adapter):
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'").fetchall()
         return {(str(k), str(n), self.q(str(n))) for k, n in rows}
 
+    @property
+    def swaps_on_clean(self) -> bool:   # type: ignore[override]
+        """MariaDB: check constraint names are per table, so a table's copy can be built beside
+        it (MySQL 8 names them per database: its --clean drops first)."""
+        return bool(self.dialect.is_mariadb)
+
+    def rename_tables(self, conn: Connection, renames: list[tuple[str | None, str, str]]) -> None:
+        """One RENAME TABLE: atomic, all the renames or none."""
+        conn.exec_driver_sql("RENAME TABLE " + ", ".join(f"{self.qtable(a, s)} TO {self.qtable(b, s)}"
+                                                       for s, a, b in renames))
+        conn.commit()
+
+    def _backup_objects(self, schema: Schema, same_engine: bool, routines: bool) -> set[tuple[str, str]]:
+        """(kind as object_mark names it, name) of what a restore of ``schema`` makes besides tables."""
+        out = {("SEQUENCE", s.name) for s in schema.sequences} if same_engine and self.dialect.is_mariadb else set()
+        if same_engine and routines:
+            for r in schema.routines:
+                if r.kind != "trigger":        # triggers go with their tables
+                    out.add((routine_keyword(r), r.name))
+        return out
+
+    def clashing_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        want = self._backup_objects(schema, same_engine, routines)
+        have = {(k, n) for k, n, _ in self.object_mark(conn)}
+        lower = {(k, n.lower()) for k, n in want}      # routine and event names ignore case
+        return sorted(f"{k.lower()} {n}" for k, n in have
+                      if (k, n) in want or (k not in ("VIEW", "SEQUENCE") and (k, n.lower()) in lower))
+
+    def clean_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        held = self.clashing_objects(conn, schema, same_engine, routines)
+        objects = {(k.upper(), n, self.q(n)) for k, n in (x.split(" ", 1) for x in held)}
+        left = self.drop_objects(conn, objects)
+        if left:
+            raise RestoreError(f"--clean could not drop {', '.join(left)}")
+        return held
+
     # ------------------------------------------------------------ sequences, routines, events
     def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
         """MariaDB: the sequences, before the tables whose defaults draw from them (NEXTVAL),
         each with its options and at the position it had."""
         if not self.dialect.is_mariadb:
             return
-        if same_engine:
-            for seq in schema.sequences:
-                self.create_sequence(conn, seq)
-        else:
-            for seq in self.carried_sequences(schema, tables):
+        have = {n for (n,) in conn.exec_driver_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_type = 'SEQUENCE'")}
+        # one already there is the target's own (a restore without --clean refuses it), or one
+        # --clean replaces once the tables are swapped in (Restorer._swap)
+        for seq in schema.sequences if same_engine else self.carried_sequences(schema, tables):
+            if seq.name not in have:
                 self.create_sequence(conn, seq)
 
     def carried_sequences(self, schema: Schema, tables: list[Table]) -> list[Sequence]:
