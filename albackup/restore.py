@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .archive import Backup
 from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, fit_name, plan_sql
-from .engines.base import Adapter, database_error_line
+from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
@@ -548,7 +548,7 @@ class Restorer:
         the server's message; None for everything else (raised as it is)."""
         if isinstance(exc, AlbackupError):
             return None
-        first = database_error_line(exc, self.engine.dialect.dbapi)
+        first = self.adapter.error_line(exc)
         if first is None:
             return None
         return RestoreError(f"restore into {self.label} {what}: {first}")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from albackup import api, config
-from albackup.archive import Backup
+from albackup.progress import Reporter
 from albackup.restore import RestoreOptions
 
 SCHEMA = [
@@ -164,3 +164,86 @@ def test_spatial_columns_into_another_engine_are_their_stored_bytes_as_the_plan_
     srid = int.from_bytes(got[0][1][:4], "little")
     assert srid == 4326 and _rows(src, "SELECT HEX(ST_AsBinary(pos)) FROM places WHERE id = 1")[0][0] == \
         got[0][1][4:].hex().upper()
+
+
+def _objects(url: sa.URL) -> set[tuple[str, str]]:
+    return set(_rows(url, "SELECT 'table', table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                          "UNION ALL SELECT routine_type, routine_name FROM information_schema.routines "
+                          "WHERE routine_schema = DATABASE() UNION ALL SELECT 'event', event_name "
+                          "FROM information_schema.events WHERE event_schema = DATABASE() UNION ALL "
+                          "SELECT 'trigger', trigger_name FROM information_schema.triggers "
+                          "WHERE trigger_schema = DATABASE()"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_clean_replaces_everything_the_backup_brings_and_leaves_the_rest(jobs: int, make_db, tmp_path: Path) -> None:
+    src = _mariadb(make_db, "clean")
+    _exec(src, *SCHEMA)
+    b = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "cleandst")
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    # the target moves on: rows, a sequence's position, a changed procedure; and gets objects of its own
+    _exec(dst, "INSERT INTO counters (n) VALUES (5)", "SELECT NEXTVAL(s_order)", "DROP PROCEDURE bump",
+          "CREATE PROCEDURE bump() SELECT 'changed'", "CREATE TABLE mine (x INT)", "CREATE PROCEDURE my_proc() SELECT 1",
+          "CREATE VIEW my_view AS SELECT x FROM mine")
+    with pytest.raises(Exception, match="already holds"):
+        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    _exec(dst, "DROP TABLE counters, hist, orders, places")      # only objects other than tables left
+    with pytest.raises(Exception, match=r"already holds 6 of the backup's other objects \(event ev_bump, "
+                                        r"event ev_once, function greet, procedure bump, sequence s_order, view "
+                                        r"v_orders\)"):
+        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True, jobs=jobs))
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True, jobs=jobs))
+    assert _objects(dst) == _objects(src) | {("table", "mine"), ("PROCEDURE", "my_proc")} | {("table", "my_view")}
+    _exec(src, "CREATE TABLE mine (x INT)", "CREATE PROCEDURE my_proc() SELECT 1",
+          "CREATE VIEW my_view AS SELECT x FROM mine")
+    _same_schema(src, dst)
+    assert _rows(dst, "SELECT id, n FROM counters") == [(500, 1)]
+    assert _rows(dst, "SELECT NEXTVAL(s_order)") == [(1200,)]     # the backup's position, not the target's 1400
+
+
+class _KillOnTable(Reporter):
+    """A progress reporter that kills the restore's connection when it starts loading ``table``."""
+
+    def __init__(self, url: sa.URL, table: str) -> None:
+        self.url, self.table, self.killed = url, table, False
+
+    def table_started(self, table: str, estimate: int | None) -> None:
+        if table != self.table:
+            return
+        e = sa.create_engine(self.url, poolclass=NullPool)
+        try:
+            with e.connect() as c:
+                ids = c.exec_driver_sql("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                                        "AND id <> CONNECTION_ID()").scalars().all()
+                for i in ids:
+                    c.exec_driver_sql(f"KILL CONNECTION {int(i)}")
+                self.killed = bool(ids)
+        finally:
+            e.dispose()
+
+
+
+def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_so(make_db, tmp_path: Path) -> None:
+    src = _mariadb(make_db, "kill")
+    _exec(src, *SCHEMA)
+    b = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "killdst")
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    _exec(dst, "INSERT INTO counters (n) VALUES (5)", "UPDATE hist SET v = 99", "INSERT INTO orders (note) VALUES ('e')")
+    before = {t: _rows(dst, f"SELECT * FROM {t} ORDER BY 1") for t in ("counters", "hist", "orders")}
+    schema_before = _schema_dump(dst)
+    objects_before = _objects(dst)
+    killer = _KillOnTable(dst, "orders")
+    with pytest.raises(Exception) as err:
+        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True),
+                    progress=killer)
+    msg = str(err.value)
+    print(msg)
+    assert killer.killed
+    assert "rolled back" not in msg
+    assert "the target is as it was" in msg and "connection to the server was lost" in msg
+    assert _objects(dst) == objects_before
+    assert {t: _rows(dst, f"SELECT * FROM {t} ORDER BY 1") for t in before} == before
+    assert _schema_dump(dst) == schema_before

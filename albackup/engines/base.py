@@ -546,6 +546,11 @@ class Adapter(abc.ABC):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    def error_line(self, exc: BaseException) -> str | None:
+        """The first line of the server's message when ``exc`` is a database error (else None),
+        as a restore's failure reports it."""
+        return database_error_line(exc, self.dialect.dbapi)
+
     #: restore --clean makes the tables it replaces under new names and swaps them in at once
     #: when they are loaded and checked (``rename_tables``): where DDL is not transactional, a
     #: failure before then leaves the old tables as they were

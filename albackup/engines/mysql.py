@@ -919,6 +919,16 @@ class MySQLAdapter(Adapter):
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'").fetchall()
         return {(str(k), str(n), self.q(str(n))) for k, n in rows}
 
+    def error_line(self, exc: BaseException) -> str | None:
+        """A lost connection named as one: PyMySQL reports a connection the server killed as
+        ``(0, '')``; 2006/2013 are the server gone away or lost mid-statement."""
+        first = super().error_line(exc)
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        code = _code(orig)
+        if first is not None and (code in (0, 2006, 2013) or first == "(0, '')"):
+            return f"the connection to the server was lost ({first})"
+        return first
+
     @property
     def swaps_on_clean(self) -> bool:   # type: ignore[override]
         """MariaDB: check constraint names are per table, so a table's copy can be built beside
