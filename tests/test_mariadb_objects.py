@@ -227,11 +227,16 @@ class _KillOnTable(Reporter):
 
 def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_so(make_db, tmp_path: Path) -> None:
     src = _mariadb(make_db, "kill")
-    _exec(src, *SCHEMA)
+    _exec(src, "CREATE TABLE counters (id INT AUTO_INCREMENT PRIMARY KEY, n INT)",
+          "CREATE TABLE orders (id INT PRIMARY KEY, c INT, FOREIGN KEY (c) REFERENCES counters (id))",
+          "CREATE TABLE hist (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
+          "INSERT INTO counters (n) VALUES (1), (2)", "INSERT INTO orders VALUES (1, 1), (2, 2)",
+          "INSERT INTO hist VALUES (1, 1)", "CREATE PROCEDURE bump() UPDATE counters SET n = n + 1",
+          "CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.c = NEW.c")
     b = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db("mysql", "killdst")
     api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
-    _exec(dst, "INSERT INTO counters (n) VALUES (5)", "UPDATE hist SET v = 99", "INSERT INTO orders (note) VALUES ('e')")
+    _exec(dst, "INSERT INTO counters (n) VALUES (5)", "UPDATE hist SET v = 99", "INSERT INTO orders VALUES (3, 3)")
     before = {t: _rows(dst, f"SELECT * FROM {t} ORDER BY 1") for t in ("counters", "hist", "orders")}
     schema_before = _schema_dump(dst)
     objects_before = _objects(dst)
