@@ -324,6 +324,13 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 notes.append(f"column {c.name!r}: generated column restored as a plain column")
         auto = c.autoincrement and c.type.kind == "integer" and c.name in t.primary_key
+        alt = adapter.generated_column(t, c, schema) if c.autoincrement and c.type.kind == "integer" and not same \
+            else None
+        if alt is not None:      # the target's AUTO_INCREMENT/identity cannot generate it: its own way
+            auto = False
+            if alt[0]:
+                kw["server_default"] = sa.literal_column(alt[0])
+            notes.append(f"column {c.name!r}: {alt[1]}")
         if auto and len(t.primary_key) > 1 and not adapter.composite_key_autoincrement:
             auto = False
             notes.append(f"column {c.name!r}: restored without generating its values ({adapter.name} "

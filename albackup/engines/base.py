@@ -546,6 +546,13 @@ class Adapter(abc.ABC):
     def drop_table(self, conn: Connection, name: str, schema: str | None) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    def generated_column(self, table: Table, col: Column, schema: Schema) -> tuple[str | None, str] | None:
+        """Into another engine: how the target generates the values of ``col``, which the source
+        generates (AUTO_INCREMENT, an identity, a sequence's default), where its own way (an
+        AUTO_INCREMENT or identity key column) cannot: (the column's default SQL or None, what
+        the plan says). None: its own way, as usual."""
+        return None
+
     def error_line(self, exc: BaseException) -> str | None:
         """The first line of the server's message when ``exc`` is a database error (else None),
         as a restore's failure reports it."""

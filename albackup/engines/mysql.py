@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
-from ..mapping import ColumnMove, Loss
+from ..mapping import INT_RANGE, ColumnMove, Loss
 from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Sequence, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
@@ -85,6 +85,7 @@ SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multip
 _SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
 #: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
 SYSTEM_VERSIONING = "mysql_system_versioning"
+_SEQUENCE_DEFAULT = re.compile(r"^NEXTVAL\((`(?:[^`]|``)+`)\)$")
 _NEXTVAL = re.compile(r"^\s*nextval\(", re.I)
 
 
@@ -888,6 +889,13 @@ class MySQLAdapter(Adapter):
 
     def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
                        schema: Schema) -> None:
+        qt = self.qtable(table.name, table.schema)
+        for col in sa_table.columns:        # a sequence made for a generated column (carried_sequences)
+            m = _SEQUENCE_DEFAULT.match(str(getattr(col.server_default, "arg", "")) if col.server_default else "")
+            if m and not same_engine:
+                mx = conn.exec_driver_sql(f"SELECT max({self.q(col.name)}) FROM {qt}").scalar()
+                if mx is not None:      # SETVAL moves a sequence only forward: shared, it ends at the greatest
+                    conn.exec_driver_sql(f"SELECT SETVAL({m.group(1)}, {int(mx)}, 1)")
         for c in table.columns:
             if not c.autoincrement or c.type.kind != "integer":
                 continue
@@ -980,10 +988,61 @@ class MySQLAdapter(Adapter):
             if seq.name not in have:
                 self.create_sequence(conn, seq)
 
+    def _auto_increment_fits(self, table: Table, col: Column, schema: Schema) -> str | None:
+        """None when AUTO_INCREMENT can generate ``col``'s values as the source did: it leads the
+        primary key (InnoDB wants the AUTO_INCREMENT column first in a key, and one per table) and
+        its sequence feeds no other column. Else why not."""
+        if not table.primary_key or table.primary_key[0] != col.name:
+            where = "a column of the primary key after its first" if col.name in table.primary_key \
+                else "a column outside the primary key"
+            return f"{where}, which AUTO_INCREMENT cannot be"
+        if col.sequence:
+            users = [f"{t.key}.{c.name}" for t in schema.tables for c in t.columns
+                     if c.sequence == col.sequence and (t is not table or c is not col)]
+            if users:
+                return f"its sequence also feeds {', '.join(users[:3])}{' …' if len(users) > 3 else ''}"
+        return None
+
+    def _sequence_for(self, table: Table, col: Column, schema: Schema) -> str:
+        """The name of the MariaDB sequence that generates ``col`` (the source's, where it had one)."""
+        if col.sequence:
+            name = col.sequence.rsplit(".", 1)[-1].strip('"').replace('""', '"')
+        else:
+            name = f"{table.name}_{col.name}_seq"
+        from ..ddl import fit_name
+
+        taken = {t.name.lower() for t in schema.tables}
+        name = fit_name(name, self.max_identifier)
+        return name if name.lower() not in taken else fit_name(f"{name}_seq", self.max_identifier)
+
+    def generated_column(self, table: Table, col: Column, schema: Schema) -> tuple[str | None, str] | None:
+        why = self._auto_increment_fits(table, col, schema)
+        if why is None:
+            return None
+        if not self.dialect.is_mariadb:
+            return None, f"restored without generating its values ({why}; MySQL has no sequences)"
+        seq = self._sequence_for(table, col, schema)
+        return f"NEXTVAL({self.q(seq)})", f"values drawn from the MariaDB sequence {seq} ({why}), set after the " \
+                                          "load to follow the restored rows"
+
     def carried_sequences(self, schema: Schema, tables: list[Table]) -> list[Sequence]:
         """Cross-engine: the sequences made for generated columns that AUTO_INCREMENT cannot
-        carry (see generator_default)."""
-        return []
+        carry (generated_column), with the source's options where it had a sequence."""
+        records = {s.name: s for s in schema.sequences}
+        out: dict[str, Sequence] = {}
+        for t in tables:
+            for c in t.columns:
+                if not (c.autoincrement and c.type.kind == "integer") or self._auto_increment_fits(t, c, schema) is None:
+                    continue
+                name = self._sequence_for(t, c, schema)
+                src = records.get((c.sequence or "").rsplit(".", 1)[-1].strip('"'))
+                ident = c.identity or {}
+                lo, hi = INT_RANGE[(c.type.bits or 64, c.type.unsigned)]
+                out.setdefault(name, Sequence(
+                    name, None, src.start if src else ident.get("start"), (src.increment if src else
+                                                                           ident.get("increment")) or 1,
+                    src.min_value if src else max(lo, 1), src.max_value if src else hi, bool(src and src.cycle)))
+        return list(out.values())
 
     def create_sequence(self, conn: Connection, seq: Sequence) -> None:
         lo, hi = _clamp(seq.min_value), _clamp(seq.max_value)
