@@ -628,11 +628,15 @@ class Restorer:
         a = self.adapter
         normalize = self._normalize(plan)
         pool = None
+        staged: list[tuple[TablePlan, str, str]] = []
         try:
             with self.engine.connect() as conn:
+                if clash and a.swaps_on_clean:
+                    staged = self._stage(conn, plan, set(clash))
+                    conn.rollback()
                 self._mark_objects(conn, plan)
                 with conn.begin():
-                    self._create(conn, plan, clash)
+                    self._create(conn, plan, [] if staged else clash, bool(staged))
             for tp in plan.tables:     # a stored (S3) backup's chunks are fetched here, not by workers
                 for c in self.backup.tables[tp.table.key]["chunks"]:
                     self.backup.chunk_path(c["file"])
@@ -713,9 +717,10 @@ class Restorer:
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
                                    "seconds": round(sum(p[3] for p in parts), 3)})
             t_fin = time.monotonic()
-            with self.engine.connect() as conn:
-                with conn.begin():
-                    self._finish(conn, plan)
+            if not staged:      # staged: after the read-back (the workers know the tables by their new names)
+                with self.engine.connect() as conn:
+                    with conn.begin():
+                        self._finish(conn, plan)
             log.debug("restore: foreign keys, routines and identities in %.1fs", time.monotonic() - t_fin)
             t_back = time.monotonic()
             if self.counting:
@@ -725,6 +730,13 @@ class Restorer:
             else:
                 self._read_back_parallel(pool, plan, expected, normalize, got_echo, early)
             log.debug("restore: the rest read back in %.1fs", time.monotonic() - t_back)
+            if staged:
+                with self.engine.connect() as conn:
+                    with conn.begin():
+                        self._validate_foreign_keys(conn, plan)     # before the target is touched
+                    self._swap(conn, plan, staged, res)
+                    with conn.begin():
+                        self._finish(conn, plan, validated=True)
         except BaseException as exc:
             if pool is not None:
                 pool.close()

@@ -225,7 +225,9 @@ class _KillOnTable(Reporter):
 
 
 
-def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_so(make_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_so(jobs: int, make_db,
+                                                                                 tmp_path: Path) -> None:
     src = _mariadb(make_db, "kill")
     _exec(src, "CREATE TABLE counters (id INT AUTO_INCREMENT PRIMARY KEY, n INT)",
           "CREATE TABLE orders (id INT PRIMARY KEY, c INT, FOREIGN KEY (c) REFERENCES counters (id))",
@@ -242,7 +244,7 @@ def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_s
     objects_before = _objects(dst)
     killer = _KillOnTable(dst, "orders")
     with pytest.raises(Exception) as err:
-        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True),
+        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True, jobs=jobs),
                     progress=killer)
     msg = str(err.value)
     print(msg)
