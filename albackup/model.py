@@ -318,6 +318,10 @@ class Routine:
     sql_mode: str | None = None
     definer: str | None = None
     time_zone: str | None = None     # MySQL/MariaDB event: the time zone its schedule is read in
+    # MySQL/MariaDB: the character set and collation of the connection that made it (its string
+    # literals were read in them)
+    client_charset: str | None = None
+    collation: str | None = None
 
 
 def _without_unset(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -351,7 +355,7 @@ class Schema:
             "tables": [t.to_dict() for t in self.tables],
             "sequences": [_without_unset(asdict(s), ("cache",)) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
-            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone")) for r in self.routines],
+            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone", "client_charset", "collation")) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
           | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
           | ({"settings": self.settings} if self.settings else {})

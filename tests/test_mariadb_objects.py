@@ -292,3 +292,18 @@ def test_postgresql_generators_auto_increment_cannot_carry_become_mariadb_sequen
     assert _rows(dst, "SELECT id, v FROM ev ORDER BY id") == [(1, 1), (2, 2), (3, 3)]
     assert _rows(dst, "SELECT extra FROM information_schema.columns WHERE table_schema = DATABASE() "
                       "AND table_name = 'e' AND column_name = 'id'") == [("auto_increment",)]
+
+
+def test_a_routine_made_through_latin1_returns_the_same_after_a_restore(make_db, tmp_path: Path) -> None:
+    src = _mariadb(make_db, "latin")
+    _exec(src.update_query_dict({"charset": "latin1"}), "CREATE TABLE t (id INT PRIMARY KEY)",
+          "CREATE FUNCTION f() RETURNS VARCHAR(10) DETERMINISTIC RETURN CONCAT('é', 'ü')",
+          "CREATE FUNCTION g() RETURNS INT DETERMINISTIC RETURN 'a' = 'A'")
+    b = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "latindst")
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    sql = "SELECT HEX(f()), g()"
+    assert _rows(dst, sql) == _rows(src, sql) == [("C3A9C3BC", 1)]
+    sql = ("SELECT routine_name, collation_connection FROM information_schema.routines WHERE routine_schema = "
+           "DATABASE() ORDER BY 1")
+    assert _rows(dst, sql) == _rows(src, sql) == [("f", "latin1_swedish_ci"), ("g", "latin1_swedish_ci")]

@@ -394,14 +394,16 @@ class MySQLAdapter(Adapter):
                     "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE() "
                     "ORDER BY table_name"):
                 row = conn.exec_driver_sql(f"SHOW CREATE VIEW {self.q(name)}").first()
-                schema.routines.append(Routine("view", name, strip_definer(row[1]), definer=definer_of(row[1])))
+                schema.routines.append(Routine("view", name, strip_definer(row[1]), definer=definer_of(row[1]),
+                                               client_charset=row[2], collation=row[3]))
         if "trigger" in kinds:
             for name, tbl in conn.exec_driver_sql(
                     "SELECT trigger_name, event_object_table FROM information_schema.triggers "
                     "WHERE trigger_schema = DATABASE() ORDER BY event_object_table, action_order"):
                 row = conn.exec_driver_sql(f"SHOW CREATE TRIGGER {self.q(name)}").first()
                 schema.routines.append(Routine("trigger", name, strip_definer(row[2]), None, tbl,
-                                               sql_mode=row[1], definer=definer_of(row[2])))
+                                               sql_mode=row[1], definer=definer_of(row[2]),
+                                               client_charset=row[3], collation=row[4]))
         if "routine" in kinds:
             found = []
             for name, typ in conn.exec_driver_sql(
@@ -410,7 +412,7 @@ class MySQLAdapter(Adapter):
                 row = conn.exec_driver_sql(f"SHOW CREATE {typ} {self.q(name)}").first()
                 if row and row[2]:
                     found.append(Routine("routine", name, strip_definer(row[2]), sql_mode=row[1],
-                                         definer=definer_of(row[2])))
+                                         definer=definer_of(row[2]), client_charset=row[3], collation=row[4]))
             schema.routines[:0] = found
             for (name,) in conn.exec_driver_sql(
                     "SELECT event_name FROM information_schema.events WHERE event_schema = DATABASE() "
@@ -419,7 +421,8 @@ class MySQLAdapter(Adapter):
                 row = conn.exec_driver_sql(f"SHOW CREATE EVENT {self.q(name)}").first()
                 if row and row[3]:
                     schema.routines.append(Routine("event", name, strip_definer(row[3]), sql_mode=row[1],
-                                                   definer=definer_of(row[3]), time_zone=row[2]))
+                                                   definer=definer_of(row[3]), time_zone=row[2],
+                                                   client_charset=row[4], collation=row[5]))
 
     def _sequences(self, conn: Connection, schema: Schema) -> None:
         """MariaDB's sequences (tables of type SEQUENCE), each with its options and the next value
@@ -1083,6 +1086,7 @@ class MySQLAdapter(Adapter):
                     break
         finally:
             self._session(conn)
+            conn.exec_driver_sql("SET NAMES utf8mb4")
         if as_self:
             log.warning("made as the restoring account, not as their definer (not allowed here, or the account "
                         "does not exist on this server): %s", ", ".join(as_self))
@@ -1092,6 +1096,12 @@ class MySQLAdapter(Adapter):
         """Make ``r``; False when it was made without its definer."""
         conn.exec_driver_sql("SET SESSION sql_mode = %s", (r.sql_mode if r.sql_mode is not None else SESSION_SQL_MODE,))
         conn.exec_driver_sql("SET SESSION time_zone = %s", (r.time_zone or "+00:00",))
+        # the body's literals take the source connection's collation (and character set); the
+        # statement is sent as utf8mb4 text, so the server reads it as such (character_set_client
+        # stays utf8mb4: the body read back from the source was converted to it, and every
+        # character of it is one the source's connection character set holds)
+        if r.collation:
+            conn.exec_driver_sql("SET SESSION collation_connection = %s", (r.collation,))
         plain = self.literal_sql(r.sql)
         if not r.definer:
             conn.exec_driver_sql(plain)
