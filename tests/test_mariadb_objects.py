@@ -307,3 +307,19 @@ def test_a_routine_made_through_latin1_returns_the_same_after_a_restore(make_db,
     sql = ("SELECT routine_name, collation_connection FROM information_schema.routines WHERE routine_schema = "
            "DATABASE() ORDER BY 1")
     assert _rows(dst, sql) == _rows(src, sql) == [("f", "latin1_swedish_ci"), ("g", "latin1_swedish_ci")]
+
+
+def test_a_definer_the_target_lacks_becomes_the_restoring_account_with_a_warning(make_db, tmp_path: Path,
+                                                                                 caplog) -> None:
+    src = _mariadb(make_db, "definer")
+    _exec(src, "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE DEFINER=`albk_nobody`@`nowhere` PROCEDURE p() SELECT 1",
+          "CREATE PROCEDURE q() SELECT 2")
+    b = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("mysql", "definerdst")
+    api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    me = _rows(dst, "SELECT CURRENT_USER()")[0][0]
+    sql = "SELECT routine_name, definer FROM information_schema.routines WHERE routine_schema = DATABASE() ORDER BY 1"
+    assert _rows(src, sql) == [("p", "albk_nobody@nowhere"), ("q", me)]
+    assert _rows(dst, sql) == [("p", me), ("q", me)]
+    assert "made as the restoring account, not as their definer" in caplog.text and \
+        "routine p (`albk_nobody`@`nowhere`)" in caplog.text
