@@ -364,6 +364,7 @@ class Restorer:
         #: (swapped in, see _swap), for the message of a failed restore
         self.dropped: list[str] = []
         self.replaced: list[str] = []
+        self.old_left: list[str] = []
         self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
         self._made_names: set[str] = set()
         #: what each table's load sent, where the read-back compares text (echo_check)
@@ -479,10 +480,19 @@ class Restorer:
         except BaseException as exc:
             if not self.adapter.transactional_ddl:
                 self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
-            mapped = self._as_restore_error(exc, self._failed_how())
-            if mapped is None:
-                raise
-            raise mapped from None
+            self._raise_failed(exc, bool(staged))
+
+    def _raise_failed(self, exc: BaseException, staged: bool) -> None:
+        """Raise the failure of a restore: a database error as a RestoreError saying what was
+        left (``_failed_how``); albackup's own errors as they are, with that added where --clean
+        had touched the target, or would have, and DDL is not transactional."""
+        if isinstance(exc, AlbackupError) and not self.adapter.transactional_ddl \
+                and (staged or self.dropped or self.replaced):
+            raise type(exc)(f"{exc.message}; restore {self._failed_how()}") from None
+        mapped = self._as_restore_error(exc, self._failed_how())
+        if mapped is None:
+            raise exc
+        raise mapped from None
 
     def _failed_how(self) -> str:
         """What a failed restore did to the target, for its message: rolled back only where DDL
@@ -492,8 +502,10 @@ class Restorer:
             return "failed and was rolled back"
         if self.replaced:
             names = ", ".join(self.replaced[:10]) + (" …" if len(self.replaced) > 10 else "")
+            old = (f"the old ones are kept as {', '.join(self.old_left)}" if self.old_left
+                   else "the old ones are gone")
             return (f"failed after --clean had replaced {len(self.replaced)} table(s) ({names}): the restored "
-                    "tables stay, holding the backup's rows (checked), and the old ones are gone; not finished")
+                    f"tables stay, holding the backup's rows (checked), and {old}; not finished")
         gone = self.dropped
         if gone:
             names = ", ".join(gone[:10]) + (" …" if len(gone) > 10 else "")
@@ -535,10 +547,12 @@ class Restorer:
         self.created = []        # from here a failure leaves the restored tables (their rows are checked)
         for t in res.tables:
             t["target"] = temp.get(t["target"], t["target"])
+        self.old_left = [old for _, _, old in staged]
         with conn.begin():
             a.set_foreign_key_checks(conn, False)
             for tp, _, old in staged:
                 a.drop_table(conn, old, tp.schema)
+                self.old_left.remove(old)
             a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
             a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
 
@@ -742,10 +756,7 @@ class Restorer:
                 pool.close()
                 pool = None
             self._cleanup()
-            mapped = self._as_restore_error(exc, self._failed_how())
-            if mapped is None:
-                raise
-            raise mapped from None
+            self._raise_failed(exc, bool(staged))
         finally:
             if pool is not None:
                 pool.close()

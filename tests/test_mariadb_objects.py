@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from albackup import api, config
+from albackup.errors import IntegrityError
 from albackup.progress import Reporter
 from albackup.restore import RestoreOptions
 
@@ -323,3 +324,22 @@ def test_a_definer_the_target_lacks_becomes_the_restoring_account_with_a_warning
     assert _rows(dst, sql) == [("p", me), ("q", me)]
     assert "made as the restoring account, not as their definer" in caplog.text and \
         "routine p (`albk_nobody`@`nowhere`)" in caplog.text
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_clean_refused_by_orphan_rows_leaves_the_target_as_it_was(jobs: int, make_db, tmp_path: Path) -> None:
+    src = _mariadb(make_db, "orphan")
+    _exec(src, "CREATE TABLE parent (id INT PRIMARY KEY)",
+          "CREATE TABLE child (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES parent (id))",
+          "INSERT INTO parent VALUES (1)", "INSERT INTO child VALUES (1, 1)")
+    dst = make_db("mysql", "orphandst")
+    api.restore(api.dump(_cfg(src), tmp_path / "b1").path, _cfg(dst, allow_restore=True),
+                RestoreOptions(allow_restore=True))
+    _exec(src, "SET SESSION foreign_key_checks = 0", "INSERT INTO child VALUES (2, 7)")
+    b = api.dump(_cfg(src), tmp_path / "b2")
+    _exec(dst, "INSERT INTO parent VALUES (5)")
+    before = _schema_dump(dst), _rows(dst, "SELECT * FROM parent"), _rows(dst, "SELECT * FROM child")
+    with pytest.raises(IntegrityError, match=r"referential integrity fails .*; restore failed; the target is as it "
+                                             r"was"):
+        api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, clean=True, jobs=jobs))
+    assert (_schema_dump(dst), _rows(dst, "SELECT * FROM parent"), _rows(dst, "SELECT * FROM child")) == before
