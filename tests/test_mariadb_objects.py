@@ -118,6 +118,7 @@ def test_a_restored_schema_dumps_as_the_source_does(jobs: int, make_db, tmp_path
     res = api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert any("history rows are not kept" in n for n in res.changes)
     _same_schema(src, dst)
+    assert api.compare(_cfg(src), _cfg(dst)).differences == []
     # values: geometry bytes (SRID and WKB), the invisible column, the current rows of hist
     for sql in ("SELECT id, HEX(pos), ST_SRID(pos), HEX(g), ST_SRID(g), ST_AsText(area), HEX(gc) FROM places "
                 "ORDER BY id",
