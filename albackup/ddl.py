@@ -448,6 +448,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
                                              **_dialect_kw(adapter, kw)))
+            if opts.get("mysql_comment"):       # written by the MySQL adapter's CREATE INDEX
+                plan.indexes[-1].info["comment"] = opts["mysql_comment"]
         else:
             nulls = [f"{n} {' '.join(x.upper().replace('_', ' ') for x in how if x.startswith('nulls_'))}"
                      for n, how in (opts.get("column_sorting") or {}).items()
@@ -546,7 +548,7 @@ def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     as SQL text; a tablespace left out (the target may have none of that name)."""
     out: dict[str, Any] = {}
     for k, v in opts.items():
-        if k in ("column_sorting", "column_collation") or k.endswith("_tablespace"):
+        if k in ("column_sorting", "column_collation", "mysql_comment") or k.endswith("_tablespace"):
             continue
         out[k] = sa.literal_column(v) if k.endswith("_where") else v
     return out

@@ -26,6 +26,15 @@ SCHEMA = [
     "COMMENT='orders table'",
     "INSERT INTO orders (note) VALUES ('a'), ('b')",
     "INSERT INTO orders (note, secret) VALUES ('c', 9)",
+    "CREATE TABLE misc (id INT UNSIGNED ZEROFILL PRIMARY KEY, b BIT(5), s SET('a','b'), e ENUM('x','y') DEFAULT 'y', "
+    "j JSON, v VARCHAR(10) CHARACTER SET latin1 COLLATE latin1_bin, "
+    "t TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, c TEXT COMPRESSED, "
+    "d DATETIME(3) DEFAULT NOW(3), FULLTEXT KEY ft (v) COMMENT 'full text', KEY k_e (e) COMMENT 'it''s a \\\\ key', "
+    "CONSTRAINT ck CHECK (id < 1000))",
+    "CREATE TABLE misc_child (id INT PRIMARY KEY, pid INT UNSIGNED ZEROFILL, KEY k (pid) COMMENT 'for the key', "
+    "CONSTRAINT fk FOREIGN KEY (pid) REFERENCES misc (id) ON DELETE CASCADE ON UPDATE SET NULL)",
+    "INSERT INTO misc (id, b, s, j, v, c) VALUES (1, b'101', 'a,b', '{\"a\": 1}', 'x', REPEAT('z', 500))",
+    "INSERT INTO misc_child VALUES (1, 1)",
     "CREATE TABLE counters (id INT AUTO_INCREMENT PRIMARY KEY, n INT) ENGINE=Aria ROW_FORMAT=PAGE "
     "AUTO_INCREMENT=500",
     "INSERT INTO counters (n) VALUES (1)",

@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
 
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError
@@ -85,6 +87,7 @@ SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multip
 _SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
 #: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
 SYSTEM_VERSIONING = "mysql_system_versioning"
+_COMPRESSED = re.compile(r"/\*M!\d+\s+COMPRESSED\s*\*/|\bCOMPRESSED\b", re.I)
 _SEQUENCE_DEFAULT = re.compile(r"^NEXTVAL\((`(?:[^`]|``)+`)\)$")
 _NEXTVAL = re.compile(r"^\s*nextval\(", re.I)
 
@@ -145,6 +148,18 @@ def restorable_partition_clause(clause: str) -> str:
     for start, end in reversed(spans):
         clause = clause[:start] + clause[end:]
     return clause
+
+
+@compiles(CreateIndex, "mysql")
+@compiles(CreateIndex, "mariadb")
+def _create_index(create: CreateIndex, compiler: Any, **kw: Any) -> str:
+    """SQLAlchemy's CREATE INDEX with the index's COMMENT (``info["comment"]``, set by the
+    restore's plan from the source's ``mysql_comment``)."""
+    text = compiler.visit_create_index(create, **kw)
+    comment = create.element.info.get("comment")
+    if comment:
+        text += " COMMENT " + compiler.sql_compiler.render_literal_value(str(comment), sat.String())
+    return str(text)
 
 
 @register
@@ -388,6 +403,7 @@ class MySQLAdapter(Adapter):
                        kinds: set[str]) -> None:
         self._descending_parts(conn, schema, schemas)
         self._column_details(conn, schema, schemas)
+        self._index_comments(conn, schema, schemas)
         self._sequences(conn, schema)
         if "view" in kinds:
             for (name,) in conn.exec_driver_sql(
@@ -466,6 +482,8 @@ class MySQLAdapter(Adapter):
                 elif c.original_type == "NULL":     # a type SQLAlchemy does not know
                     c.original_type = str(column_type).upper()
                     c.type = LogicalType("native", native=c.original_type)
+                if _COMPRESSED.search(str(column_type)) and "COMPRESSED" not in c.original_type.upper():
+                    c.original_type += " COMPRESSED"     # MariaDB: stored compressed (SQLAlchemy drops it)
                 if "INVISIBLE" in str(extra).upper().split():
                     c.invisible = True          # SQLAlchemy reads no default after INVISIBLE
                     if c.default is None and default is not None and str(default).upper() != "NULL":
@@ -477,6 +495,20 @@ class MySQLAdapter(Adapter):
                     "AND table_type = 'SYSTEM VERSIONED'", (s,)):
                 if tname in tables:
                     tables[tname].options[SYSTEM_VERSIONING] = True
+
+    def _index_comments(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
+        """Index comments (SQLAlchemy does not read them), one query per schema: an index's
+        ``mysql_comment`` option."""
+        for s in schemas:
+            tables = {t.name: t for t in schema.tables if t.schema == s}
+            if not tables:
+                continue
+            for tname, iname, comment in conn.exec_driver_sql(
+                    "SELECT DISTINCT table_name, index_name, index_comment FROM information_schema.statistics "
+                    "WHERE table_schema = coalesce(%s, DATABASE()) AND index_comment <> ''", (s,)):
+                for ix in tables[tname].indexes if tname in tables else ():
+                    if ix.name == iname:
+                        ix.options = {**(ix.options or {}), "mysql_comment": str(comment)}
 
     def _descending_parts(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """The index parts stored descending (MariaDB 10.8+, MySQL 8: COLLATION 'D' in
