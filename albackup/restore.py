@@ -528,6 +528,12 @@ class Restorer:
                 raise RestoreRefused(f"target {self.label} holds {', '.join(sorted(left))}, left by an interrupted "
                                      "restore --clean: check it and drop it")
             out.append((tp, tp.name, old))
+            # the statements right after CREATE TABLE (options, a DESC primary key) name it
+            was, now = f"ALTER TABLE {self.adapter.qtable(tp.name, tp.schema)} ", \
+                f"ALTER TABLE {self.adapter.qtable(new, tp.schema)} "
+            if any(not sql.startswith(was) for sql in tp.after_create):
+                raise RestoreError(f"table {tp.table.key}: cannot be made under a new name for --clean")
+            tp.after_create = [now + sql[len(was):] for sql in tp.after_create]
             tp.name = tp.sa_table.name = new
         return out
 

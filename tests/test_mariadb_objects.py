@@ -38,6 +38,12 @@ SCHEMA = [
     "CREATE TABLE counters (id INT AUTO_INCREMENT PRIMARY KEY, n INT) ENGINE=Aria ROW_FORMAT=PAGE "
     "AUTO_INCREMENT=500",
     "INSERT INTO counters (n) VALUES (1)",
+    "CREATE TABLE opts (id INT PRIMARY KEY) ENGINE=InnoDB STATS_PERSISTENT=1 STATS_AUTO_RECALC=0 "
+    "STATS_SAMPLE_PAGES=12 CHECKSUM=1 PAGE_COMPRESSED=1 MAX_ROWS=1000 PACK_KEYS=1",
+    "CREATE TABLE aria_opts (id INT PRIMARY KEY) ENGINE=Aria PAGE_CHECKSUM=0 TRANSACTIONAL=0",
+    "CREATE TABLE descpk (a INT, b INT, PRIMARY KEY (a, b DESC)) STATS_PERSISTENT=0",
+    "INSERT INTO descpk VALUES (1, 1), (1, 2)",
+    "CREATE TABLE my_opts (id INT PRIMARY KEY) ENGINE=MyISAM CHECKSUM=1 DELAY_KEY_WRITE=1 MIN_ROWS=2 AVG_ROW_LENGTH=30",
     "CREATE TABLE hist (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
     "INSERT INTO hist VALUES (1, 1), (2, 2)",
     "UPDATE hist SET v = 20 WHERE id = 2",
@@ -199,7 +205,7 @@ def test_clean_replaces_everything_the_backup_brings_and_leaves_the_rest(jobs: i
           "CREATE VIEW my_view AS SELECT x FROM mine")
     with pytest.raises(Exception, match="already holds"):
         api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
-    _exec(dst, "DROP TABLE counters, hist, orders, places")      # only objects other than tables left
+    _exec(dst, "DROP TABLE counters, hist, orders, places, misc_child, misc, opts, aria_opts, my_opts, descpk")   # no table left
     with pytest.raises(Exception, match=r"already holds 6 of the backup's other objects \(event ev_bump, "
                                         r"event ev_once, function greet, procedure bump, sequence s_order, view "
                                         r"v_orders\)"):
@@ -245,6 +251,8 @@ def test_clean_whose_connection_is_killed_leaves_the_target_as_it_was_and_says_s
           "CREATE TABLE hist (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
           "INSERT INTO counters (n) VALUES (1), (2)", "INSERT INTO orders VALUES (1, 1), (2, 2)",
           "INSERT INTO hist VALUES (1, 1)", "CREATE PROCEDURE bump() UPDATE counters SET n = n + 1",
+          "CREATE TABLE descpk (a INT, b INT, PRIMARY KEY (a, b DESC)) ENGINE=Aria TRANSACTIONAL=0",
+          "INSERT INTO descpk VALUES (1, 1)",
           "CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.c = NEW.c")
     b = api.dump(_cfg(src), tmp_path / "b")
     dst = make_db("mysql", "killdst")

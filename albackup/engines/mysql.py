@@ -85,6 +85,38 @@ def definer_of(sql: str) -> str | None:
 SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                            "multipolygon", "geometrycollection"})
 _SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
+#: Table.options key of the table's create options SQLAlchemy does not read right, as
+#: information_schema.TABLES.CREATE_OPTIONS lists them (row format and partitioning left out)
+CREATE_OPTIONS = "mysql_create_options"
+_CREATE_OPTION = re.compile(r"(`[^`]+`|\w+)(?:=('(?:[^']|'')*'|\S+))?")
+
+
+def _create_options(text: str) -> str:
+    """``text`` (CREATE_OPTIONS) without the options kept otherwise: ROW_FORMAT (a table option
+    of its own) and ``partitioned`` (Table.partition_clause)."""
+    keep = [m.group(0) for m in _CREATE_OPTION.finditer(text)
+            if m.group(1).strip("`").lower() not in ("row_format", "partitioned")]
+    return " ".join(keep)
+
+
+_TABLE_OPTION = re.compile(r"(`(?:[^`]|``)+`|\w+)\s*=\s*('(?:[^'\\]|\\.|'')*'|\S+)")
+#: table options SQLAlchemy reads and a restore makes itself
+_OPTIONS_KEPT_OTHERWISE = frozenset({"ENGINE", "CHARSET", "COLLATE", "AUTO_INCREMENT", "ROW_FORMAT", "COMMENT"})
+
+
+def _more_table_options(create_table: str) -> str:
+    """The options at the end of a SHOW CREATE TABLE statement (after the columns' parenthesis,
+    before any partition clause) that a restore does not make otherwise: STATS_*, CHECKSUM,
+    PAGE_CHECKSUM, TRANSACTIONAL, MAX_ROWS, `PAGE_COMPRESSED`='1', …, as printed."""
+    blank = _blank_quoted(create_table)
+    start = blank.find("\n)")
+    if start < 0:
+        return ""
+    end = (m.start() if (m := _PARTITION_START.search(blank, start)) else len(blank))
+    return " ".join(m.group(0) for m in _TABLE_OPTION.finditer(create_table, start + 2, end)
+                    if m.group(1).strip("`").upper() not in _OPTIONS_KEPT_OTHERWISE)
+
+
 #: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
 SYSTEM_VERSIONING = "mysql_system_versioning"
 _COMPRESSED = re.compile(r"/\*M!\d+\s+COMPRESSED\s*\*/|\bCOMPRESSED\b", re.I)
@@ -234,8 +266,14 @@ class MySQLAdapter(Adapter):
     # follow where they name none) and row format; its partitioning is Table.partition_clause
     # (see partition_clause_options)
     kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format",
-                                    "mysql_system_versioning"})
-    table_options_by_sql = frozenset({"mysql_system_versioning"})
+                                    "mysql_system_versioning", "mysql_create_options"})
+    table_options_by_sql = frozenset({"mysql_system_versioning", "mysql_create_options"})
+
+    def table_option_sql(self, table: Table, qualified: str) -> list[str]:
+        """The table's other create options (STATS_*, CHECKSUM, PAGE_CHECKSUM, TRANSACTIONAL,
+        MAX_ROWS, PAGE_COMPRESSED, …), which SQLAlchemy misreads, set on the new, empty table."""
+        more = table.options.get(CREATE_OPTIONS)
+        return [f"ALTER TABLE {qualified} {self.literal_sql(str(more))}"] if more else []
 
     def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
         """A system-versioned table becomes one at the very end: MariaDB refuses other ALTERs of
@@ -490,11 +528,19 @@ class MySQLAdapter(Adapter):
                         c.default = str(default)
                 if c.default is None and default and _NEXTVAL.match(str(default)):
                     c.default = str(default).replace(f"{self.q(str(db))}.", "")
-            for (tname,) in conn.exec_driver_sql(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = coalesce(%s, DATABASE()) "
-                    "AND table_type = 'SYSTEM VERSIONED'", (s,)):
-                if tname in tables:
-                    tables[tname].options[SYSTEM_VERSIONING] = True
+            for tname, ttype, create_options in conn.exec_driver_sql(
+                    "SELECT table_name, table_type, create_options FROM information_schema.tables "
+                    "WHERE table_schema = coalesce(%s, DATABASE())", (s,)):
+                t = tables.get(tname)
+                if t is None:
+                    continue
+                if ttype == "SYSTEM VERSIONED":
+                    t.options[SYSTEM_VERSIONING] = True
+                if _create_options(str(create_options or "")):     # rare: then read as SHOW CREATE TABLE prints them
+                    row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(tname, s)}").first()
+                    more = _more_table_options(str(row[1])) if row else ""
+                    if more:
+                        t.options[CREATE_OPTIONS] = more
 
     def _index_comments(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """Index comments (SQLAlchemy does not read them), one query per schema: an index's
