@@ -47,6 +47,13 @@ SCHEMA = [
     "CREATE TABLE hist (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
     "INSERT INTO hist VALUES (1, 1), (2, 2)",
     "UPDATE hist SET v = 20 WHERE id = 2",
+    "CREATE TABLE hist_own (id INT PRIMARY KEY, v INT, rs TIMESTAMP(6) GENERATED ALWAYS AS ROW START INVISIBLE, "
+    "re TIMESTAMP(6) GENERATED ALWAYS AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME (rs, re), UNIQUE KEY uv (v)) "
+    "WITH SYSTEM VERSIONING",
+    "INSERT INTO hist_own (id, v) VALUES (1, 1), (2, 2)", "UPDATE hist_own SET v = 3 WHERE id = 2",
+    "CREATE TABLE hist_vis (id INT PRIMARY KEY, v INT, s TIMESTAMP(6) AS ROW START, e TIMESTAMP(6) AS ROW END, "
+    "PERIOD FOR SYSTEM_TIME (s, e)) WITH SYSTEM VERSIONING",
+    "INSERT INTO hist_vis (id, v) VALUES (1, 1)",
     "CREATE TABLE places (id INT PRIMARY KEY, pos POINT NOT NULL, g GEOMETRY, line LINESTRING, area POLYGON, "
     "mp MULTIPOINT, ml MULTILINESTRING, mpg MULTIPOLYGON, gc GEOMETRYCOLLECTION, SPATIAL INDEX sp_pos (pos))",
     "INSERT INTO places VALUES (1, ST_GeomFromText('POINT(1 2)', 4326), ST_GeomFromText('POINT(5 6)', 3857), "
@@ -139,6 +146,7 @@ def test_a_restored_schema_dumps_as_the_source_does(jobs: int, make_db, tmp_path
                 "ORDER BY id",
                 "SELECT id, note, secret, total FROM orders ORDER BY id",
                 "SELECT id, v FROM hist ORDER BY id",
+                "SELECT id, v FROM hist_own ORDER BY id",
                 "SELECT event_name, status, interval_value, interval_field, starts, execute_at, on_completion, "
                 "event_comment, sql_mode, time_zone, definer FROM information_schema.events "
                 "WHERE event_schema = DATABASE() ORDER BY event_name",
@@ -205,7 +213,8 @@ def test_clean_replaces_everything_the_backup_brings_and_leaves_the_rest(jobs: i
           "CREATE VIEW my_view AS SELECT x FROM mine")
     with pytest.raises(Exception, match="already holds"):
         api.restore(b.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
-    _exec(dst, "DROP TABLE counters, hist, orders, places, misc_child, misc, opts, aria_opts, my_opts, descpk")   # no table left
+    _exec(dst, "DROP TABLE counters, hist, hist_own, hist_vis, orders, places, misc_child, misc, opts, aria_opts, "
+          "my_opts, descpk")   # no table left
     with pytest.raises(Exception, match=r"already holds 6 of the backup's other objects \(event ev_bump, "
                                         r"event ev_once, function greet, procedure bump, sequence s_order, view "
                                         r"v_orders\)"):

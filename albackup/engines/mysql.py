@@ -117,6 +117,24 @@ def _more_table_options(create_table: str) -> str:
                     if m.group(1).strip("`").upper() not in _OPTIONS_KEPT_OTHERWISE)
 
 
+#: Table.options key of a system-versioned table's own row start and end columns and period, as
+#: the ALTER TABLE clauses that add them (the columns are not read: the server sets them)
+SYSTEM_TIME_COLUMNS = "mysql_system_time_columns"
+_PERIOD_UNREAD = re.compile(r"^Unknown schema content: '\s*PERIOD FOR SYSTEM_TIME ")
+
+
+def _drop_period_column(t: Table, c: Column) -> None:
+    """``c`` (a ROW START/END column) out of ``t``: MariaDB adds the row end to the primary key and
+    unique keys itself."""
+    t.columns.remove(c)
+    t.primary_key = [n for n in t.primary_key if n != c.name]
+    for u in t.uniques:
+        u.columns = [n for n in u.columns if n != c.name]
+    for ix in t.indexes:
+        if ix.unique:
+            ix.columns = [n for n in ix.columns if n != c.name]
+
+
 #: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
 SYSTEM_VERSIONING = "mysql_system_versioning"
 _COMPRESSED = re.compile(r"/\*M!\d+\s+COMPRESSED\s*\*/|\bCOMPRESSED\b", re.I)
@@ -266,8 +284,8 @@ class MySQLAdapter(Adapter):
     # follow where they name none) and row format; its partitioning is Table.partition_clause
     # (see partition_clause_options)
     kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format",
-                                    "mysql_system_versioning", "mysql_create_options"})
-    table_options_by_sql = frozenset({"mysql_system_versioning", "mysql_create_options"})
+                                    "mysql_system_versioning", "mysql_system_time_columns", "mysql_create_options"})
+    table_options_by_sql = frozenset({"mysql_system_versioning", "mysql_system_time_columns", "mysql_create_options"})
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
         """The table's other create options (STATS_*, CHECKSUM, PAGE_CHECKSUM, TRANSACTIONAL,
@@ -280,8 +298,10 @@ class MySQLAdapter(Adapter):
         it (the indexes and keys added after the load) while system_versioning_alter_history is
         ERROR, its default."""
         if table.options.get(SYSTEM_VERSIONING):
+            period = table.options.get(SYSTEM_TIME_COLUMNS)
             return [(f"table {table.key}: system versioning",
-                     f"ALTER TABLE {self.qtable(name, schema)} ADD SYSTEM VERSIONING")]
+                     f"ALTER TABLE {self.qtable(name, schema)} " + (f"{self.literal_sql(str(period))}, " if period else "")
+                     + "ADD SYSTEM VERSIONING")]
         return []
 
     @classmethod
@@ -290,7 +310,8 @@ class MySQLAdapter(Adapter):
         if table.options.get(SYSTEM_VERSIONING):
             notes.append("system-versioned in the source: " + (
                 "made so again, holding its current rows; the history rows are not kept" if same_engine
-                else "restored as a plain table holding its current rows; the history rows are not kept"))
+                else "restored as a plain table holding its current rows; the history rows are not kept"
+                + (" (nor its row start and end columns)" if table.options.get(SYSTEM_TIME_COLUMNS) else "")))
         if same_engine:
             return notes
         for c in table.columns:
@@ -434,7 +455,7 @@ class MySQLAdapter(Adapter):
                 fk.columns.append(col)
                 fk.ref_columns.append(ref_col)
             table.foreign_keys.extend(found.values())
-        rest = [w for w in rest if not _SPATIAL_UNKNOWN.match(w)]   # read in _column_details
+        rest = [w for w in rest if not _SPATIAL_UNKNOWN.match(w) and not _PERIOD_UNREAD.match(w)]   # _column_details
         super().reflect_unread(conn, table, rest)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
@@ -506,13 +527,21 @@ class MySQLAdapter(Adapter):
             tables = {t.name: t for t in schema.tables if t.schema == s}
             if not tables:
                 continue
-            for tname, cname, data_type, column_type, default, db, extra in conn.exec_driver_sql(
-                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema, extra "
+            period: dict[str, list[str]] = {}
+            for tname, cname, data_type, column_type, default, db, extra, generation in conn.exec_driver_sql(
+                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema, extra, "
+                    "generation_expression "
                     "FROM information_schema.columns WHERE table_schema = coalesce(%s, DATABASE()) "
                     "ORDER BY table_name, ordinal_position", (s,)):
                 t = tables.get(tname)
                 c = next((x for x in t.columns if x.name == cname), None) if t else None
                 if c is None:
+                    continue
+                if str(generation or "").upper() in ("ROW START", "ROW END"):
+                    _drop_period_column(t, c)    # the server sets it: made again with versioning (table_last_sql)
+                    period.setdefault(tname, []).append(
+                        f"ADD COLUMN {self.q(c.name)} {str(column_type).upper()} GENERATED ALWAYS AS "
+                        f"{str(generation).upper()}" + (" INVISIBLE" if "INVISIBLE" in str(extra).upper() else ""))
                     continue
                 if str(data_type).lower() in SPATIAL_TYPES:
                     c.original_type = str(column_type).upper()
@@ -536,6 +565,10 @@ class MySQLAdapter(Adapter):
                     continue
                 if ttype == "SYSTEM VERSIONED":
                     t.options[SYSTEM_VERSIONING] = True
+                    cols = period.get(tname, [])
+                    if len(cols) == 2:
+                        names = ", ".join(re.match(r"ADD COLUMN (`(?:[^`]|``)+`)", x).group(1) for x in cols)  # type: ignore[union-attr]
+                        t.options[SYSTEM_TIME_COLUMNS] = ", ".join(cols) + f", ADD PERIOD FOR SYSTEM_TIME ({names})"
                 if _create_options(str(create_options or "")):     # rare: then read as SHOW CREATE TABLE prints them
                     row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(tname, s)}").first()
                     more = _more_table_options(str(row[1])) if row else ""
