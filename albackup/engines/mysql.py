@@ -543,37 +543,48 @@ class MySQLAdapter(Adapter):
                         f"ADD COLUMN {self.q(c.name)} {str(column_type).upper()} GENERATED ALWAYS AS "
                         f"{str(generation).upper()}" + (" INVISIBLE" if "INVISIBLE" in str(extra).upper() else ""))
                     continue
-                if str(data_type).lower() in SPATIAL_TYPES:
-                    c.original_type = str(column_type).upper()
-                    c.type = LogicalType("binary")
-                elif c.original_type == "NULL":     # a type SQLAlchemy does not know
-                    c.original_type = str(column_type).upper()
-                    c.type = LogicalType("native", native=c.original_type)
-                if _COMPRESSED.search(str(column_type)) and "COMPRESSED" not in c.original_type.upper():
-                    c.original_type += " COMPRESSED"     # MariaDB: stored compressed (SQLAlchemy drops it)
-                if "INVISIBLE" in str(extra).upper().split():
-                    c.invisible = True          # SQLAlchemy reads no default after INVISIBLE
-                    if c.default is None and default is not None and str(default).upper() != "NULL":
-                        c.default = str(default)
-                if c.default is None and default and _NEXTVAL.match(str(default)):
-                    c.default = str(default).replace(f"{self.q(str(db))}.", "")
-            for tname, ttype, create_options in conn.exec_driver_sql(
-                    "SELECT table_name, table_type, create_options FROM information_schema.tables "
-                    "WHERE table_schema = coalesce(%s, DATABASE())", (s,)):
-                t = tables.get(tname)
-                if t is None:
-                    continue
-                if ttype == "SYSTEM VERSIONED":
-                    t.options[SYSTEM_VERSIONING] = True
-                    cols = period.get(tname, [])
-                    if len(cols) == 2:
-                        names = ", ".join(re.match(r"ADD COLUMN (`(?:[^`]|``)+`)", x).group(1) for x in cols)  # type: ignore[union-attr]
-                        t.options[SYSTEM_TIME_COLUMNS] = ", ".join(cols) + f", ADD PERIOD FOR SYSTEM_TIME ({names})"
-                if _create_options(str(create_options or "")):     # rare: then read as SHOW CREATE TABLE prints them
-                    row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(tname, s)}").first()
-                    more = _more_table_options(str(row[1])) if row else ""
-                    if more:
-                        t.options[CREATE_OPTIONS] = more
+                self._column_detail(c, str(data_type), str(column_type), default, str(db), str(extra))
+            self._table_details(conn, tables, s, period)
+
+    def _column_detail(self, c: Column, data_type: str, column_type: str, default: Any, db: str,
+                       extra: str) -> None:
+        """One column's information_schema.COLUMNS row (see _column_details) into ``c``."""
+        if data_type.lower() in SPATIAL_TYPES:
+            c.original_type = column_type.upper()
+            c.type = LogicalType("binary")
+        elif c.original_type == "NULL":     # a type SQLAlchemy does not know
+            c.original_type = column_type.upper()
+            c.type = LogicalType("native", native=c.original_type)
+        if _COMPRESSED.search(column_type) and "COMPRESSED" not in c.original_type.upper():
+            c.original_type += " COMPRESSED"     # MariaDB: stored compressed (SQLAlchemy drops it)
+        if "INVISIBLE" in extra.upper().split():
+            c.invisible = True          # SQLAlchemy reads no default after INVISIBLE
+            if c.default is None and default is not None and str(default).upper() != "NULL":
+                c.default = str(default)
+        if c.default is None and default and _NEXTVAL.match(str(default)):
+            c.default = str(default).replace(f"{self.q(db)}.", "")
+
+    def _table_details(self, conn: Connection, tables: dict[str, Table], s: str | None,
+                       period: dict[str, list[str]]) -> None:
+        """System versioning (with the row start and end columns ``period`` holds, as ALTER TABLE
+        clauses) and the create options SQLAlchemy misreads, from information_schema.TABLES."""
+        for tname, ttype, create_options in conn.exec_driver_sql(
+                "SELECT table_name, table_type, create_options FROM information_schema.tables "
+                "WHERE table_schema = coalesce(%s, DATABASE())", (s,)):
+            t = tables.get(tname)
+            if t is None:
+                continue
+            if ttype == "SYSTEM VERSIONED":
+                t.options[SYSTEM_VERSIONING] = True
+                cols = period.get(tname, [])
+                if len(cols) == 2:
+                    names = ", ".join(re.match(r"ADD COLUMN (`(?:[^`]|``)+`)", x).group(1) for x in cols)  # type: ignore[union-attr]
+                    t.options[SYSTEM_TIME_COLUMNS] = ", ".join(cols) + f", ADD PERIOD FOR SYSTEM_TIME ({names})"
+            if _create_options(str(create_options or "")):     # rare: then read as SHOW CREATE TABLE prints them
+                row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(tname, s)}").first()
+                more = _more_table_options(str(row[1])) if row else ""
+                if more:
+                    t.options[CREATE_OPTIONS] = more
 
     def _index_comments(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """Index comments (SQLAlchemy does not read them), one query per schema: an index's
