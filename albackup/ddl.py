@@ -304,6 +304,10 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
         notes.append(f"a {t.virtual} virtual table in the source: restored as an ordinary table of its columns "
                      f"({', '.join(c.name for c in t.columns)}); what the module does (full-text or spatial "
                      f"search) is not kept{fulltext}")
+    try:
+        notes += adapter_class(schema.engine).source_notes(t, same)
+    except ConfigError:
+        pass
     kc = _key_chars(t, adapter)
     if adapter.key_text_chars is not None:
         for c in referenced:
@@ -340,6 +344,13 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 notes.append(f"column {c.name!r}: generated column restored as a plain column")
         auto = c.autoincrement and c.type.kind == "integer" and c.name in t.primary_key
+        alt = adapter.generated_column(t, c, schema) if c.autoincrement and c.type.kind == "integer" and not same \
+            else None
+        if alt is not None:      # the target's AUTO_INCREMENT/identity cannot generate it: its own way
+            auto = False
+            if alt[0]:
+                kw["server_default"] = sa.literal_column(alt[0])
+            notes.append(f"column {c.name!r}: {alt[1]}")
         if auto and len(t.primary_key) > 1 and not adapter.composite_key_autoincrement:
             auto = False
             notes.append(f"column {c.name!r}: restored without generating its values ({adapter.name} "
@@ -457,6 +468,8 @@ def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.M
             else:
                 plan.indexes.append(sa.Index(iname, *_sorted_elements(cols, ix.columns, opts), unique=ix.unique,
                                              **_dialect_kw(adapter, kw)))
+            if opts.get("mysql_comment"):       # written by the MySQL adapter's CREATE INDEX
+                plan.indexes[-1].info["comment"] = opts["mysql_comment"]
         else:
             nulls = [f"{n} {' '.join(x.upper().replace('_', ' ') for x in how if x.startswith('nulls_'))}"
                      for n, how in (opts.get("column_sorting") or {}).items()
@@ -578,7 +591,7 @@ def _index_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     as SQL text; a tablespace left out (the target may have none of that name)."""
     out: dict[str, Any] = {}
     for k, v in opts.items():
-        if k in ("column_sorting", "column_collation") or k.endswith("_tablespace"):
+        if k in ("column_sorting", "column_collation", "mysql_comment") or k.endswith("_tablespace"):
             continue
         out[k] = sa.literal_column(v) if k.endswith("_where") else v
     return out

@@ -89,6 +89,7 @@ class Column:
     comment: str | None = None
     computed: str | None = None               # generated column expression (engine SQL)
     computed_stored: bool | None = None       # generated column: stored (True), virtual (False), unknown
+    invisible: bool = False                   # MariaDB: INVISIBLE (left out of SELECT *)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v not in (None, False) or k == "nullable"}
@@ -280,6 +281,7 @@ class Sequence:
     is_called: bool = True
     data_type: str | None = None
     owned_by: str | None = None      # "table.column" whose drop drops the sequence
+    cache: int | None = None         # MariaDB: values each connection takes ahead (CACHE n; 0: NOCACHE)
 
 
 @dataclass
@@ -303,13 +305,29 @@ class EnumType:
 
 @dataclass
 class Routine:
-    """A view, trigger, function or procedure, kept as engine SQL for the same engine."""
+    """A view, trigger, function, procedure or event (MySQL/MariaDB), kept as engine SQL for the
+    same engine."""
 
     kind: str
     name: str
     sql: str
     schema: str | None = None
     table: str | None = None
+    # MySQL/MariaDB: the SQL mode the body was made under, and the account it runs as
+    # (``user``@``host`` as SHOW CREATE prints it; ``sql`` holds no DEFINER clause)
+    sql_mode: str | None = None
+    definer: str | None = None
+    time_zone: str | None = None     # MySQL/MariaDB event: the time zone its schedule is read in
+    # MySQL/MariaDB: the character set and collation of the connection that made it (its string
+    # literals were read in them)
+    client_charset: str | None = None
+    collation: str | None = None
+
+
+def _without_unset(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` without those of ``keys`` that are None (fields added later: a manifest without
+    them reads as before)."""
+    return {k: v for k, v in d.items() if not (k in keys and v is None)}
 
 
 @dataclass
@@ -335,9 +353,9 @@ class Schema:
         return {
             "engine": self.engine,
             "tables": [t.to_dict() for t in self.tables],
-            "sequences": [asdict(s) for s in self.sequences],
+            "sequences": [_without_unset(asdict(s), ("cache",)) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
-            "routines": [asdict(r) for r in self.routines],
+            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone", "client_charset", "collation")) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
           | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
           | ({"settings": self.settings} if self.settings else {})
@@ -349,7 +367,7 @@ class Schema:
             tables=[Table.from_dict(t) for t in d.get("tables") or []],
             sequences=[Sequence(**s) for s in d.get("sequences") or []],
             enums=[EnumType(**e) for e in d.get("enums") or []],
-            routines=[Routine(**r) for r in d.get("routines") or []],
+            routines=[Routine(**{k: v for k, v in r.items() if v is not None}) for r in d.get("routines") or []],
             extensions=list(d.get("extensions") or []),
             domains=[DomainType(**x) for x in d.get("domains") or []],
             settings=dict(d.get("settings") or {}),

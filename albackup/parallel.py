@@ -556,7 +556,7 @@ def _restore_worker(idx: int, pipe: Any) -> None:
         from .errors import RestoreError
 
         err: BaseException = (exc if isinstance(exc, AlbackupError)
-                              else restorer._as_restore_error(exc, "failed; the tables it created were dropped")
+                              else restorer._as_restore_error(exc, restorer._failed_how())
                               or RestoreError(f"restore worker failed: {type(exc).__name__}: {exc}"))
         try:
             pipe.send(("error", idx, err))

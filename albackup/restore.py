@@ -16,8 +16,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .archive import Backup
 from .codec import LargeBase
-from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, plan_sql
-from .engines.base import Adapter, database_error_line
+from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, fit_name, plan_sql
+from .engines.base import Adapter
 from .errors import AlbackupError, IntegrityError, LockTimeout, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
@@ -364,6 +364,11 @@ class Restorer:
         self.label = target_label
         self.progress = as_reporter(progress)
         self.created: list[TablePlan] = []
+        #: --clean: what it dropped of the target (kind and name), and the tables it replaced
+        #: (swapped in, see _swap), for the message of a failed restore
+        self.dropped: list[str] = []
+        self.replaced: list[str] = []
+        self.old_left: list[str] = []
         self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
         self._made_names: set[str] = set()
         #: --clean: the backup's views the target holds, dropped before they are made again
@@ -409,6 +414,8 @@ class Restorer:
             plan, res = self.plan(count=False)   # once connected: the dialect knows MariaDB from MySQL
             existing = self._existing(conn, plan)
             clash = [tp.name for tp in plan.tables if tp.name in existing.get(tp.schema, set())]
+            held = self.adapter.clashing_objects(conn, self.backup.schema, plan.same_engine,
+                                                 self._routines_wanted(plan))
             if self.opts.clean:
                 self._clean_views = self.adapter.existing_views(conn, self._backup_views(plan))
                 res.refused = self.adapter.clean_blockers(conn, self._clean_tables(plan, clash), self._clean_views)
@@ -424,6 +431,10 @@ class Restorer:
                                  "use --clean to drop and replace them")
         if res.refused:
             raise self._clean_refused(res.refused)
+        if held and not self.opts.clean:
+            shown = ", ".join(held[:10]) + (" …" if len(held) > 10 else "")
+            raise RestoreRefused(f"target {self.label} already holds {len(held)} of the backup's other objects "
+                                 f"({shown}); use --clean to drop and replace them")
         if self.opts.accept_lossy or clash:     # the losses are reported (or the target is not to be touched)
             res.losses = self.count_losses(plan)
         else:
@@ -472,17 +483,22 @@ class Restorer:
             log.info("%s: -j %d is ignored (%s)", a.name, self.opts.jobs,
                      "--clean replaces tables in one transaction" if a.supports_parallel_restore
                      else "restores run in one connection")
+        staged: list[tuple[TablePlan, str, str]] = []
         try:
             with self.engine.connect() as conn:
+                if clash and a.swaps_on_clean:
+                    staged = self._stage(conn, plan, set(clash))
+                    conn.rollback()
                 if not a.transactional_ddl:
                     self._mark_objects(conn, plan)
                 with conn.begin():
-                    self._create(conn, plan, clash)
+                    self._create(conn, plan, [] if staged else clash, bool(staged))
                     a.begin_load(conn)
                     expected = self._load(conn, plan, res)
                     a.end_load(conn)
                     self._constraints(conn, plan)
-                    self._finish(conn, plan)
+                    if not staged:
+                        self._finish(conn, plan)
                     if a.transactional_ddl:
                         self._rehash(conn, plan, expected)
                 if not a.transactional_ddl:
@@ -491,13 +507,96 @@ class Restorer:
                     # anyway, and a mismatch still drops every table this restore created.
                     with conn.begin():
                         self._rehash(conn, plan, expected)
+                if staged:
+                    with conn.begin():
+                        self._validate_foreign_keys(conn, plan)     # before the target is touched
+                    self._swap(conn, plan, staged, res)
+                    with conn.begin():
+                        self._finish(conn, plan, validated=True)
         except BaseException as exc:
             if not self.adapter.transactional_ddl:
                 self._cleanup()     # elsewhere the rollback undid every CREATE (and --clean's DROPs)
-            mapped = self._as_restore_error(exc, "failed and was rolled back")
-            if mapped is None:
-                raise
-            raise mapped from None
+            self._raise_failed(exc, bool(staged))
+
+    def _raise_failed(self, exc: BaseException, staged: bool) -> None:
+        """Raise the failure of a restore: a database error as a RestoreError saying what was
+        left (``_failed_how``); albackup's own errors as they are, with that added where --clean
+        had touched the target, or would have, and DDL is not transactional."""
+        if isinstance(exc, AlbackupError) and not self.adapter.transactional_ddl \
+                and (staged or self.dropped or self.replaced):
+            raise type(exc)(f"{exc.message}; restore {self._failed_how()}") from None
+        mapped = self._as_restore_error(exc, self._failed_how())
+        if mapped is None:
+            raise exc
+        raise mapped from None
+
+    def _failed_how(self) -> str:
+        """What a failed restore did to the target, for its message: rolled back only where DDL
+        is transactional; elsewhere what --clean had already dropped or replaced, and that the
+        tables and objects the restore made were dropped."""
+        if self.adapter.transactional_ddl:
+            return "failed and was rolled back"
+        if self.replaced:
+            names = ", ".join(self.replaced[:10]) + (" …" if len(self.replaced) > 10 else "")
+            old = (f"the old ones are kept as {', '.join(self.old_left)}" if self.old_left
+                   else "the old ones are gone")
+            return (f"failed after --clean had replaced {len(self.replaced)} table(s) ({names}): the restored "
+                    f"tables stay, holding the backup's rows (checked), and {old}; not finished")
+        gone = self.dropped
+        if gone:
+            names = ", ".join(gone[:10]) + (" …" if len(gone) > 10 else "")
+            return (f"failed after --clean had dropped {names} (they are gone; DDL is not transactional here); "
+                    "the tables and objects this restore made were dropped")
+        return "failed; the target is as it was (the tables and objects this restore made were dropped)"
+
+    def _stage(self, conn: Connection, plan: Plan, clash: set[str]) -> list[tuple[TablePlan, str, str]]:
+        """--clean where DDL is not transactional (adapter.swaps_on_clean): each table to replace is
+        made and loaded under a new name, beside the old one, and swapped in by ``_swap`` once
+        its rows are in and checked. Returns (plan, final name, name the old table takes)."""
+        out = []
+        limit = self.adapter.max_identifier
+        for tp in plan.tables:
+            if tp.name not in clash:
+                continue
+            new, old = fit_name(f"{tp.name}~albk-new", limit), fit_name(f"{tp.name}~albk-old", limit)
+            left = self.adapter.existing_tables(conn, tp.schema) & {new, old}
+            if left:
+                raise RestoreRefused(f"target {self.label} holds {', '.join(sorted(left))}, left by an interrupted "
+                                     "restore --clean: check it and drop it")
+            out.append((tp, tp.name, old))
+            # the statements right after CREATE TABLE (options, a DESC primary key) name it
+            was, now = f"ALTER TABLE {self.adapter.qtable(tp.name, tp.schema)} ", \
+                f"ALTER TABLE {self.adapter.qtable(new, tp.schema)} "
+            if any(not sql.startswith(was) for sql in tp.after_create):
+                raise RestoreError(f"table {tp.table.key}: cannot be made under a new name for --clean")
+            tp.after_create = [now + sql[len(was):] for sql in tp.after_create]
+            tp.name = tp.sa_table.name = new
+        return out
+
+    def _swap(self, conn: Connection, plan: Plan, staged: list[tuple[TablePlan, str, str]],
+              res: RestoreResult) -> None:
+        """The staged tables take the places of the old ones in one atomic RENAME TABLE; then the
+        old tables, and the backup's other objects the target held, are dropped (and its
+        sequences made again, at the backup's positions)."""
+        a = self.adapter
+        renames = [(tp.schema, final, old) for tp, final, old in staged] + \
+                  [(tp.schema, tp.name, final) for tp, final, old in staged]
+        a.rename_tables(conn, renames)
+        temp = {tp.name: final for tp, final, _ in staged}
+        for tp, final, _ in staged:
+            tp.name = tp.sa_table.name = final
+        self.replaced = [final for _, final, _ in staged]
+        self.created = []        # from here a failure leaves the restored tables (their rows are checked)
+        for t in res.tables:
+            t["target"] = temp.get(t["target"], t["target"])
+        self.old_left = [old for _, _, old in staged]
+        with conn.begin():
+            a.set_foreign_key_checks(conn, False)
+            for tp, _, old in staged:
+                a.drop_table(conn, old, tp.schema)
+                self.old_left.remove(old)
+            a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
+            a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
 
     def _as_restore_error(self, exc: BaseException, what: str) -> RestoreError | None:
         """A database error (through SQLAlchemy, or the driver's own from the raw cursors the
@@ -505,7 +604,7 @@ class Restorer:
         the server's message; None for everything else (raised as it is)."""
         if isinstance(exc, AlbackupError):
             return None
-        first = database_error_line(exc, self.engine.dialect.dbapi)
+        first = self.adapter.error_line(exc)
         if first is None:
             return None
         if self.adapter.is_lock_timeout(exc):
@@ -602,11 +701,15 @@ class Restorer:
         a = self.adapter
         normalize = self._normalize(plan)
         pool = None
+        staged: list[tuple[TablePlan, str, str]] = []
         try:
             with self.engine.connect() as conn:
+                if clash and a.swaps_on_clean:
+                    staged = self._stage(conn, plan, set(clash))
+                    conn.rollback()
                 self._mark_objects(conn, plan)
                 with conn.begin():
-                    self._create(conn, plan, clash)
+                    self._create(conn, plan, [] if staged else clash, bool(staged))
             for tp in plan.tables:     # a stored (S3) backup's chunks are fetched here, not by workers
                 for c in self.backup.tables[tp.table.key]["chunks"]:
                     self.backup.chunk_path(c["file"])
@@ -687,9 +790,10 @@ class Restorer:
                 res.tables.append({"table": key, "target": tp.name, "rows": n,
                                    "seconds": round(sum(p[3] for p in parts), 3)})
             t_fin = time.monotonic()
-            with self.engine.connect() as conn:
-                with conn.begin():
-                    self._finish(conn, plan)
+            if not staged:      # staged: after the read-back (the workers know the tables by their new names)
+                with self.engine.connect() as conn:
+                    with conn.begin():
+                        self._finish(conn, plan)
             log.debug("restore: foreign keys, routines and identities in %.1fs", time.monotonic() - t_fin)
             t_back = time.monotonic()
             if self.counting:
@@ -699,15 +803,19 @@ class Restorer:
             else:
                 self._read_back_parallel(pool, plan, expected, normalize, got_echo, early)
             log.debug("restore: the rest read back in %.1fs", time.monotonic() - t_back)
+            if staged:
+                with self.engine.connect() as conn:
+                    with conn.begin():
+                        self._validate_foreign_keys(conn, plan)     # before the target is touched
+                    self._swap(conn, plan, staged, res)
+                    with conn.begin():
+                        self._finish(conn, plan, validated=True)
         except BaseException as exc:
             if pool is not None:
                 pool.close()
                 pool = None
             self._cleanup()
-            mapped = self._as_restore_error(exc, "failed; the tables it created were dropped")
-            if mapped is None:
-                raise
-            raise mapped from None
+            self._raise_failed(exc, bool(staged))
         finally:
             if pool is not None:
                 pool.close()
@@ -740,11 +848,14 @@ class Restorer:
         for ti in by_value:
             self._check_read_back(tables[ti], *got[ti], expected[tables[ti].table.key], None)
 
-    def _create(self, conn: Connection, plan: Plan, clash: list[str]) -> None:
-        """--clean's drops, schemas/types/sequences, the tables (steps 1–3)."""
+    def _create(self, conn: Connection, plan: Plan, clash: list[str], staged: bool = False) -> None:
+        """--clean's drops, schemas/types/sequences, the tables (steps 1–3). ``staged``: the
+        tables to replace are made under new names (_stage), and nothing is dropped now."""
         a = self.adapter
         if clash or self._clean_views:
             self._drop_existing(conn, plan, set(clash))
+        if self.opts.clean and not staged:
+            self.dropped += a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
         a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
         if a.routines_before_tables and self._routines_wanted(plan):
             # functions and procedures first: a column default, check, generated column or
@@ -757,10 +868,11 @@ class Restorer:
         self._create_tables(conn, plan)
         a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
 
-    def _finish(self, conn: Connection, plan: Plan) -> None:
-        """Foreign keys and their validation, routines, identities (steps 6–8), then the options that
-        need the indexes and keys (TablePlan.last: a replica identity using an index)."""
-        self._foreign_keys(conn, plan)
+    def _finish(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
+        """Foreign keys and their validation (unless ``validated`` already), routines, identities
+        (steps 6–8), then the options that need the indexes and keys (TablePlan.last: a replica
+        identity using an index)."""
+        self._foreign_keys(conn, plan, validated)
         if self._routines_wanted(plan):
             self._routines(conn, plan)
         for tp in plan.tables:
@@ -786,10 +898,12 @@ class Restorer:
             raise self._clean_refused(blockers)
         if a.drops_together:
             a.drop_for_clean(conn, tables, self._clean_views)
+            self.dropped += [f"table {name}" for name, _ in tables]
         else:
             for name, schema in tables:
                 self._waiting = (name, schema)
                 a.drop_table(conn, name, schema)
+                self.dropped.append(f"table {name}")
         self._waiting = None
 
     def _create_tables(self, conn: Connection, plan: Plan) -> None:
@@ -866,8 +980,8 @@ class Restorer:
                     raise RestoreError(f"{label} could not be created: "
                                        f"{str(exc.orig).strip().splitlines()[0]}") from None
 
-    def _foreign_keys(self, conn: Connection, plan: Plan) -> None:
-        validate = self.opts.enable_ri_check
+    def _foreign_keys(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
+        validate = self.opts.enable_ri_check and not validated
         a = self.adapter
         if not a.inline_constraints:
             for tp in plan.tables:
@@ -875,12 +989,19 @@ class Restorer:
                     a.add_foreign_key(conn, fk, validate and not fk.info.get("not_valid"))
         a.set_foreign_key_checks(conn, True)
         if validate:
-            for tp in plan.tables:
-                bad = a.validate_foreign_keys(conn, tp.target_table, tp.sa_table)
-                if bad:
-                    raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
-                                         f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
-                                         "restore anyway")
+            self._validate_foreign_keys(conn, plan)
+
+    def _validate_foreign_keys(self, conn: Connection, plan: Plan) -> None:
+        """Orphan rows of each foreign key the plan adds (by a query, whether the key exists yet
+        or not); none allowed unless enable_ri_check is false."""
+        if not self.opts.enable_ri_check:
+            return
+        for tp in plan.tables:
+            bad = self.adapter.validate_foreign_keys(conn, tp.target_table, tp.sa_table)
+            if bad:
+                raise IntegrityError(f"table {tp.table.key}: referential integrity fails for "
+                                     f"{', '.join(bad)} (orphan rows); set enable_ri_check: false to "
+                                     "restore anyway")
 
     def _routines_wanted(self, plan: Plan) -> bool:
         return plan.same_engine and self.opts.routines and not (self.opts.include or self.opts.exclude)
@@ -889,7 +1010,7 @@ class Restorer:
         names = {tp.table.name for tp in plan.tables}
         wanted = [r for r in self.backup.schema.routines if (r.table is None or r.table in names)
                   and not (self.adapter.routines_before_tables and r.kind == "routine")]
-        order = {"routine": 0, "view": 1, "trigger": 2}
+        order = {"routine": 0, "view": 1, "trigger": 2, "event": 3}
         wanted.sort(key=lambda r: order.get(r.kind, 3))
         self._raise_routine_failures(self.adapter.create_routines(conn, wanted))
 

@@ -409,6 +409,13 @@ class Adapter(abc.ABC):
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
         """The logical type and SQLAlchemy type a column gets on this engine (cross-engine)."""
 
+    @classmethod
+    def source_notes(cls, table: Table, same_engine: bool) -> list[str]:
+        """Source side: what of ``table`` (read from this engine) a restore does not carry, or
+        carries otherwise than its logical types say, for the plan (into the same engine when
+        ``same_engine``)."""
+        return []
+
     def exact_type(self, col: Column) -> sat.TypeEngine:
         """The column's original type, for a restore into the same engine."""
         return Verbatim(col.original_type, sa.Integer if col.type.kind == "integer" else None)
@@ -604,6 +611,38 @@ class Adapter(abc.ABC):
         """--clean: drop ``views`` and ``tables`` (never what depends on them)."""
         for name, schema in tables:
             self.drop_table(conn, name, schema)
+
+    def generated_column(self, table: Table, col: Column, schema: Schema) -> tuple[str | None, str] | None:
+        """Into another engine: how the target generates the values of ``col``, which the source
+        generates (AUTO_INCREMENT, an identity, a sequence's default), where its own way (an
+        AUTO_INCREMENT or identity key column) cannot: (the column's default SQL or None, what
+        the plan says). None: its own way, as usual."""
+        return None
+
+    def error_line(self, exc: BaseException) -> str | None:
+        """The first line of the server's message when ``exc`` is a database error (else None),
+        as a restore's failure reports it."""
+        return database_error_line(exc, self.dialect.dbapi)
+
+    #: restore --clean makes the tables it replaces under new names and swaps them in at once
+    #: when they are loaded and checked (``rename_tables``): where DDL is not transactional, a
+    #: failure before then leaves the old tables as they were
+    swaps_on_clean = False
+
+    def rename_tables(self, conn: Connection, renames: list[tuple[str | None, str, str]]) -> None:
+        """(schema, name, new name) renamed all at once, in this order (``swaps_on_clean``)."""
+        raise NotImplementedError(f"{self.name} does not swap tables")
+
+    def clashing_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        """The objects other than tables the restore of ``schema`` makes (``routines``: its views,
+        routines, triggers and events too) that the target already holds under the same name, as
+        "kind name": a restore without --clean refuses them, --clean replaces them
+        (``clean_objects``). None here: the engine replaces them itself or has none."""
+        return []
+
+    def clean_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        """--clean: drop ``clashing_objects``, dependents first; returns what was dropped."""
+        return []
 
     #: the kinds ``object_mark`` returns, in the order a failed restore drops them
     object_kinds: tuple[str, ...] = ()

@@ -22,14 +22,16 @@ import sqlalchemy as sa
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
 
 from ..codec import LARGE_BYTES, LargeBase
 from ..errors import LoadConflict, RestoreError, UnreadObject
-from ..mapping import ColumnMove, Loss
-from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Table
+from ..mapping import INT_RANGE, ColumnMove, Loss
+from ..model import Check, Column, ForeignKey, Index, LogicalType, Routine, Schema, Sequence, Table
 from ..values import (ISO_DATE_INLINE, ISO_DATETIME_INLINE, Converter, EchoHash, datetime_text, server_date_text,
                       with_inline)
-from .base import Adapter, Snapshot, compile_lines, fetch_batches, prefetched, register
+from .base import Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,95 @@ INSERT = "insert"
 
 def strip_definer(sql: str) -> str:
     return _DEFINER.sub("", sql, count=1)
+
+
+def with_definer(sql: str, definer: str) -> str:
+    """``sql`` (CREATE … without a DEFINER clause) with ``DEFINER=definer`` where MySQL wants it:
+    after CREATE [OR REPLACE] [ALGORITHM=…]."""
+    return _DEFINER_AT.sub(lambda m: f"{m.group(0)} DEFINER={definer}", sql, count=1)
+
+
+def routine_keyword(r: Routine) -> str:
+    """The object type of ``r`` as DROP names it."""
+    if r.kind != "routine":
+        return r.kind.upper()
+    m = re.search(r"\b(PROCEDURE|FUNCTION)\b", _blank_quoted(r.sql), re.I)
+    return m.group(1).upper() if m else "PROCEDURE"
+
+
+def _clamp(v: int | None) -> int | None:
+    """A sequence bound within MariaDB's (a signed 64-bit range, one short at each end)."""
+    return None if v is None else max(-(1 << 63) + 1, min(v, (1 << 63) - 2))
+
+
+_DEFINER_AT = re.compile(r"^\s*CREATE(?:\s+OR\s+REPLACE)?(?:\s+ALGORITHM\s*=\s*\w+)?", re.I)
+
+
+def definer_of(sql: str) -> str | None:
+    """The ``user``@``host`` of the DEFINER clause in a SHOW CREATE statement (None: none)."""
+    m = _DEFINER.search(sql)
+    return f"{m.group(1)}@{m.group(2)}" if m else None
+
+
+#: the MySQL/MariaDB spatial types, whose values are stored as a 4-byte SRID and the WKB
+SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+                           "multipolygon", "geometrycollection"})
+_SPATIAL_UNKNOWN = re.compile(r"^Did not recognize type '(?:%s)' of column " % "|".join(SPATIAL_TYPES), re.I)
+#: Table.options key of the table's create options SQLAlchemy does not read right, as
+#: information_schema.TABLES.CREATE_OPTIONS lists them (row format and partitioning left out)
+CREATE_OPTIONS = "mysql_create_options"
+_CREATE_OPTION = re.compile(r"(`[^`]+`|\w+)(?:=('(?:[^']|'')*'|\S+))?")
+
+
+def _create_options(text: str) -> str:
+    """``text`` (CREATE_OPTIONS) without the options kept otherwise: ROW_FORMAT (a table option
+    of its own) and ``partitioned`` (Table.partition_clause)."""
+    keep = [m.group(0) for m in _CREATE_OPTION.finditer(text)
+            if m.group(1).strip("`").lower() not in ("row_format", "partitioned")]
+    return " ".join(keep)
+
+
+_TABLE_OPTION = re.compile(r"(`(?:[^`]|``)+`|\w+)\s*=\s*('(?:[^'\\]|\\.|'')*'|\S+)")
+#: table options SQLAlchemy reads and a restore makes itself
+_OPTIONS_KEPT_OTHERWISE = frozenset({"ENGINE", "CHARSET", "COLLATE", "AUTO_INCREMENT", "ROW_FORMAT", "COMMENT"})
+
+
+def _more_table_options(create_table: str) -> str:
+    """The options at the end of a SHOW CREATE TABLE statement (after the columns' parenthesis,
+    before any partition clause) that a restore does not make otherwise: STATS_*, CHECKSUM,
+    PAGE_CHECKSUM, TRANSACTIONAL, MAX_ROWS, `PAGE_COMPRESSED`='1', …, as printed."""
+    blank = _blank_quoted(create_table)
+    start = blank.find("\n)")
+    if start < 0:
+        return ""
+    end = (m.start() if (m := _PARTITION_START.search(blank, start)) else len(blank))
+    return " ".join(m.group(0) for m in _TABLE_OPTION.finditer(create_table, start + 2, end)
+                    if m.group(1).strip("`").upper() not in _OPTIONS_KEPT_OTHERWISE)
+
+
+#: Table.options key of a system-versioned table's own row start and end columns and period, as
+#: the ALTER TABLE clauses that add them (the columns are not read: the server sets them)
+SYSTEM_TIME_COLUMNS = "mysql_system_time_columns"
+_PERIOD_UNREAD = re.compile(r"^Unknown schema content: '\s*PERIOD FOR SYSTEM_TIME ")
+
+
+def _drop_period_column(t: Table, c: Column) -> None:
+    """``c`` (a ROW START/END column) out of ``t``: MariaDB adds the row end to the primary key and
+    unique keys itself."""
+    t.columns.remove(c)
+    t.primary_key = [n for n in t.primary_key if n != c.name]
+    for u in t.uniques:
+        u.columns = [n for n in u.columns if n != c.name]
+    for ix in t.indexes:
+        if ix.unique:
+            ix.columns = [n for n in ix.columns if n != c.name]
+
+
+#: Table.options key of a MariaDB system-versioned table (WITH SYSTEM VERSIONING)
+SYSTEM_VERSIONING = "mysql_system_versioning"
+_COMPRESSED = re.compile(r"/\*M!\d+\s+COMPRESSED\s*\*/|\bCOMPRESSED\b", re.I)
+_SEQUENCE_DEFAULT = re.compile(r"^NEXTVAL\((`(?:[^`]|``)+`)\)$")
+_NEXTVAL = re.compile(r"^\s*nextval\(", re.I)
 
 
 def _blank_quoted(sql: str) -> str:
@@ -108,6 +199,18 @@ def restorable_partition_clause(clause: str) -> str:
     for start, end in reversed(spans):
         clause = clause[:start] + clause[end:]
     return clause
+
+
+@compiles(CreateIndex, "mysql")
+@compiles(CreateIndex, "mariadb")
+def _create_index(create: CreateIndex, compiler: Any, **kw: Any) -> str:
+    """SQLAlchemy's CREATE INDEX with the index's COMMENT (``info["comment"]``, set by the
+    restore's plan from the source's ``mysql_comment``)."""
+    text = compiler.visit_create_index(create, **kw)
+    comment = create.element.info.get("comment")
+    if comment:
+        text += " COMMENT " + compiler.sql_compiler.render_literal_value(str(comment), sat.String())
+    return str(text)
 
 
 @register
@@ -182,7 +285,45 @@ class MySQLAdapter(Adapter):
     # the storage engine, the table's character set and collation (which its text columns
     # follow where they name none) and row format; its partitioning is Table.partition_clause
     # (see partition_clause_options)
-    kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format"})
+    kept_table_options = frozenset({"mysql_engine", "mysql_default charset", "mysql_collate", "mysql_row_format",
+                                    "mysql_system_versioning", "mysql_system_time_columns", "mysql_create_options"})
+    table_options_by_sql = frozenset({"mysql_system_versioning", "mysql_system_time_columns", "mysql_create_options"})
+
+    def table_option_sql(self, table: Table, qualified: str) -> list[str]:
+        """The table's other create options (STATS_*, CHECKSUM, PAGE_CHECKSUM, TRANSACTIONAL,
+        MAX_ROWS, PAGE_COMPRESSED, …), which SQLAlchemy misreads, set on the new, empty table."""
+        more = table.options.get(CREATE_OPTIONS)
+        return [f"ALTER TABLE {qualified} {self.literal_sql(str(more))}"] if more else []
+
+    def table_last_sql(self, table: Table, name: str, schema: str | None) -> list[tuple[str, str]]:
+        """A system-versioned table becomes one at the very end: MariaDB refuses other ALTERs of
+        it (the indexes and keys added after the load) while system_versioning_alter_history is
+        ERROR, its default."""
+        if table.options.get(SYSTEM_VERSIONING):
+            period = table.options.get(SYSTEM_TIME_COLUMNS)
+            return [(f"table {table.key}: system versioning",
+                     f"ALTER TABLE {self.qtable(name, schema)} " + (f"{self.literal_sql(str(period))}, " if period else "")
+                     + "ADD SYSTEM VERSIONING")]
+        return []
+
+    @classmethod
+    def source_notes(cls, table: Table, same_engine: bool) -> list[str]:
+        notes = []
+        if table.options.get(SYSTEM_VERSIONING):
+            notes.append("system-versioned in the source: " + (
+                "made so again, holding its current rows; the history rows are not kept" if same_engine
+                else "restored as a plain table holding its current rows; the history rows are not kept"
+                + (" (nor its row start and end columns)" if table.options.get(SYSTEM_TIME_COLUMNS) else "")))
+        if same_engine:
+            return notes
+        for c in table.columns:
+            if c.type.kind == "binary" and c.original_type.split("(")[0].lower() in SPATIAL_TYPES:
+                notes.append(f"column {c.name!r}: {c.original_type} (spatial) carried as bytes: MariaDB/MySQL's "
+                             "stored form, a 4-byte little-endian SRID then the WKB; it is not a spatial type there, "
+                             "and spatial functions and SPATIAL indexes do not apply")
+            if c.invisible:
+                notes.append(f"column {c.name!r}: INVISIBLE is not kept (SELECT * shows it)")
+        return notes
 
     def partition_clause_options(self, clause: str) -> tuple[dict[str, Any], str | None]:
         """The clause goes at the end of CREATE TABLE (SQLAlchemy's ``PARTITION BY`` table
@@ -360,29 +501,150 @@ class MySQLAdapter(Adapter):
                 fk.columns.append(col)
                 fk.ref_columns.append(ref_col)
             table.foreign_keys.extend(found.values())
+        rest = [w for w in rest if not _SPATIAL_UNKNOWN.match(w) and not _PERIOD_UNREAD.match(w)]   # _column_details
         return super().reflect_unread(conn, table, rest)
 
     def reflect_extras(self, conn: Connection, schema: Schema, schemas: list[str | None],
                        kinds: set[str]) -> None:
         self._descending_parts(conn, schema, schemas)
+        self._column_details(conn, schema, schemas)
+        self._index_comments(conn, schema, schemas)
+        self._sequences(conn, schema)
         if "view" in kinds:
             for (name,) in conn.exec_driver_sql(
-                    "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE()"):
+                    "SELECT table_name FROM information_schema.views WHERE table_schema = DATABASE() "
+                    "ORDER BY table_name"):
                 row = conn.exec_driver_sql(f"SHOW CREATE VIEW {self.q(name)}").first()
-                schema.routines.append(Routine("view", name, strip_definer(row[1])))
+                schema.routines.append(Routine("view", name, strip_definer(row[1]), definer=definer_of(row[1]),
+                                               client_charset=row[2], collation=row[3]))
         if "trigger" in kinds:
             for name, tbl in conn.exec_driver_sql(
                     "SELECT trigger_name, event_object_table FROM information_schema.triggers "
-                    "WHERE trigger_schema = DATABASE()"):
+                    "WHERE trigger_schema = DATABASE() ORDER BY event_object_table, action_order"):
                 row = conn.exec_driver_sql(f"SHOW CREATE TRIGGER {self.q(name)}").first()
-                schema.routines.append(Routine("trigger", name, strip_definer(row[2]), None, tbl))
+                schema.routines.append(Routine("trigger", name, strip_definer(row[2]), None, tbl,
+                                               sql_mode=row[1], definer=definer_of(row[2]),
+                                               client_charset=row[3], collation=row[4]))
         if "routine" in kinds:
+            found = []
             for name, typ in conn.exec_driver_sql(
                     "SELECT routine_name, routine_type FROM information_schema.routines "
-                    "WHERE routine_schema = DATABASE()"):
+                    "WHERE routine_schema = DATABASE() ORDER BY routine_type, routine_name"):
                 row = conn.exec_driver_sql(f"SHOW CREATE {typ} {self.q(name)}").first()
                 if row and row[2]:
-                    schema.routines.insert(0, Routine("routine", name, strip_definer(row[2])))
+                    found.append(Routine("routine", name, strip_definer(row[2]), sql_mode=row[1],
+                                         definer=definer_of(row[2]), client_charset=row[3], collation=row[4]))
+            schema.routines[:0] = found
+            for (name,) in conn.exec_driver_sql(
+                    "SELECT event_name FROM information_schema.events WHERE event_schema = DATABASE() "
+                    "ORDER BY event_name"):
+                # Event, sql_mode, time_zone, Create Event, …
+                row = conn.exec_driver_sql(f"SHOW CREATE EVENT {self.q(name)}").first()
+                if row and row[3]:
+                    schema.routines.append(Routine("event", name, strip_definer(row[3]), sql_mode=row[1],
+                                                   definer=definer_of(row[3]), time_zone=row[2],
+                                                   client_charset=row[4], collation=row[5]))
+
+    def _sequences(self, conn: Connection, schema: Schema) -> None:
+        """MariaDB's sequences (tables of type SEQUENCE), each with its options and the next value
+        it has not handed out to any connection's cache (as mariadb-dump keeps it: values cached
+        by a connection but not used are skipped, as after a server restart)."""
+        if not self.dialect.is_mariadb:
+            return
+        for (name,) in conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                "AND table_type = 'SEQUENCE' ORDER BY table_name").fetchall():
+            row = conn.exec_driver_sql(
+                "SELECT next_not_cached_value, minimum_value, maximum_value, start_value, increment, "
+                f"cache_size, cycle_option FROM {self.q(name)}").first()
+            if row is None:
+                continue
+            nxt, lo, hi, start, inc, cache, cycle = row
+            schema.sequences.append(Sequence(name, None, int(start), int(inc), int(lo), int(hi), bool(cycle),
+                                             int(nxt), False, None, None, int(cache)))
+
+    def _column_details(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
+        """What SQLAlchemy's reading of SHOW CREATE TABLE misses, from information_schema.COLUMNS
+        (one query per schema): the spatial types (GEOMETRY, POINT, LINESTRING, POLYGON, MULTI…,
+        GEOMETRYCOLLECTION), whose values are their stored bytes (SRID then WKB), and other types
+        it does not know; a default that draws from a sequence (NEXTVAL), which it does not read,
+        without the source database's name."""
+        for s in schemas:
+            tables = {t.name: t for t in schema.tables if t.schema == s}
+            if not tables:
+                continue
+            period: dict[str, list[str]] = {}
+            for tname, cname, data_type, column_type, default, db, extra, generation in conn.exec_driver_sql(
+                    "SELECT table_name, column_name, data_type, column_type, column_default, table_schema, extra, "
+                    "generation_expression "
+                    "FROM information_schema.columns WHERE table_schema = coalesce(%s, DATABASE()) "
+                    "ORDER BY table_name, ordinal_position", (s,)):
+                t = tables.get(tname)
+                c = next((x for x in t.columns if x.name == cname), None) if t else None
+                if c is None:
+                    continue
+                if str(generation or "").upper() in ("ROW START", "ROW END"):
+                    _drop_period_column(t, c)    # the server sets it: made again with versioning (table_last_sql)
+                    period.setdefault(tname, []).append(
+                        f"ADD COLUMN {self.q(c.name)} {str(column_type).upper()} GENERATED ALWAYS AS "
+                        f"{str(generation).upper()}" + (" INVISIBLE" if "INVISIBLE" in str(extra).upper() else ""))
+                    continue
+                self._column_detail(c, str(data_type), str(column_type), default, str(db), str(extra))
+            self._table_details(conn, tables, s, period)
+
+    def _column_detail(self, c: Column, data_type: str, column_type: str, default: Any, db: str,
+                       extra: str) -> None:
+        """One column's information_schema.COLUMNS row (see _column_details) into ``c``."""
+        if data_type.lower() in SPATIAL_TYPES:
+            c.original_type = column_type.upper()
+            c.type = LogicalType("binary")
+        elif c.original_type == "NULL":     # a type SQLAlchemy does not know
+            c.original_type = column_type.upper()
+            c.type = LogicalType("native", native=c.original_type)
+        if _COMPRESSED.search(column_type) and "COMPRESSED" not in c.original_type.upper():
+            c.original_type += " COMPRESSED"     # MariaDB: stored compressed (SQLAlchemy drops it)
+        if "INVISIBLE" in extra.upper().split():
+            c.invisible = True          # SQLAlchemy reads no default after INVISIBLE
+            if c.default is None and default is not None and str(default).upper() != "NULL":
+                c.default = str(default)
+        if c.default is None and default and _NEXTVAL.match(str(default)):
+            c.default = str(default).replace(f"{self.q(db)}.", "")
+
+    def _table_details(self, conn: Connection, tables: dict[str, Table], s: str | None,
+                       period: dict[str, list[str]]) -> None:
+        """System versioning (with the row start and end columns ``period`` holds, as ALTER TABLE
+        clauses) and the create options SQLAlchemy misreads, from information_schema.TABLES."""
+        for tname, ttype, create_options in conn.exec_driver_sql(
+                "SELECT table_name, table_type, create_options FROM information_schema.tables "
+                "WHERE table_schema = coalesce(%s, DATABASE())", (s,)):
+            t = tables.get(tname)
+            if t is None:
+                continue
+            if ttype == "SYSTEM VERSIONED":
+                t.options[SYSTEM_VERSIONING] = True
+                cols = period.get(tname, [])
+                if len(cols) == 2:
+                    names = ", ".join(re.match(r"ADD COLUMN (`(?:[^`]|``)+`)", x).group(1) for x in cols)  # type: ignore[union-attr]
+                    t.options[SYSTEM_TIME_COLUMNS] = ", ".join(cols) + f", ADD PERIOD FOR SYSTEM_TIME ({names})"
+            if _create_options(str(create_options or "")):     # rare: then read as SHOW CREATE TABLE prints them
+                row = conn.exec_driver_sql(f"SHOW CREATE TABLE {self.qtable(tname, s)}").first()
+                more = _more_table_options(str(row[1])) if row else ""
+                if more:
+                    t.options[CREATE_OPTIONS] = more
+
+    def _index_comments(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
+        """Index comments (SQLAlchemy does not read them), one query per schema: an index's
+        ``mysql_comment`` option."""
+        for s in schemas:
+            tables = {t.name: t for t in schema.tables if t.schema == s}
+            if not tables:
+                continue
+            for tname, iname, comment in conn.exec_driver_sql(
+                    "SELECT DISTINCT table_name, index_name, index_comment FROM information_schema.statistics "
+                    "WHERE table_schema = coalesce(%s, DATABASE()) AND index_comment <> ''", (s,)):
+                for ix in tables[tname].indexes if tname in tables else ():
+                    if ix.name == iname:
+                        ix.options = {**(ix.options or {}), "mysql_comment": str(comment)}
 
     def _descending_parts(self, conn: Connection, schema: Schema, schemas: list[str | None]) -> None:
         """The index parts stored descending (MariaDB 10.8+, MySQL 8: COLLATION 'D' in
@@ -533,6 +795,10 @@ class MySQLAdapter(Adapter):
             yield out
 
     # ------------------------------------------------------------------ restore
+    def exact_type(self, col: Column) -> sat.TypeEngine:
+        spec = col.original_type + (" INVISIBLE" if col.invisible else "")
+        return Verbatim(spec, sa.Integer if col.type.kind == "integer" else None)
+
     def target_type(self, col: Column, key_chars: int | None) -> tuple[LogicalType, sat.TypeEngine]:
         t = col.type
         k = t.kind
@@ -794,6 +1060,13 @@ class MySQLAdapter(Adapter):
 
     def reset_identity(self, conn: Connection, table: Table, sa_table: sa.Table, same_engine: bool,
                        schema: Schema) -> None:
+        qt = self.qtable(table.name, table.schema)
+        for col in sa_table.columns:        # a sequence made for a generated column (carried_sequences)
+            m = _SEQUENCE_DEFAULT.match(str(getattr(col.server_default, "arg", "")) if col.server_default else "")
+            if m and not same_engine:
+                mx = conn.exec_driver_sql(f"SELECT max({self.q(col.name)}) FROM {qt}").scalar()
+                if mx is not None:      # SETVAL moves a sequence only forward: shared, it ends at the greatest
+                    conn.exec_driver_sql(f"SELECT SETVAL({m.group(1)}, {int(mx)}, 1)")
         for c in table.columns:
             if not c.autoincrement or c.type.kind != "integer":
                 continue
@@ -837,15 +1110,208 @@ class MySQLAdapter(Adapter):
         orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
         return _code(orig) == 1205       # ER_LOCK_WAIT_TIMEOUT: metadata and row locks
 
-    object_kinds = ("VIEW", "PROCEDURE", "FUNCTION")
+    object_kinds = ("EVENT", "VIEW", "PROCEDURE", "FUNCTION", "SEQUENCE")
 
     def object_mark(self, conn: Connection) -> set[tuple[str, str, str]]:
-        """The database's views, procedures and functions (triggers go with their tables)."""
+        """The database's events, views, procedures, functions and sequences (triggers go with
+        their tables)."""
         rows = conn.exec_driver_sql(
             "SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() "
             "UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
-            "WHERE ROUTINE_SCHEMA = DATABASE()").fetchall()
+            "WHERE ROUTINE_SCHEMA = DATABASE() "
+            "UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() "
+            "UNION ALL SELECT 'SEQUENCE', TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'").fetchall()
         return {(str(k), str(n), self.q(str(n))) for k, n in rows}
+
+    def error_line(self, exc: BaseException) -> str | None:
+        """A lost connection named as one: PyMySQL reports a connection the server killed as
+        ``(0, '')``; 2006/2013 are the server gone away or lost mid-statement."""
+        first = super().error_line(exc)
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        code = _code(orig)
+        if first is not None and (code in (0, 2006, 2013) or first == "(0, '')"):
+            return f"the connection to the server was lost ({first})"
+        return first
+
+    @property
+    def swaps_on_clean(self) -> bool:   # type: ignore[override]
+        """MariaDB: check constraint names are per table, so a table's copy can be built beside
+        it (MySQL 8 names them per database: its --clean drops first)."""
+        return bool(self.dialect.is_mariadb)
+
+    def rename_tables(self, conn: Connection, renames: list[tuple[str | None, str, str]]) -> None:
+        """One RENAME TABLE: atomic, all the renames or none."""
+        conn.exec_driver_sql("RENAME TABLE " + ", ".join(f"{self.qtable(a, s)} TO {self.qtable(b, s)}"
+                                                       for s, a, b in renames))
+        conn.commit()
+
+    def _backup_objects(self, schema: Schema, same_engine: bool, routines: bool) -> set[tuple[str, str]]:
+        """(kind as object_mark names it, name) of what a restore of ``schema`` makes besides tables."""
+        out = {("SEQUENCE", s.name) for s in schema.sequences} if same_engine and self.dialect.is_mariadb else set()
+        if same_engine and routines:
+            for r in schema.routines:
+                if r.kind != "trigger":        # triggers go with their tables
+                    out.add((routine_keyword(r), r.name))
+        return out
+
+    def clashing_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        want = self._backup_objects(schema, same_engine, routines)
+        have = {(k, n) for k, n, _ in self.object_mark(conn)}
+        lower = {(k, n.lower()) for k, n in want}      # routine and event names ignore case
+        return sorted(f"{k.lower()} {n}" for k, n in have
+                      if (k, n) in want or (k not in ("VIEW", "SEQUENCE") and (k, n.lower()) in lower))
+
+    def clean_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
+        held = self.clashing_objects(conn, schema, same_engine, routines)
+        objects = {(k.upper(), n, self.q(n)) for k, n in (x.split(" ", 1) for x in held)}
+        left = self.drop_objects(conn, objects)
+        if left:
+            raise RestoreError(f"--clean could not drop {', '.join(left)}")
+        return held
+
+    # ------------------------------------------------------------ sequences, routines, events
+    def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
+        """MariaDB: the sequences, before the tables whose defaults draw from them (NEXTVAL),
+        each with its options and at the position it had."""
+        if not self.dialect.is_mariadb:
+            return
+        have = {n for (n,) in conn.exec_driver_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_type = 'SEQUENCE'")}
+        # one already there is the target's own (a restore without --clean refuses it), or one
+        # --clean replaces once the tables are swapped in (Restorer._swap)
+        for seq in schema.sequences if same_engine else self.carried_sequences(schema, tables):
+            if seq.name not in have:
+                self.create_sequence(conn, seq)
+
+    def _auto_increment_fits(self, table: Table, col: Column, schema: Schema) -> str | None:
+        """None when AUTO_INCREMENT can generate ``col``'s values as the source did: it leads the
+        primary key (InnoDB wants the AUTO_INCREMENT column first in a key, and one per table) and
+        its sequence feeds no other column. Else why not."""
+        if not table.primary_key or table.primary_key[0] != col.name:
+            where = "a column of the primary key after its first" if col.name in table.primary_key \
+                else "a column outside the primary key"
+            return f"{where}, which AUTO_INCREMENT cannot be"
+        if col.sequence:
+            users = [f"{t.key}.{c.name}" for t in schema.tables for c in t.columns
+                     if c.sequence == col.sequence and (t is not table or c is not col)]
+            if users:
+                return f"its sequence also feeds {', '.join(users[:3])}{' …' if len(users) > 3 else ''}"
+        return None
+
+    def _sequence_for(self, table: Table, col: Column, schema: Schema) -> str:
+        """The name of the MariaDB sequence that generates ``col`` (the source's, where it had one)."""
+        if col.sequence:
+            name = col.sequence.rsplit(".", 1)[-1].strip('"').replace('""', '"')
+        else:
+            name = f"{table.name}_{col.name}_seq"
+        from ..ddl import fit_name
+
+        taken = {t.name.lower() for t in schema.tables}
+        name = fit_name(name, self.max_identifier)
+        return name if name.lower() not in taken else fit_name(f"{name}_seq", self.max_identifier)
+
+    def generated_column(self, table: Table, col: Column, schema: Schema) -> tuple[str | None, str] | None:
+        why = self._auto_increment_fits(table, col, schema)
+        if why is None:
+            return None
+        if not self.dialect.is_mariadb:
+            return None, f"restored without generating its values ({why}; MySQL has no sequences)"
+        seq = self._sequence_for(table, col, schema)
+        return f"NEXTVAL({self.q(seq)})", f"values drawn from the MariaDB sequence {seq} ({why}), set after the " \
+                                          "load to follow the restored rows"
+
+    def carried_sequences(self, schema: Schema, tables: list[Table]) -> list[Sequence]:
+        """Cross-engine: the sequences made for generated columns that AUTO_INCREMENT cannot
+        carry (generated_column), with the source's options where it had a sequence."""
+        records = {s.name: s for s in schema.sequences}
+        out: dict[str, Sequence] = {}
+        for t in tables:
+            for c in t.columns:
+                if not (c.autoincrement and c.type.kind == "integer") or self._auto_increment_fits(t, c, schema) is None:
+                    continue
+                name = self._sequence_for(t, c, schema)
+                src = records.get((c.sequence or "").rsplit(".", 1)[-1].strip('"'))
+                ident = c.identity or {}
+                lo, hi = INT_RANGE[(c.type.bits or 64, c.type.unsigned)]
+                out.setdefault(name, Sequence(
+                    name, None, src.start if src else ident.get("start"), (src.increment if src else
+                                                                           ident.get("increment")) or 1,
+                    src.min_value if src else max(lo, 1), src.max_value if src else hi, bool(src and src.cycle)))
+        return list(out.values())
+
+    def create_sequence(self, conn: Connection, seq: Sequence) -> None:
+        lo, hi = _clamp(seq.min_value), _clamp(seq.max_value)
+        parts = [f"CREATE SEQUENCE {self.qtable(seq.name, None)}"]
+        for kw, v in (("START WITH", _clamp(seq.start)), ("MINVALUE", lo), ("MAXVALUE", hi),
+                      ("INCREMENT BY", seq.increment)):
+            if v is not None:
+                parts.append(f"{kw} {int(v)}")
+        if seq.cache is not None:
+            parts.append(f"CACHE {int(seq.cache)}" if seq.cache else "NOCACHE")
+        parts.append("CYCLE" if seq.cycle else "NOCYCLE")
+        conn.exec_driver_sql(" ".join(parts))
+        if seq.last_value is not None:
+            conn.exec_driver_sql(f"SELECT SETVAL({self.q(seq.name)}, {int(seq.last_value)}, "
+                                 f"{1 if seq.is_called else 0})")
+
+    def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
+        """Each under the SQL mode it was made with (an event also in its time zone) and, where the
+        restoring account may name it and it exists here, its definer; else it is made as the
+        restoring account, and the log says so."""
+        pending = list(routines)
+        failures: list[str] = []
+        as_self: list[str] = []
+        try:
+            while pending:
+                progress = False
+                errors: list[str] = []
+                for r in list(pending):
+                    try:
+                        if not self._create_routine(conn, r):
+                            as_self.append(f"{r.kind} {r.name} ({r.definer})")
+                        pending.remove(r)
+                        progress = True
+                    except sa.exc.DBAPIError as exc:
+                        errors.append(f"{r.kind} {r.name}: {str(exc.orig).splitlines()[0]}")
+                if not progress:
+                    failures = errors
+                    break
+        finally:
+            self._session(conn)
+            conn.exec_driver_sql("SET NAMES utf8mb4")
+        if as_self:
+            log.warning("made as the restoring account, not as their definer (not allowed here, or the account "
+                        "does not exist on this server): %s", ", ".join(as_self))
+        return failures
+
+    def _create_routine(self, conn: Connection, r: Routine) -> bool:
+        """Make ``r``; False when it was made without its definer."""
+        conn.exec_driver_sql("SET SESSION sql_mode = %s", (r.sql_mode if r.sql_mode is not None else SESSION_SQL_MODE,))
+        conn.exec_driver_sql("SET SESSION time_zone = %s", (r.time_zone or "+00:00",))
+        # the body's literals take the source connection's collation (and character set); the
+        # statement is sent as utf8mb4 text, so the server reads it as such (character_set_client
+        # stays utf8mb4: the body read back from the source was converted to it, and every
+        # character of it is one the source's connection character set holds)
+        if r.collation:
+            conn.exec_driver_sql("SET SESSION collation_connection = %s", (r.collation,))
+        plain = self.literal_sql(r.sql)
+        if not r.definer:
+            conn.exec_driver_sql(plain)
+            return True
+        try:
+            conn.exec_driver_sql(with_definer(plain, self.literal_sql(r.definer)))
+        except sa.exc.DBAPIError as exc:
+            if _code(exc.orig) not in (1227, 1449):    # ER_SPECIFIC_ACCESS_DENIED, ER_NO_SUCH_USER
+                raise
+            conn.exec_driver_sql(plain)
+            return False
+        if any(w[1] == 1449 for w in conn.exec_driver_sql("SHOW WARNINGS")):
+            conn.exec_driver_sql(f"DROP {routine_keyword(r)} {self.q(r.name)}")   # made for no account
+            conn.exec_driver_sql(plain)
+            return False
+        return True
 
 
 # ------------------------------------------------------------------------------------ drivers
