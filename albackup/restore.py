@@ -579,9 +579,13 @@ class Restorer:
         old tables, and the backup's other objects the target held, are dropped (and its
         sequences made again, at the backup's positions)."""
         a = self.adapter
+        for tp, final, _ in staged:           # a lock another session holds is named when it times out
+            self._waiting = (final, tp.schema)
+            a.lock_for_clean(conn, final, tp.schema)
         renames = [(tp.schema, final, old) for tp, final, old in staged] + \
                   [(tp.schema, tp.name, final) for tp, final, old in staged]
         a.rename_tables(conn, renames)
+        self._waiting = None
         temp = {tp.name: final for tp, final, _ in staged}
         for tp, final, _ in staged:
             tp.name = tp.sa_table.name = final

@@ -1084,6 +1084,13 @@ class MySQLAdapter(Adapter):
         conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)}")
 
+    def lock_for_clean(self, conn: Connection, name: str, schema: str | None) -> None:
+        """Wait, at most lock_wait_timeout, for the metadata lock that replacing table ``name``
+        needs, so that a wait that times out is known to be this table's; released at once (the
+        DROP or RENAME that follows takes it again)."""
+        conn.exec_driver_sql(f"LOCK TABLES {self.qtable(name, schema)} WRITE")
+        conn.exec_driver_sql("UNLOCK TABLES")
+
     def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
         """MySQL's @@server_uuid where the server has one; MariaDB's @@hostname, @@port and
         @@datadir (the same through every address and socket). And the current database."""
