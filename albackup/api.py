@@ -92,7 +92,8 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
     name = re.sub(r"[^\w.\-]", "_", db.name)
     bid = backup_id(name, _host(db), now or dt.datetime.now(dt.timezone.utc))
     opts = DumpOptions(
-        name=db.name, host=_host(db), schemas=list(db.schemas) or [None], include=db.include_tables,
+        name=db.name, host=_host(db), schemas=list(db.schemas), exclude_schemas=db.exclude_schemas,
+        include=db.include_tables,
         exclude=db.exclude_tables, kinds=_kinds(db), compression=db.compression,
         compression_level=db.compression_level, batch_rows=db.batch_rows, jobs=db.jobs, chunk_rows=db.chunk_rows,
         require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
