@@ -120,6 +120,9 @@ class Adapter(abc.ABC):
     #: schema objects; SQL Server: objects), None where tables have one of their own
     table_name_space: str | None = None
     supports_schemas = True
+    #: from another engine, a table of a schema other than the source's default is named
+    #: ``schema_table`` (ddl.target_name): the target has no schemas inside a database
+    schemas_as_prefix = False
     #: DDL runs inside transactions (savepoints survive it); MySQL commits on every DDL
     transactional_ddl = True
     #: primary keys keep their names (MySQL calls every primary key PRIMARY)

@@ -264,16 +264,19 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHE
        ELSE 'table' END, {_key('n.nspname', 'c.relname')},
        CASE WHEN c.relkind IN ('r', 'p', 'f') THEN {_key('n.nspname', 'c.relname')} END,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid)
-            WHEN c.relkind = 'S' THEN (SELECT format('%%s start %%s increment %%s min %%s max %%s cycle %%s at %%s',
+            WHEN c.relkind = 'S' THEN (SELECT format('%%s start %%s increment %%s min %%s max %%s cycle %%s',
                                                      format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement,
-                                                     s.seqmin, s.seqmax, s.seqcycle, q.last_value)
-                                         FROM pg_sequence s, pg_sequences q
-                                        WHERE s.seqrelid = c.oid AND q.schemaname = n.nspname
-                                          AND q.sequencename = c.relname)
+                                                     s.seqmin, s.seqmax, s.seqcycle)
+                                         FROM pg_sequence s WHERE s.seqrelid = c.oid)
             ELSE c.relkind::text || ' ' || c.relpersistence::text || coalesce(' ' || obj_description(c.oid, 'pg_class'), '') END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_NS_FILTER} AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND NOT c.relispartition
    AND {_NOT_EXT.format(cat='pg_class', oid='c.oid')}
+UNION ALL
+SELECT 'sequence position', {_key('q.schemaname', 'q.sequencename')}, NULL, q.last_value::text
+  FROM pg_sequences q JOIN pg_namespace n ON n.nspname = q.schemaname
+  JOIN pg_class c ON c.relname = q.sequencename AND c.relnamespace = n.oid
+ WHERE {_NS_FILTER} AND {_NOT_EXT.format(cat='pg_class', oid='c.oid')}
 UNION ALL
 SELECT 'column', {_key('n.nspname', 'c.relname')} || '.' || a.attname, {_key('n.nspname', 'c.relname')},
        format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
@@ -349,7 +352,7 @@ def wanted_catalogue(rows: list[list[Any]], keys: set[str], routines: bool, ever
         elif kind in _KIND_OF:
             if routines:
                 out.append(r)
-        elif kind != "sequence" or everything:
+        elif not kind.startswith("sequence") or everything:
             out.append(r)
     return out
 
@@ -361,9 +364,17 @@ def compare_catalogue(want: list[list[Any]], got: list[list[Any]]) -> list[str]:
     for kind, name, _table, definition in want:
         if (kind, name) not in have:
             out.append(f"{kind} {name} is missing")
+        elif kind == "sequence position":
+            # at or past the source's: a column's sequence is moved past the rows loaded
+            if _position(have[(kind, name)]) < _position(definition):
+                out.append(f"sequence {name} stands at {have[(kind, name)]}, before the backup's {definition}")
         elif have[(kind, name)] != definition:
             out.append(f"{kind} {name} differs: {_short(have[(kind, name)])} instead of {_short(definition)}")
     return out
+
+
+def _position(v: Any) -> float:
+    return float("-inf") if v is None else int(v)
 
 
 def _short(text: Any) -> str:
