@@ -925,7 +925,7 @@ class Restorer:
         """The target's catalogue of what was made against the backup's: anything missing or
         different fails the restore, naming the first."""
         wrong = self.adapter.check_catalogue(conn, self.backup.schema, {tp.table.key for tp in plan.tables},
-                                             self._routines_wanted(plan))
+                                             self._routines_wanted(plan), not self.opts.enable_ri_check)
         if wrong:
             raise RestoreError(f"restore into {self.label}: the schema made differs from the backup's: {wrong[0]}"
                                + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))

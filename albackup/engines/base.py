@@ -747,10 +747,11 @@ class Adapter(abc.ABC):
     def type_exists(self, conn: Connection, name: str, schema: str | None) -> bool:
         return False
 
-    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool) -> list[str]:
+    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool,
+                        unchecked_keys: bool = False) -> list[str]:
         """After a same-engine restore of the tables ``keys``: what of the backup's objects the
         target lacks or holds otherwise, one line each (nothing where the engine keeps no
-        catalogue in the backup)."""
+        catalogue in the backup). ``unchecked_keys``: foreign keys were added unchecked."""
         return []
 
     def defer_routine_checks(self, conn: Connection) -> None:

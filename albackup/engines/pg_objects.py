@@ -297,7 +297,7 @@ SELECT 'index', {_key('n.nspname', 'i.relname')}, CASE WHEN c.relkind <> 'm' THE
  WHERE {_NS_FILTER} AND c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition
 UNION ALL
 SELECT 'constraint', {_key('n.nspname', 'c.relname')} || '.' || k.conname, {_key('n.nspname', 'c.relname')},
-       pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END
+       pg_get_constraintdef(k.oid)
   FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_NS_FILTER} AND NOT c.relispartition AND k.coninhcount = 0
 UNION ALL
@@ -357,11 +357,17 @@ def wanted_catalogue(rows: list[list[Any]], keys: set[str], routines: bool, ever
     return out
 
 
-def compare_catalogue(want: list[list[Any]], got: list[list[Any]]) -> list[str]:
-    """What of ``want`` the target's catalogue ``got`` lacks or holds otherwise, one line each."""
-    have = {(r[0], r[1]): r[3] for r in got}
+def compare_catalogue(want: list[list[Any]], got: list[list[Any]], unchecked_keys: bool = False) -> list[str]:
+    """What of ``want`` the target's catalogue ``got`` lacks or holds otherwise, one line each.
+    ``unchecked_keys``: foreign keys were left NOT VALID on purpose (the restore's
+    enable_ri_check off), which is not a difference."""
+    def plain(kind: str, d: Any) -> Any:
+        return d[:-len(" NOT VALID")] if unchecked_keys and kind == "constraint" and str(d).endswith(" NOT VALID") \
+            and str(d).startswith("FOREIGN KEY") else d
+
+    have = {(r[0], r[1]): plain(r[0], r[3]) for r in got}
     out = []
-    for kind, name, _table, definition in want:
+    for kind, name, _table, definition in ([k, n, t, plain(k, d)] for k, n, t, d in want):
         if (kind, name) not in have:
             out.append(f"{kind} {name} is missing")
         elif kind == "sequence position":

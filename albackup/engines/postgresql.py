@@ -1022,7 +1022,8 @@ class PostgreSQLAdapter(Adapter):
                        + f"CHECK ({self.literal_sql(c['check'])})")
         return " ".join(sql)
 
-    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool) -> list[str]:
+    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool,
+                        unchecked_keys: bool = False) -> list[str]:
         """The target's catalogue of what the restore made against the backup's (pg_objects):
         what is missing or differs, one line each (nothing for a backup without a catalogue)."""
         if not schema.catalogue:
@@ -1030,7 +1031,7 @@ class PostgreSQLAdapter(Adapter):
         names = sorted({r[1] for r in schema.catalogue if r[0] == "schema"}
                        | {conn.exec_driver_sql("SELECT current_schema()").scalar()})
         want = pg_objects.wanted_catalogue(schema.catalogue, keys, routines, len(keys) == len(schema.tables))
-        return pg_objects.compare_catalogue(want, pg_objects.read_catalogue(conn, names))
+        return pg_objects.compare_catalogue(want, pg_objects.read_catalogue(conn, names), unchecked_keys)
 
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
         if not same_engine:
