@@ -316,3 +316,24 @@ def test_two_tables_that_would_take_one_name_are_refused_by_the_plan(dst_kind: s
     with pytest.raises(RestoreRefused, match="tables billing_invoice and billing.invoice would both be "
                                              f"billing_invoice in {dst_kind}"):
         api.restore(backup, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, plan_only=True))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failed_restore_leaves_nothing_it_made_and_keeps_what_was_there(jobs: int, make_db, tmp_path: Path) -> None:
+    """The schema check fails (a domain of the backup's name was there, defined otherwise): with
+    -j1 everything is rolled back; with -j2 (not one transaction) every object the restore made
+    is dropped: schemas, types, functions, the operator, tables, views, sequences."""
+    src = _dba_source(make_db)
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    dst = make_db("postgresql", "dbaf")
+    _psql(dst, "CREATE SCHEMA billing; CREATE DOMAIN billing.positive_amount AS numeric(12,2)")
+    objects = ("SELECT n.nspname || ' ' || coalesce(c.relname, t.typname, p.proname, o.oprname, '') FROM pg_namespace n"
+               " LEFT JOIN pg_class c ON c.relnamespace = n.oid LEFT JOIN pg_type t ON t.typnamespace = n.oid"
+               " AND t.typtype IN ('c', 'd', 'e', 'r') AND t.typrelid = 0"
+               " LEFT JOIN pg_proc p ON p.pronamespace = n.oid LEFT JOIN pg_operator o ON o.oprnamespace = n.oid"
+               " WHERE n.nspname NOT LIKE 'pg\\_%%' AND n.nspname NOT IN ('information_schema', 'public') ORDER BY 1")
+    before = _rows(dst, objects)
+    assert before == [("billing positive_amount",)]
+    with pytest.raises(RestoreError, match="type billing.positive_amount differs"):
+        api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
+    assert _rows(dst, objects) == before

@@ -1303,12 +1303,13 @@ class PostgreSQLAdapter(Adapter):
         if tables:
             conn.exec_driver_sql(f"DROP TABLE {', '.join(self.qtable(n, s) for n, s in tables)}")
 
-    object_kinds = ("MATERIALIZED VIEW", "VIEW", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE", "DOMAIN",
-                    "TYPE", "EXTENSION", "SCHEMA")
+    object_kinds = ("MATERIALIZED VIEW", "VIEW", "OPERATOR", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE",
+                    "DOMAIN", "TYPE", "EXTENSION", "SCHEMA")
     drop_cascade = " CASCADE"       # what depends on an object the restore made was made by it too
 
     def made_names(self, schema: Schema, tables: list[Table], same_engine: bool) -> set[str]:
-        names = super().made_names(schema, tables, same_engine)
+        names = super().made_names(schema, tables, same_engine) | {t["name"] for t in schema.types} \
+            | {s["name"] for s in schema.schemas}
         return names if same_engine else names | {self._enum_name(c) for t in tables for c in t.columns
                                                   if c.type.kind == "enum"}
 
@@ -1321,7 +1322,8 @@ _USER_NS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname 
 _NOT_EXT = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid} " \
            "AND d.deptype = 'e')"
 # The objects a restore may make besides tables, not those of an extension: routines, views,
-# materialized views, sequences, enums, domains, ranges and composite types, schemas, extensions.
+# materialized views, sequences, enums, domains, ranges and composite types, operators, schemas,
+# extensions.
 _OBJECTS_SQL = f"""
 SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
        p.proname, p.oid::regprocedure::text
@@ -1338,6 +1340,10 @@ SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname, t.oid::
  WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class
                                                               WHERE oid = t.typrelid) = 'c'))
    AND {_USER_NS} AND {_NOT_EXT.format(cat='pg_type', oid='t.oid')}
+UNION ALL
+SELECT 'OPERATOR', o.oprname, o.oid::regoperator::text
+  FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+ WHERE {_USER_NS} AND {_NOT_EXT.format(cat='pg_operator', oid='o.oid')}
 UNION ALL
 SELECT 'SCHEMA', n.nspname, quote_ident(n.nspname) FROM pg_namespace n WHERE {_USER_NS}
 UNION ALL
