@@ -54,7 +54,7 @@ def _node(cls: str, oid: str) -> str:
         WHEN 'pg_class'::regclass THEN {_class_node(oid)}
         WHEN 'pg_type'::regclass THEN {_type_node(oid)}
         WHEN 'pg_proc'::regclass THEN (SELECT 'routine:' || p.oid::regprocedure::text FROM pg_proc p
-                                        WHERE p.oid = {oid} AND p.prokind IN ('f', 'p'))
+                                        WHERE p.oid = {oid} AND p.prokind IN ('f', 'p', 'a'))
         WHEN 'pg_operator'::regclass THEN 'operator:' || {oid}::regoperator::text
         WHEN 'pg_trigger'::regclass THEN (SELECT 'trigger:' || {_key('n.nspname', 'c.relname')} || '.' || t.tgname
                                           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -159,6 +159,64 @@ def read_operators(conn: Connection, names: list[str], default: str) -> list[Rou
     """Custom operators (not an extension's) as CREATE OPERATOR statements."""
     return [Routine("operator", name, sql, None if nsp == default else nsp, None, ident)
             for name, nsp, ident, sql in conn.exec_driver_sql(_OPERATORS_SQL, {"names": names})]
+
+
+#: COMMENT ON for what a comment may be on besides schemas, tables and their columns (which are
+#: carried with them): its target (``FUNCTION billing.f(integer)``, ``CONSTRAINT c ON t``) and text
+_COMMENTS_SQL = """
+SELECT target, format('COMMENT ON %%s IS %%L', target, description) FROM (
+    SELECT CASE i.type
+             WHEN 'table constraint' THEN (SELECT format('CONSTRAINT %%I ON %%s', k.conname, k.conrelid::regclass)
+                                           FROM pg_constraint k WHERE k.oid = d.objoid)
+             WHEN 'domain constraint' THEN (SELECT format('CONSTRAINT %%I ON DOMAIN %%s', k.conname,
+                                                          k.contypid::regtype) FROM pg_constraint k WHERE k.oid = d.objoid)
+             WHEN 'trigger' THEN (SELECT format('TRIGGER %%I ON %%s', t.tgname, t.tgrelid::regclass)
+                                  FROM pg_trigger t WHERE t.oid = d.objoid)
+             WHEN 'view column' THEN 'COLUMN ' || i.identity
+             WHEN 'materialized view column' THEN 'COLUMN ' || i.identity
+             WHEN 'composite type column' THEN 'COLUMN ' || i.identity
+             ELSE upper(i.type) || ' ' || i.identity END AS target, d.description
+      FROM pg_description d, pg_identify_object(d.classoid, d.objoid, d.objsubid) i
+     WHERE d.objoid >= 16384 AND i.type NOT IN ('table', 'table column', 'schema', 'foreign table',
+                                                'foreign table column', 'extension')
+       AND coalesce(i.schema, (SELECT n.nspname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE d.classoid = 'pg_trigger'::regclass AND t.oid = d.objoid)) = ANY(%(names)s)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = d.classoid AND x.objid = d.objoid
+                       AND x.deptype = 'e')
+) c WHERE target IS NOT NULL ORDER BY 1"""
+
+
+def read_comments(conn: Connection, names: list[str]) -> list[Routine]:
+    """The comments on objects other than schemas, tables and columns, as COMMENT ON statements
+    (routines of kind ``comment``, made last)."""
+    return [Routine("comment", target, sql) for target, sql in conn.exec_driver_sql(_COMMENTS_SQL, {"names": names})]
+
+
+#: plain aggregates (not ordered-set or hypothetical, no moving-aggregate or serial functions:
+#: those are not carried, and the schema check names them missing)
+_AGGREGATES_SQL = f"""
+SELECT p.proname, n.nspname, p.oid::regprocedure::text,
+       format('CREATE AGGREGATE %%I.%%I (%%s) (SFUNC = %%s, STYPE = %%s%%s%%s%%s%%s%%s%%s)', n.nspname, p.proname,
+              pg_get_function_identity_arguments(p.oid), a.aggtransfn::regproc, format_type(a.aggtranstype, NULL),
+              CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc::text ELSE '' END,
+              CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END,
+              CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::regproc::text ELSE '' END,
+              CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || quote_literal(a.agginitval) ELSE '' END,
+              (SELECT format(', SORTOP = OPERATOR(%%I.%%s)', sn.nspname, so.oprname) FROM pg_operator so
+                 JOIN pg_namespace sn ON sn.oid = so.oprnamespace WHERE so.oid = a.aggsortop),
+              CASE p.proparallel WHEN 's' THEN ', PARALLEL = SAFE' WHEN 'r' THEN ', PARALLEL = RESTRICTED'
+                   ELSE '' END)
+  FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_NS_FILTER} AND a.aggkind = 'n' AND a.aggmtransfn = 0 AND a.aggserialfn = 0 AND a.aggdeserialfn = 0
+   AND {_NOT_EXT.format(cat='pg_proc', oid='p.oid')}
+ ORDER BY 2, 1, 3"""
+
+
+def read_aggregates(conn: Connection, names: list[str], default: str) -> list[Routine]:
+    """Plain aggregates as CREATE AGGREGATE statements (routines, ordered with the functions)."""
+    return [Routine("routine", name, sql, None if nsp == default else nsp, None, ident)
+            for name, nsp, ident, sql in conn.exec_driver_sql(_AGGREGATES_SQL, {"names": names})]
 
 
 _INDEX_STATS_SQL = f"""
@@ -301,9 +359,14 @@ SELECT 'constraint', {_key('n.nspname', 'c.relname')} || '.' || k.conname, {_key
   FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_NS_FILTER} AND NOT c.relispartition AND k.coninhcount = 0
 UNION ALL
-SELECT 'routine', p.oid::regprocedure::text, NULL, pg_get_functiondef(p.oid)
+SELECT 'routine', p.oid::regprocedure::text, NULL,
+       CASE WHEN p.prokind = 'a' THEN (SELECT concat_ws(' ', 'aggregate', a.aggkind, a.aggtransfn, a.aggfinalfn,
+                                                       a.aggcombinefn, a.aggsortop::regoperator,
+                                                       format_type(a.aggtranstype, NULL), a.agginitval)
+                                       FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+            ELSE pg_get_functiondef(p.oid) END
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE {_NS_FILTER} AND p.prokind IN ('f', 'p')
+ WHERE {_NS_FILTER} AND p.prokind IN ('f', 'p', 'a')
    AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass AND x.objid = p.oid
                    AND x.deptype IN ('e', 'i'))
 UNION ALL
@@ -311,6 +374,8 @@ SELECT 'trigger', {_key('n.nspname', 'c.relname')} || '.' || t.tgname, {_key('n.
        pg_get_triggerdef(t.oid) || CASE WHEN t.tgenabled <> 'O' THEN ' ENABLED ' || t.tgenabled::text ELSE '' END
   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_NS_FILTER} AND NOT t.tgisinternal AND NOT c.relispartition
+UNION ALL
+SELECT 'comment', target, NULL, description FROM ({_COMMENTS_SQL.replace("format('COMMENT ON %%s IS %%L', target, description)", "description")}) c
 UNION ALL
 SELECT 'operator', o.oid::regoperator::text, NULL,
        concat_ws(' ', o.oprcode::regproc::text, o.oprcom::regoperator::text, o.oprnegate::regoperator::text,
@@ -326,16 +391,20 @@ def read_catalogue(conn: Connection, names: list[str]) -> list[list[Any]]:
                   key=lambda r: (r[0], r[1]))
 
 
+#: the kinds of objects a full dump records
+ALL_KINDS = frozenset({"view", "trigger", "routine"})
+
 #: the catalogue's kinds a dump records only with the kinds of objects it was asked for
 _KIND_OF = {"view": "view", "materialized view": "view", "trigger": "trigger", "routine": "routine",
-            "operator": "routine"}
+            "operator": "routine", "comment": "routine"}
 
 
 def dumped_catalogue(rows: list[list[Any]], schema: Schema, kinds: set[str]) -> list[list[Any]]:
     """What of the source's catalogue the backup holds: the tables read (--tables), and views,
-    triggers, routines and operators when they were recorded."""
+    triggers, routines and operators when they were recorded (comments when all of them were)."""
     keys = {t.key for t in schema.tables}
-    return [r for r in rows if (r[2] is None or r[2] in keys) and _KIND_OF.get(r[0], r[0]) in kinds | {
+    return [r for r in rows if (r[2] is None or r[2] in keys) and (r[0] != "comment" or kinds >= ALL_KINDS)
+            and _KIND_OF.get(r[0], r[0]) in kinds | {
         "schema", "type", "table", "column", "index", "constraint", "sequence"}]
 
 

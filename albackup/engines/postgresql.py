@@ -395,7 +395,10 @@ class PostgreSQLAdapter(Adapter):
                         ORDER BY 1 DESC, 2 DESC, 4 DESC""", {"names": names}):
                 schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0],
                                                   None, r[3]))
+            schema.routines[:0] = pg_objects.read_aggregates(conn, names, default)
             schema.routines += pg_objects.read_operators(conn, names, default)
+        if kinds >= pg_objects.ALL_KINDS:
+            schema.routines += pg_objects.read_comments(conn, names)
         self._reflect_objects(conn, schema, names, default, kinds)
 
     def _reflect_objects(self, conn: Connection, schema: Schema, names: list[str], default: str,
@@ -960,7 +963,10 @@ class PostgreSQLAdapter(Adapter):
             for r in wanted:
                 if r.kind == kind:
                     add(pg_objects.node_of(r.kind, r), f"{r.kind} {r.name}", self.literal_sql(r.sql))
-        return self._in_order(steps, schema.depends, keys)
+        early, late = self._in_order(steps, schema.depends, keys)
+        # comments last, on whatever they are on (an index, a constraint, a trigger)
+        return early, late + [Step(f"comment:{r.name}", f"comment on {r.name}", self.literal_sql(r.sql))
+                              for r in wanted if r.kind == "comment"]
 
     def _in_order(self, steps: dict[str, Step], depends: dict[str, list[str]],
                   keys: set[str]) -> tuple[list[Step], list[Step]]:
