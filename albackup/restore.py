@@ -884,8 +884,11 @@ class Restorer:
 
     def _run_steps(self, conn: Connection, steps: list[Step]) -> None:
         """Objects made in the order given (Adapter.ordered_steps): a table from its plan, the
-        rest from their SQL; the first that cannot be made fails the restore, naming it."""
+        rest from their SQL; the first that cannot be made fails the restore, naming it. A
+        backup that does not say what needs what (taken before albackup kept it) is made in
+        turns instead: what fails is tried again once something else was made."""
         a = self.adapter
+        pending: list[tuple[Step, str]] = []
         for st in steps:
             if not isinstance(st.what, str):
                 if st.node.endswith("#defaults"):
@@ -893,13 +896,34 @@ class Restorer:
                         conn.exec_driver_sql(sql)
                 else:
                     self._create_table(conn, st.what, st.defaults_later)
+                pending = self._retry(conn, pending)
                 continue
             if st.exists and a.type_exists(conn, *st.exists):
                 continue
             try:
                 a.run_ddl(conn, st.what)
             except sa.exc.DBAPIError as exc:
-                self._raise_routine_failures([f"{st.label}: {str(exc.orig).strip().splitlines()[0]}"])
+                pending.append((st, f"{st.label}: {str(exc.orig).strip().splitlines()[0]}"))
+                if self.backup.schema.depends:
+                    self._raise_routine_failures([pending[0][1]])
+                continue
+            pending = self._retry(conn, pending)
+        if pending:
+            self._raise_routine_failures([why for _, why in pending])
+
+    def _retry(self, conn: Connection, pending: list[tuple[Step, str]]) -> list[tuple[Step, str]]:
+        """The steps that failed, tried again in turns while any of them succeeds; those left."""
+        while pending:
+            left = []
+            for st, why in pending:
+                try:
+                    self.adapter.run_ddl(conn, st.what)
+                except sa.exc.DBAPIError as exc:
+                    left.append((st, f"{st.label}: {str(exc.orig).strip().splitlines()[0]}"))
+            if len(left) == len(pending):
+                return left
+            pending = left
+        return pending
 
     def _finish(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
         """Foreign keys and their validation (unless ``validated`` already), routines, identities

@@ -375,3 +375,23 @@ def test_what_a_restore_does_not_carry_fails_its_schema_check_naming_it(make_db,
         api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
     # without routines, what is made is what the backup holds
     api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, routines=False))
+
+
+def test_a_backup_without_dependencies_restores_in_turns(make_db, tmp_path: Path) -> None:
+    """A backup taken before the dependencies were kept: what cannot be made yet is made again
+    once something else is (the function over the table's rows after the table, the view after
+    the materialized view it reads)."""
+    src = make_db("postgresql", "old")
+    _psql(src, """CREATE SCHEMA app; CREATE TABLE app.item (id int PRIMARY KEY);
+        CREATE FUNCTION app.a_items() RETURNS SETOF app.item LANGUAGE sql AS $$ SELECT * FROM app.item $$;
+        CREATE MATERIALIZED VIEW app.c_items AS SELECT * FROM app.item;
+        CREATE VIEW app.b AS SELECT * FROM app.c_items""")
+    dumped = api.dump(_cfg(src), tmp_path / "b")
+    path = dumped.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["schema"]["depends"]
+    del manifest["schema"]["depends"], manifest["schema"]["catalogue"]
+    path.write_text(json.dumps(manifest))
+    dst = make_db("postgresql", "oldd")
+    api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True))
+    assert_same_schema(src, dst)

@@ -988,9 +988,11 @@ class PostgreSQLAdapter(Adapter):
                 if n.startswith("table:") and any(d in left for d in depends.get(n, ())):
                     steps[n].defaults_later = True
                     deferred.append(Step(n + "#defaults", f"column defaults of {n[6:]}", steps[n].what))
+        # a backup that does not say what needs what (older than the dependencies): views after
+        # the load too, as they were then
         late = pg_objects.late_nodes(order, depends, lambda n: n.startswith("trigger:") or (
             n.startswith("view:") and isinstance(steps[n].what, str)
-            and steps[n].what.lstrip().upper().startswith("CREATE MATERIALIZED")))
+            and (not depends or steps[n].what.lstrip().upper().startswith("CREATE MATERIALIZED"))))
         early = [steps[n] for n in order if n not in late]
         return early + deferred, [steps[n] for n in order if n in late]
 
