@@ -55,12 +55,13 @@ class DumpOptions:
     database: str | None = None
 
 
-def _refuse_empty(conn: Any, adapter: Adapter, opts: DumpOptions) -> None:
+def _refuse_empty(conn: Connection, adapter: Adapter, opts: DumpOptions) -> None:
     """A dump that found no table where the database has some (in schemas it left out) fails."""
     chosen, skipped = resolve_schemas(conn, adapter, opts.schemas, opts.exclude_schemas)
     n = adapter.tables_elsewhere(conn, skipped) if skipped else 0
     if n:
-        read = ", ".join(s or "the default schema" for s in chosen) or "none"
+        default = sa.inspect(conn).default_schema_name
+        read = ", ".join(s or str(default) for s in chosen) or "none"
         raise DumpError(f"no table in schema(s) {read}; the database has {n} table(s) in the schema(s) left out: "
                         f"{', '.join(skipped)} (see --schema/--exclude-schema and the schemas key)")
 

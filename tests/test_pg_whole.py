@@ -211,8 +211,7 @@ def test_a_dump_that_finds_no_table_where_there_are_some_fails_naming_the_schema
     code = _cli("dump", "--url", _conninfo(src), "--backup-dir", tmp_path / "b", "--exclude-schema", "billing,cr*")
     err = capsys.readouterr().err
     assert code == 9, err
-    assert "no table in schema(s) the default schema; the database has 2 table(s) in the schema(s) left out: " \
-           "billing, crm" in err
+    assert "no table in schema(s) public; the database has 2 table(s) in the schema(s) left out: billing, crm" in err
     assert not list((tmp_path / "b").glob("*/manifest.json"))
 
 
@@ -235,6 +234,7 @@ def test_schema_globs_from_the_cli_and_the_config(make_db, tmp_path: Path) -> No
     assert tables() == ["crm.c"]
     assert tables("--schema", "billing*") == ["billing.a", "billing_old.b"]
     assert tables("--schema", "billing*,public", "--exclude-schema", "*_old") == ["billing.a", "t"]
+    assert _cli("dump", "--cfg", cfg, "--backup-dir", tmp_path / "none", "--schema", "nope*") == 9
 
 
 def test_a_composite_type_and_a_function_over_a_tables_rows_restore_in_order(make_db, tmp_path: Path) -> None:

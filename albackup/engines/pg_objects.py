@@ -9,7 +9,7 @@ records what each node needs (``Schema.depends``); a restore creates them in tha
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from sqlalchemy.engine import Connection
 
@@ -285,9 +285,6 @@ def late_nodes(order: list[str], depends: dict[str, list[str]], first_late: Call
             late.add(n)
     return late
 
-
-def unique_nodes(names: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(names))
 
 
 #: The catalogue a restore compares: [kind, name, table key or NULL, definition] of everything in
