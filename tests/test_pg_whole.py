@@ -179,6 +179,14 @@ def test_a_dba_schema_round_trips_as_pg_dump_sees_it(jobs: int, make_db, tmp_pat
     assert _rows(dst, "SELECT nextval('reporting.report_no'), nextval('billing.invoice_id_seq')") == [(1001, 4)]
     assert _rows(dst, "SELECT (billing.pair_sum(price)).amount::text FROM billing.invoice WHERE price IS NOT NULL") == [("130.50",)]
     assert _rows(dst, "SELECT name FROM reporting.totals_snapshot") == [("Ada",)]
+    # what a Rails structure.sql copy lacked: the operator, the index statistics, the unique index
+    # beside the primary key
+    assert _rows(dst, "SELECT oprcode::text FROM pg_operator WHERE oprname = '+' AND oprleft = "
+                      "'billing.money_pair'::regtype") == [("billing.pair_add",)]
+    assert _rows(dst, "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'crm.customer_lower_name_idx'"
+                      "::regclass") == [(1000,)]
+    assert _rows(dst, "SELECT indisunique, indisprimary FROM pg_index WHERE indexrelid = "
+                      "'crm.index_customer_on_id'::regclass") == [(True, False)]
 
 
 def test_a_dump_takes_every_schema_and_a_restore_makes_them(make_db, tmp_path: Path, capsys) -> None:
