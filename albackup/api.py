@@ -224,7 +224,7 @@ def compare(source: DatabaseConfig, copy: DatabaseConfig) -> "Comparison":
         dst_engine, dst_adapter = connect(copy)
         try:
             return compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
-                                     list(source.schemas) or [None], source.include_tables,
+                                     list(source.schemas), source.include_tables,
                                      source.exclude_tables)
         finally:
             dst_engine.dispose()
@@ -390,7 +390,7 @@ def _compare_copy(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path,
         dst_engine, dst_adapter = connect(target)
         try:
             cmp = compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
-                                    list(db.schemas) or [None], db.include_tables, db.exclude_tables,
+                                    list(db.schemas), db.include_tables, db.exclude_tables,
                                     ignore_extra=scratch is not None)
         finally:
             dst_engine.dispose()

@@ -168,6 +168,8 @@ def test_a_dba_schema_round_trips_as_pg_dump_sees_it(jobs: int, make_db, tmp_pat
     dst = make_db("postgresql", "dbad")
     api.restore(dumped.path, _cfg(dst, allow_restore=True), RestoreOptions(allow_restore=True, jobs=jobs))
     assert_same_schema(src, dst)
+    cmp = api.compare(_cfg(src), _cfg(dst))      # every schema's tables, values too
+    assert (cmp.tables, cmp.differences) == (3, [])
     # the objects work: the operator, the function over the table's rows, the trigger, the views
     assert _rows(dst, "SELECT (ROW(1, 'EUR')::billing.money_pair OPERATOR(billing.+) ROW(2, 'EUR')::billing.money_pair)"
                       "::text") == [("(3.00,EUR)",)]
