@@ -37,7 +37,7 @@ def resolve_schemas(conn: Connection, adapter: Adapter, include: Iterable[str | 
         names = list(dict.fromkeys(None if p in (None, default) else p for p in include)) or [None]
         return [s for s in names if s is None or not _hit(s, exclude)], []
     picked = list(listing) if not include else [
-        s for s in listing if any(s == default if p is None else fnmatch.fnmatchcase(s, p) for p in include)]
+        s for s in listing if any(s == default if p is None else _hit(s, [p]) for p in include)]
     if not picked:
         from .errors import DumpError
 
@@ -49,7 +49,9 @@ def resolve_schemas(conn: Connection, adapter: Adapter, include: Iterable[str | 
 
 
 def _hit(name: str, pats: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in pats)
+    """``name`` is one of ``pats`` or matches one as a glob (a name holding ``[`` or ``*`` names
+    itself too)."""
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in pats)
 
 
 def _type_spelling(t: sa.types.TypeEngine, dialect: sa.Dialect) -> str:

@@ -231,7 +231,7 @@ def test_schema_globs_from_the_cli_and_the_config(make_db, tmp_path: Path) -> No
     src = make_db("postgresql", "glob")
     _psql(src, "CREATE SCHEMA billing; CREATE SCHEMA billing_old; CREATE SCHEMA crm;"
                "CREATE TABLE public.t (id int); CREATE TABLE billing.a (id int); CREATE TABLE billing_old.b (id int);"
-               "CREATE TABLE crm.c (id int)")
+               "CREATE TABLE crm.c (id int); CREATE SCHEMA \"x[1]\"; CREATE TABLE \"x[1]\".d (id int)")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"name: db\nurl: {_conninfo(src)}\nschemas: [crm]\n")
 
@@ -244,6 +244,7 @@ def test_schema_globs_from_the_cli_and_the_config(make_db, tmp_path: Path) -> No
     assert tables() == ["crm.c"]
     assert tables("--schema", "billing*") == ["billing.a", "billing_old.b"]
     assert tables("--schema", "billing*,public", "--exclude-schema", "*_old") == ["billing.a", "t"]
+    assert tables("--schema", "x[1]") == ["x[1].d"]      # a name holding glob characters names itself
     assert _cli("dump", "--cfg", cfg, "--backup-dir", tmp_path / "none", "--schema", "nope*") == 9
 
 
