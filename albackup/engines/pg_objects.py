@@ -157,7 +157,7 @@ SELECT o.oprname, n.nspname, o.oid::regoperator::text,
 
 def read_operators(conn: Connection, names: list[str], default: str) -> list[Routine]:
     """Custom operators (not an extension's) as CREATE OPERATOR statements."""
-    return [Routine("operator", name, sql, None if nsp == default else nsp, None, ident)
+    return [Routine("operator", name, sql, None if nsp == default else nsp, ident=ident)
             for name, nsp, ident, sql in conn.exec_driver_sql(_OPERATORS_SQL, {"names": names})]
 
 
@@ -215,7 +215,7 @@ SELECT p.proname, n.nspname, p.oid::regprocedure::text,
 
 def read_aggregates(conn: Connection, names: list[str], default: str) -> list[Routine]:
     """Plain aggregates as CREATE AGGREGATE statements (routines, ordered with the functions)."""
-    return [Routine("routine", name, sql, None if nsp == default else nsp, None, ident)
+    return [Routine("routine", name, sql, None if nsp == default else nsp, ident=ident)
             for name, nsp, ident, sql in conn.exec_driver_sql(_AGGREGATES_SQL, {"names": names})]
 
 

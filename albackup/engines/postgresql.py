@@ -394,7 +394,7 @@ class PostgreSQLAdapter(Adapter):
                                           AND d.classid = 'pg_proc'::regclass AND d.deptype IN ('e', 'i'))
                         ORDER BY 1 DESC, 2 DESC, 4 DESC""", {"names": names}):
                 schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0],
-                                                  None, r[3]))
+                                                  ident=r[3]))
             schema.routines[:0] = pg_objects.read_aggregates(conn, names, default)
             schema.routines += pg_objects.read_operators(conn, names, default)
         if kinds >= pg_objects.ALL_KINDS:
