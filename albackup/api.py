@@ -92,7 +92,8 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
     name = re.sub(r"[^\w.\-]", "_", db.name)
     bid = backup_id(name, _host(db), now or dt.datetime.now(dt.timezone.utc))
     opts = DumpOptions(
-        name=db.name, host=_host(db), schemas=list(db.schemas) or [None], include=db.include_tables,
+        name=db.name, host=_host(db), schemas=list(db.schemas), exclude_schemas=db.exclude_schemas,
+        include=db.include_tables,
         exclude=db.exclude_tables, kinds=_kinds(db), compression=db.compression,
         compression_level=db.compression_level, batch_rows=db.batch_rows, jobs=db.jobs, chunk_rows=db.chunk_rows,
         require_consistent=db.require_consistent, source_url=db.display_url(), database=db.url.database)
@@ -223,7 +224,7 @@ def compare(source: DatabaseConfig, copy: DatabaseConfig) -> "Comparison":
         dst_engine, dst_adapter = connect(copy)
         try:
             return compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
-                                     list(source.schemas) or [None], source.include_tables,
+                                     list(source.schemas), source.include_tables,
                                      source.exclude_tables)
         finally:
             dst_engine.dispose()
@@ -389,7 +390,7 @@ def _compare_copy(db: DatabaseConfig, scratch: DatabaseConfig | None, tmp: Path,
         dst_engine, dst_adapter = connect(target)
         try:
             cmp = compare_databases(src_engine, src_adapter, dst_engine, dst_adapter,
-                                    list(db.schemas) or [None], db.include_tables, db.exclude_tables,
+                                    list(db.schemas), db.include_tables, db.exclude_tables,
                                     ignore_extra=scratch is not None)
         finally:
             dst_engine.dispose()

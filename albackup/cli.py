@@ -191,6 +191,11 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 @_key_options
 @click.option("--tables", multiple=True, metavar="GLOBS", help="Only these tables (comma-separated globs).")
 @click.option("--exclude-tables", multiple=True, metavar="GLOBS", help="Not these tables.")
+@click.option("--schema", "schemas", multiple=True, metavar="GLOBS",
+              help="Only these schemas (comma-separated globs; replace the config's schemas). Default: "
+                   "PostgreSQL every schema but the system's; elsewhere the connection's default one.")
+@click.option("--exclude-schema", "exclude_schemas", multiple=True, metavar="GLOBS",
+              help="Not these schemas (added to the config's exclude_schemas).")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "lzma", "none"]), help="Default: zstd.")
 @click.option("--no-views", is_flag=True, help="Do not record views.")
 @click.option("--no-triggers", is_flag=True, help="Do not record triggers.")
@@ -200,7 +205,8 @@ def cli(ctx: click.Context, **kw: Any) -> None:
               help="Worker processes sharing the dump's snapshot (PostgreSQL, MySQL/MariaDB). Default: "
                    "the config's jobs, else 1.")
 @click.pass_context
-def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], compression: str | None,
+def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str, ...], schemas: tuple[str, ...],
+         exclude_schemas: tuple[str, ...], compression: str | None,
          no_views: bool, no_triggers: bool, no_routines: bool, low_priority: bool, jobs: int | None,
          **kw: Any) -> None:
     """Back up a database into a new backup set under --backup-dir (its path is the last line)."""
@@ -215,6 +221,10 @@ def dump(ctx: click.Context, tables: tuple[str, ...], exclude_tables: tuple[str,
         changes["include_tables"] = _split(tables)
     if exclude_tables:
         changes["exclude_tables"] = db.exclude_tables + _split(exclude_tables)
+    if schemas:
+        changes["schemas"] = _split(schemas)
+    if exclude_schemas:
+        changes["exclude_schemas"] = db.exclude_schemas + _split(exclude_schemas)
     if compression:
         changes["compression"] = compression
     if jobs:

@@ -176,7 +176,11 @@ def _reflect(conn: sa.Connection, adapter: Adapter, schemas: list[str | None], i
 def compare_databases(src: sa.Engine, src_adapter: Adapter, dst: sa.Engine, dst_adapter: Adapter,
                       schemas: list[str | None], include: tuple[str, ...] = (),
                       exclude: tuple[str, ...] = (), ignore_extra: bool = False) -> Comparison:
-    """``ignore_extra``: tables only in the copy are not a difference (a shared scratch database)."""
+    """``ignore_extra``: tables only in the copy are not a difference (a shared scratch database).
+    No ``schemas``: every schema a dump takes (reflect.resolve_schemas) on one engine; the
+    default one across engines (where other schemas' tables are named otherwise)."""
+    if not schemas and src_adapter.name != dst_adapter.name:
+        schemas = [None]
     res = Comparison()
     with src.connect() as sc, dst.connect() as dc:
         src_adapter.begin_snapshot(sc)

@@ -58,7 +58,7 @@ SOURCE_KEYS = ("password_env", "password_file", "password_command")  # other pas
 CONNECTION_KEYS = ("driver", "odbc_driver", *ALIASES, *ALIASES.values())
 BOOL_KEYS = ("allow_restore", "enable_ri_check", "views", "triggers", "routines", "require_consistent",
              "skip")
-LIST_KEYS = ("include_tables", "exclude_tables", "schemas")
+LIST_KEYS = ("include_tables", "exclude_tables", "schemas", "exclude_schemas")
 DATABASE_KEYS = frozenset({"url", "name", "compression", "compression_level", "batch_rows", "jobs", "chunk_rows",
                            "encryption", "read_back", "lock_timeout",
                            "retention", "destinations", "max_age",
@@ -109,7 +109,8 @@ class DatabaseConfig:
     enable_ri_check: bool = True
     include_tables: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
-    schemas: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()                    # globs; none: every schema the engine keeps tables in
+    exclude_schemas: tuple[str, ...] = ()            # globs of schemas left out
     compression: str = "zstd"
     compression_level: int | None = None
     batch_rows: int = 5000

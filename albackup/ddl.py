@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from .engines.base import Adapter, adapter_class
-from .errors import ConfigError
+from .errors import ConfigError, RestoreRefused
 from .mapping import ColumnMove, _ident, move
 from .model import Column, LogicalType, Schema, Table, partition_head
 from .values import Converter
@@ -194,7 +194,8 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
     names = _Names(adapter)
     plans: list[TablePlan] = []
     by_key: dict[str, TablePlan] = {}
-    target_schema = (lambda s: s) if adapter.supports_schemas else (lambda s: None)
+    target = {t.key: table_target(t, adapter, same) for t in tables}
+    notes = [] if same else _refuse_name_collisions(tables, target, adapter)
     # Foreign keys referring to other tables need their key columns' types first (MySQL keys).
     referenced: dict[str, set[str]] = {}
     for t in tables:
@@ -202,9 +203,9 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
             rk = f"{fk.ref_schema}.{fk.ref_table}" if fk.ref_schema else fk.ref_table
             referenced.setdefault(rk, set()).update(fk.ref_columns)
     for t in tables:
-        names.table(target_schema(t.schema), t.name if same else target_name(t.name, adapter)[0])
+        names.table(*target[t.key][:2])
     for t in tables:
-        plan = _table_plan(t, schema, adapter, same, md, names, target_schema(t.schema), skip_checks,
+        plan = _table_plan(t, schema, adapter, same, md, names, target[t.key], skip_checks,
                            referenced.get(t.key, set()))
         plans.append(plan)
         by_key[t.key] = plan
@@ -212,7 +213,7 @@ def build_plan(schema: Schema, tables: list[Table], adapter: Adapter, *, skip_ch
         _add_foreign_keys(plan, by_key, names, adapter)
         if same and adapter.replays_sql:
             _replay(plan, by_key, skip_checks)
-    notes = [] if same else _collation_notes(schema.engine, tables, adapter)
+    notes += [] if same else _collation_notes(schema.engine, tables, adapter)
     if schema.routines and not same:
         kinds = sorted({r.kind for r in schema.routines})
         notes.append(f"{len(schema.routines)} {'/'.join(kinds)}(s) are {schema.engine} SQL and are not "
@@ -279,9 +280,37 @@ def _collation_notes(engine: str, tables: list[Table], adapter: Adapter) -> list
     return out
 
 
+def table_target(t: Table, adapter: Adapter, same: bool) -> tuple[str | None, str, str | None]:
+    """(schema, name, why the name changed) of ``t`` in the target. Into another engine whose
+    schemas are not a database's namespaces (MySQL/MariaDB, where a schema is a database;
+    SQLite), a table of a schema other than the source's default is named ``schema_name`` in the
+    target's database."""
+    if same:
+        return t.schema, t.name, None
+    if t.schema and adapter.schemas_as_prefix:
+        return (None, *target_name(f"{t.schema}_{t.name}", adapter))
+    return ((t.schema if adapter.supports_schemas else None), *target_name(t.name, adapter))
+
+
+def _refuse_name_collisions(tables: list[Table], target: dict[str, tuple[str | None, str, str | None]],
+                            adapter: Adapter) -> list[str]:
+    """Two tables that would take one name in the target refuse the restore; the notes say how
+    schemas are mapped."""
+    seen: dict[tuple[str | None, str], str] = {}
+    for t in tables:
+        s, n, _ = target[t.key]
+        other = seen.setdefault((s, n.lower()), t.key)
+        if other != t.key:
+            raise RestoreRefused(f"tables {other} and {t.key} would both be {n} in {adapter.name}; restore them "
+                                 "apart with --tables/--exclude-tables")
+    moved = sorted({t.schema for t in tables if t.schema and target[t.key][0] is None})
+    return [f"schema {s}: its tables are named {s}_<table> ({adapter.name} keeps no schemas in a database)"
+            for s in moved]
+
+
 def _table_plan(t: Table, schema: Schema, adapter: Adapter, same: bool, md: sa.MetaData, names: _Names,
-                tschema: str | None, skip_checks: bool, referenced: set[str]) -> TablePlan:
-    name, why = (t.name, None) if same else target_name(t.name, adapter)
+                target: tuple[str | None, str, str | None], skip_checks: bool, referenced: set[str]) -> TablePlan:
+    tschema, name, why = target
     notes: list[str] = []
     if t.partitions and not (same and t.partition_by):
         notes.append(f"partitioned in the source ({len(t.partitions)} partitions: "

@@ -20,7 +20,7 @@ from .pgtext import ORDERED as ORDERED_FEATURE
 from .pgtext import CopyTextRefused
 from .model import Table
 from .progress import Reporter, as_reporter
-from .reflect import reflect_schema
+from .reflect import reflect_schema, resolve_schemas
 from .units import Schedule, Unit, UnitResult, key_jsonable, plan_tables
 from .codec import has_large, pack_each, row_packer
 from .values import Converter, combine_v2
@@ -39,7 +39,9 @@ Progress = Callable[[str, int, int, float], None]   # table, rows, bytes, second
 class DumpOptions:
     name: str
     host: str
-    schemas: list[str | None] = field(default_factory=lambda: [None])
+    #: schema globs (None: the default schema); none: every schema (reflect.resolve_schemas)
+    schemas: list[str | None] = field(default_factory=list)
+    exclude_schemas: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     kinds: set[str] = field(default_factory=lambda: {"view", "trigger", "routine"})
@@ -51,6 +53,17 @@ class DumpOptions:
     chunk_rows: int = 1_000_000
     source_url: str = ""
     database: str | None = None
+
+
+def _refuse_empty(conn: Connection, adapter: Adapter, opts: DumpOptions) -> None:
+    """A dump that found no table where the database has some (in schemas it left out) fails."""
+    chosen, skipped = resolve_schemas(conn, adapter, opts.schemas, opts.exclude_schemas)
+    n = adapter.tables_elsewhere(conn, skipped) if skipped else 0
+    if n:
+        default = sa.inspect(conn).default_schema_name
+        read = ", ".join(s or str(default) for s in chosen) or "none"
+        raise DumpError(f"no table in schema(s) {read}; the database has {n} table(s) in the schema(s) left out: "
+                        f"{', '.join(skipped)} (see --schema/--exclude-schema and the schemas key)")
 
 
 @dataclass
@@ -322,9 +335,12 @@ def run_dump(engine: sa.Engine, adapter: Adapter, backup_dir: Path, opts: DumpOp
                     raise DumpError(f"no consistent snapshot could be had ({snap.detail}); "
                                     "require_consistent is set")
                 version = adapter.server_version(conn)
-                schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds)
+                schema = reflect_schema(conn, adapter, opts.schemas, opts.include, opts.exclude, opts.kinds,
+                                        opts.exclude_schemas)
                 if opts.include and not schema.tables:
                     raise DumpError(f"no table matches the include globs {', '.join(opts.include)}")
+                if not schema.tables:
+                    _refuse_empty(conn, adapter, opts)
                 units: list[Unit] = []
                 schedule = Schedule(plan_tables(conn, adapter, schema.tables, opts.chunk_rows,
                                                 opts.jobs if pool is not None else 1))

@@ -322,6 +322,9 @@ class Routine:
     # literals were read in them)
     client_charset: str | None = None
     collation: str | None = None
+    #: PostgreSQL: the object's identity where its name is not enough (a function's signature,
+    #: an operator's operand types), as the dependencies name it (Schema.depends)
+    ident: str | None = None
 
 
 def _without_unset(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -342,6 +345,16 @@ class Schema:
     # the database's own settings, restored into the same engine (SQLite: sqlite_user_version,
     # sqlite_application_id, where not 0)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: PostgreSQL: the schemas read besides the default one, {"name", "comment"}
+    schemas: list[dict[str, Any]] = field(default_factory=list)
+    #: PostgreSQL: composite and range types, {"kind", "name", "schema", "sql"} (engine SQL)
+    types: list[dict[str, Any]] = field(default_factory=list)
+    #: PostgreSQL: what each object needs made before it (from pg_depend), by node name
+    #: (``table:billing.invoice``, ``type:billing.money_pair``, ``routine:f(integer)``, …)
+    depends: dict[str, list[str]] = field(default_factory=dict)
+    #: PostgreSQL: the source's catalogue of what the backup holds, [kind, name, table key or
+    #: None, definition]: a restore reads the target's and compares
+    catalogue: list[list[Any]] = field(default_factory=list)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -355,10 +368,12 @@ class Schema:
             "tables": [t.to_dict() for t in self.tables],
             "sequences": [_without_unset(asdict(s), ("cache",)) for s in self.sequences],
             "enums": [asdict(e) for e in self.enums],
-            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone", "client_charset", "collation")) for r in self.routines],
+            "routines": [_without_unset(asdict(r), ("sql_mode", "definer", "time_zone", "client_charset", "collation",
+                                                    "ident")) for r in self.routines],
         } | ({"extensions": self.extensions} if self.extensions else {}) \
           | ({"domains": [asdict(x) for x in self.domains]} if self.domains else {}) \
-          | ({"settings": self.settings} if self.settings else {})
+          | ({"settings": self.settings} if self.settings else {}) \
+          | {k: getattr(self, k) for k in ("schemas", "types", "depends", "catalogue") if getattr(self, k)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -371,4 +386,8 @@ class Schema:
             extensions=list(d.get("extensions") or []),
             domains=[DomainType(**x) for x in d.get("domains") or []],
             settings=dict(d.get("settings") or {}),
+            schemas=list(d.get("schemas") or []),
+            types=list(d.get("types") or []),
+            depends=dict(d.get("depends") or {}),
+            catalogue=list(d.get("catalogue") or []),
         )

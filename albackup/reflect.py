@@ -24,6 +24,36 @@ def matches(key: str, name: str, include: Iterable[str], exclude: Iterable[str])
     return (not include or hit(include)) and not hit(exclude)
 
 
+def resolve_schemas(conn: Connection, adapter: Adapter, include: Iterable[str | None] = (),
+                    exclude: Iterable[str] = ()) -> tuple[list[str | None], list[str]]:
+    """The schemas a dump reads (None: the connection's default one, first) and those of the
+    database it leaves out. ``include``/``exclude`` are globs as pg_dump's -n/-N take them (None
+    in ``include``: the default schema); no ``include``: every schema the adapter lists
+    (``user_schemas``), or the default one where it lists none."""
+    default = sa.inspect(conn).default_schema_name
+    include, exclude = list(include), list(exclude)
+    listing = adapter.user_schemas(conn)
+    if listing is None:
+        names = list(dict.fromkeys(None if p in (None, default) else p for p in include)) or [None]
+        return [s for s in names if s is None or not _hit(s, exclude)], []
+    picked = list(listing) if not include else [
+        s for s in listing if any(s == default if p is None else _hit(s, [p]) for p in include)]
+    if not picked:
+        from .errors import DumpError
+
+        raise DumpError(f"no schema matches {', '.join(p or str(default) for p in include)} "
+                        f"(the database has {', '.join(listing) or 'none'})")
+    picked = [s for s in picked if not _hit(s, exclude)]
+    chosen = ([None] if default in picked else []) + sorted(s for s in picked if s != default)
+    return chosen, sorted(s for s in listing if s not in picked)
+
+
+def _hit(name: str, pats: list[str]) -> bool:
+    """``name`` is one of ``pats`` or matches one as a glob (a name holding ``[`` or ``*`` names
+    itself too)."""
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in pats)
+
+
 def _type_spelling(t: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
     try:
         return t.compile(dialect=dialect)
@@ -33,11 +63,13 @@ def _type_spelling(t: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
 
 def reflect_schema(conn: Connection, adapter: Adapter, schemas: list[str | None],
                    include: Iterable[str] = (), exclude: Iterable[str] = (),
-                   kinds: set[str] | None = None) -> Schema:
+                   kinds: set[str] | None = None, exclude_schemas: Iterable[str] = ()) -> Schema:
+    """The tables (and the objects besides, see Adapter.reflect_extras) of ``schemas`` (globs,
+    see resolve_schemas) but ``exclude_schemas``."""
     insp = sa.inspect(conn)
     default = insp.default_schema_name
     out = Schema(engine=adapter.name)
-    norm = [None if (s is None or s == default) else s for s in (schemas or [None])]
+    norm, _ = resolve_schemas(conn, adapter, schemas, exclude_schemas)
     merged: dict[str, list[str]] = {}
     for s in norm:
         children = adapter.partition_children(conn, s)
@@ -139,7 +171,7 @@ def _reflect_table(conn: Connection, insp: Any, adapter: Adapter, name: str, sch
             t.indexes.append(Index(ix.get("name"), [], bool(ix.get("unique")), [str(e) for e in exprs or []],
                                    options))
             continue
-        if ix.get("unique") and cols == pk_cols and not options:
+        if ix.get("unique") and cols == pk_cols and not options and adapter.indexes_list_primary_key:
             continue
         t.indexes.append(Index(ix.get("name"), cols, bool(ix.get("unique")), None, options))
     try:

@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .archive import Backup
 from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, fit_name, plan_sql
-from .engines.base import Adapter
+from .engines.base import Adapter, Step
 from .errors import AlbackupError, IntegrityError, LockTimeout, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
@@ -375,6 +375,10 @@ class Restorer:
         self._clean_views: list[tuple[str, str | None]] = []
         #: the table whose lock the restore is waiting for (named when the wait times out)
         self._waiting: tuple[str, str | None] | None = None
+        #: the objects made after the load, in order (where the adapter orders them: _create)
+        self._late: list[Step] | None = None
+        #: column defaults set after what they call is made (a cycle broken, see _create_table)
+        self._later_defaults: dict[str, list[str]] = {}
         #: what each table's load sent, where the read-back compares text (echo_check)
         self.echoes: dict[str, EchoHash] = {}
         #: how each table was read back: "text" (as loaded, line for line), "values" (rehashed)
@@ -861,23 +865,74 @@ class Restorer:
         if self.opts.clean and not staged:
             self.dropped += a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
         a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
-        if a.routines_before_tables and self._routines_wanted(plan):
-            # functions and procedures first: a column default, check, generated column or
-            # index may call one (their bodies are not checked now: a function may read a table
-            # that does not exist yet)
-            early = [r for r in self.backup.schema.routines if r.kind == "routine"]
-            if early:
-                a.defer_routine_checks(conn)
-                self._raise_routine_failures(a.create_routines(conn, early))
-        self._create_tables(conn, plan)
+        if a.orders_objects and plan.same_engine:
+            # every object in one dependency order; routine bodies are not checked now (a
+            # function may read a table that does not exist yet), as in pg_dump's output
+            a.defer_routine_checks(conn)
+            early, self._late = a.ordered_steps(self.backup.schema, plan.tables, self._routines_wanted(plan))
+            self._run_steps(conn, early)
+        else:
+            if a.routines_before_tables and self._routines_wanted(plan):
+                # functions and procedures first: a column default, check, generated column or
+                # index may call one (their bodies are not checked now)
+                early_routines = [r for r in self.backup.schema.routines if r.kind == "routine"]
+                if early_routines:
+                    a.defer_routine_checks(conn)
+                    self._raise_routine_failures(a.create_routines(conn, early_routines))
+            self._create_tables(conn, plan)
         a.after_create(conn, [tp.table for tp in plan.tables], plan.same_engine, self.backup.schema)
+
+    def _run_steps(self, conn: Connection, steps: list[Step]) -> None:
+        """Objects made in the order given (Adapter.ordered_steps): a table from its plan, the
+        rest from their SQL; the first that cannot be made fails the restore, naming it. A
+        backup that does not say what needs what (taken before albackup kept it) is made in
+        turns instead: what fails is tried again once something else was made."""
+        a = self.adapter
+        pending: list[tuple[Step, str]] = []
+        for st in steps:
+            if not isinstance(st.what, str):
+                if st.node.endswith("#defaults"):
+                    for sql in self._later_defaults.pop(st.what.table.key, []):
+                        conn.exec_driver_sql(sql)
+                else:
+                    self._create_table(conn, st.what, st.defaults_later)
+                pending = self._retry(conn, pending)
+                continue
+            if st.exists and a.type_exists(conn, *st.exists):
+                continue
+            try:
+                a.run_ddl(conn, st.what)
+            except sa.exc.DBAPIError as exc:
+                pending.append((st, f"{st.label}: {str(exc.orig).strip().splitlines()[0]}"))
+                if self.backup.schema.depends:
+                    self._raise_routine_failures([pending[0][1]])
+                continue
+            pending = self._retry(conn, pending)
+        if pending:
+            self._raise_routine_failures([why for _, why in pending])
+
+    def _retry(self, conn: Connection, pending: list[tuple[Step, str]]) -> list[tuple[Step, str]]:
+        """The steps that failed, tried again in turns while any of them succeeds; those left."""
+        while pending:
+            left = []
+            for st, why in pending:
+                try:
+                    self.adapter.run_ddl(conn, st.what)
+                except sa.exc.DBAPIError as exc:
+                    left.append((st, f"{st.label}: {str(exc.orig).strip().splitlines()[0]}"))
+            if len(left) == len(pending):
+                return left
+            pending = left
+        return pending
 
     def _finish(self, conn: Connection, plan: Plan, validated: bool = False) -> None:
         """Foreign keys and their validation (unless ``validated`` already), routines, identities
         (steps 6–8), then the options that need the indexes and keys (TablePlan.last: a replica
-        identity using an index)."""
+        identity using an index), and the check of the schema made against the backup's."""
         self._foreign_keys(conn, plan, validated)
-        if self._routines_wanted(plan):
+        if self._late is not None:
+            self._run_steps(conn, self._late)
+        elif self._routines_wanted(plan):
             self._routines(conn, plan)
         for tp in plan.tables:
             self.adapter.reset_identity(conn, tp.target_table, tp.sa_table, plan.same_engine, self.backup.schema)
@@ -887,6 +942,17 @@ class Restorer:
                     self.adapter.run_ddl(conn, sql)
                 except sa.exc.DBAPIError as exc:
                     raise RestoreError(f"{label} could not be set: {str(exc.orig).strip().splitlines()[0]}") from None
+        if plan.same_engine:
+            self._check_schema(conn, plan)
+
+    def _check_schema(self, conn: Connection, plan: Plan) -> None:
+        """The target's catalogue of what was made against the backup's: anything missing or
+        different fails the restore, naming the first."""
+        wrong = self.adapter.check_catalogue(conn, self.backup.schema, {tp.table.key for tp in plan.tables},
+                                             self._routines_wanted(plan), not self.opts.enable_ri_check)
+        if wrong:
+            raise RestoreError(f"restore into {self.label}: the schema made differs from the backup's: {wrong[0]}"
+                               + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
 
     def _drop_existing(self, conn: Connection, plan: Plan, names: set[str]) -> None:
         """--clean: lock the tables it replaces, check again (under the locks) that nothing
@@ -911,18 +977,34 @@ class Restorer:
         self._waiting = None
 
     def _create_tables(self, conn: Connection, plan: Plan) -> None:
-        d = self.adapter.dialect
         for tp in plan.tables:
+            self._create_table(conn, tp)
+
+    def _create_table(self, conn: Connection, tp: TablePlan, defaults_later: bool = False) -> None:
+        """CREATE TABLE, its options and comments. ``defaults_later``: its column defaults that
+        call something are left out and kept for their step (``_later_defaults``)."""
+        d = self.adapter.dialect
+        held = [(c, c.server_default) for c in tp.sa_table.columns if defaults_later
+                and c.server_default is not None and "(" in str(getattr(c.server_default, "arg", ""))]
+        try:
+            for c, _ in held:
+                c.server_default = None
             conn.exec_driver_sql(create_table_sql(tp, self.adapter))
-            self.created.append(tp)
-            for sql in tp.after_create:
-                conn.exec_driver_sql(sql)
-            if d.supports_comments and not d.inline_comments:
-                if tp.sa_table.comment:
-                    conn.execute(sa.schema.SetTableComment(tp.sa_table))
-                for col in tp.sa_table.columns:
-                    if col.comment:
-                        conn.execute(sa.schema.SetColumnComment(col))
+        finally:
+            for c, default in held:
+                c.server_default = default
+        self._later_defaults[tp.table.key] = [
+            f"ALTER TABLE {self.adapter.qtable(tp.name, tp.schema)} ALTER COLUMN {self.adapter.q(c.name)} "
+            f"SET DEFAULT {self.adapter.literal_sql(str(default.arg))}" for c, default in held]
+        self.created.append(tp)
+        for sql in tp.after_create:
+            conn.exec_driver_sql(sql)
+        if d.supports_comments and not d.inline_comments:
+            if tp.sa_table.comment:
+                conn.execute(sa.schema.SetTableComment(tp.sa_table))
+            for col in tp.sa_table.columns:
+                if col.comment:
+                    conn.execute(sa.schema.SetColumnComment(col))
 
     def _normalize(self, plan: Plan) -> bool:
         """Compare decimals and JSON by value (not spelling) when reading back from another engine."""

@@ -75,6 +75,17 @@ class Snapshot:
         return {"method": self.method, "consistent": self.consistent, "detail": self.detail}
 
 
+@dataclass
+class Step:
+    """One object a restore makes in dependency order (Adapter.ordered_steps)."""
+
+    node: str
+    label: str                  # for messages: "routine f", "table billing.invoice"
+    what: Any                   # SQL ready for exec_driver_sql, or the TablePlan of a table
+    exists: tuple[str, str | None] | None = None    # a type (name, schema): skipped where there
+    defaults_later: bool = False                    # a table made without its column defaults
+
+
 class Adapter(abc.ABC):
     name = "base"
     dialect_names: tuple[str, ...] = ()
@@ -109,12 +120,18 @@ class Adapter(abc.ABC):
     #: schema objects; SQL Server: objects), None where tables have one of their own
     table_name_space: str | None = None
     supports_schemas = True
+    #: from another engine, a table of a schema other than the source's default is named
+    #: ``schema_table`` (ddl.target_name): the target has no schemas inside a database
+    schemas_as_prefix = False
     #: DDL runs inside transactions (savepoints survive it); MySQL commits on every DDL
     transactional_ddl = True
     #: primary keys keep their names (MySQL calls every primary key PRIMARY)
     named_primary_keys = True
     #: generated keys are IDENTITY columns (else: the engine's AUTO_INCREMENT)
     identity_columns = False
+    #: the indexes SQLAlchemy reflects may include the primary key's own (a unique index over the
+    #: key's columns is then taken for it); where not, such an index is one the user made beside it
+    indexes_list_primary_key = True
     #: a column of a composite primary key may generate its values (SQLite: only a lone INTEGER
     #: PRIMARY KEY does)
     composite_key_autoincrement = True
@@ -213,6 +230,16 @@ class Adapter(abc.ABC):
         if d.upper().startswith("CREATE"):
             return d
         return f"CREATE VIEW {self.qtable_value(name, schema)} AS {d}"
+
+    def user_schemas(self, conn: Connection) -> list[str] | None:
+        """Every schema of the database that is not the system's (what a dump takes when no
+        ``schemas`` are named), or None where a dump takes the connection's default schema."""
+        return None
+
+    def tables_elsewhere(self, conn: Connection, skipped: list[str]) -> int:
+        """How many tables the schemas ``skipped`` hold (an empty dump checks it found what is there)."""
+        insp = sa.inspect(conn)
+        return sum(len(insp.get_table_names(schema=s)) for s in skipped)
 
     def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
         """Tables of ``schema`` that are partitions of another table (name → the key of the
@@ -708,6 +735,24 @@ class Adapter(abc.ABC):
 
     #: functions and procedures are made before the tables (which may call them)
     routines_before_tables = False
+    #: a same-engine restore makes every object in one dependency order (ordered_steps)
+    orders_objects = False
+
+    def ordered_steps(self, schema: Schema, plans: list[Any], routines: bool) -> tuple[list[Step], list[Step]]:
+        """Where ``orders_objects``: the objects of a same-engine restore of ``plans`` (TablePlans;
+        views, routines and triggers only when ``routines``), as the steps made before the load
+        and those made after it."""
+        raise NotImplementedError
+
+    def type_exists(self, conn: Connection, name: str, schema: str | None) -> bool:
+        return False
+
+    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool,
+                        unchecked_keys: bool = False) -> list[str]:
+        """After a same-engine restore of the tables ``keys``: what of the backup's objects the
+        target lacks or holds otherwise, one line each (nothing where the engine keeps no
+        catalogue in the backup). ``unchecked_keys``: foreign keys were added unchecked."""
+        return []
 
     def defer_routine_checks(self, conn: Connection) -> None:
         """Before routines are made ahead of the tables: their bodies are not checked now."""

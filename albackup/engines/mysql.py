@@ -220,6 +220,7 @@ class MySQLAdapter(Adapter):
     fulltext_index = {"mysql_prefix": "FULLTEXT"}
     max_identifier = 64
     identifier_chars = True
+    schemas_as_prefix = True
     named_primary_keys = False
     default_case_insensitive = True   # utf8mb4_general_ci, utf8mb4_0900_ai_ci
 

@@ -18,7 +18,8 @@ from ..model import Column, DomainType, EnumType, LogicalType, Routine, Schema, 
 from ..codec import LARGE_BYTES, PIECE_BYTES, LargeBase, LargeRows, has_large
 from ..values import ISO_DATE_INLINE, Converter, EchoHash, datetime_text, server_date_text, time_text, with_inline
 from .. import pgtext
-from .base import (Adapter, Snapshot, Verbatim, compile_lines, fetch_batches, prefetched, register,
+from . import pg_objects
+from .base import (Adapter, Snapshot, Step, Verbatim, compile_lines, fetch_batches, prefetched, register,
                    split_by_bytes)
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class PostgreSQLAdapter(Adapter):
     deferrable_constraints = True
     routines_before_tables = True
     not_valid_constraints = True
+    indexes_list_primary_key = False
 
     supports_parallel_dump = True
     supports_parallel_restore = True
@@ -339,10 +341,16 @@ class PostgreSQLAdapter(Adapter):
             if e["schema"] in names:
                 schema.enums.append(EnumType(e["name"], list(e["labels"]),
                                              None if e["schema"] == default else e["schema"]))
+        # the underlying type as the server prints it (SQLAlchemy's drops a numeric's precision)
+        spelled = dict(((n, t), f) for n, t, f in conn.exec_driver_sql(
+            "SELECT n.nspname, t.typname, format_type(t.typbasetype, t.typtypmod) FROM pg_type t "
+            "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'd' AND n.nspname = ANY(%(names)s)",
+            {"names": names}))
         for d in insp.get_domains(schema="*"):
             if d["schema"] in names:
                 schema.domains.append(DomainType(
-                    d["name"], str(d["type"]), None if d["schema"] == default else d["schema"],
+                    d["name"], spelled.get((d["schema"], d["name"])) or str(d["type"]),
+                    None if d["schema"] == default else d["schema"],
                     bool(d.get("nullable", True)), None if d.get("default") is None else str(d["default"]),
                     [{"name": c.get("name"), "check": str(c["check"])} for c in d.get("constraints") or []],
                     d.get("collation")))
@@ -379,12 +387,37 @@ class PostgreSQLAdapter(Adapter):
                 schema.routines.append(Routine("trigger", r[1], r[3], None if r[0] == default else r[0], r[2]))
         if "routine" in kinds:
             for r in conn.exec_driver_sql(
-                    """SELECT n.nspname, p.proname, pg_get_functiondef(p.oid)
+                    """SELECT n.nspname, p.proname, pg_get_functiondef(p.oid), p.oid::regprocedure::text
                          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                         WHERE n.nspname = ANY(%(names)s) AND p.prokind IN ('f', 'p')
                           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid
-                                          AND d.deptype = 'e')""", {"names": names}):
-                schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0]))
+                                          AND d.classid = 'pg_proc'::regclass AND d.deptype IN ('e', 'i'))
+                        ORDER BY 1 DESC, 2 DESC, 4 DESC""", {"names": names}):
+                schema.routines.insert(0, Routine("routine", r[1], r[2], None if r[0] == default else r[0],
+                                                  ident=r[3]))
+            schema.routines[:0] = pg_objects.read_aggregates(conn, names, default)
+            schema.routines += pg_objects.read_operators(conn, names, default)
+        if kinds >= pg_objects.ALL_KINDS:
+            schema.routines += pg_objects.read_comments(conn, names)
+        self._reflect_objects(conn, schema, names, default, kinds)
+
+    def _reflect_objects(self, conn: Connection, schema: Schema, names: list[str], default: str,
+                         kinds: set[str]) -> None:
+        """The schemas, composite and range types, index statistics, what each object needs made
+        before it, and the catalogue a restore compares with (pg_objects)."""
+        version = conn.dialect.server_version_info or (0,)
+        schema.schemas = pg_objects.read_schemas(conn, names, default)
+        schema.types = pg_objects.read_types(conn, names, default, version)
+        pg_objects.read_index_statistics(conn, names, schema, default)
+        schema.depends = pg_objects.read_depends(conn)
+        schema.catalogue = pg_objects.dumped_catalogue(pg_objects.read_catalogue(conn, names), schema, kinds)
+
+    def user_schemas(self, conn: Connection) -> list[str] | None:
+        """Every schema but pg_catalog, information_schema, pg_toast* and pg_temp* (as pg_dump),
+        and those an extension made."""
+        return list(conn.exec_driver_sql(
+            f"SELECT n.nspname FROM pg_namespace n WHERE {_USER_NS} AND "
+            f"{_NOT_EXT.format(cat='pg_namespace', oid='n.oid')} ORDER BY 1").scalars())
 
     def partition_children(self, conn: Connection, schema: str | None) -> dict[str, str]:
         """Every partition (at any depth) of a partitioned table in ``schema``: a SELECT of the
@@ -530,6 +563,10 @@ class PostgreSQLAdapter(Adapter):
             if isinstance(ri, dict) and ri.get("index"):
                 out.append((f"table {t.key}: replica identity using index {ri['index']}",
                             f"ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX {self.q(ri['index'])}"))
+        for index, columns in (table.options.get("postgresql_index_statistics") or {}).items():
+            alter = ", ".join(f"ALTER COLUMN {int(n)} SET STATISTICS {int(v)}" for n, v in columns.items())
+            out.append((f"table {table.key}: statistics of index {index}",
+                        f"ALTER INDEX {self.qtable(index, schema)} {alter}"))
         return out
 
     def table_option_sql(self, table: Table, qualified: str) -> list[str]:
@@ -860,8 +897,14 @@ class PostgreSQLAdapter(Adapter):
         return super().server_default(col, same_engine)
 
     def prepare(self, conn: Connection, schema: Schema, tables: list[Table], same_engine: bool) -> None:
-        for s in sorted({t.schema for t in tables if t.schema}):
+        """The schemas (with their comments) and extensions; the other objects are made in
+        dependency order (ordered_steps). From another engine: the enum types its columns use."""
+        comments = {s["name"]: s.get("comment") for s in schema.schemas} if same_engine else {}
+        for s in sorted({t.schema for t in tables if t.schema} | set(comments)):
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.q(s)}")
+            if comments.get(s):
+                conn.exec_driver_sql(f"COMMENT ON SCHEMA {self.q(s)} IS "
+                                     + self.literal_sql("'" + comments[s].replace("'", "''") + "'"))
         if same_engine:
             for name in schema.extensions:
                 # the types, operator classes and functions the tables may use; where one cannot
@@ -873,75 +916,130 @@ class PostgreSQLAdapter(Adapter):
                 except sa.exc.DBAPIError as exc:
                     log.warning("extension %s could not be created: %s", name,
                                 str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc)
-            # the types as the server prints them (format_type: quoted only where needed, the
-            # schema named when not on the search path), compared without their quotes
-            used = {(c.original_type or "").replace('"', "") for t in tables for c in t.columns}
-            for e in schema.enums:
-                qname = self.qtable(e.name, e.schema)
-                names = {e.name, f"{e.schema}.{e.name}" if e.schema else e.name}
-                if not ({n + suffix for n in names for suffix in ("", "[]")} & used):
-                    continue
-                if _type_exists(conn, e.name, e.schema):
-                    continue
-                labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in e.values)
-                conn.exec_driver_sql(f"CREATE TYPE {qname} AS ENUM ({labels})")
-            self._create_domains(conn, schema.domains)
-            needed = {c.sequence for t in tables for c in t.columns if c.sequence}
-            everything = len(tables) == len(schema.tables)
-            for s in schema.sequences:
-                if not everything and s.name not in needed and self.qtable(s.name, s.schema) not in needed:
-                    continue
-                parts = [f"CREATE SEQUENCE IF NOT EXISTS {self.qtable(s.name, s.schema)}"]
-                if s.data_type:
-                    parts.append(f"AS {s.data_type}")
-                for kw, v in (("INCREMENT BY", s.increment), ("MINVALUE", s.min_value),
-                              ("MAXVALUE", s.max_value), ("START WITH", s.start)):
-                    if v is not None:
-                        parts.append(f"{kw} {int(v)}")
-                parts.append("CYCLE" if s.cycle else "NO CYCLE")
-                conn.exec_driver_sql(" ".join(parts))
-        else:
-            for t in tables:
-                for c in t.columns:
-                    if c.type.kind == "enum":
-                        name = self._enum_name(c)
-                        exists = conn.exec_driver_sql(
-                            "SELECT 1 FROM pg_type WHERE typname = %(n)s", {"n": name}).first()
-                        if not exists:
-                            labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in c.type.values or ())
-                            conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
+            return
+        for t in tables:
+            for c in t.columns:
+                if c.type.kind == "enum":
+                    name = self._enum_name(c)
+                    exists = conn.exec_driver_sql(
+                        "SELECT 1 FROM pg_type WHERE typname = %(n)s", {"n": name}).first()
+                    if not exists:
+                        labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in c.type.values or ())
+                        conn.exec_driver_sql(f"CREATE TYPE {self.q(name)} AS ENUM ({labels})")
+
+    orders_objects = True
+
+    def ordered_steps(self, schema: Schema, plans: list[Any], routines: bool
+                      ) -> tuple[list[Step], list[Step]]:
+        """Every object of a same-engine restore in one dependency order (pg_objects), as the
+        steps made before the load (types, sequences, routines, tables, views, operators) and
+        those made after it (triggers, materialized views, and what needs them)."""
+        keys = {tp.table.key for tp in plans}
+        everything = len(plans) == len(schema.tables)
+        needed = {c.sequence for tp in plans for c in tp.table.columns if c.sequence}
+        steps: dict[str, Step] = {}
+
+        def add(node: str, label: str, what: Any, exists: tuple[str, str | None] | None = None) -> None:
+            steps.setdefault(node, Step(node, label, what, exists))
+
+        for e in schema.enums:
+            add(pg_objects.node_of("enum", e), f"type {e.name}", self._enum_sql(e), (e.name, e.schema))
+        for d in schema.domains:
+            add(pg_objects.node_of("domain", d), f"domain {d.name}", self._domain_sql(d), (d.name, d.schema))
+        for t in schema.types:
+            add(pg_objects.node_of("type", Routine("type", t["name"], "", t.get("schema"))), f"type {t['name']}",
+                self.literal_sql(t["sql"]), (t["name"], t.get("schema")))
+        for q in schema.sequences:
+            if everything or q.name in needed or self.qtable(q.name, q.schema) in needed:
+                add(pg_objects.node_of("sequence", q), f"sequence {q.name}", self._sequence_sql(q))
+        wanted = [r for r in schema.routines if routines and (r.table is None or r.table in
+                                                              {tp.table.name for tp in plans})]
+        for r in wanted:
+            if r.kind == "routine":
+                add(pg_objects.node_of(r.kind, r), f"{r.kind} {r.name}", self.literal_sql(r.sql))
+        for tp in plans:
+            add(f"table:{tp.table.key}", f"table {tp.table.key}", tp)
+        for kind in ("view", "operator", "trigger"):
+            for r in wanted:
+                if r.kind == kind:
+                    add(pg_objects.node_of(r.kind, r), f"{r.kind} {r.name}", self.literal_sql(r.sql))
+        early, late = self._in_order(steps, schema.depends, keys)
+        # comments last, on whatever they are on (an index, a constraint, a trigger)
+        return early, late + [Step(f"comment:{r.name}", f"comment on {r.name}", self.literal_sql(r.sql))
+                              for r in wanted if r.kind == "comment"]
+
+    def _in_order(self, steps: dict[str, Step], depends: dict[str, list[str]],
+                  keys: set[str]) -> tuple[list[Step], list[Step]]:
+        """``steps`` sorted by what they need; a cycle through a table's column defaults is
+        broken as pg_dump breaks it: the table is made without the defaults that call a routine
+        of the cycle, set once the routines are there. Any other cycle fails, naming it."""
+        nodes = list(steps)
+        order, cycles = pg_objects.creation_order(nodes, depends)
+        deferred: list[Step] = []
+        if cycles:
+            left = set(cycles[0])
+            cut = {n: [d for d in depends.get(n, ()) if not (n.startswith("table:") and d in left
+                                                              and d.startswith("routine:"))] for n in depends}
+            order, cycles = pg_objects.creation_order(nodes, cut)
+            if cycles:
+                raise RestoreError("objects that need each other cannot be made in any order: "
+                                   + ", ".join(sorted(cycles[0])[:6]))
+            for n in sorted(left):
+                if n.startswith("table:") and any(d in left for d in depends.get(n, ())):
+                    steps[n].defaults_later = True
+                    deferred.append(Step(n + "#defaults", f"column defaults of {n[6:]}", steps[n].what))
+        # a backup that does not say what needs what (older than the dependencies): views after
+        # the load too, as they were then
+        late = pg_objects.late_nodes(order, depends, lambda n: n.startswith("trigger:") or (
+            n.startswith("view:") and isinstance(steps[n].what, str)
+            and (not depends or steps[n].what.lstrip().upper().startswith("CREATE MATERIALIZED"))))
+        early = [steps[n] for n in order if n not in late]
+        return early + deferred, [steps[n] for n in order if n in late]
+
+    def _enum_sql(self, e: EnumType) -> str:
+        labels = ", ".join("'" + self.literal_sql(v.replace("'", "''")) + "'" for v in e.values)
+        return f"CREATE TYPE {self.qtable(e.name, e.schema)} AS ENUM ({labels})"
+
+    def _sequence_sql(self, s: Sequence) -> str:
+        parts = [f"CREATE SEQUENCE IF NOT EXISTS {self.qtable(s.name, s.schema)}"]
+        if s.data_type:
+            parts.append(f"AS {s.data_type}")
+        for kw, v in (("INCREMENT BY", s.increment), ("MINVALUE", s.min_value),
+                      ("MAXVALUE", s.max_value), ("START WITH", s.start)):
+            if v is not None:
+                parts.append(f"{kw} {int(v)}")
+        parts.append("CYCLE" if s.cycle else "NO CYCLE")
+        return " ".join(parts)
+
+    def type_exists(self, conn: Connection, name: str, schema: str | None) -> bool:
+        return _type_exists(conn, name, schema)
 
     def defer_routine_checks(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL check_function_bodies = false")     # as pg_dump's output does
 
-    def _create_domains(self, conn: Connection, domains: list[DomainType]) -> None:
-        """Each domain not there yet; one over another domain waits for it (in turns, as the
-        routines do). A domain that cannot be made fails the restore, naming it."""
-        pending = list(domains)
-        while pending:
-            errors = []
-            for d in list(pending):
-                if _type_exists(conn, d.name, d.schema):
-                    pending.remove(d)
-                    continue
-                sql = [f"CREATE DOMAIN {self.qtable(d.name, d.schema)} AS {self.literal_sql(d.type)}"]
-                if d.collation:
-                    sql.append(f"COLLATE {self.q(d.collation)}")
-                if d.default is not None:
-                    sql.append(f"DEFAULT {self.literal_sql(d.default)}")
-                if not d.nullable:
-                    sql.append("NOT NULL")
-                for c in d.checks:
-                    sql.append((f"CONSTRAINT {self.q(c['name'])} " if c.get("name") else "")
-                               + f"CHECK ({self.literal_sql(c['check'])})")
-                try:
-                    with conn.begin_nested():
-                        conn.exec_driver_sql(" ".join(sql))
-                    pending.remove(d)
-                except sa.exc.DBAPIError as exc:
-                    errors.append(f"domain {d.name}: {str(exc.orig).strip().splitlines()[0]}")
-            if pending and len(errors) == len(pending):
-                raise RestoreError(f"{errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    def _domain_sql(self, d: DomainType) -> str:
+        sql = [f"CREATE DOMAIN {self.qtable(d.name, d.schema)} AS {self.literal_sql(d.type)}"]
+        if d.collation:
+            sql.append(f"COLLATE {self.q(d.collation)}")
+        if d.default is not None:
+            sql.append(f"DEFAULT {self.literal_sql(d.default)}")
+        if not d.nullable:
+            sql.append("NOT NULL")
+        for c in d.checks:
+            sql.append((f"CONSTRAINT {self.q(c['name'])} " if c.get("name") else "")
+                       + f"CHECK ({self.literal_sql(c['check'])})")
+        return " ".join(sql)
+
+    def check_catalogue(self, conn: Connection, schema: Schema, keys: set[str], routines: bool,
+                        unchecked_keys: bool = False) -> list[str]:
+        """The target's catalogue of what the restore made against the backup's (pg_objects):
+        what is missing or differs, one line each (nothing for a backup without a catalogue)."""
+        if not schema.catalogue:
+            return []
+        names = sorted({r[1] for r in schema.catalogue if r[0] == "schema"}
+                       | {conn.exec_driver_sql("SELECT current_schema()").scalar()})
+        want = pg_objects.wanted_catalogue(schema.catalogue, keys, routines, len(keys) == len(schema.tables))
+        return pg_objects.compare_catalogue(want, pg_objects.read_catalogue(conn, names), unchecked_keys)
 
     def after_create(self, conn: Connection, tables: list[Table], same_engine: bool, schema: Schema) -> None:
         if not same_engine:
@@ -1213,12 +1311,13 @@ class PostgreSQLAdapter(Adapter):
         if tables:
             conn.exec_driver_sql(f"DROP TABLE {', '.join(self.qtable(n, s) for n, s in tables)}")
 
-    object_kinds = ("MATERIALIZED VIEW", "VIEW", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE", "DOMAIN",
-                    "TYPE", "EXTENSION", "SCHEMA")
+    object_kinds = ("MATERIALIZED VIEW", "VIEW", "OPERATOR", "PROCEDURE", "AGGREGATE", "FUNCTION", "SEQUENCE",
+                    "DOMAIN", "TYPE", "EXTENSION", "SCHEMA")
     drop_cascade = " CASCADE"       # what depends on an object the restore made was made by it too
 
     def made_names(self, schema: Schema, tables: list[Table], same_engine: bool) -> set[str]:
-        names = super().made_names(schema, tables, same_engine)
+        names = super().made_names(schema, tables, same_engine) | {t["name"] for t in schema.types} \
+            | {s["name"] for s in schema.schemas}
         return names if same_engine else names | {self._enum_name(c) for t in tables for c in t.columns
                                                   if c.type.kind == "enum"}
 
@@ -1231,7 +1330,8 @@ _USER_NS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname 
 _NOT_EXT = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid} " \
            "AND d.deptype = 'e')"
 # The objects a restore may make besides tables, not those of an extension: routines, views,
-# materialized views, sequences, enums, domains, ranges and composite types, schemas, extensions.
+# materialized views, sequences, enums, domains, ranges and composite types, operators, schemas,
+# extensions.
 _OBJECTS_SQL = f"""
 SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
        p.proname, p.oid::regprocedure::text
@@ -1248,6 +1348,10 @@ SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname, t.oid::
  WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class
                                                               WHERE oid = t.typrelid) = 'c'))
    AND {_USER_NS} AND {_NOT_EXT.format(cat='pg_type', oid='t.oid')}
+UNION ALL
+SELECT 'OPERATOR', o.oprname, o.oid::regoperator::text
+  FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+ WHERE {_USER_NS} AND {_NOT_EXT.format(cat='pg_operator', oid='o.oid')}
 UNION ALL
 SELECT 'SCHEMA', n.nspname, quote_ident(n.nspname) FROM pg_namespace n WHERE {_USER_NS}
 UNION ALL

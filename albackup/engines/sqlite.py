@@ -52,6 +52,7 @@ class SQLiteAdapter(Adapter):
     inline_constraints = True
     deferrable_constraints = True
     supports_schemas = False
+    schemas_as_prefix = True
     composite_key_autoincrement = False
     primary_key_sorting_in_create = True
     # an index's name is unique in the database, with the tables' (sqlite_schema); constraint
