@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .codec import (LargeBase, LargeRows, LargeValue, array_header, hash_row_streaming, pack_each, row_packer,
-                    unpack_frame)
+from .codec import (LargeBase, LargeRows, LargeValue, array_header, hash_row_streaming, iter_frame, pack_each,
+                    row_packer)
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
 from .fsutil import fsync_dir
@@ -50,7 +50,12 @@ FRAME = struct.Struct(">III")             # stored length, raw length, crc32 of 
 END_MARK = 0xFFFFFFFF
 TRAILER = struct.Struct(">IIQ")           # END_MARK, frame count, row count
 SEALED_TRAILER = struct.Struct(">IQ")     # inside the sealed last frame: frame count, row count
-MAX_FRAME = 1 << 31                        # 2 GiB raw: refuse anything larger as damage
+#: format limits (FORMAT.md §4.1): a frame's raw payload is below MAX_FRAME; its stored payload
+#: (compressed, sealed) is at most MAX_STORED; a manifest file is at most MAX_MANIFEST bytes
+MAX_FRAME = 32 << 20
+MAX_STORED = MAX_FRAME + (MAX_FRAME >> 6) + (64 << 10)
+MAX_MANIFEST = 256 << 20
+SEALED_TRAILER_MAX = 64                   # the sealed trailer: nonce, SEALED_TRAILER, tag
 NAME_RE = re.compile(r"^(?P<name>.+)@(?P<host>.+)--(?P<ts>\d{8}T\d{6}Z)(?:-\d+)?$")
 
 
@@ -199,7 +204,8 @@ class ChunkWriter:
     def _frame(self, parts: list[bytes]) -> None:
         raw_len = sum(map(len, parts))
         if raw_len >= MAX_FRAME:
-            raise ArchiveError(f"{self.rel}: a batch of rows is over 2 GiB; lower the batch size")
+            raise ArchiveError(f"{self.rel}: a row is {raw_len >> 20} MiB, over the format's limit of "
+                               f"{MAX_FRAME >> 20} MiB for a frame (values of at most 8 MiB each held in the row)")
         index = self._frames
         self._frames += 1
         self._pending.append((self._pool.submit(self._store, index, parts, raw_len), raw_len))
@@ -240,6 +246,26 @@ class ChunkWriter:
             pass
 
 
+def _large_batch(batch: list[Any], found: list[LargeValue], frames: Iterator[bytes], where: str,
+                 counts: list[int], lazy: bool) -> list[Any]:
+    """The row of a frame holding large-value placeholders, its values read from the frames that
+    follow (streamed to temporary files; made whole unless ``lazy``)."""
+    for lv in found:          # the values' pieces follow, in order
+        while lv.filled < lv.length:
+            piece = next(frames, None)
+            if piece is None:
+                raise ArchiveError(f"{where}: a large value is cut short")
+            if lv.filled + len(piece) > lv.length:
+                raise ArchiveError(f"{where}: frame {counts[0]}: a large value is longer than announced")
+            lv.append(piece)
+    if lazy:
+        return LargeRows(batch)
+    out = [[v.materialize() if isinstance(v, LargeValue) else v for v in r] for r in batch]
+    for lv in found:
+        lv.close()
+    return out
+
+
 def _read_exact(f: Any, n: int, where: str, what: str) -> bytes:
     b = f.read(n)
     if len(b) != n:
@@ -251,7 +277,7 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                expect_rows: int | None = None, encryption: Encryption | None = None,
                rel: str | None = None, lazy_large: bool = False,
                text: Callable[[bytes], Iterator[list[Any]]] | None = None,
-               raw_text: bool = False) -> Iterator[Any]:
+               raw_text: bool = False, expect_bytes: int | None = None) -> Iterator[Any]:
     """Yield the batches of rows of one chunk file, checking frames, trailer and file hash.
 
     A COPY text chunk (FORMAT.md §5.2) needs ``text``, the decoder of its frames into rows
@@ -264,6 +290,11 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
     Large values (FORMAT.md §5.1) are read from the frames that follow their row's frame into
     temporary files; with ``lazy_large`` such a batch is a ``codec.LargeRows`` holding
     ``codec.LargeValue`` objects (to be streamed), otherwise the values are made whole.
+
+    Every size is checked before anything is allocated for it: the file's against
+    ``expect_bytes``, a frame's against the format's limits and the bytes left in the file,
+    its rows against the frame's size and the rows the manifest leaves (``expect_rows``).
+    A frame's rows come in batches of about a MiB of its raw bytes (codec.iter_frame).
     """
     opener = encryption.opener(rel or path.name) if encryption else None
     sha = hashlib.sha256()
@@ -278,6 +309,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
     def frames() -> Iterator[bytes]:
         """Every frame's raw payload, checked; returns at the trailer (checked too)."""
         size = os.fstat(f.fileno()).st_size
+        if expect_bytes is not None and size != expect_bytes:
+            raise ArchiveError(f"{where}: file is {size} bytes, the manifest says {expect_bytes}")
         head = _read_exact(f, HEADER.size, where, "header")
         sha.update(head)
         magic, comp_id, flags = HEADER.unpack(head)
@@ -305,6 +338,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                     ln = _read_exact(f, 4, where, "sealed trailer")
                     sha.update(ln)
                     (slen,) = struct.unpack(">I", ln)
+                    if slen > SEALED_TRAILER_MAX:
+                        raise ArchiveError(f"{where}: sealed trailer claims an impossible size")
                     if slen > size - f.tell():
                         raise ArchiveError(f"{where}: truncated (sealed trailer cut short)")
                     blob = _read_exact(f, slen, where, "sealed trailer")
@@ -321,8 +356,10 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
             rest = _read_exact(f, FRAME.size - 4, where, f"frame {frames} header")
             sha.update(rest)
             _, raw_len, crc = FRAME.unpack(fh + rest)
-            if raw_len >= MAX_FRAME or stored_len >= MAX_FRAME:
-                raise ArchiveError(f"{where}: frame {frames} claims an impossible size")
+            if raw_len >= MAX_FRAME or stored_len > MAX_STORED or (
+                    comp_id == 0 and opener is None and stored_len != raw_len):
+                raise ArchiveError(f"{where}: frame {frames} claims an impossible size "
+                                   f"({stored_len} bytes stored, {raw_len} raw; limit {MAX_FRAME - 1} raw)")
             if stored_len > size - f.tell():
                 raise ArchiveError(f"{where}: truncated (frame {frames} cut short)")
             stored = _read_exact(f, stored_len, where, f"frame {frames}")
@@ -336,6 +373,7 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                     raise ArchiveError(f"{where}: frame {frames} fails authentication (damaged, tampered, "
                                        "reordered or taken from another file or backup)") from None
             raw = decompress(comp_id, stored, raw_len, f"{where} frame {frames}")
+            del stored
             if len(raw) != raw_len:
                 raise ArchiveError(f"{where}: frame {frames} decompressed to the wrong size")
             yield raw
@@ -355,26 +393,14 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
                 del raw
                 continue
             found: list[LargeValue] = []
-            batch = unpack_frame(raw, ncols, f"{where} frame {counts[0]}", found)
+            left = None if expect_rows is None else expect_rows - counts[1]
+            for batch in iter_frame(raw, ncols, f"{where} frame {counts[0]}", found, left):
+                counts[1] += len(batch)
+                if not found:
+                    yield batch
+                    continue
+                yield _large_batch(batch, found, it, where, counts, lazy_large)
             del raw
-            counts[1] += len(batch)
-            if found:
-                for lv in found:          # the values' pieces follow, in order
-                    while lv.filled < lv.length:
-                        piece = next(it, None)
-                        if piece is None:
-                            raise ArchiveError(f"{where}: a large value is cut short")
-                        if lv.filled + len(piece) > lv.length:
-                            raise ArchiveError(f"{where}: frame {counts[0]}: a large value is longer than "
-                                               "announced")
-                        lv.append(piece)
-                if lazy_large:
-                    batch = LargeRows(batch)
-                else:
-                    batch = [[v.materialize() if isinstance(v, LargeValue) else v for v in r] for r in batch]
-                    for lv in found:
-                        lv.close()
-            yield batch
     if expect_sha256 is not None and sha.hexdigest() != expect_sha256:
         raise ArchiveError(f"{where}: SHA-256 does not match the manifest")
     if expect_rows is not None and counts[1] != expect_rows:
@@ -464,9 +490,18 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     if not mpath.is_file():
         raise BackupNotFound(f"{path}: no {MANIFEST}; an interrupted or partial backup is not a backup")
     try:
-        m = json.loads(mpath.read_bytes().decode("utf-8"))
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST:
+            raise ArchiveError(f"{mpath}: manifest is damaged ({size} bytes, over the format's limit of "
+                               f"{MAX_MANIFEST >> 20} MiB)")
+        with open(mpath, "rb") as f:
+            m = json.loads(f.read(MAX_MANIFEST + 1).decode("utf-8"))
+    except OSError as exc:
+        raise ArchiveError(f"{mpath}: cannot read the manifest ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArchiveError(f"{mpath}: manifest is damaged ({exc})") from None
+    except RecursionError:
+        raise ArchiveError(f"{mpath}: manifest is damaged (nested too deep)") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
         raise ArchiveError(f"{mpath}: not an albackup manifest")
     ver = m.get("format_version")
@@ -481,6 +516,33 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     if unknown:
         raise UnsupportedFormat(f"{mpath}: requires unknown feature(s) {', '.join(map(str, unknown))}")
     return m
+
+
+#: a chunk file holds at most 2^32 - 1 frames of at most MAX_STORED bytes
+MAX_CHUNK = HEADER.size + (FRAME.size + MAX_STORED) * 0xFFFFFFFE + TRAILER.size + 4 + SEALED_TRAILER_MAX
+MAX_ROWS = (1 << 63) - 1
+
+
+def _count(d: dict[str, Any], key: str, what: str, limit: int = MAX_ROWS) -> int:
+    """``d[key]``, an integer from 0 to ``limit``; ValueError naming ``what`` otherwise."""
+    v = d[key]
+    if type(v) is not int or not 0 <= v <= limit:
+        raise ValueError(f"{what}: {key} is {v!r}, not an integer from 0 to {limit}")
+    return v
+
+
+def _check_chunk(c: dict[str, Any]) -> None:
+    """A chunk entry of the manifest: its file name, counts and hashes of the right form."""
+    if not isinstance(c["file"], str) or not re.fullmatch(r"data/\d{5}-\d{5}\.chunk", c["file"]):
+        raise ValueError(f"bad chunk file name {c['file']!r}")
+    what = f"chunk {c['file']}"
+    _count(c, "rows", what)
+    if _count(c, "bytes", what, MAX_CHUNK) < HEADER.size + TRAILER.size:
+        raise ValueError(f"{what}: bytes is {c['bytes']}, less than an empty chunk file")
+    if not isinstance(c["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", c["sha256"]):
+        raise ValueError(f"{what}: sha256 is not 64 hex digits")
+    if not isinstance(c["content_hash"], str):
+        raise ValueError(f"{what}: content_hash is not a string")
 
 
 class Backup:
@@ -507,10 +569,11 @@ class Backup:
             self.tables: dict[str, dict[str, Any]] = m["tables"]
             for t in self.schema.tables:
                 entry = self.tables[t.key]
+                _count(entry, "rows", f"table {t.key}")
+                if not isinstance(entry["chunks"], list) or not isinstance(entry["content_hash"], str):
+                    raise ValueError(f"table {t.key}: chunks is not a list or content_hash not a string")
                 for c in entry["chunks"]:
-                    if not isinstance(c["file"], str) or not re.fullmatch(r"data/\d{5}-\d{5}\.chunk", c["file"]):
-                        raise ValueError(f"bad chunk file name {c['file']!r}")
-                    int(c["rows"]), str(c["sha256"]), str(c["content_hash"])
+                    _check_chunk(c)
                     if c.get("encoding") not in (None, TEXT_ENCODING):
                         raise ValueError(f"unknown chunk encoding {c.get('encoding')!r}")
                     if c.get("encoding") and not set(LINE_HASH_BITS) & set(m.get("features") or []):
@@ -519,7 +582,7 @@ class Backup:
                             c.get("encoding") != TEXT_ENCODING or ORDERED_FEATURE not in (m.get("features") or [])
                             or not (c.get("range") or {}).get("key"))):
                         raise ValueError(f"chunk {c['file']}: line_order {c.get('line_order')!r} does not fit it")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
             raise ArchiveError(f"{mpath}: manifest is incomplete or damaged ({type(exc).__name__}: {exc})") from None
         self.manifest = m
         self.features: list[str] = list(m.get("features") or [])
@@ -587,7 +650,7 @@ class Backup:
 
             text = decoder([col.type for col in table.columns], where)
         yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
-                              self.encryption, c["file"], lazy_large, text)
+                              self.encryption, c["file"], lazy_large, text, expect_bytes=c["bytes"])
 
     def iter_text(self, key: str, index: int) -> Iterator[tuple[bytes, int]]:
         """The frames of a COPY text chunk as stored (whole lines), checked against the manifest,
@@ -596,7 +659,7 @@ class Backup:
         c = self.tables[key]["chunks"][index]
         where = f"{self.path.name}/{c['file']} (table {key})"
         yield from read_chunk(self.chunk_path(c["file"]), len(table.columns), where, c["sha256"], int(c["rows"]),
-                              self.encryption, c["file"], raw_text=True)
+                              self.encryption, c["file"], raw_text=True, expect_bytes=c["bytes"])
 
     def iter_batches(self, key: str, lazy_large: bool = False) -> Iterator[list[list[Any]]]:
         """All rows of one table, batch by batch, checked against the manifest."""

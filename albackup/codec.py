@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import io
 import struct
 from typing import Any, Callable, Iterator
 
@@ -155,21 +156,70 @@ def hash_row_streaming(row: Any, pack: Any, on_piece: Callable[[bytes], None] | 
     return h.intdigest()  # type: ignore[no-any-return]
 
 
+#: a frame's rows are handed on in batches of about this many raw bytes: what a frame of tiny
+#: rows expands to as Python objects (up to some 40 times its bytes) stays bounded
+BATCH_RAW = 1 << 20
+#: the elements of one msgpack array or map (a row, an array value); msgpack itself refuses
+#: arrays nested more than 1024 deep
+MAX_ARRAY = 1 << 20
+
+
 def unpack_frame(data: bytes, ncols: int, where: str, found: list[LargeValue] | None) -> list[list[Any]]:
-    """``unpack_rows``, turning large-value placeholders into (empty) LargeValue objects that
-    are appended to ``found`` in the order they occur; None: placeholders are damage."""
+    """All rows of one frame as one list (see ``iter_frame``)."""
+    return [r for batch in iter_frame(data, ncols, where, found) for r in batch]
+
+
+def iter_frame(data: bytes, ncols: int, where: str, found: list[LargeValue] | None,
+               max_rows: int | None = None) -> Iterator[list[list[Any]]]:
+    """The rows of one frame in batches of about BATCH_RAW bytes, turning large-value placeholders
+    into (empty) LargeValue objects appended to ``found`` in the order they occur (None:
+    placeholders are damage). Nothing is allocated by what a length prefix claims: the row count
+    is checked against the frame's size and ``max_rows`` (what the manifest leaves), strings
+    and arrays against msgpack's limits, placeholders against the one row that may hold them."""
     def hook(code: int, payload: bytes) -> Any:
         if code != LARGE_EXT or found is None or len(payload) != LARGE_HEAD.size:
             raise ValueError(f"unexpected msgpack extension type {code}")
         kind, length = LARGE_HEAD.unpack(payload)
-        if kind not in (0, 1) or length >= 1 << 40:
+        if kind not in (0, 1) or length >= 1 << 40 or len(found) >= ncols or nrows != 1:
             raise ValueError("bad large-value placeholder")
         lv = LargeValue(kind, length)
         found.append(lv)
         return lv
 
+    size = len(data)
+    if not data or not (0x90 <= data[0] <= 0x9f or data[0] in (0xdc, 0xdd, 0xc1)):   # 0xc1: never used
+        raise ArchiveError(f"{where}: frame does not hold a list of rows")
+    # read through a BytesIO (which shares ``data``): the unpacker's buffer holds about a row
+    u = msgpack.Unpacker(io.BytesIO(data), read_size=min(max(size, 1), BATCH_RAW), raw=False, use_list=True,
+                         strict_map_key=True, timestamp=0, ext_hook=hook,
+                         max_buffer_size=max(size, BATCH_RAW), max_str_len=size, max_bin_len=size,
+                         max_array_len=min(size, MAX_ARRAY), max_map_len=min(size, MAX_ARRAY),
+                         max_ext_len=LARGE_HEAD.size)
+    nrows = 0
     try:
-        rows = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0, ext_hook=hook)
+        nrows = u.read_array_header()
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ArchiveError(f"{where}: cannot decode rows ({type(exc).__name__}: {exc})") from None
-    return _check_rows(rows, ncols, where)
+    if nrows > size // (1 + ncols) or (max_rows is not None and nrows > max_rows):
+        raise ArchiveError(f"{where}: frame claims {nrows} rows, more than "
+                           f"{'its size allows' if max_rows is None or nrows <= max_rows else 'the manifest says'}")
+    yield from _batches(u, nrows, ncols, where, size)
+
+
+def _batches(u: Any, nrows: int, ncols: int, where: str, size: int) -> Iterator[list[list[Any]]]:
+    batch: list[Any] = []
+    tell = u.tell
+    mark = tell() + BATCH_RAW
+    for _ in range(nrows):
+        try:
+            batch.append(u.unpack())
+        except Exception as exc:
+            raise ArchiveError(f"{where}: cannot decode rows ({type(exc).__name__}: {exc})") from None
+        if tell() >= mark:
+            yield _check_rows(batch, ncols, where)
+            batch = []
+            mark = tell() + BATCH_RAW
+    if tell() != size:
+        raise ArchiveError(f"{where}: cannot decode rows (ExtraData: {size - tell()} bytes after the rows)")
+    if batch or not nrows:
+        yield _check_rows(batch, ncols, where)

@@ -56,24 +56,13 @@ class Compressor:
 
 
 def decompress(comp_id: int, data: bytes, max_size: int, where: str) -> bytes:
-    """Decompress one frame, refusing output larger than ``max_size`` (a bomb or damage)."""
+    """Decompress one frame, refusing output larger than ``max_size`` (a bomb or damage): the
+    output is never allocated beyond ``max_size``."""
     try:
         if comp_id == 0:
             return data
         if comp_id == 1:
-            # Read at most one byte past the limit: never allocate what a damaged header claims.
-            parts: list[bytes] = []
-            total = 0
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as r:
-                while total <= max_size:
-                    piece = r.read(min(1 << 20, max_size + 1 - total))
-                    if not piece:
-                        break
-                    parts.append(piece)
-                    total += len(piece)
-            if total > max_size:
-                raise ValueError("frame larger than its header says")
-            return b"".join(parts)
+            return _zstd(data, max_size)
         if comp_id == 2:
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             out = d.decompress(data, max_size)
@@ -91,3 +80,26 @@ def decompress(comp_id: int, data: bytes, max_size: int, where: str) -> bytes:
     except Exception as exc:
         raise ArchiveError(f"{where}: cannot decompress ({exc})") from None
     raise ArchiveError(f"{where}: unknown compression id {comp_id}")
+
+
+def _zstd(data: bytes, max_size: int) -> bytes:
+    """One zstd frame. Its header's content size (written by every albackup) must be
+    ``max_size``: then the output is allocated once at that size. Without it, the frame is read
+    in pieces to at most one byte past the limit."""
+    declared = zstandard.frame_content_size(data)
+    if declared >= 0:
+        if declared != max_size:
+            raise ValueError(f"zstd frame says {declared} bytes, the frame header {max_size}")
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=max_size)
+    parts: list[bytes] = []
+    total = 0
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as r:
+        while total <= max_size:
+            piece = r.read(min(1 << 20, max_size + 1 - total))
+            if not piece:
+                break
+            parts.append(piece)
+            total += len(piece)
+    if total > max_size:
+        raise ValueError("frame larger than its header says")
+    return b"".join(parts)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, ChunkWriter, Encryption,
+from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, ChunkWriter, Encryption, MAX_FRAME,
                       new_manifest)
 from .engines.base import Adapter, database_error_line
 from .errors import AlbackupError, ArchiveError, DumpError
@@ -100,12 +100,15 @@ def _convert_batch(table: Table, convert: Callable[[list[Any]], list[Any]] | Non
 
 def _frames(packed: list[bytes], total: int) -> Iterator[list[bytes]]:
     """Cut packed rows (``total`` bytes) into frames of at most about BATCH_BYTES (a frame holds
-    at least one row)."""
+    at least one row, and stays below the format's MAX_FRAME unless that row alone does not)."""
     if total < BATCH_BYTES:
         yield packed
         return
     start = size = 0
     for i, n in enumerate(map(len, packed)):
+        if start < i and size + n >= MAX_FRAME - 8:     # a wide row goes on a frame of its own
+            yield packed[start:i]
+            start, size = i, 0
         size += n
         if size >= BATCH_BYTES:
             yield packed[start:i + 1]

@@ -38,14 +38,15 @@ def verify_backup(path: Path | str | Backup, keyring: Any = None, require_encryp
                 h = StreamHash() if b.is_ordered(t.key, i) else EchoHash(b.line_hash_bits)
                 decode = decoder(types, where)
                 for data, _lines in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"],
-                                               int(c["rows"]), b.encryption, c["file"], raw_text=True):
+                                               int(c["rows"]), b.encryption, c["file"], raw_text=True,
+                                               expect_bytes=c["bytes"]):
                     h.update(data)
                     for _ in decode(data):
                         pass
             else:
                 h = hasher_for(b.features, types)
                 for batch in read_chunk(b.chunk_path(c["file"]), len(types), where, c["sha256"], int(c["rows"]),
-                                        b.encryption, c["file"], lazy_large=True):
+                                        b.encryption, c["file"], lazy_large=True, expect_bytes=c["bytes"]):
                     h.update(batch)
             if h.hexdigest() != c["content_hash"]:
                 raise IntegrityError(f"{where}: content hash does not match the manifest")
