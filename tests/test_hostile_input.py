@@ -1,0 +1,381 @@
+"""Hostile input: archives crafted to exhaust memory or confuse the reader, errors that must stay one
+clean line, and the one secret masker.
+
+The archive tests run ``python -m albackup verify`` and ``restore`` (into SQLite) in a child whose
+address space is capped (RLIMIT_AS) and whose peak RSS (VmHWM, read in the child as it exits) must
+stay under 200 MiB; each must fail with its documented exit code and one line naming the file.
+A hostile writer can make every checksum match, so each case recomputes the chunk's SHA-256 and the
+manifest's size for it: only the format's own limits stand in the way.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import lzma
+import os
+import resource
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import msgpack
+import pytest
+import zstandard
+
+from albackup.archive import (CHUNK_MAGIC, END_MARK, FRAME, HEADER, MANIFEST, MAX_FRAME, MAX_MANIFEST, TRAILER)
+from albackup.compress import IDS
+
+ROOT = Path(__file__).resolve().parent.parent
+AS_LIMIT = 1 << 30          # address space of the child: 1 GiB
+RSS_LIMIT_MB = 200
+SECONDS = 30                # each run must end well within this (2 shared cores)
+PASS = "hostile passphrase"
+
+# python -m albackup, reporting its peak RSS (VmHWM) on stderr as it exits
+RUN = """
+import atexit, runpy, sys
+def _peak():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            sys.stderr.write('PEAK_KB=' + line.split()[1] + '\\n')
+atexit.register(_peak)
+sys.argv = ['albackup'] + sys.argv[1:]
+runpy.run_module('albackup', run_name='__main__')
+"""
+
+
+def _cap() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+
+def run_capped(args: list[str], env: dict[str, str] | None = None) -> tuple[int, list[str], int, float]:
+    """exit code, stderr lines (less the peak line), peak RSS in MiB, seconds."""
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, timeout=120,
+                       preexec_fn=_cap, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    took = time.monotonic() - t0
+    lines = [x for x in p.stderr.splitlines() if not x.startswith("PEAK_KB=")]
+    peak = [int(x.split("=")[1]) for x in p.stderr.splitlines() if x.startswith("PEAK_KB=")]
+    assert peak, p.stderr[-2000:]
+    return p.returncode, lines, peak[-1] // 1024, took
+
+
+# ----------------------------------------------------------------------------- building archives
+def _source(tmp: Path) -> Path:
+    db = tmp / "src.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE a (id INTEGER PRIMARY KEY, t TEXT, b BLOB, r REAL);")
+    con.executemany("INSERT INTO a VALUES (?, ?, ?, ?)", [(i, f"row {i}", bytes([i % 256]) * 20, i / 3)
+                                                          for i in range(200)])
+    con.commit()
+    con.close()
+    return db
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A plain and an encrypted backup of one four-column table (chunk data/00001-00001.chunk)."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    db = _source(tmp)
+    out = {}
+    for kind, extra in (("plain", []), ("encrypted", ["--passphrase-env", "HOSTILE_PASS"])):
+        p = subprocess.run([sys.executable, "-m", "albackup", "dump", "-q", "--url", f"sqlite:///{db}",
+                            "--backup-dir", str(tmp / kind), *extra], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "HOSTILE_PASS": PASS}, timeout=120)
+        assert p.returncode == 0, p.stderr
+        out[kind] = Path(p.stdout.strip().splitlines()[-1])
+    return out
+
+
+CHUNK = "data/00001-00001.chunk"
+
+
+def _entry(m: dict[str, Any]) -> dict[str, Any]:
+    return m["tables"]["a"]["chunks"][0]
+
+
+def _write_chunk(backup: Path, blob: bytes, rows: int | None = None) -> None:
+    """Replace the chunk file and make the manifest agree with it (size, SHA-256, rows)."""
+    (backup / CHUNK).write_bytes(blob)
+    m = json.loads((backup / MANIFEST).read_text())
+    e = _entry(m)
+    e["bytes"], e["sha256"] = len(blob), hashlib.sha256(blob).hexdigest()
+    if rows is not None:
+        e["rows"] = m["tables"]["a"]["rows"] = rows
+    (backup / MANIFEST).write_text(json.dumps(m))
+
+
+def chunk(comp: str, frames: list[tuple[bytes, int]], nframes: int | None = None, rows: int = 1) -> bytes:
+    """A chunk file of (stored payload, claimed raw length) frames."""
+    out = [HEADER.pack(CHUNK_MAGIC, IDS[comp], 0)]
+    for stored, raw_len in frames:
+        out.append(FRAME.pack(len(stored), raw_len, zlib.crc32(stored)) + stored)
+    out.append(TRAILER.pack(END_MARK, len(frames) if nframes is None else nframes, rows))
+    return b"".join(out)
+
+
+def _zeros_zstd(n: int, content_size: bool = True) -> bytes:
+    c = zstandard.ZstdCompressor(level=3, write_content_size=content_size).compressobj(size=n if content_size else -1)
+    piece = bytes(1 << 20)
+    return b"".join([*(c.compress(piece) for _ in range(n >> 20)), c.flush()])
+
+
+def _gzip_zeros(n: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    piece = bytes(1 << 20)
+    return b"".join([*(c.compress(piece) for _ in range(n >> 20)), c.flush()])
+
+
+def _lzma_zeros(n: int) -> bytes:
+    c = lzma.LZMACompressor(preset=0)
+    piece = bytes(1 << 20)
+    return b"".join([*(c.compress(piece) for _ in range(n >> 20)), c.flush()])
+
+
+def _rows(rows: list[Any]) -> bytes:
+    return msgpack.packb(rows, use_bin_type=True)
+
+
+BIG = 400 << 20
+
+
+def case_frame_claims_400mb(b: Path) -> None:
+    """The reported case: a 35 KB chunk whose frame (and zstd header) say 400 MB."""
+    stored = _zeros_zstd(BIG)
+    assert len(stored) < 64 << 10
+    _write_chunk(b, chunk("zstd", [(stored, BIG)]))
+
+
+def case_zstd_header_disagrees(b: Path) -> None:
+    """The frame says 1000 bytes, the zstd frame inside says 400 MB."""
+    _write_chunk(b, chunk("zstd", [(_zeros_zstd(BIG), 1000)]))
+
+
+def case_zstd_bomb_without_content_size(b: Path) -> None:
+    """No content size in the zstd header: the stream decompresses far past the frame's limit."""
+    _write_chunk(b, chunk("zstd", [(_zeros_zstd(BIG, content_size=False), MAX_FRAME - 1)]))
+
+
+def case_gzip_bomb(b: Path) -> None:
+    _write_chunk(b, chunk("gzip", [(_gzip_zeros(256 << 20), MAX_FRAME - 1)]))
+
+
+def case_lzma_bomb(b: Path) -> None:
+    _write_chunk(b, chunk("lzma", [(_lzma_zeros(256 << 20), MAX_FRAME - 1)]))
+
+
+def case_stored_over_limit(b: Path) -> None:
+    """A stored length over the format's limit (the file really is that long)."""
+    _write_chunk(b, chunk("none", [(bytes(MAX_FRAME + (2 << 20)), 10)]))
+
+
+def case_msgpack_huge_row_count(b: Path) -> None:
+    _write_chunk(b, chunk("none", [(b"\xdd\xff\xff\xff\xff" + b"\x94\xc0\xc0\xc0\xc0" * 4, 25)]), rows=1)
+
+
+def case_msgpack_huge_str(b: Path) -> None:
+    raw = b"\x91\x94\x01\xdb\xff\xff\xff\xf0abc\xc0\xc0"
+    _write_chunk(b, chunk("none", [(raw, len(raw))]))
+
+
+def case_msgpack_huge_array_value(b: Path) -> None:
+    raw = b"\x91\x94\x01\xdd\x7f\xff\xff\xff" + b"\x00" * 100 + b"\xc0\xc0"
+    _write_chunk(b, chunk("none", [(raw, len(raw))]))
+
+
+def case_msgpack_deep_nesting(b: Path) -> None:
+    raw = b"\x91\x94\x01" + b"\x91" * 200_000 + b"\xc0\xc0\xc0"
+    _write_chunk(b, chunk("none", [(raw, len(raw))]))
+
+
+def case_msgpack_placeholder_flood(b: Path) -> None:
+    """A row of placeholders of large values (each would open a temporary file)."""
+    ph = b"\xc7\x09\x01" + struct.pack(">BQ", 0, 10)
+    raw = b"\xdc\x00\x10" + (b"\x94" + ph * 4) * 16
+    _write_chunk(b, chunk("none", [(raw, len(raw))]), rows=16)
+
+
+def case_tiny_rows(b: Path) -> None:
+    """About 6 million rows of NULLs in one 30 MiB frame: as Python lists they would be ~50 times
+    the frame; they are decoded a MiB at a time (the content hash then differs: exit 11)."""
+    n = (30 << 20) // 5
+    raw = b"\xdd" + n.to_bytes(4, "big") + b"\x94\xc0\xc0\xc0\xc0" * n
+    _write_chunk(b, chunk("zstd", [(zstandard.ZstdCompressor(level=1).compress(raw), len(raw))], rows=n), rows=n)
+
+
+def case_truncated_chunk(b: Path) -> None:
+    blob = (b / CHUNK).read_bytes()
+    _write_chunk(b, blob[: len(blob) // 2])
+
+
+def _manifest(b: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    m = json.loads((b / MANIFEST).read_text())
+    change(m)
+    (b / MANIFEST).write_text(json.dumps(m))
+
+
+def case_manifest_bytes_1e18(b: Path) -> None:
+    _manifest(b, lambda m: _entry(m).update(bytes=10 ** 18))
+
+
+def case_manifest_bytes_negative(b: Path) -> None:
+    _manifest(b, lambda m: _entry(m).update(bytes=-1))
+
+
+def case_manifest_bytes_not_the_file(b: Path) -> None:
+    _manifest(b, lambda m: _entry(m).update(bytes=_entry(m)["bytes"] + 1))
+
+
+def case_manifest_bytes_string(b: Path) -> None:
+    _manifest(b, lambda m: _entry(m).update(bytes=str(_entry(m)["bytes"])))
+
+
+def case_manifest_rows_negative(b: Path) -> None:
+    _manifest(b, lambda m: _entry(m).update(rows=-5))
+
+
+def case_manifest_tables_wrong_type(b: Path) -> None:
+    _manifest(b, lambda m: m.update(tables=["a"]))
+
+
+def case_manifest_schema_wrong_type(b: Path) -> None:
+    _manifest(b, lambda m: m.update(schema="a"))
+
+
+def case_manifest_not_json(b: Path) -> None:
+    (b / MANIFEST).write_bytes(b"\x00\xffnot json at all")
+
+
+def case_manifest_deeply_nested(b: Path) -> None:
+    (b / MANIFEST).write_text('{"format": "albackup", "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
+
+
+def case_manifest_huge(b: Path) -> None:
+    with open(b / MANIFEST, "r+b") as f:        # sparse: no disk used
+        f.truncate(MAX_MANIFEST + 1)
+
+
+CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
+    # name: (make it, exit code, what the one line says)
+    "frame_claims_400mb": (case_frame_claims_400mb, 7, "frame 1 claims an impossible size"),
+    "zstd_header_disagrees": (case_zstd_header_disagrees, 7, "cannot decompress"),
+    "zstd_bomb_without_content_size": (case_zstd_bomb_without_content_size, 7, "cannot decompress"),
+    "gzip_bomb": (case_gzip_bomb, 7, "cannot decompress"),
+    "lzma_bomb": (case_lzma_bomb, 7, "cannot decompress"),
+    "stored_over_limit": (case_stored_over_limit, 7, "frame 1 claims an impossible size"),
+    "msgpack_huge_row_count": (case_msgpack_huge_row_count, 7, "frame claims 4294967295 rows"),
+    "msgpack_huge_str": (case_msgpack_huge_str, 7, "cannot decode rows"),
+    "msgpack_huge_array_value": (case_msgpack_huge_array_value, 7, "cannot decode rows"),
+    "msgpack_deep_nesting": (case_msgpack_deep_nesting, 7, "cannot decode rows"),
+    "msgpack_placeholder_flood": (case_msgpack_placeholder_flood, 7, "cannot decode rows"),
+    "tiny_rows": (case_tiny_rows, 11, "content hash does not match"),
+    "truncated_chunk": (case_truncated_chunk, 7, "truncated"),
+    "manifest_bytes_1e18": (case_manifest_bytes_1e18, 7, "bytes is 1000000000000000000"),
+    "manifest_bytes_negative": (case_manifest_bytes_negative, 7, "bytes is -1"),
+    "manifest_bytes_not_the_file": (case_manifest_bytes_not_the_file, 7, "the manifest says"),
+    "manifest_bytes_string": (case_manifest_bytes_string, 7, "not an integer"),
+    "manifest_rows_negative": (case_manifest_rows_negative, 7, "rows is -5"),
+    "manifest_tables_wrong_type": (case_manifest_tables_wrong_type, 7, "manifest is incomplete or damaged"),
+    "manifest_schema_wrong_type": (case_manifest_schema_wrong_type, 7, "manifest is incomplete or damaged"),
+    "manifest_not_json": (case_manifest_not_json, 7, "manifest is damaged"),
+    "manifest_deeply_nested": (case_manifest_deeply_nested, 7, "manifest is damaged"),
+    "manifest_huge": (case_manifest_huge, 7, "over the format's limit"),
+}
+# the file each message must name
+NAMES = {k: (MANIFEST if k.startswith("manifest_") else CHUNK) for k in CASES}
+NAMES["manifest_bytes_not_the_file"] = CHUNK
+
+
+def _hostile(pristine: Path, tmp: Path, name: str) -> Path:
+    b = tmp / pristine.name
+    shutil.copytree(pristine, b)
+    CASES[name][0](b)
+    return b
+
+
+def _assert_one_clean_line(code: int, lines: list[str], want_code: int, want: str, name: str) -> None:
+    assert code == want_code, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("albackup: error: "), lines
+    assert want in lines[0] and name in lines[0], lines
+    assert "Traceback" not in lines[0] and "internal error" not in lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_archive_fails_verify_in_one_line_within_bounds(pristine: dict[str, Path], tmp_path: Path,
+                                                                 name: str) -> None:
+    b = _hostile(pristine["plain"], tmp_path, name)
+    code, lines, peak, took = run_capped(["verify", "--backup-dir", str(b)])
+    _assert_one_clean_line(code, lines, CASES[name][1], CASES[name][2], NAMES[name])
+    assert peak < RSS_LIMIT_MB, f"verify peaked at {peak} MiB"
+    assert took < SECONDS, f"verify took {took:.1f}s"
+
+
+RESTORE_CASES = ["frame_claims_400mb", "zstd_header_disagrees", "zstd_bomb_without_content_size", "gzip_bomb",
+                 "msgpack_huge_row_count", "msgpack_huge_str", "msgpack_deep_nesting", "truncated_chunk",
+                 "manifest_bytes_1e18", "manifest_bytes_not_the_file", "manifest_not_json",
+                 "manifest_tables_wrong_type", "manifest_huge"]
+
+
+@pytest.mark.parametrize("name", RESTORE_CASES)
+def test_hostile_archive_fails_restore_in_one_line_within_bounds(pristine: dict[str, Path], tmp_path: Path,
+                                                                  name: str) -> None:
+    b = _hostile(pristine["plain"], tmp_path, name)
+    target = tmp_path / "target.sqlite"
+    code, lines, peak, took = run_capped(["restore", "--url", f"sqlite:///{target}", "--allow-restore",
+                                          "--backup-dir", str(b)])
+    assert code == 7, lines
+    assert len(lines) == 1 and lines[0].startswith("albackup: error: "), lines
+    assert CASES[name][2] in lines[0] and NAMES[name] in lines[0], lines
+    assert peak < RSS_LIMIT_MB, f"restore peaked at {peak} MiB"
+    assert took < SECONDS, f"restore took {took:.1f}s"
+    if target.exists():     # nothing half-restored is left behind
+        con = sqlite3.connect(target)
+        assert con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+        con.close()
+
+
+def _enc_frame_header(b: Path, raw_len: int | None = None, stored_len: int | None = None) -> None:
+    """Change the first frame's header of an encrypted chunk (its payload cannot be forged
+    without the key, nor the sealed manifest's SHA-256 of it; the header is read first)."""
+    blob = bytearray((b / CHUNK).read_bytes())
+    s, r, crc = FRAME.unpack_from(blob, HEADER.size)
+    FRAME.pack_into(blob, HEADER.size, s if stored_len is None else stored_len, r if raw_len is None else raw_len,
+                    crc)
+    (b / CHUNK).write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("change", ["raw_len", "stored_len"])
+def test_encrypted_chunk_claiming_impossible_sizes_is_refused_before_it_is_opened(
+        pristine: dict[str, Path], tmp_path: Path, change: str) -> None:
+    b = tmp_path / pristine["encrypted"].name
+    shutil.copytree(pristine["encrypted"], b)
+    _enc_frame_header(b, **{change: BIG})
+    code, lines, peak, took = run_capped(["verify", "--backup-dir", str(b), "--passphrase-env", "HOSTILE_PASS"],
+                                         env={"HOSTILE_PASS": PASS})
+    _assert_one_clean_line(code, lines, 7, "frame 1 claims an impossible size", CHUNK)
+    assert peak < RSS_LIMIT_MB and took < SECONDS
+
+
+def test_pristine_backups_still_verify_and_restore(pristine: dict[str, Path], tmp_path: Path) -> None:
+    """The limits refuse nothing a writer makes."""
+    code, lines, peak, _ = run_capped(["verify", "--backup-dir", str(pristine["plain"])])
+    assert code == 0 and peak < RSS_LIMIT_MB, lines
+    code, lines, _, _ = run_capped(["verify", "--backup-dir", str(pristine["encrypted"]),
+                                    "--passphrase-env", "HOSTILE_PASS"], env={"HOSTILE_PASS": PASS})
+    assert code == 0, lines
+    target = tmp_path / "t.sqlite"
+    code, lines, _, _ = run_capped(["restore", "--url", f"sqlite:///{target}", "--allow-restore",
+                                    "--backup-dir", str(pristine["plain"])])
+    assert code == 0, lines
+    con = sqlite3.connect(target)
+    assert con.execute("SELECT count(*), sum(length(b)) FROM a").fetchone() == (200, 4000)
+    con.close()
