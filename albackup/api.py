@@ -29,6 +29,7 @@ from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRe
 from .repository import (Repository, Uploader, is_remote, open_remote_backup, remove_workdir, split_location,
                          temp_workdir)
 from .restore import RestoreOptions, Restorer, RestoreResult
+from .secrets import mask_secrets
 from .storage import StorageOptions, open_storage
 from .verify import VerifyResult, verify_backup
 
@@ -36,10 +37,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int, float], None]
 
 
-def scrub(text: str, db: DatabaseConfig | None) -> str:
-    """Remove the password from any text that might echo it back."""
-    pw = db.url.password if db is not None else None
-    return text.replace(str(pw), "***") if pw else text
+def _password(db: DatabaseConfig | None) -> list[Any]:
+    """The database's password, for secrets.mask_secrets: a message may echo it back."""
+    return [db.url.password] if db is not None and db.url.password else []
 
 
 def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, Adapter]:
@@ -53,7 +53,7 @@ def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, 
     try:
         engine = sa.create_engine(url, poolclass=NullPool)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise DatabaseUnavailable(f"{label}: {scrub(str(exc), db)}") from None
+        raise DatabaseUnavailable(f"{label}: {mask_secrets(str(exc), _password(db))}") from None
     except ImportError as exc:
         raise DatabaseUnavailable(f"{label}: the database driver is not installed ({exc.name}); "
                                   "pip install albackup's requirements.txt") from None
@@ -64,7 +64,7 @@ def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, 
             pass
     except sa.exc.DBAPIError as exc:
         msg = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        raise DatabaseUnavailable(f"{label}: cannot connect: {scrub(msg, db)}") from None
+        raise DatabaseUnavailable(f"{label}: cannot connect: {mask_secrets(msg, _password(db))}") from None
     except ImportError as exc:
         raise DatabaseUnavailable(f"{label}: the database driver cannot load ({exc})") from None
     return engine, adapter
@@ -330,7 +330,7 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None, progress: Progr
                 raise
             except AlbackupError as exc:
                 entry.status = "error"
-                entry.error = f"{type(exc).__name__}: {scrub(exc.message, db)}"
+                entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, _password(db))}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res

@@ -19,6 +19,7 @@ from . import __version__, api, config
 from .errors import (AlbackupError, BackupTooOld, CompareFailed, ConfigError, StorageError, UsageError,
                      exit_code_table)
 from .keys import NONE as NO_ENCRYPTION
+from .secrets import mask_secrets
 from .priority import lower_priority
 from .progress import ConsoleHandler, Reporter, for_terminal
 from .keys import CliKeys, EncryptionConfig
@@ -559,8 +560,42 @@ def exit_codes() -> None:
     click.echo(exit_code_table())
 
 
+def _one_line(text: str) -> str:
+    """An error message as one line, secrets masked (a driver's message may span lines)."""
+    return mask_secrets(" ".join(str(text).split()))
+
+
+def _internal(exc: BaseException) -> str:
+    """A bug's one line: its type and the first line of its message (a database error's: the
+    server's, without SQLAlchemy's [SQL: …] and background lines)."""
+    import sqlalchemy as sa
+
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(orig).strip()
+    return _one_line(f"{type(orig).__name__}: {text.splitlines()[0] if text else ''}")
+
+
+def _quiet_hooks(debug: bool) -> None:
+    """Exceptions a library prints itself (psycopg2 reports one from inside a COPY whose
+    connection was killed), that a helper thread dies of, or that nothing can raise go to the
+    debug log: the command's own error is its one line. With --debug they are printed."""
+    import threading
+
+    if debug:
+        return
+
+    def hook(kind: str, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.debug("%s: %s", kind, _internal(exc))
+
+    sys.excepthook = lambda t, v, tb: hook("reported by a library", v)
+    sys.unraisablehook = lambda u: hook("ignored", u.exc_value)
+    threading.excepthook = lambda a: hook(f"thread {a.thread.name if a.thread else '?'}", a.exc_value)
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv or sys.argv) or "-d" in (argv or sys.argv)
+    _quiet_hooks(debug)
     try:
         rv = cli.main(args=argv, prog_name="albackup", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -576,11 +611,10 @@ def main(argv: list[str] | None = None) -> None:
     except AlbackupError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"albackup: error: {exc.message}", err=True)
+        click.echo(f"albackup: error: {_one_line(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug: one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"albackup: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+        click.echo(f"albackup: internal error: {_internal(exc)} (run with --debug for details)", err=True)
         sys.exit(1)

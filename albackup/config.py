@@ -34,6 +34,7 @@ from .keys import EncryptionConfig, encryption_from_mapping
 from .retention import Policy, parse_duration
 from .errors import ConfigError, SecretError
 from .password import decrypt_value, is_encrypted
+from .secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ TEST_ALL_KEYS = frozenset({"restore", "scratch", "databases", "defaults", "desti
                            "hostname", "workdir"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"pa?s+w|pwd|secret|token|credential", re.I)
-_URL_USERINFO = re.compile(r"(://[^:/@]*:).*@")  # greedy: up to the last '@'
-_QUERY_SECRET = re.compile(r"(?i)((?:pwd|password|passwd)(?:=|%3D))(?:(?!%3B|;|&).)*")
 _KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
           dict: "a mapping", type(None): "null"}
 
@@ -194,11 +193,6 @@ class _Where:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def mask_secrets(text: str) -> str:
-    """Mask the password of a URL-like string and its password=/PWD= query values."""
-    return _QUERY_SECRET.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", text))
 
 
 def _redact(extra: Mapping[str, Any]) -> dict[str, Any]:

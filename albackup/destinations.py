@@ -26,9 +26,9 @@ class Destination:
     options: StorageOptions = field(default_factory=StorageOptions, compare=False)
 
     def __repr__(self) -> str:
-        from .storage import redact
+        from .secrets import mask_secrets
 
-        return f"Destination({redact(self.url)!r})"
+        return f"Destination({mask_secrets(self.url)!r})"
 
 
 def destination_from_mapping(d: Any, keypath: str) -> Destination:

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .config import mask_secrets
+from .secrets import mask_secrets
 from .errors import ConfigError, DumpError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from .config import DatabaseConfig, RunConfig
 from .errors import AlbackupError, ConfigError, StorageError
 from .repository import Entry, Repository, backup_time
 from .retention import BackupRef, Decision, Policy, apply_policy, due_periods
-from .storage import open_storage, redact
+from .secrets import mask_secrets
+from .storage import open_storage
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int, float], None]
@@ -104,7 +105,7 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
             _run_one(cfg, db, now, entry, progress, res.warnings)
         except AlbackupError as exc:
             entry.status, entry.exc = "failed", exc
-            entry.error = f"{type(exc).__name__}: {api.scrub(exc.message, db)}"
+            entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, api._password(db))}"
             log.error("%s: %s", db.name, entry.error)
         entry.seconds = round(time.monotonic() - t0, 3)
         res.warnings += _hooks(cfg, "after_dump", database=db.name, status=entry.status, error=entry.error,
@@ -180,7 +181,7 @@ def prune_repository(repo: Repository, policy: Policy, now: dt.datetime, *, dry_
         removed.append(d.backup.id)
         if not dry_run:
             repo.delete(d.backup.id)
-            log.info("pruned %s from %s", d.backup.id, redact(repo.where))
+            log.info("pruned %s from %s", d.backup.id, mask_secrets(repo.where))
     return removed
 
 
@@ -201,7 +202,7 @@ def list_backups(cfg: RunConfig, *, now: dt.datetime | None = None) -> list[List
             entries = repo.entries()
             decisions = {d.backup.id: d for d in apply_policy(_refs(entries), db.retention, now)} \
                 if db.retention is not None else {}
-            out.append(Listed(db.name, redact(repo.where), repo.latest(), [
+            out.append(Listed(db.name, mask_secrets(repo.where), repo.latest(), [
                 {"id": e.id, "time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "complete": e.complete,
                  "verified": e.verified, "bytes": e.size,
                  "sets": list(decisions[e.id].reasons) if e.id in decisions else [],
@@ -220,7 +221,7 @@ def prune(cfg: RunConfig, *, now: dt.datetime | None = None, dry_run: bool = Fal
             decisions: list[Decision] = apply_policy(_refs(repo.entries()), policy, now)
             for d in decisions:
                 keep = d.keep or d.backup.id == latest
-                report.append({"database": db.name, "destination": redact(repo.where), "backup": d.backup.id,
+                report.append({"database": db.name, "destination": mask_secrets(repo.where), "backup": d.backup.id,
                                "keep": keep, "reasons": list(d.reasons) or (["latest"] if keep else [])})
             if not dry_run:
                 prune_repository(repo, policy, now, dry_run=False)
@@ -252,7 +253,7 @@ def check(cfg: RunConfig, *, now: dt.datetime | None = None) -> list[Freshness]:
         for repo in repositories(cfg, db):
             newest = next((e for e in repo.entries() if e.complete), None)
             age = (now - newest.time).total_seconds() if newest else None
-            out.append(Freshness(db.name, redact(repo.where), newest.id if newest else None, age,
+            out.append(Freshness(db.name, mask_secrets(repo.where), newest.id if newest else None, age,
                                  db.max_age.total_seconds(), age is None or age > db.max_age.total_seconds()))
     return out
 

@@ -97,20 +97,18 @@ from typing import Any, ClassVar, Iterable
 from urllib.parse import urlsplit
 
 from . import __version__
-from .config import mask_secrets
 from .errors import AlbackupError, ConfigError
-from .secrets import SecretSource, from_mapping
+from .secrets import SecretSource, from_mapping, mask_secrets
 
 __all__ = ["KINDS", "Event", "Notifier", "EmailNotifier", "SlackNotifier", "WebhookNotifier",
            "FlagFileNotifier", "PrometheusNotifier", "AppriseNotifier", "notifiers_from_mapping",
-           "notify", "event_from_run", "event_to_dict", "format_text", "scrub"]
+           "notify", "event_from_run", "event_to_dict", "format_text"]
 
 KINDS = ("success", "failure", "warning", "stale")
 DEFAULT_ON = ("failure", "warning", "stale")
 HTTP_TIMEOUT = 15.0
 SMTP_TIMEOUT = 30.0
 SMTP_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
-MASK = "***"
 _SECRETISH = re.compile(r"pa?s+w|pwd|secret|token|credential|auth|api[-_]?key|cookie|signature", re.I)
 _QUERY_TOKEN = re.compile(
     r"(?i)([?&;](?:[^=&\s]*(?:token|secret|passw|pwd|sig|signature|key|auth|credential)[^=&\s]*)=)[^&\s#]*")
@@ -170,16 +168,6 @@ def _s(n: int) -> str:
     return "" if n == 1 else "s"
 
 
-def scrub(text: Any, known: Iterable[str] = ()) -> str:
-    """``text`` with URL passwords, ``password=`` values, URL query tokens and the ``known``
-    secrets masked."""
-    out = mask_secrets(str(text))
-    out = _QUERY_TOKEN.sub(rf"\1{MASK}", out)
-    for secret in sorted({k for k in known if k}, key=len, reverse=True):
-        out = out.replace(secret, MASK)
-    return out
-
-
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -195,9 +183,9 @@ def _clean_db(d: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
         if k == "exc":
             continue
         if k == "error" and v is not None:
-            v = scrub(v, known)
+            v = mask_secrets(v, known)
         elif k == "destinations" and v is not None:
-            v = [scrub(x, known) for x in (v if isinstance(v, (list, tuple)) else [v])]
+            v = [mask_secrets(x, known) for x in (v if isinstance(v, (list, tuple)) else [v])]
         out[str(k)] = _jsonable(v, known)
     return out
 
@@ -211,7 +199,7 @@ def _jsonable(v: Any, known: Iterable[str]) -> Any:
         return [_jsonable(x, known) for x in v]
     if isinstance(v, Mapping):
         return {str(k): _jsonable(x, known) for k, x in v.items()}
-    return scrub(v, known)
+    return mask_secrets(v, known)
 
 
 def event_to_dict(event: Event, known: Iterable[str] = ()) -> dict[str, Any]:
@@ -219,14 +207,14 @@ def event_to_dict(event: Event, known: Iterable[str] = ()) -> dict[str, Any]:
     known = list(known)
     return {
         "kind": event.kind,
-        "title": scrub(_one_line(event.title), known),
+        "title": mask_secrets(_one_line(event.title), known),
         "host": event.host,
         "started": _iso(event.started),
         "finished": _iso(event.finished),
         "duration_seconds": _duration(event),
         "databases": [_clean_db(d, known) for d in event.databases],
         "log_file": event.log_file,
-        "warnings": [scrub(w, known) for w in event.warnings],
+        "warnings": [mask_secrets(w, known) for w in event.warnings],
         "albackup_version": __version__,
     }
 
@@ -270,21 +258,21 @@ def format_text(event: Event, known: Iterable[str] = ()) -> str:
     """The plain-text summary sent by email (and apprise): what ran, what failed and why, sizes,
     durations, where to look. Secrets are masked."""
     known = list(known)
-    lines = [scrub(_one_line(event.title), known), ""]
+    lines = [mask_secrets(_one_line(event.title), known), ""]
     lines.append(f"host:      {event.host}")
     lines.append(f"started:   {_when(event.started)}")
     dur = _duration(event)
     lines.append(f"finished:  {_when(event.finished)}" + (f" (took {_seconds(dur)})" if dur is not None else ""))
     lines.append(f"log file:  {event.log_file or '(none configured: see the job output)'}")
     if event.warnings:
-        lines += ["", "Warnings:"] + [f"  - {scrub(w, known)}" for w in event.warnings]
+        lines += ["", "Warnings:"] + [f"  - {mask_secrets(w, known)}" for w in event.warnings]
     failed = [d for d in event.databases if d.get("status") == "failed"]
     others = [d for d in event.databases if d.get("status") != "failed"]
     if failed:
         lines += ["", f"FAILED ({len(failed)}):"]
         for d in failed:
             lines.append(f"  {d.get('name', '?')}: failed after {_seconds(d.get('seconds'))}")
-            lines.append(f"    error: {scrub(d.get('error') or 'unknown error', known)}")
+            lines.append(f"    error: {mask_secrets(d.get('error') or 'unknown error', known)}")
             lines += _dest_lines(d, known)
     if others:
         lines += ["", "Databases:" if not failed else "Other databases:"]
@@ -297,7 +285,7 @@ def format_text(event: Event, known: Iterable[str] = ()) -> str:
             else:
                 lines.append(f"  {d.get('name', '?')}: {st}")
             if d.get("error"):
-                lines.append(f"    note: {scrub(d['error'], known)}")
+                lines.append(f"    note: {mask_secrets(d['error'], known)}")
             if d.get("pruned"):
                 lines.append(f"    pruned: {', '.join(str(p) for p in d['pruned'])}")
             lines += _dest_lines(d, known)
@@ -315,7 +303,7 @@ def _dest_lines(d: Mapping[str, Any], known: list[str]) -> list[str]:
     dests = d.get("destinations") or []
     if isinstance(dests, str):
         dests = [dests]
-    return [f"    stored in: {', '.join(scrub(x, known) for x in dests)}"] if dests else []
+    return [f"    stored in: {', '.join(mask_secrets(x, known) for x in dests)}"] if dests else []
 
 
 # ------------------------------------------------------------------------------------- notifiers
@@ -401,8 +389,8 @@ def notify(notifiers: list[Notifier], event: Event) -> list[str]:
 def _warning(n: Notifier, exc: BaseException) -> str:
     try:
         known = n.secrets()
-        label = scrub(n.label(), known)
-        return f"notification {label} failed: {scrub(_reason(exc, n), known)}"
+        label = mask_secrets(n.label(), known)
+        return f"notification {label} failed: {mask_secrets(_reason(exc, n), known)}"
     except Exception:  # noqa: BLE001 - a notifier too broken to describe itself
         return f"notification {getattr(n, 'type', type(n).__name__)} failed: {type(exc).__name__}"
 
@@ -495,7 +483,7 @@ class EmailNotifier(Notifier):
     def message(self, event: Event) -> EmailMessage:
         known = self.secrets()
         msg = EmailMessage()
-        msg["Subject"] = scrub(_one_line(event.title, 200), known)
+        msg["Subject"] = mask_secrets(_one_line(event.title, 200), known)
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients_for(event.kind))
         msg["Date"] = formatdate(localtime=True)
@@ -604,12 +592,12 @@ class SlackNotifier(Notifier):
         known = self.secrets()
         icon = {"success": ":white_check_mark:", "failure": ":x:", "warning": ":warning:",
                 "stale": ":hourglass:"}.get(event.kind, "")
-        lines = [f"{icon} *{_slack_escape(scrub(_one_line(event.title), known))}*".strip()]
+        lines = [f"{icon} *{_slack_escape(mask_secrets(_one_line(event.title), known))}*".strip()]
         for d in event.databases:
             st = d.get("status", "?")
             name = _slack_escape(str(d.get("name", "?")))
             if st == "failed":
-                err = _slack_escape(scrub(_one_line(d.get("error") or "unknown error", 500), known))
+                err = _slack_escape(mask_secrets(_one_line(d.get("error") or "unknown error", 500), known))
                 lines.append(f"• `{name}` FAILED after {_seconds(d.get('seconds'))}: {err}")
             elif st == "backed up":
                 lines.append(f"• `{name}` backed up: {_count(d.get('rows'))} rows, {_size(d.get('bytes'))}, "
@@ -617,7 +605,7 @@ class SlackNotifier(Notifier):
             else:
                 lines.append(f"• `{name}` {_slack_escape(str(st))}")
         for w in event.warnings:
-            lines.append(f"• warning: {_slack_escape(scrub(_one_line(w, 500), known))}")
+            lines.append(f"• warning: {_slack_escape(mask_secrets(_one_line(w, 500), known))}")
         if event.log_file:
             lines.append(f"log: `{_slack_escape(event.log_file)}`")
         return "\n".join(lines)
@@ -829,7 +817,7 @@ class AppriseNotifier(Notifier):
         kind = {"success": "SUCCESS", "failure": "FAILURE", "warning": "WARNING", "stale": "WARNING"}[event.kind]
         notify_type = getattr(types, kind, kind.lower()) if types is not None else kind.lower()
         known = self.secrets()
-        if not ap.notify(body=format_text(event, known), title=scrub(_one_line(event.title), known),
+        if not ap.notify(body=format_text(event, known), title=mask_secrets(_one_line(event.title), known),
                          notify_type=notify_type):
             raise NotifyError("apprise could not deliver to every URL (its log says which)")
 

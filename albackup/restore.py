@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .archive import Backup
 from .codec import LargeBase
 from .ddl import Plan, TablePlan, build_plan, constraint_label, create_table_sql, fit_name, plan_sql
-from .engines.base import Adapter, Step
+from .engines.base import Adapter, Step, causes
 from .errors import AlbackupError, IntegrityError, LockTimeout, RestoreError, RestoreRefused
 from .gcpause import gc_paused
 from .model import Column, Table
@@ -606,12 +606,16 @@ class Restorer:
             a.clean_objects(conn, self.backup.schema, plan.same_engine, self._routines_wanted(plan))
             a.prepare(conn, self.backup.schema, [tp.table for tp in plan.tables], plan.same_engine)
 
-    def _as_restore_error(self, exc: BaseException, what: str) -> RestoreError | None:
+    def _as_restore_error(self, exc: BaseException, what: str) -> AlbackupError | None:
         """A database error (through SQLAlchemy, or the driver's own from the raw cursors the
         load and the read-back use) as a RestoreError naming the target and the first line of
-        the server's message; None for everything else (raised as it is)."""
+        the server's message; an error of ours that a failed rollback followed, as it is; None for
+        everything else (raised as it is)."""
         if isinstance(exc, AlbackupError):
             return None
+        ours = [e for e in causes(exc) if isinstance(e, AlbackupError)]
+        if ours:
+            return ours[0]
         first = self.adapter.error_line(exc)
         if first is None:
             return None

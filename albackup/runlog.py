@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import mask_secrets
+from .secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,41 @@ import os
 import shlex
 import stat
 import subprocess
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError, SecretError
+
+
+# ------------------------------------------------------------------------------------- masking
+MASK = "***"
+#: ``scheme://user:PASSWORD@`` up to the last '@' of the same unbroken run of characters (a
+#: password may hold an '@'), so a driver's ``'root'@'127.0.0.1'`` later on the line survives
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s]*@")
+#: the value of a secret-looking ``key=value`` (URL query, ODBC ``PWD=…;``, ``sig=`` …), also
+#: percent-encoded (``PWD%3D…%3B``); braces as ODBC quotes them
+_SECRET_NAME = r"[\w.\-]*(?:passw(?:or)?d|pwd|secret|token|signature|credential|sig|key|auth)\w*"
+_KEY_VALUE = re.compile(rf"(?i)(\b{_SECRET_NAME}(?:=|%3D))(?:\{{[^}}]*\}}|(?:(?!%3B|%26)[^\s;&#,'\"])*)")
+#: ``'password': 'value'`` and ``"token": "value"`` (dicts and JSON in messages)
+_QUOTED = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*['\"])[^'\"]*")
+#: secrets shorter than this are masked only where their form says they are secrets
+KNOWN_MIN = 3
+
+
+def mask_secrets(text: Any, known: Iterable[Any] = ()) -> str:
+    """``text`` with its secrets masked as ``***`` and everything else kept (a driver's message,
+    its host, database and cause): the password of a URL (``user:***@host``), the values of
+    secret-looking ``key=value`` pairs (``password=``, ``PWD=``, ``token=``, ``X-Amz-Signature=``,
+    …) and quoted ``'password': '…'`` items, and each of the ``known`` secrets (of 3 characters
+    or more) wherever it occurs. The one masker of albackup: logs, errors, notifications, hooks."""
+    out = str(text)
+    for secret in sorted({str(k) for k in known if k is not None and len(str(k)) >= KNOWN_MIN},
+                         key=len, reverse=True):
+        out = out.replace(secret, MASK)
+    out = _URL_USERINFO.sub(rf"\1{MASK}@", out)
+    out = _KEY_VALUE.sub(rf"\1{MASK}", out)
+    return _QUOTED.sub(rf"\1{MASK}", out)
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from typing import Any, Iterator
 import pytest
 
 from albackup.errors import ConfigError, StorageError
-from albackup.storage import LocalStorage, ObjectInfo, Storage, StorageOptions, open_storage, redact
+from albackup.secrets import mask_secrets
+from albackup.storage import LocalStorage, ObjectInfo, Storage, StorageOptions, open_storage
 from albackup.storage.base import GiB, MiB, S3_MAX_PARTS
 from albackup.storage.s3 import S3Storage, part_size_for
 
@@ -343,13 +344,13 @@ def test_open_storage_urls(tmp_path: Path) -> None:
     assert "hunter2secret" not in str(ei.value) and "do not put credentials" in str(ei.value)
 
 
-def test_redact() -> None:
-    assert redact("s3://AKIA:hunter2@bucket/p") == "s3://AKIA:***@bucket/p"
-    assert redact("https://u:p%40ss@host:9000/x?X-Amz-Signature=abc&part=1&token=t") == \
+def test_urls_are_masked() -> None:
+    assert mask_secrets("s3://AKIA:hunter2@bucket/p") == "s3://AKIA:***@bucket/p"
+    assert mask_secrets("https://u:p%40ss@host:9000/x?X-Amz-Signature=abc&part=1&token=t") == \
         "https://u:***@host:9000/x?X-Amz-Signature=***&part=1&token=***"
-    assert redact("/var/backups/a:b@c") == "/var/backups/a:b@c"
-    assert redact("s3://bucket/prefix") == "s3://bucket/prefix"
-    assert "pw" not in redact("http://u:pw@host:99999999/x")
+    assert mask_secrets("/var/backups/a:b@c") == "/var/backups/a:b@c"
+    assert mask_secrets("s3://bucket/prefix") == "s3://bucket/prefix"
+    assert "pw" not in mask_secrets("http://u:pw@host:99999999/x")
 
 
 def test_options_repr_and_validation() -> None:

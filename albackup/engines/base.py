@@ -831,18 +831,38 @@ def _row_size(r: Any) -> int:
     return size
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what led to it, first cause first: its ``__cause__``, or the exception it was
+    raised while handling (a rollback or close that failed after the real error), unless that
+    was hidden with ``from None``."""
+    chain = [exc]
+    while len(chain) < 32:
+        e = chain[-1]
+        nxt = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    return chain[::-1]
+
+
 def database_error_line(exc: BaseException, dbapi: Any) -> str | None:
-    """The first line of the server's message when ``exc`` is a database error: SQLAlchemy's
-    wrapper, or the driver's own (``dbapi.Error``, raised by the raw cursors the data path uses);
-    None for anything else."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        exc = exc.orig
-    else:
-        driver_error = getattr(dbapi, "Error", None)
-        if not (isinstance(driver_error, type) and isinstance(exc, driver_error)):
-            return None
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of the server's message when ``exc`` is a database error, or was raised
+    while handling one (the first such error of the chain, not the "connection already closed"
+    of the rollback after it): SQLAlchemy's wrapper, or the driver's own (``dbapi.Error``,
+    raised by the raw cursors the data path uses); None for anything else."""
+    if not isinstance(exc, Exception):
+        return None                          # Ctrl-C, exit: never a database error
+    driver_error = getattr(dbapi, "Error", None)
+    for e in causes(exc):
+        if isinstance(e, sa.exc.DBAPIError) and e.orig is not None:
+            e = e.orig
+        elif not (isinstance(driver_error, type) and isinstance(e, driver_error)):
+            continue
+        text = str(e).strip()
+        if text and text != "(0, '')":      # PyMySQL on a connection that is already gone
+            return text.splitlines()[0]
+    return None if not isinstance(exc, sa.exc.DBAPIError) and not (
+        isinstance(driver_error, type) and isinstance(exc, driver_error)) else type(exc).__name__
 
 
 def fetch_batches(cur: Any, max_rows: int, max_bytes: int = BATCH_BYTES,

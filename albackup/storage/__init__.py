@@ -13,9 +13,9 @@ from pathlib import Path
 
 from .base import ObjectInfo, Storage, StorageOptions
 from .local import LocalStorage
-from .urls import parse_url, redact
+from .urls import parse_url
 
-__all__ = ["LocalStorage", "ObjectInfo", "S3Storage", "Storage", "StorageOptions", "open_storage", "redact"]
+__all__ = ["LocalStorage", "ObjectInfo", "S3Storage", "Storage", "StorageOptions", "open_storage"]
 
 
 def open_storage(url: str | Path, options: StorageOptions | None = None) -> Storage:

@@ -99,9 +99,9 @@ class StorageOptions:
             if f.name in _SECRET_FIELDS and v is not None:
                 parts.append(f"{f.name}='***'")
             elif f.name == "endpoint_url" and v is not None:
-                from .urls import redact
+                from ..secrets import mask_secrets
 
-                parts.append(f"{f.name}={redact(v)!r}")
+                parts.append(f"{f.name}={mask_secrets(v)!r}")
             else:
                 parts.append(f"{f.name}={v!r}")
         return f"StorageOptions({', '.join(parts)})"
@@ -144,10 +144,10 @@ class StorageOptions:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
                 raise ConfigError(f"storage options: {name} must be a positive number of seconds, not {v!r}")
         if self.endpoint_url is not None and not re.match(r"^https?://[^/?#]+", self.endpoint_url):
-            from .urls import redact
+            from ..secrets import mask_secrets
 
             raise ConfigError(f"storage options: endpoint_url must be an http:// or https:// URL, "
-                              f"not {redact(self.endpoint_url)!r}")
+                              f"not {mask_secrets(self.endpoint_url)!r}")
 
 
 # ---------------------------------------------------------------- keys

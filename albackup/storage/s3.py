@@ -32,7 +32,8 @@ from ..errors import ConfigError, StorageError
 from .base import (COPY_BUFFER, MiB, S3_MAX_OBJECT, S3_MAX_PART, S3_MAX_PARTS, ObjectInfo, Storage,
                    StorageOptions, VerifyingReader, check_key, check_prefix, check_sha256_arg, dir_prefix,
                    storage_error)
-from .urls import redact, s3_url
+from ..secrets import mask_secrets
+from .urls import s3_url
 
 #: what an S3 error code means, for messages
 _HINTS = {
@@ -186,9 +187,7 @@ class S3Storage(Storage):
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     def _scrub(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return " ".join(text.split())
+        return " ".join(mask_secrets(text, self._secrets).split())
 
     def _error(self, what: str, key: str, exc: BaseException) -> StorageError:
         """One-line StorageError for a failed request: location, S3 error code, meaning."""
@@ -245,7 +244,7 @@ class S3Storage(Storage):
 
     def _endpoint(self) -> str:
         if self.options.endpoint_url:
-            return redact(self.options.endpoint_url)
+            return mask_secrets(self.options.endpoint_url)
         try:
             return str(self.client.meta.endpoint_url)
         except Exception:

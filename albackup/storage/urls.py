@@ -4,42 +4,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
+from ..secrets import mask_secrets
 from .base import check_prefix
 
 SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 #: S3 bucket names (with the legacy underscore and upper case tolerated: servers decide)
 BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{1,61}[A-Za-z0-9]$")
-_SECRET_QUERY = re.compile(
-    r"(secret|password|passwd|pwd|token|signature|credential|sig|key|auth)", re.IGNORECASE)
-MASK = "***"
-
-
-def redact(url: str) -> str:
-    """The URL with credentials masked: a password in ``user:password@`` and the values of query
-    parameters that look like secrets (``secret``, ``token``, ``X-Amz-Signature``, ...). Strings that
-    are not URLs (local paths) come back unchanged."""
-    s = str(url)
-    if not SCHEME_RE.match(s):
-        return s
-    try:
-        parts = urlsplit(s)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user, sep, _ = userinfo.partition(":")
-            netloc = f"{user}:{MASK}@{hostport}" if sep else f"{userinfo}@{hostport}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, MASK if _SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*/:")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        # not parseable: mask anything between "//" and "@", and every query value
-        s = re.sub(r"(//[^/@:]*):[^/@]*@", rf"\1:{MASK}@", s)
-        return re.sub(r"([?&][^=&#]*=)[^&#]*", rf"\1{MASK}", s)
 
 
 @dataclass(frozen=True)
@@ -59,10 +32,10 @@ def parse_url(url: str | Path) -> Location:
     m = SCHEME_RE.match(url)
     if not m:
         if re.match(r"^s3:(?!//)", url, re.IGNORECASE):
-            raise ConfigError(f"storage location {redact(url)!r}: an S3 location is written s3://bucket/prefix")
+            raise ConfigError(f"storage location {mask_secrets(url)!r}: an S3 location is written s3://bucket/prefix")
         return Location("file", path=Path(url))
     scheme = m.group(1).lower()
-    shown = redact(url)
+    shown = mask_secrets(url)
     try:
         parts = urlsplit(url)
     except ValueError as e:
@@ -102,4 +75,4 @@ def s3_url(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
-__all__ = ["Location", "parse_url", "redact", "s3_url"]
+__all__ = ["Location", "parse_url", "s3_url"]
