@@ -310,7 +310,8 @@ def read_chunk(path: Path, ncols: int, where: str, expect_sha256: str | None = N
         """Every frame's raw payload, checked; returns at the trailer (checked too)."""
         size = os.fstat(f.fileno()).st_size
         if expect_bytes is not None and size != expect_bytes:
-            raise ArchiveError(f"{where}: file is {size} bytes, the manifest says {expect_bytes}")
+            raise ArchiveError(f"{where}: {'truncated (' if size < expect_bytes else '('}file is {size} bytes, "
+                               f"the manifest says {expect_bytes})")
         head = _read_exact(f, HEADER.size, where, "header")
         sha.update(head)
         magic, comp_id, flags = HEADER.unpack(head)

@@ -576,21 +576,24 @@ def _internal(exc: BaseException) -> str:
 
 
 def _quiet_hooks(debug: bool) -> None:
-    """Exceptions a library prints itself (psycopg2 reports one from inside a COPY whose
-    connection was killed), that a helper thread dies of, or that nothing can raise go to the
-    debug log: the command's own error is its one line. With --debug they are printed."""
+    """Exceptions a library prints itself go to the log as one warning line naming their first
+    cause (psycopg2 reports the server's error from inside a COPY whose session was ended, then
+    fails with "invalid socket"); those a helper thread dies of, or that nothing can raise, to
+    the debug log. The command's own error stays its one line. With --debug all are printed."""
     import threading
+
+    from .engines.base import causes
 
     if debug:
         return
 
-    def hook(kind: str, exc: BaseException | None) -> None:
-        if exc is not None:
-            log.debug("%s: %s", kind, _internal(exc))
+    def first(exc: BaseException) -> str:
+        return _internal(causes(exc)[0])
 
-    sys.excepthook = lambda t, v, tb: hook("reported by a library", v)
-    sys.unraisablehook = lambda u: hook("ignored", u.exc_value)
-    threading.excepthook = lambda a: hook(f"thread {a.thread.name if a.thread else '?'}", a.exc_value)
+    sys.excepthook = lambda t, v, tb: log.warning("reported by a library: %s", first(v))
+    sys.unraisablehook = lambda u: log.debug("ignored: %s", first(u.exc_value)) if u.exc_value else None
+    threading.excepthook = lambda a: log.debug("thread %s ended by %s", a.thread.name if a.thread else "?",
+                                               first(a.exc_value)) if a.exc_value else None
 
 
 def main(argv: list[str] | None = None) -> None:

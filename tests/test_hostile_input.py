@@ -379,3 +379,214 @@ def test_pristine_backups_still_verify_and_restore(pristine: dict[str, Path], tm
     con = sqlite3.connect(target)
     assert con.execute("SELECT count(*), sum(length(b)) FROM a").fetchone() == (200, 4000)
     con.close()
+
+
+# ------------------------------------------------------------------ one masker, real driver errors
+def _driver_error(url: str) -> str:
+    """The driver's own message for a connection to ``url`` (a real server refusing it)."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    e = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with e.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        return str(exc.orig)
+    finally:
+        e.dispose()
+    raise AssertionError(f"{url} accepted the connection")
+
+
+SECRET = "Wr0ng-pw-4471"
+
+
+def test_masker_keeps_a_mariadb_refusal_whole(my) -> None:
+    from albackup.secrets import mask_secrets
+
+    base = my.base.set(password=SECRET)
+    msg = _driver_error(base.render_as_string(hide_password=False))
+    assert "Access denied for user 'root'@'127.0.0.1' (using password: YES)" in msg     # the server's words
+    line = f"{base.render_as_string(hide_password=False)}: cannot connect: {msg}"
+    assert mask_secrets(line, [SECRET]) == (
+        f"mysql+pymysql://root:***@127.0.0.1:3306/{base.database}: cannot connect: {msg}")
+    assert mask_secrets(msg) == msg
+
+
+def test_masker_keeps_postgresql_refusals_whole(pg) -> None:
+    """The local server trusts every login, so a wrong password is not refused: an unknown role
+    and an unknown database are (host, port, role and database named in the message)."""
+    from albackup.secrets import mask_secrets
+
+    role = pg.base.set(username="albk_no_such_role", password=SECRET)
+    db = pg.base.set(password=SECRET, database="albk_no_such_db")
+    for url, words in ((role, 'role "albk_no_such_role" does not exist'),
+                       (db, 'database "albk_no_such_db" does not exist')):
+        msg = _driver_error(url.render_as_string(hide_password=False))
+        assert words in msg and "127.0.0.1" in msg and "5432" in msg
+        assert mask_secrets(msg, [SECRET]) == msg
+        shown = mask_secrets(f"{url.render_as_string(hide_password=False)}: cannot connect: {msg}", [SECRET])
+        assert shown == f"postgresql+psycopg2://{url.username}:***@127.0.0.1:5432/{url.database}: cannot connect: {msg}"
+
+
+@pytest.mark.parametrize("text, masked", [
+    ("s3://AKIA:hunter2@bucket/p", "s3://AKIA:***@bucket/p"),
+    ("postgresql://u:p@ss@h/db?sslmode=require&password=abc&x=1", "postgresql://u:***@h/db?sslmode=require&password=***&x=1"),
+    ("https://h/x?X-Amz-Signature=abc&part=1&token=t&key=k", "https://h/x?X-Amz-Signature=***&part=1&token=***&key=***"),
+    ("mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BX%7D%3BUID%3Dsa%3BPWD%3Dsecret%3B",
+     "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BX%7D%3BUID%3Dsa%3BPWD%3D***%3B"),
+    ("DRIVER={x};PWD={a;b c};UID=sa", "DRIVER={x};PWD=***;UID=sa"),
+    ("{'password': 'hunter2', 'user': 'x'}", "{'password': '***', 'user': 'x'}"),
+    ("/var/backups/a:b@c", "/var/backups/a:b@c"),
+    ('password authentication failed for user "bob"', 'password authentication failed for user "bob"'),
+])
+def test_masker_forms(text: str, masked: str) -> None:
+    from albackup.secrets import mask_secrets
+
+    assert mask_secrets(text) == masked
+
+
+def test_masker_known_secrets_and_short_ones() -> None:
+    from albackup.secrets import mask_secrets
+
+    assert mask_secrets("it said hunter2 twice: hunter2", ["hunter2"]) == "it said *** twice: ***"
+    # a two-letter password is masked where it is a password, not in every word that holds it
+    assert mask_secrets("mysql://root:ab@h/db: table tab", ["ab"]) == "mysql://root:***@h/db: table tab"
+
+
+def test_run_log_and_webhook_keep_a_mariadb_refusal_whole(my, tmp_path: Path) -> None:
+    """The reported case: a scheduled run's failure in its log and its webhook payload."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    url = my.base.set(password=SECRET).render_as_string(hide_password=False)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps({
+        "log_dir": str(tmp_path / "logs"), "workdir": str(tmp_path / "work"),
+        "destinations": [str(tmp_path / "dest")], "retention": {"daily": 1},
+        "notifications": [{"type": "webhook", "url": f"http://127.0.0.1:{srv.server_address[1]}/hook"}],
+        "databases": [{"name": "shop", "url": url}]}))
+    os.chmod(cfg, 0o600)
+    try:
+        p = subprocess.run([sys.executable, "-m", "albackup", "run", "--cfg", str(cfg)], capture_output=True,
+                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    refusal = "Access denied for user 'root'@'127.0.0.1' (using password: YES)"
+    [body] = bodies
+    [shop] = json.loads(body)["databases"]
+    assert refusal in shop["error"] and "root:***@127.0.0.1:3306" in shop["error"], shop["error"]
+    log_text = "".join(f.read_text() for f in (tmp_path / "logs").iterdir())
+    assert refusal in log_text, log_text
+    for out in (body.decode(), log_text, p.stdout, p.stderr):
+        assert SECRET not in out
+
+
+# ----------------------------------------------------------------- killed backends: one clean line
+FRAGMENTS = ("Traceback", "(Background on this error", "[SQL:", "The above exception", "CONTEXT:", "SystemError")
+
+
+def _restore_and_kill(src_url: Any, dst_url: Any, tmp: Path, kill: Callable[[Any], int]) -> tuple[int, list[str]]:
+    """Dump ``src_url``, restore it into ``dst_url`` with ``-q``, and end the restore's database
+    session from another connection once it is loading (``kill(admin connection)`` returns how
+    many sessions it ended)."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "albackup", "dump", "-q", "--url",
+                        src_url.render_as_string(hide_password=False), "--backup-dir", str(tmp / "b")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    backup = p.stdout.strip().splitlines()[-1]
+    proc = subprocess.Popen([sys.executable, "-m", "albackup", "restore", "-q", "--url",
+                             dst_url.render_as_string(hide_password=False), "--allow-restore", "--backup-dir", backup],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    admin = sa.create_engine(dst_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    killed = 0
+    deadline = time.monotonic() + 120
+    try:
+        while not killed and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with admin.connect() as c:
+                killed = kill(c)
+    finally:
+        admin.dispose()
+    _, err = proc.communicate(timeout=120)
+    assert killed, f"the restore ended before it could be killed: {err}"
+    return proc.returncode, err.splitlines()
+
+
+def _big_table(url: Any, mysql: bool) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    e = sa.create_engine(url, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE big (id INT PRIMARY KEY, v TEXT)")
+        if mysql:
+            c.exec_driver_sql("SET SESSION max_recursive_iterations = 1000000")
+            c.exec_driver_sql("INSERT INTO big WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s "
+                              "WHERE g < 400000) SELECT g, repeat(md5(g), 4) FROM s")
+        else:
+            c.exec_driver_sql("INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g")
+    e.dispose()
+
+
+def _assert_killed_line(code: int, lines: list[str], causes: tuple[str, ...]) -> None:
+    assert code == 10, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("albackup: error: restore into ") and "failed and was rolled back" in lines[0], lines
+    assert any(c in lines[0] for c in causes), lines
+    assert not any(f in lines[0] for f in FRAGMENTS), lines
+
+
+def test_postgresql_restore_whose_backend_is_terminated_fails_in_one_line(pg, tmp_path: Path) -> None:
+    src, dst = pg.new("hsrc"), pg.new("hdst")
+    _big_table(src, mysql=False)
+
+    def kill(c: Any) -> int:
+        pids = c.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND pid <> pg_backend_pid() AND state = 'active'").scalars().all()
+        for pid in pids:
+            c.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        return len(pids)
+
+    code, lines = _restore_and_kill(src, dst, tmp_path, kill)
+    # psycopg2 reports the server's "terminating connection due to administrator command" itself
+    # when it strikes inside a COPY (albackup logs it as a warning, hidden by -q) and then fails
+    # with one of these
+    _assert_killed_line(code, lines, ("terminating connection due to administrator command", "invalid socket",
+                                      "connection already closed", "server closed the connection unexpectedly"))
+
+
+def test_mariadb_restore_whose_connection_is_killed_fails_in_one_line(my, tmp_path: Path) -> None:
+    src, dst = my.new("hsrc"), my.new("hdst")
+    _big_table(src, mysql=True)
+
+    def kill(c: Any) -> int:
+        ids = c.exec_driver_sql("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                                "AND id <> CONNECTION_ID() AND command = 'Query'").scalars().all()
+        for i in ids:
+            c.exec_driver_sql(f"KILL {int(i)}")
+        return len(ids)
+
+    code, lines = _restore_and_kill(src, dst, tmp_path, kill)
+    _assert_killed_line(code, lines, ("Lost connection", "Connection was killed", "server has gone away",
+                                      "Query execution was interrupted"))

@@ -1090,6 +1090,8 @@ class PostgreSQLAdapter(Adapter):
         def guarded() -> Iterator[bytes]:
             try:
                 yield from data
+            except GeneratorExit:      # closed by the failing COPY: its error is the one to raise
+                raise
             except BaseException as exc:
                 failure.append(exc)
                 raise
