@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int, float], None]
 
 
-def _password(db: DatabaseConfig | None) -> list[Any]:
+def db_password(db: DatabaseConfig | None) -> list[Any]:
     """The database's password, for secrets.mask_secrets: a message may echo it back."""
     return [db.url.password] if db is not None and db.url.password else []
 
@@ -53,7 +53,7 @@ def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, 
     try:
         engine = sa.create_engine(url, poolclass=NullPool)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise DatabaseUnavailable(f"{label}: {mask_secrets(str(exc), _password(db))}") from None
+        raise DatabaseUnavailable(f"{label}: {mask_secrets(str(exc), db_password(db))}") from None
     except ImportError as exc:
         raise DatabaseUnavailable(f"{label}: the database driver is not installed ({exc.name}); "
                                   "pip install albackup's requirements.txt") from None
@@ -64,7 +64,7 @@ def connect(db: DatabaseConfig, *, must_exist: bool = True) -> tuple[sa.Engine, 
             pass
     except sa.exc.DBAPIError as exc:
         msg = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        raise DatabaseUnavailable(f"{label}: cannot connect: {mask_secrets(msg, _password(db))}") from None
+        raise DatabaseUnavailable(f"{label}: cannot connect: {mask_secrets(msg, db_password(db))}") from None
     except ImportError as exc:
         raise DatabaseUnavailable(f"{label}: the database driver cannot load ({exc})") from None
     return engine, adapter
@@ -330,7 +330,7 @@ def test_all(cfg: TestAllConfig, *, workdir: Path | None = None, progress: Progr
                 raise
             except AlbackupError as exc:
                 entry.status = "error"
-                entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, _password(db))}"
+                entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, db_password(db))}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res

@@ -105,7 +105,7 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
             _run_one(cfg, db, now, entry, progress, res.warnings)
         except AlbackupError as exc:
             entry.status, entry.exc = "failed", exc
-            entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, api._password(db))}"
+            entry.error = f"{type(exc).__name__}: {mask_secrets(exc.message, api.db_password(db))}"
             log.error("%s: %s", db.name, entry.error)
         entry.seconds = round(time.monotonic() - t0, 3)
         res.warnings += _hooks(cfg, "after_dump", database=db.name, status=entry.status, error=entry.error,
