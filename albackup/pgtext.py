@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import ArchiveError
 from .model import LogicalType
+from .values import line_blocks
 
 ENCODING = "pg-copy-text"
 #: the feature of backups with COPY text chunks; v2: their line hashes have 64 bits (v1: 128)
@@ -132,27 +133,29 @@ def decoder(types: list[LogicalType], where: str,
 
     def culprit(data: bytes) -> str:
         """'column NAME: why' for the first value of ``data`` that does not decode ('' if none)."""
-        for line in data.decode("utf-8", "replace").split("\n")[:-1]:
-            for i, (t, v) in enumerate(zip(types, line.split("\t"))):
-                if v == "\\N":
-                    continue
-                try:
-                    field = decode([("\\N\t" * i) + v + ("\t\\N" * (len(types) - i - 1))])[0][i]
-                    adapter.reader(t)(field)
-                except Exception as exc:
-                    name = names[i] if names else f"#{i + 1}"
-                    return f"column {name}: cannot read a value as {t.describe()} ({type(exc).__name__}: {exc})"
+        for block in line_blocks(data):
+            for line in block.decode("utf-8", "replace").split("\n")[:-1]:
+                for i, (t, v) in enumerate(zip(types, line.split("\t"))):
+                    if v == "\\N":
+                        continue
+                    try:
+                        field = decode([("\\N\t" * i) + v + ("\t\\N" * (len(types) - i - 1))])[0][i]
+                        adapter.reader(t)(field)
+                    except Exception as exc:
+                        name = names[i] if names else f"#{i + 1}"
+                        return f"column {name}: cannot read a value as {t.describe()} ({type(exc).__name__}: {exc})"
         return ""
 
     def rows(data: bytes) -> Iterator[list[Any]]:
         if data and not data.endswith(b"\n"):
             raise ArchiveError(f"{where}: a frame of COPY text does not end with a whole line")
         try:
-            lines = data.decode("utf-8").split("\n")
-            lines.pop()
-            for i in range(0, len(lines), DECODE_ROWS):
-                out = decode(lines[i:i + DECODE_ROWS])
-                yield out if convert is None else convert(out)
+            for block in line_blocks(data):     # a frame of tiny lines is not split whole
+                lines = block.decode("utf-8").split("\n")
+                lines.pop()
+                for i in range(0, len(lines), DECODE_ROWS):
+                    out = decode(lines[i:i + DECODE_ROWS])
+                    yield out if convert is None else convert(out)
         except Exception as exc:   # UnicodeDecodeError, ValueError from int()/float()/fromhex(), …
             why = culprit(data) or f"cannot decode COPY text ({type(exc).__name__}: {exc})"
             raise ArchiveError(f"{where}: {why}"[:500]) from None

@@ -31,7 +31,7 @@ import math
 import re
 import struct
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .model import LogicalType
 
@@ -427,6 +427,24 @@ class RowHash:
         return f"{self.total:032x}"
 
 
+LINE_BLOCK = 1 << 20
+
+
+def line_blocks(data: bytes, size: int = LINE_BLOCK) -> Iterator[bytes]:
+    """``data`` (lines of text) in pieces of about ``size`` bytes, each cut after a newline (the
+    last piece: whatever is left), so that splitting a piece into lines takes memory in
+    proportion to it, not to the whole."""
+    if len(data) <= size:
+        yield data
+        return
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + size - 1)
+        end = len(data) if cut < 0 else cut + 1
+        yield data[start:end]
+        start = end
+
+
 class EchoHash:
     """Order-independent hash of the lines of text a bulk load sent (each with its newline): the
     sum of their XXH3-64 modulo 2^64 (``bits`` 64), or of their XXH3-128 modulo 2^128 (``bits``
@@ -454,10 +472,11 @@ class EchoHash:
         (the format escapes them; were one there, the hashes would just differ)."""
         from xxhash import xxh3_64_intdigest, xxh3_128_intdigest
 
-        lines = data.splitlines(True)
         digest = xxh3_64_intdigest if self.bits == 64 else xxh3_128_intdigest
-        self.total = (self.total + sum(map(digest, lines))) % self.mod
-        self.rows += len(lines)
+        for block in line_blocks(data):     # a frame of tiny lines is not split whole
+            lines = block.splitlines(True)
+            self.total = (self.total + sum(map(digest, lines))) % self.mod
+            self.rows += len(lines)
 
     def add(self, rows: int, total: int) -> None:
         """Lines hashed elsewhere with the same width (a chunk's hash from the manifest, a part

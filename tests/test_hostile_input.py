@@ -29,7 +29,8 @@ import msgpack
 import pytest
 import zstandard
 
-from albackup.archive import (CHUNK_MAGIC, END_MARK, FRAME, HEADER, MANIFEST, MAX_FRAME, MAX_MANIFEST, TRAILER)
+from albackup.archive import (CHUNK_MAGIC, END_MARK, FLAG_TEXT, FRAME, HEADER, MANIFEST, MAX_FRAME, MAX_MANIFEST,
+                              TRAILER)
 from albackup.compress import IDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +212,29 @@ def case_tiny_rows(b: Path) -> None:
     _write_chunk(b, chunk("zstd", [(zstandard.ZstdCompressor(level=1).compress(raw), len(raw))], rows=n), rows=n)
 
 
+def _text_chunk(b: Path, line: bytes) -> None:
+    """The table's chunk as COPY text (§5.2): one 30 MiB frame of ``line`` over and over."""
+    n = (30 << 20) // len(line)
+    raw = line * n
+    stored = zstandard.ZstdCompressor(level=1).compress(raw)
+    blob = (HEADER.pack(CHUNK_MAGIC, IDS["zstd"], FLAG_TEXT) + FRAME.pack(len(stored), len(raw), zlib.crc32(stored))
+            + stored + TRAILER.pack(END_MARK, 1, n))
+    _write_chunk(b, blob, rows=n)
+    _manifest(b, lambda m: (_entry(m).update(encoding="pg-copy-text"),
+                            m.update(features=sorted({*m["features"], "pg-copy-text-v2"}))))
+
+
+def case_text_tiny_lines(b: Path) -> None:
+    """2.6 million lines of NULLs in one frame: split whole, as Python objects, they would be
+    several times the frame (the content hash then differs: exit 11)."""
+    _text_chunk(b, b"\\N\t\\N\t\\N\t\\N\n")
+
+
+def case_text_empty_lines(b: Path) -> None:
+    """31 million empty lines: damage, and the search for the culprit must not split them whole."""
+    _text_chunk(b, b"\n")
+
+
 def case_truncated_chunk(b: Path) -> None:
     blob = (b / CHUNK).read_bytes()
     _write_chunk(b, blob[: len(blob) // 2])
@@ -278,6 +302,8 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
     "msgpack_placeholder_flood": (case_msgpack_placeholder_flood, 7, "cannot decode rows"),
     "tiny_rows": (case_tiny_rows, 11, "content hash does not match"),
     "truncated_chunk": (case_truncated_chunk, 7, "truncated"),
+    "text_tiny_lines": (case_text_tiny_lines, 11, "content hash does not match"),
+    "text_empty_lines": (case_text_empty_lines, 7, "column #1: cannot read a value as int64"),
     "manifest_bytes_1e18": (case_manifest_bytes_1e18, 7, "bytes is 1000000000000000000"),
     "manifest_bytes_negative": (case_manifest_bytes_negative, 7, "bytes is -1"),
     "manifest_bytes_not_the_file": (case_manifest_bytes_not_the_file, 7, "the manifest says"),
