@@ -38,7 +38,8 @@ MASK = "***"
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s]*@")
 #: the value of a secret-looking ``key=value`` (URL query, ODBC ``PWD=…;``, ``sig=`` …), also
 #: percent-encoded (``PWD%3D…%3B``); braces as ODBC quotes them
-_SECRET_NAME = r"[\w.\-]*(?:passw(?:or)?d|pwd|secret|token|signature|credential|sig|key|auth)\w*"
+_SECRET_NAME = (r"(?:[\w.\-]*(?:passw(?:or)?d|pwd|secret|token|signature|credential|auth)\w*"
+                r"|(?:[\w.\-]*(?:api|access|private)[-_]?)?key|sig)")
 _KEY_VALUE = re.compile(rf"(?i)(\b{_SECRET_NAME}(?:=|%3D))(?:\{{[^}}]*\}}|(?:(?!%3B|%26)[^\s;&#,'\"])*)")
 #: ``'password': 'value'`` and ``"token": "value"`` (dicts and JSON in messages)
 _QUOTED = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*['\"])[^'\"]*")
