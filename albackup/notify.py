@@ -19,7 +19,7 @@ Secrets (an SMTP password, a Slack webhook URL, which is itself a token, header 
 ``{env: NAME}``, ``{file: PATH}`` (relative to the config's folder), ``{fd: N}`` or
 ``{command: CMD}`` (see :mod:`albackup.secrets`), read when the first notification is sent and then
 kept in memory (so an ``fd`` source works for several events). What is sent never contains them:
-every error string, title and destination goes through :func:`albackup.config.mask_secrets` (and
+every error string, title and destination goes through :func:`albackup.secrets.mask_secrets` (and
 URL query tokens are masked), and the notifier's own secrets are replaced by ``***`` in anything
 it sends or reports.
 

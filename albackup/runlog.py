@@ -12,7 +12,7 @@ console) are given the root's previous level, so the console shows what it showe
 are restored by :func:`stop_run_log`.
 
 A log file never contains secrets: :class:`MaskSecrets` (a ``logging.Filter`` on the handler)
-applies :func:`albackup.config.mask_secrets` to each record's final message and its formatted
+applies :func:`albackup.secrets.mask_secrets` to each record's final message and its formatted
 traceback, and the handler's formatter masks the finished line once more.
 """
 from __future__ import annotations
