@@ -204,8 +204,8 @@ class ChunkWriter:
     def _frame(self, parts: list[bytes]) -> None:
         raw_len = sum(map(len, parts))
         if raw_len >= MAX_FRAME:
-            raise ArchiveError(f"{self.rel}: a row is {raw_len >> 20} MiB, over the format's limit of "
-                               f"{MAX_FRAME >> 20} MiB for a frame (values of at most 8 MiB each held in the row)")
+            raise ArchiveError(f"{self.rel}: a row of {raw_len:,} bytes (its values of up to 8 MiB each, or its "
+                               f"COPY text line) is over the format's limit of {MAX_FRAME >> 20} MiB for a frame")
         index = self._frames
         self._frames += 1
         self._pending.append((self._pool.submit(self._store, index, parts, raw_len), raw_len))

@@ -616,3 +616,31 @@ def test_mariadb_restore_whose_connection_is_killed_fails_in_one_line(my, tmp_pa
     code, lines = _restore_and_kill(src, dst, tmp_path, kill)
     _assert_killed_line(code, lines, ("Lost connection", "Connection was killed", "server has gone away",
                                       "Query execution was interrupted"))
+
+
+# ------------------------------------------------------------------- the writer keeps to the limits
+def test_writer_stays_within_the_frame_limit(tmp_path: Path) -> None:
+    """What the readers refuse, the writer never makes: wide rows go on frames of their own, a
+    row near the limit is written and read back, one past it is refused with its size."""
+    from albackup.archive import ChunkWriter, read_chunk
+    from albackup.codec import pack_each, row_packer
+    from albackup.compress import Compressor
+    from albackup.dump import _frames
+    from albackup.errors import ArchiveError
+    from albackup.model import LogicalType
+
+    packed = [b"a" * (10 << 20), b"b" * (30 << 20), b"c" * 100, b"d" * (20 << 20), b"e" * (20 << 20)]
+    frames = list(_frames(packed, sum(map(len, packed))))
+    assert [[len(p) for p in f] for f in frames] == [[10 << 20], [30 << 20], [100, 20 << 20], [20 << 20]]
+    assert all(sum(map(len, f)) < MAX_FRAME for f in frames)
+    types = [LogicalType("text")]
+    w = ChunkWriter(tmp_path / "ok.chunk", "data/00001-00001.chunk", Compressor("zstd"), types)
+    near = "x" * (MAX_FRAME - 64)
+    w.write_packed(pack_each(row_packer(), [[near]]))
+    info = w.close()
+    [[row]] = [b for b in read_chunk(tmp_path / "ok.chunk", 1, "t", info.sha256, 1, expect_bytes=info.bytes)]
+    assert row == [near]
+    w = ChunkWriter(tmp_path / "big.chunk", "data/00001-00002.chunk", Compressor("zstd"), types)
+    with pytest.raises(ArchiveError, match=r"a row of 33,554,4\d\d bytes .* is over the format's limit of 32 MiB"):
+        w.write_packed(pack_each(row_packer(), [["x" * MAX_FRAME]]))
+    w.abort()
