@@ -114,7 +114,10 @@ def test_multipart_upload_of_a_large_chunk(s3env: s3servers.S3Server, tmp_path: 
     res = jobs.run(cfg, now=dt.datetime(2026, 5, 1, 3, tzinfo=UTC))
     assert res.ok, res.entries
     e = res.entries[0]
-    head = moto.client().head_object(Bucket=BUCKET, Key=f"multi/h1/shop/{e.backup}/data/00001-00001.chunk")
+    url = jobs.stored_backup_url(cfg, cfg.databases[0], e.backup)
+    with api.backup_at(url) as b:
+        [chunk] = [c["file"] for c in b.tables["blobs"]["chunks"]]     # the table of big rows, one chunk
+    head = moto.client().head_object(Bucket=BUCKET, Key=f"multi/h1/shop/{e.backup}/{chunk}")
     assert head["ETag"].strip('"').endswith("-2") or head["ContentLength"] > 5 * 1024 * 1024
     assert api.verify(jobs.stored_backup_url(cfg, cfg.databases[0], e.backup)).rows == 410
 
