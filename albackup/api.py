@@ -26,8 +26,8 @@ from .engines.base import Adapter, for_engine
 from .keys import NONE as NO_ENCRYPTION
 from .keys import EncryptionConfig, keyring, new_backup_encryption
 from .errors import AlbackupError, CompareFailed, DatabaseUnavailable, RestoreRefused, TargetIsSource
-from .repository import (Repository, Uploader, is_remote, open_remote_backup, remove_workdir, split_location,
-                         temp_workdir)
+from .repository import (Owner, Repository, Uploader, is_remote, open_remote_backup, remove_workdir,
+                         split_location, temp_workdir)
 from .restore import RestoreOptions, Restorer, RestoreResult
 from .secrets import mask_secrets
 from .storage import StorageOptions, open_storage
@@ -75,6 +75,11 @@ def _host(db: DatabaseConfig) -> str:
     return re.sub(r"[^\w.\-]", "_", h)
 
 
+def backup_owner(db: DatabaseConfig) -> Owner:
+    """The name and host this database's backups carry in their ids and manifests."""
+    return Owner(re.sub(r"[^\w.\-]", "_", db.name), _host(db), db.name)
+
+
 def _kinds(db: DatabaseConfig) -> set[str]:
     return {k for k, on in (("view", db.views), ("trigger", db.triggers), ("routine", db.routines)) if on}
 
@@ -89,8 +94,7 @@ def dump(db: DatabaseConfig, backup_dir: Path | str, *, progress: Progress | Non
     is given as a local folder.
     """
     engine, adapter = connect(db)
-    name = re.sub(r"[^\w.\-]", "_", db.name)
-    bid = backup_id(name, _host(db), now or dt.datetime.now(dt.timezone.utc))
+    bid = backup_id(backup_owner(db).id_name, _host(db), now or dt.datetime.now(dt.timezone.utc))
     opts = DumpOptions(
         name=db.name, host=_host(db), schemas=list(db.schemas), exclude_schemas=db.exclude_schemas,
         include=db.include_tables,

@@ -56,11 +56,31 @@ MAX_FRAME = 32 << 20
 MAX_STORED = MAX_FRAME + (MAX_FRAME >> 6) + (64 << 10)
 MAX_MANIFEST = 256 << 20
 SEALED_TRAILER_MAX = 64                   # the sealed trailer: nonce, SEALED_TRAILER, tag
-NAME_RE = re.compile(r"^(?P<name>.+)@(?P<host>.+)--(?P<ts>\d{8}T\d{6}Z)(?:-\d+)?$")
+#: ``name@host--20261122T093005.123Z-1a2b3c``: UTC time to the millisecond and a random tag, so that
+#: two dumps of one database never share an id (older backups: ``--20261122T093005Z``, maybe ``-2``)
+NAME_RE = re.compile(r"^(?P<name>[^@]+)@(?P<host>.+)--(?P<ts>\d{8}T\d{6})(?:\.(?P<ms>\d{3}))?Z"
+                     r"(?:-(?P<tag>[0-9a-f]{6}))?(?:-\d+)?$")
 
 
-def backup_id(name: str, host: str, when: dt.datetime) -> str:
-    return f"{name}@{host}--{when.astimezone(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+def backup_id(name: str, host: str, when: dt.datetime, tag: str | None = None) -> str:
+    """A new backup's id: sortable by time, unique even for dumps started in the same millisecond."""
+    import secrets
+
+    t = when.astimezone(dt.timezone.utc)
+    tag = secrets.token_hex(3) if tag is None else tag
+    return f"{name}@{host}--{t.strftime('%Y%m%dT%H%M%S')}.{t.microsecond // 1000:03d}Z-{tag}"
+
+
+def id_time(bid: str) -> dt.datetime | None:
+    """The UTC time in a backup id (new or old form), or None when it is not a backup id."""
+    m = NAME_RE.match(bid)
+    if not m:
+        return None
+    try:
+        t = dt.datetime.strptime(m.group("ts"), "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    return t.replace(microsecond=int(m.group("ms") or 0) * 1000, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -410,7 +410,9 @@ def run_cmd(ctx: click.Context, low_priority: bool, **kw: Any) -> None:
     """The scheduled run (cron, systemd timer): for each database, dump if a period is due, upload
     to every destination, move `latest`, prune. Exits non-zero if anything failed."""
     from . import jobs
+    from .locks import ConfigLock
     from .runlog import start_run_log, stop_run_log
+    from .signals import stop_on_signals
 
     st = _merge(ctx, **kw)
     if low_priority:
@@ -418,14 +420,15 @@ def run_cmd(ctx: click.Context, low_priority: bool, **kw: Any) -> None:
             log.info("%s", note)
     cfg = _run_config(st)
     log_dir = Path(cfg.log_dir).expanduser() if cfg.log_dir else default_log_dir()
-    try:
-        log_file = start_run_log(log_dir, jobs.utcnow())
-    except OSError as exc:
-        raise StorageError(f"log_dir {log_dir}: cannot write the run log there ({exc.strerror})") from None
-    try:
-        res = jobs.run(cfg, progress=_progress(st), log_file=str(log_file))
-    finally:
-        stop_run_log(log_file)
+    with ConfigLock(log_dir, cfg.source), stop_on_signals():    # one run per config; signals end it cleanly
+        try:
+            log_file = start_run_log(log_dir, jobs.utcnow())
+        except OSError as exc:
+            raise StorageError(f"log_dir {log_dir}: cannot write the run log there ({exc.strerror})") from None
+        try:
+            res = jobs.run(cfg, progress=_progress(st), log_file=str(log_file))
+        finally:
+            stop_run_log(log_file)
     lines = []
     for e in res.entries:
         what = f"{e.backup} ({e.rows:,} rows, {e.bytes:,} bytes)" if e.backup else ", ".join(e.due) or "-"
@@ -451,11 +454,22 @@ def list_cmd(ctx: click.Context, **kw: Any) -> None:
     listed = jobs.list_backups(_run_config(st))
     lines = []
     for x in listed:
+        if x.error:
+            lines.append(f"{x.database} @ {x.destination}: ERROR {x.error}")
+            continue
         lines.append(f"{x.database} @ {x.destination} (latest: {x.latest or '-'})")
         for b in x.backups:
-            state = ("verified" if b["verified"] else "complete") if b["complete"] else "INCOMPLETE"
+            state = ("verified" if b["verified"] else "complete") if b["complete"] else \
+                ("DAMAGED" if b["problem"] else "INCOMPLETE")
             lines.append(f"    {b['id']:<48} {b['bytes']:>12,} {state:<10} {', '.join(b['sets'])}")
     _out(st, [x.__dict__ for x in listed], "\n".join(lines))
+    _fail_unreadable([f"{x.database} @ {x.destination}" for x in listed if x.error])
+
+
+def _fail_unreadable(where: list[str]) -> None:
+    """Exit 13 (after printing what could be read) when a destination could not be read."""
+    if where:
+        raise StorageError(f"cannot read {len(where)} destination(s): {', '.join(where)}")
 
 
 @cli.command("prune")
@@ -468,16 +482,19 @@ def prune_cmd(ctx: click.Context, dry_run: bool, **kw: Any) -> None:
 
     st = _merge(ctx, **kw)
     report = jobs.prune(_run_config(st), dry_run=dry_run)
-    lines = [f"{'keep  ' if r['keep'] else 'remove'} {r['database']} {r['backup']}  {', '.join(r['reasons'])}"
+    lines = [f"ERROR  {r['database']} @ {r['destination']}: {r['error']}" if "error" in r else
+             f"{'keep  ' if r['keep'] else 'remove'} {r['database']} {r['backup']}  {', '.join(r['reasons'])}"
              for r in report]
     _out(st, report, "\n".join(lines) or "no backups")
+    _fail_unreadable([f"{r['database']} @ {r['destination']}" for r in report if "error" in r])
 
 
 @cli.command("check")
 @_common
 @click.pass_context
 def check_cmd(ctx: click.Context, **kw: Any) -> None:
-    """Exit 16 when a database's newest complete backup is older than its max_age (for monitoring)."""
+    """Exit 16 when a database's newest complete backup is older than its max_age, missing, future-dated,
+    `latest` names no complete backup, or a destination cannot be read (for monitoring)."""
     from . import jobs
 
     st = _merge(ctx, **kw)
@@ -487,20 +504,22 @@ def check_cmd(ctx: click.Context, **kw: Any) -> None:
     for f in res:
         age = "no backup" if f.age_seconds is None else f"{f.age_seconds / 3600:.1f}h old"
         lines.append(f"{'STALE' if f.stale else 'ok   '} {f.database} @ {f.destination}: {f.newest or '-'} ({age}, "
-                     f"max {f.max_age_seconds / 3600:.1f}h)")
+                     f"max {f.max_age_seconds / 3600:.1f}h)" + (f": {f.problem}" if f.problem else ""))
     _out(st, [f.__dict__ for f in res], "\n".join(lines))
     stale = sorted({f.database for f in res if f.stale})
     if stale and cfg.notifications:
         from .notify import Event, notify
 
         now = jobs.utcnow()
-        event = Event("stale", f"albackup on {jobs.hostname(cfg)}: newest backup too old for {', '.join(stale)}",
+        event = Event("stale", f"albackup on {jobs.hostname(cfg)}: newest backup too old, missing or unreadable "
+                               f"for {', '.join(stale)}",
                       jobs.hostname(cfg), now, now, [{"name": f.database, "status": "stale", "backup": f.newest,
-                                                      "destinations": [f.destination]} for f in res if f.stale])
+                                                      "error": f.problem, "destinations": [f.destination]}
+                                                     for f in res if f.stale])
         for w in notify(list(cfg.notifications), event):
             log.warning("%s", w)
     if stale:
-        raise BackupTooOld(f"newest backup too old or missing for {', '.join(stale)}")
+        raise BackupTooOld(f"newest backup too old, missing or unreadable for {', '.join(stale)}")
 
 
 @cli.command("compare")
@@ -602,15 +621,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="albackup", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
-    except click.exceptions.Abort:
-        click.echo("albackup: interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:       # click turns KeyboardInterrupt (and Terminated) into Abort
+        cause = exc.__cause__ or exc.__context__
+        click.echo(f"albackup: interrupted by {getattr(cause, 'name', 'SIGINT')}", err=True)
+        sys.exit(getattr(cause, "exit_code", 130))
     except click.ClickException as exc:
         exc.show()
         sys.exit(UsageError.exit_code)
-    except KeyboardInterrupt:
-        click.echo("albackup: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:      # Ctrl-C, or signals.Terminated (SIGTERM: 143)
+        name = getattr(exc, "name", "SIGINT")
+        click.echo(f"albackup: interrupted by {name}", err=True)
+        sys.exit(getattr(exc, "exit_code", 130))
     except AlbackupError as exc:
         if debug:
             traceback.print_exc()

@@ -128,6 +128,12 @@ class BackupTooOld(AlbackupError):
     exit_code = 16
 
 
+class Locked(AlbackupError):
+    """Another albackup run holds the lock of this config or of a destination (the message names it)."""
+
+    exit_code = 17
+
+
 def all_error_classes() -> list[type[AlbackupError]]:
     out: list[type[AlbackupError]] = []
 
@@ -147,5 +153,6 @@ def exit_code_table() -> str:
     for cls in all_error_classes():
         doc = " ".join((cls.__doc__ or "").split())
         lines.append(f"| {cls.exit_code} | `{cls.__name__}` | {doc} |")
-    lines.append("| 130 | — | interrupted (Ctrl-C) |")
+    lines.append("| 130 | — | interrupted (Ctrl-C, SIGINT): what the run had written was removed |")
+    lines.append("| 143 | — | stopped by SIGTERM (e.g. systemd): what the run had written was removed |")
     return "\n".join(lines)

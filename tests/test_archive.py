@@ -10,6 +10,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import sqlite3
 import stat
 import struct
@@ -23,7 +24,8 @@ import zstandard
 
 from albackup import api, config
 from albackup.archive import (CHUNK_MAGIC, END_MARK, FRAME, HEADER, MANIFEST, MAX_FRAME, NAME_RE, TRAILER,
-                              Backup, BackupWriter, ChunkWriter, backup_id, new_manifest, read_chunk)
+                              Backup, BackupWriter, ChunkWriter, backup_id, id_time, new_manifest,
+                              read_chunk)
 from albackup.codec import pack_rows
 from albackup.compress import IDS, Compressor
 from albackup.errors import ArchiveError, BackupNotFound, UnsupportedFormat
@@ -322,11 +324,19 @@ def test_decompression_bomb_is_refused(tmp_path: Path, compression: str) -> None
 
 def test_backup_id_format() -> None:
     when = dt.datetime(2026, 11, 22, 9, 30, 5, 123456, tzinfo=UTC)
-    assert backup_id("shop", "db1", when) == "shop@db1--20261122T093005Z"
+    assert backup_id("shop", "db1", when, tag="0a1b2c") == "shop@db1--20261122T093005.123Z-0a1b2c"
     cet = dt.timezone(dt.timedelta(hours=2))
-    assert backup_id("shop", "db1", dt.datetime(2026, 1, 1, 1, 0, 0, tzinfo=cet)) == "shop@db1--20251231T230000Z"
-    m = NAME_RE.match("shop@db1--20261122T093005Z")
-    assert m and m["name"] == "shop" and m["host"] == "db1" and m["ts"] == "20261122T093005Z"
+    bid = backup_id("shop", "db1", dt.datetime(2026, 1, 1, 1, 0, 0, tzinfo=cet))
+    assert re.fullmatch(r"shop@db1--20251231T230000\.000Z-[0-9a-f]{6}", bid)
+    assert len({backup_id("shop", "db1", when) for _ in range(200)}) == 200   # same millisecond, distinct
+    m = NAME_RE.match("shop@db1--20261122T093005Z")     # the older form is still read
+    assert m and m["name"] == "shop" and m["host"] == "db1" and m["ts"] == "20261122T093005"
+    assert id_time("shop@db1--20261122T093005Z-2") == dt.datetime(2026, 11, 22, 9, 30, 5, tzinfo=UTC)
+    assert id_time("shop@db1--20261122T093005.123Z-0a1b2c") == dt.datetime(2026, 11, 22, 9, 30, 5, 123000,
+                                                                          tzinfo=UTC)
+    assert id_time("shop@db1--20261122T093005.123Z-xyz") is None
+    ids = [backup_id("s", "h", when + dt.timedelta(milliseconds=i)) for i in (5, 1, 999, 30)]
+    assert sorted(ids) == sorted(ids, key=id_time)      # ids sort by time
 
 
 def test_writer_publishes_atomically(tmp_path: Path) -> None:
@@ -344,7 +354,7 @@ def test_writer_publishes_atomically(tmp_path: Path) -> None:
         Backup(w.tmp)
     final = w.commit(new_manifest(name="shop"))
     assert final == parent / bid
-    assert final.name == "shop@db1--20261122T093000Z"
+    assert final.name == bid and bid.startswith("shop@db1--20261122T093000.000Z-")
     assert [p.name for p in parent.iterdir()] == [bid]
     assert stat.S_IMODE(final.stat().st_mode) == 0o700
     assert stat.S_IMODE((final / "data").stat().st_mode) == 0o700
