@@ -123,7 +123,7 @@ class SecretError(AlbackupError):
 
 
 class BackupTooOld(AlbackupError):
-    """check: a database's newest complete backup is older than its max_age (or there is none)."""
+    """check: a database's newest complete backup is older than its max_age or missing, or a destination is unreadable, `latest` names no complete backup, or a backup is dated in the future."""
 
     exit_code = 16
 

@@ -943,15 +943,15 @@ def test_exit_codes_table(capsys: pytest.CaptureFixture[str]) -> None:
     codes = [c.exit_code for c in classes]
     assert len(codes) == len(set(codes))
     assert all(issubclass(c, AlbackupError) for c in classes)
-    assert {0, 130}.isdisjoint(codes)
+    assert {0, 130, 143}.isdisjoint(codes)
     for c in classes:
         assert f"| {c.exit_code} | `{c.__name__}` |" in r.out
-    assert "| 0 | — | success |" in r.out and "| 130 |" in r.out
+    assert "| 0 | — | success |" in r.out and "| 130 |" in r.out and "| 143 |" in r.out
     assert {c.__name__: c.exit_code for c in classes} == {
         "AlbackupError": 1, "UsageError": 2, "ConfigError": 3, "DatabaseUnavailable": 4, "RestoreRefused": 5,
         "BackupNotFound": 6, "ArchiveError": 7, "UnsupportedFormat": 8, "DumpError": 9, "RestoreError": 10,
         "IntegrityError": 11, "CompareFailed": 12, "StorageError": 13, "CryptoError": 14,
-        "SecretError": 15, "BackupTooOld": 16}
+        "SecretError": 15, "BackupTooOld": 16, "Locked": 17}
 
 
 def test_exit_codes_subprocess(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ databases:
     env = envfile.read_text()
     assert "ALBACKUP_STAGE=after_dump" in env and "ALBACKUP_STAGE=after_upload" in env
     assert "ALBACKUP_DATABASE=shop" in env and "ALBACKUP_HOST=h1" in env and "ALBACKUP_STATUS=ok" in env
-    assert f"ALBACKUP_BACKUP={tmp_path / 'dest'}/h1/shop/shop@local--20260401T010000Z" in env
+    assert f"ALBACKUP_BACKUP={tmp_path / 'dest'}/h1/shop/shop@local--20260401T010000.000Z-" in env
 
 
 def test_failing_run_notifies_with_the_error_and_no_password(tmp_path: Path, webhook) -> None:
