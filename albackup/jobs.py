@@ -146,10 +146,12 @@ def _run_db(cfg: RunConfig, db: DatabaseConfig, now: dt.datetime, res: RunResult
 def _interrupted(cfg: RunConfig, res: RunResult, exc: KeyboardInterrupt) -> None:
     """Mark the database being worked on (and those not reached) as failed: interrupted."""
     name = getattr(exc, "name", "SIGINT")
-    why = f"Interrupted: stopped by {name}; what this run had written was removed"
     started = {e.name for e in res.entries}
-    if res.entries and res.entries[-1].status not in ("skipped",) and not res.entries[-1].error:
-        res.entries[-1].status, res.entries[-1].error = "failed", why
+    last = res.entries[-1] if res.entries else None
+    if last is not None and last.status != "skipped" and not last.error:
+        last.error = (f"Interrupted: stopped by {name} after backup {last.backup} was stored" if last.backup else
+                      f"Interrupted: stopped by {name}; the incomplete backup was removed")
+        last.status = "failed"
     for db in cfg.databases:
         if db.name not in started:
             res.entries.append(RunEntry(db.name, status="skipped" if db.skip else "failed",

@@ -141,6 +141,8 @@ class Repository:
         except StorageError as exc:
             if getattr(exc, "not_found", False):
                 return "damaged", "manifest.json vanished while listing"
+            if getattr(exc, "code", None) == "ChecksumMismatch":
+                return "damaged", "manifest.json does not match its recorded SHA-256"
             raise
         except ValueError:
             return "damaged", "manifest.json is not JSON"
