@@ -77,6 +77,34 @@ def _source(path: Path, rows: int = 600, blob: int = 2000) -> Path:
     return path
 
 
+class _Writer:
+    """Keeps changing the source while the runs read it, as a live database does (WAL mode, so
+    that readers and this writer do not block each other)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "_Writer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        con = sqlite3.connect(self.path, timeout=30)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            con.execute("UPDATE accounts SET name = ? WHERE id % 7 = ?", (f"v{n}", n % 7))
+            con.commit()
+            time.sleep(0.002)
+        con.close()
+
+
 def _config(tmp: Path, src: Path, dests: list[str], retention: str, *, extra: str = "") -> Path:
     body = (f"hostname: h1\nlog_dir: {tmp / 'logs'}\nworkdir: {tmp / 'work'}\n"
             f"destinations:\n" + "".join(f"  - {d}\n" for d in dests) + f"retention: {retention}\n{extra}"
@@ -148,20 +176,48 @@ def _complete(files: set[str]) -> bool:
 
 
 # ------------------------------------------------------------------ two runs at once
+BARRIER = """#!/bin/sh
+# before_run hook: wait until both runs got here (or the test lets go), so that they race for real
+touch "$1/arrived.$$"
+i=0
+while [ "$(ls "$1" | grep -c arrived)" -lt 2 ] && [ ! -e "$1/release" ] && [ $i -lt 1500 ]; do
+  sleep 0.01; i=$((i+1))
+done
+"""
+
+
+def _race(cfg: Path, env: dict[str, str], barrier: Path) -> list[tuple[str, str, int]]:
+    """Two runs of cfg at once; when one ends before the other reached the barrier (it found the
+    lock held), the other is let go."""
+    barrier.mkdir()
+    procs = [_start("run", cfg, env) for _ in range(2)]
+    while all(p.poll() is None for p in procs) and len(list(barrier.glob("arrived.*"))) < 2:
+        time.sleep(0.01)
+    (barrier / "release").touch()
+    return [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+
+
 def test_two_runs_started_together_leave_one_backup_that_verifies(moto: s3servers.S3Server, tmp_path: Path) -> None:
-    """Two `run`s of one config started at the same moment, four times: each time exactly one
-    complete backup per destination, `latest` naming it, and it verifies; the other run says
-    "not due" or that the lock is held (17)."""
-    src = _source(tmp_path / "shop.sqlite", rows=300)
+    """Two `run`s of one config started at the same moment, three times, while the source is being
+    written: each time exactly one complete backup per destination, `latest` naming it, and it
+    verifies; the other run says that the lock is held (17) or "not due"."""
+    src = _source(tmp_path / "shop.sqlite", rows=400)
+    con = sqlite3.connect(src)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    hook = tmp_path / "barrier.sh"
+    hook.write_text(BARRIER)
+    hook.chmod(0o700)
     env = _env(moto)
     codes = []
-    for rnd in range(4):
+    for rnd in range(3):
         tmp = tmp_path / f"r{rnd}"
         tmp.mkdir()
         prefix = f"race-{os.getpid()}-{rnd}"
-        cfg = _config(tmp, src, [str(tmp / "dest"), _s3_dest(moto, prefix)], "{hourly: 2}")
-        procs = [_start("run", cfg, env) for _ in range(2)]
-        results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+        cfg = _config(tmp, src, [str(tmp / "dest"), _s3_dest(moto, prefix)], "{hourly: 2}",
+                      extra=f"hooks:\n  before_run: [['{hook}', '{tmp / 'barrier'}']]\n")
+        with _Writer(src):
+            results = _race(cfg, env, tmp / "barrier")
         codes.append(sorted(r[2] for r in results))
         for out, err, rc in results:
             assert rc in (0, 17), err
