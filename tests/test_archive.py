@@ -422,7 +422,7 @@ def test_dump_publishes_name_at_host_timestamp(tmp_path: Path) -> None:
     src = _sqlite_source(tmp_path)
     when = dt.datetime(2026, 11, 22, 9, 30, 1, tzinfo=UTC)
     res = api.dump(config.url_config(f"sqlite:///{src}"), tmp_path / "backups", now=when)
-    assert res.path.name == "src@local--20261122T093001Z"
+    assert re.fullmatch(r"src@local--20261122T093001\.000Z-[0-9a-f]{6}", res.path.name)
     assert [p.name for p in (tmp_path / "backups").iterdir()] == [res.path.name]
     b = Backup(res.path)
     assert b.id == res.path.name
