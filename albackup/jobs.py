@@ -18,7 +18,7 @@ from . import api
 from .config import DatabaseConfig, RunConfig
 from .errors import AlbackupError, ConfigError, StorageError
 from .locks import DestinationLock
-from .repository import Entry, Repository
+from .repository import Entry, Repository, remove_stale_workdirs
 from .retention import BackupRef, Decision, Policy, apply_policy, due_periods
 from .secrets import mask_secrets
 from .storage import open_storage
@@ -103,6 +103,7 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
     now = now or utcnow()
     started = utcnow()
     res = RunResult()
+    remove_stale_workdirs(Path(cfg.workdir) if cfg.workdir else None)
     try:
         _hooks(cfg, "before_run", status="starting")
     except AlbackupError as exc:     # a failing before_run hook stops every database's backup

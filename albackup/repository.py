@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -317,8 +319,35 @@ def temp_workdir(base: Path | None = None) -> Path:
             Path(base).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StorageError(f"workdir {base}: cannot create it ({exc.strerror})") from None
-    return Path(tempfile.mkdtemp(prefix="albackup-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=f"albackup-{os.getpid()}-", dir=base))
 
 
 def remove_workdir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+_STAGING = re.compile(r"albackup-(\d+)-[A-Za-z0-9_]{8}")
+
+
+def remove_stale_workdirs(base: Path | None = None) -> list[Path]:
+    """Remove the staging folders (``albackup-<pid>-…``) that a process killed outright (SIGKILL,
+    power loss) left in ``base``: only this user's, and only when that process is gone."""
+    from .locks import pid_alive
+
+    base = Path(base) if base is not None else Path(tempfile.gettempdir())
+    removed = []
+    try:
+        found = list(os.scandir(base))
+    except OSError:
+        return []
+    for e in found:
+        m = _STAGING.fullmatch(e.name)
+        try:
+            mine = e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_uid == os.geteuid()
+        except OSError:
+            continue
+        if m and mine and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(e.path, ignore_errors=True)
+            log.info("removed %s, left by an albackup process that was killed", e.path)
+            removed.append(Path(e.path))
+    return removed

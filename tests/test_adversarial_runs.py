@@ -271,7 +271,7 @@ def _assert_no_set_only_looks_complete(tmp: Path, moto: s3servers.S3Server, pref
 def test_a_run_killed_at_random_points_loses_nothing(sig: int, moto: s3servers.S3Server, tmp_path: Path,
                                                     webhook: tuple[str, list[dict]]) -> None:
     url, posts = webhook
-    src = _source(tmp_path / "shop.sqlite", rows=3000)
+    src = _source(tmp_path / "shop.sqlite", rows=2000)
     prefix = f"kill-{os.getpid()}-{sig}"
     cfg = _config(tmp_path, src, [str(tmp_path / "dest"), _s3_dest(moto, prefix)], "{keep_last: 2}",
                   extra=f"notifications:\n  - {{type: webhook, url: '{url}', on: [failure]}}\n")
@@ -307,6 +307,8 @@ def test_a_run_killed_at_random_points_loses_nothing(sig: int, moto: s3servers.S
     again = _cli("run", cfg, env)
     assert again.returncode == 0, again.stderr
     _assert_no_set_only_looks_complete(tmp_path, moto, prefix)
+    assert not any((tmp_path / "work").glob("*")), "the staging folders of killed runs were left"
+    assert not any((tmp_path / "dest" / "h1" / "shop" / "locks").glob("*")), "a lock was left"
 
 
 # ------------------------------------------------------------------ a polluted prefix
