@@ -463,3 +463,43 @@ def test_a_held_lock_stops_a_second_run_and_a_stale_one_is_taken_over(tmp_path: 
             assert "host elsewhere, pid 1" in res.entries[0].error
             assert [p.name for p in locks.iterdir()] == ["0123456789abcdef.json"]
             (locks / "0123456789abcdef.json").unlink()
+
+
+def test_on_s3_only_the_databases_own_complete_sets_count(moto: s3servers.S3Server, tmp_path: Path) -> None:
+    """The same judgement on S3: a listing and a manifest read per set, nothing else touched."""
+    from albackup.destinations import Destination
+
+    src = _source(tmp_path / "shop.sqlite", rows=50)
+    prefix = f"own-{os.getpid()}"
+    db = replace(config.url_config(f"sqlite:///{src}", name="shop"), retention=Policy(keep_last=9),
+                 destinations=(Destination(f"s3://{BUCKET}/{prefix}", moto.options()),), source="test")
+    cfg = config.RunConfig(scratch=None, databases=(db,), hostname="h1", workdir=str(tmp_path / "work"))
+    now = jobs.utcnow()
+    real = [jobs.run(cfg, now=now - dt.timedelta(hours=h)).entries[0].backup for h in (3, 2)]
+    client, base = moto.client(), f"{prefix}/h1/shop/"
+
+    def copy(src_id: str, new_id: str, manifest: bytes | None = None) -> None:
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix=base + src_id + "/")["Contents"]:
+            key = base + new_id + o["Key"][len(base + src_id):]
+            if manifest is not None and key.endswith("/manifest.json"):
+                client.put_object(Bucket=BUCKET, Key=key, Body=manifest)
+            else:
+                client.copy_object(Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": o["Key"]})
+
+    copy(real[0], "x@y--20991231T000000Z-1")
+    copy(real[0], "shop@otherhost--" + real[1].split("--")[1])
+    copy(real[1], "shop@local--" + (now - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ"), manifest=b"")
+    copy(real[1], "shop@local--20991231T000000Z")
+    client.delete_object(Bucket=BUCKET, Key=base + "latest")
+    before = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=base)["Contents"]}
+
+    tight = replace(cfg, databases=(replace(db, retention=Policy(keep_last=1)),))
+    report = jobs.prune(tight, now=now)
+    assert {r["backup"]: r["keep"] for r in report} == {
+        real[1]: True, real[0]: False, "shop@local--20991231T000000Z": True,
+        "shop@local--" + (now - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ"): True}
+    after = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=base)["Contents"]}
+    assert after == {k for k in before if not k.startswith(base + real[0] + "/")}
+    fresh = jobs.check(replace(tight, databases=(replace(tight.databases[0], max_age=dt.timedelta(hours=3)),)),
+                       now=now)
+    assert fresh[0].newest == real[1] and fresh[0].stale and "future" in (fresh[0].problem or "")
