@@ -414,13 +414,14 @@ def run_cmd(ctx: click.Context, low_priority: bool, **kw: Any) -> None:
     from .runlog import start_run_log, stop_run_log
     from .signals import stop_on_signals
 
+    stop_on_signals()        # SIGTERM/SIGINT: the run removes what it wrote, notifies, exits 143/130
     st = _merge(ctx, **kw)
     if low_priority:
         for note in lower_priority():
             log.info("%s", note)
     cfg = _run_config(st)
     log_dir = Path(cfg.log_dir).expanduser() if cfg.log_dir else default_log_dir()
-    with ConfigLock(log_dir, cfg.source), stop_on_signals():    # one run per config; signals end it cleanly
+    with ConfigLock(log_dir, cfg.source):    # one run per config at a time
         try:
             log_file = start_run_log(log_dir, jobs.utcnow())
         except OSError as exc:
@@ -616,6 +617,15 @@ def _quiet_hooks(debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .signals import restore_signals
+
+    try:
+        _main(argv)
+    finally:
+        restore_signals()
+
+
+def _main(argv: list[str] | None) -> None:
     debug = "--debug" in (argv or sys.argv) or "-d" in (argv or sys.argv)
     _quiet_hooks(debug)
     try:

@@ -151,6 +151,7 @@ def _interrupted(cfg: RunConfig, res: RunResult, exc: KeyboardInterrupt) -> None
     last = res.entries[-1] if res.entries else None
     if last is not None and last.status != "skipped" and not last.error:
         last.error = (f"Interrupted: stopped by {name} after backup {last.backup} was stored" if last.backup else
+                      f"Interrupted: stopped by {name}" if last.status == "not due" else
                       f"Interrupted: stopped by {name}; the incomplete backup was removed")
         last.status = "failed"
     for db in cfg.databases:

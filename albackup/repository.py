@@ -48,7 +48,7 @@ class Owner:
 
     def owns_id(self, bid: str) -> bool:
         m = NAME_RE.match(bid)
-        return bool(m) and m.group("name") == self.id_name and m.group("host") == self.id_host  # type: ignore[union-attr]
+        return m is not None and m.group("name") == self.id_name and m.group("host") == self.id_host
 
 
 @dataclass(frozen=True)

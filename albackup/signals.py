@@ -4,14 +4,14 @@ exits 128 + the signal number (143, 130). Further signals while that clean-up ru
 (SIGKILL still ends the process at once)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_previous: dict[int, Any] = {}
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,11 +27,10 @@ class Terminated(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Within the block, the first SIGTERM/SIGINT/SIGHUP raises Terminated; later ones are ignored."""
+def stop_on_signals() -> None:
+    """From now on (until :func:`restore_signals`, which ``cli.main`` calls last), the first
+    SIGTERM/SIGINT/SIGHUP raises Terminated in the main thread; later ones are ignored."""
     if threading.current_thread() is not threading.main_thread():
-        yield
         return
     fired: list[int] = []
 
@@ -42,9 +41,12 @@ def stop_on_signals() -> Iterator[None]:
         fired.append(signum)
         raise Terminated(signum)
 
-    old = {s: signal.signal(s, handler) for s in HANDLED}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    for s in HANDLED:
+        _previous.setdefault(s, signal.signal(s, handler))
+
+
+def restore_signals() -> None:
+    """Put back the handlers stop_on_signals replaced (when albackup is called in-process)."""
+    while _previous:
+        s, h = _previous.popitem()
+        signal.signal(s, h)
