@@ -117,6 +117,7 @@ def run(cfg: RunConfig, *, now: dt.datetime | None = None, progress: Any = None,
         for db in cfg.databases:
             _run_db(cfg, db, now, res, progress)
     except KeyboardInterrupt as exc:     # SIGTERM/SIGINT (signals.py): what was written is gone already
+        remove_stale_workdirs(Path(cfg.workdir) if cfg.workdir else None, own=True)   # if a signal cut that short
         _interrupted(cfg, res, exc)
         _notify(cfg, res, started, log_file)
         raise

@@ -329,9 +329,10 @@ def remove_workdir(path: Path) -> None:
 _STAGING = re.compile(r"albackup-(\d+)-[A-Za-z0-9_]{8}")
 
 
-def remove_stale_workdirs(base: Path | None = None) -> list[Path]:
+def remove_stale_workdirs(base: Path | None = None, *, own: bool = False) -> list[Path]:
     """Remove the staging folders (``albackup-<pid>-…``) that a process killed outright (SIGKILL,
-    power loss) left in ``base``: only this user's, and only when that process is gone."""
+    power loss) left in ``base``: only this user's, and only when that process is gone. With
+    ``own``, this process's own ones instead (after a signal cut its clean-up short)."""
     from .locks import pid_alive
 
     base = Path(base) if base is not None else Path(tempfile.gettempdir())
@@ -346,7 +347,8 @@ def remove_stale_workdirs(base: Path | None = None) -> list[Path]:
             mine = e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_uid == os.geteuid()
         except OSError:
             continue
-        if m and mine and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+        pid = int(m.group(1)) if m else -1
+        if m and mine and ((pid == os.getpid()) if own else (pid != os.getpid() and not pid_alive(pid))):
             shutil.rmtree(e.path, ignore_errors=True)
             log.info("removed %s, left by an albackup process that was killed", e.path)
             removed.append(Path(e.path))
