@@ -625,6 +625,13 @@ def main(argv: list[str] | None = None) -> None:
         restore_signals()
 
 
+def _interrupted(exc: BaseException | None) -> None:
+    """Exit 130 for Ctrl-C, 128 + the signal for one that signals.py turned into Terminated."""
+    name = getattr(exc, "name", None)
+    click.echo(f"albackup: interrupted by {name}" if name else "albackup: interrupted", err=True)
+    sys.exit(getattr(exc, "exit_code", 130))
+
+
 def _main(argv: list[str] | None) -> None:
     debug = "--debug" in (argv or sys.argv) or "-d" in (argv or sys.argv)
     _quiet_hooks(debug)
@@ -632,16 +639,12 @@ def _main(argv: list[str] | None) -> None:
         rv = cli.main(args=argv, prog_name="albackup", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except click.exceptions.Abort as exc:       # click turns KeyboardInterrupt (and Terminated) into Abort
-        cause = exc.__cause__ or exc.__context__
-        click.echo(f"albackup: interrupted by {getattr(cause, 'name', 'SIGINT')}", err=True)
-        sys.exit(getattr(cause, "exit_code", 130))
+        _interrupted(exc.__cause__ or exc.__context__)
     except click.ClickException as exc:
         exc.show()
         sys.exit(UsageError.exit_code)
     except KeyboardInterrupt as exc:      # Ctrl-C, or signals.Terminated (SIGTERM: 143)
-        name = getattr(exc, "name", "SIGINT")
-        click.echo(f"albackup: interrupted by {name}", err=True)
-        sys.exit(getattr(exc, "exit_code", 130))
+        _interrupted(exc)
     except AlbackupError as exc:
         if debug:
             traceback.print_exc()
