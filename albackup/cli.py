@@ -617,12 +617,15 @@ def _quiet_hooks(debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .signals import restore_signals
+    """The program. Called with ``argv`` (in-process, as the tests do), it puts back the signal
+    handlers ``run`` installs; as the process's entry point it ignores the signals that come
+    while the interpreter exits, so that they neither kill it nor change its exit code."""
+    from .signals import ignore_signals, restore_signals
 
     try:
         _main(argv)
     finally:
-        restore_signals()
+        (restore_signals if argv is not None else ignore_signals)()
 
 
 def _interrupted(exc: BaseException | None) -> None:

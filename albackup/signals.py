@@ -28,7 +28,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def stop_on_signals() -> None:
-    """From now on (until :func:`restore_signals`, which ``cli.main`` calls last), the first
+    """From now on (until :func:`restore_signals`, see ``cli.main``), the first
     SIGTERM/SIGINT/SIGHUP raises Terminated in the main thread; later ones are ignored."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -43,6 +43,13 @@ def stop_on_signals() -> None:
 
     for s in HANDLED:
         _previous.setdefault(s, signal.signal(s, handler))
+
+
+def ignore_signals() -> None:
+    """Once the command is done: a signal during the interpreter's exit changes nothing (the
+    exit code stays the command's), instead of killing it or raising in the middle of its exit."""
+    for s in list(_previous):
+        signal.signal(s, signal.SIG_IGN)     # (a Python handler would be reset to the default at exit)
 
 
 def restore_signals() -> None:
