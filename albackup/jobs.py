@@ -246,9 +246,19 @@ def _prune_plan(repo: Repository, policy: Policy, now: dt.datetime, *, dry_run: 
             d = Decision(d.backup, True, ("latest",))
         out.append(d)
         if not d.keep and not dry_run:
-            repo.delete(d.backup.id)
+            _remove(repo, d.backup.id)
             log.info("pruned %s from %s", d.backup.id, mask_secrets(repo.where))
     return out
+
+
+def _remove(repo: Repository, bid: str) -> None:
+    """Delete one set; a signal in the middle lets the deletion finish first (later signals are
+    ignored, see signals.py), so that no half-removed set stays behind."""
+    try:
+        repo.delete(bid)
+    except KeyboardInterrupt:
+        repo.delete(bid)
+        raise
 
 
 @dataclass

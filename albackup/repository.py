@@ -191,7 +191,10 @@ class Repository:
                                json.dumps({"verified_at": when.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode())
 
     def delete(self, bid: str) -> int:
-        return self.storage.delete_prefix(self.key(bid) + "/")
+        """Remove a set: its manifest first, so that a removal cut short leaves an incomplete set
+        (never counted), not one whose manifest lists chunks that are gone."""
+        self.storage.delete(self.key(bid, MANIFEST))
+        return self.storage.delete_prefix(self.key(bid) + "/") + 1
 
     # ---------------------------------------------------------------- reading
     def open(self, bid: str, workdir: Path, keyring: Any = None, require_encryption: bool = False) -> Backup:

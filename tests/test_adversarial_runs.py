@@ -295,8 +295,9 @@ def test_a_run_killed_at_random_points_loses_nothing(sig: int, moto: s3servers.S
             # stopped cleanly: no incomplete set is left in either destination (a set stored in full
             # before the signal stays, verified above; one a cut-off prune did not reach yet too),
             # nor staging; the failure was reported
-            assert set(local) == complete, sorted(local)
-            assert all(_complete(f) for f in _s3_sets(moto, prefix).values())
+            assert set(local) == complete, ({b: sorted(f) for b, f in local.items() if b not in complete}, p.stderr)
+            remote = _s3_sets(moto, prefix)
+            assert all(_complete(f) for f in remote.values()), (remote, p.stderr[-1500:])
             assert not any((tmp_path / "work").glob("*")), "staging left behind"
             assert p.stderr.strip().splitlines()[-1] == "albackup: interrupted by SIGTERM", p.stderr
             if "backed up" not in p.stdout:     # (a signal after the run printed its result ends only the exit)
