@@ -225,7 +225,8 @@ class Uploader:
     def __init__(self, repos: list[Repository], bid: str) -> None:
         self.repos = repos
         self.bid = bid
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(repos)), thread_name_prefix="albackup-upload")
+        self._threads = f"albackup-upload-{id(self):x}"
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(repos)), thread_name_prefix=self._threads)
         self._futures: list[Future[Any]] = []
         self._written: list[tuple[Repository, str]] = []     # every key a put was started for
         self._aborted = False
@@ -238,7 +239,12 @@ class Uploader:
         for repo in self.repos:
             key = repo.key(self.bid, rel)
             self._written.append((repo, key))
-            self._futures.append(self._pool.submit(repo.storage.put_file, key, path, sha256=sha256))
+            self._futures.append(self._pool.submit(self._upload, repo, key, path, sha256))
+
+    def _upload(self, repo: Repository, key: str, path: Path, sha256: str) -> Any:
+        if self._aborted:       # queued before an abort that could not see it (see abort)
+            return None
+        return repo.storage.put_file(key, path, sha256=sha256)
 
     def wait_chunks(self) -> None:
         """Every chunk file is up (raises the first upload's error)."""
@@ -266,6 +272,9 @@ class Uploader:
         for f in self._futures:
             f.cancel()
         self._pool.shutdown(wait=True)
+        for t in threading.enumerate():     # a signal inside submit() can leave a worker the pool does not know
+            if t.name.startswith(self._threads + "_"):
+                t.join()
         written = sorted(set(self._written), key=lambda rk: (not rk[1].endswith("/" + MANIFEST), rk[1]))
         for repo, key in written:
             try:
