@@ -152,6 +152,16 @@ def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str, st
     return make
 
 
+def query_rows(url: sa.URL, sql: str) -> list[tuple]:
+    """The rows of ``sql`` on the database at ``url``, as tuples."""
+    e = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with e.connect() as c:
+            return [tuple(r) for r in c.exec_driver_sql(sql)]
+    finally:
+        e.dispose()
+
+
 def engine_for(url: sa.URL) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool)
 

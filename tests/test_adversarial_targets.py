@@ -20,6 +20,8 @@ from sqlalchemy.pool import NullPool
 from albackup import api, config
 from albackup.errors import ConfigError, RestoreRefused, TargetIsSource
 
+from .conftest import query_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
 
@@ -41,13 +43,7 @@ def _exec(url: sa.URL, *stmts: str) -> None:
     e.dispose()
 
 
-def _rows(url: sa.URL, sql: str) -> list[tuple[Any, ...]]:
-    e = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with e.connect() as c:
-            return [tuple(r) for r in c.exec_driver_sql(sql)]
-    finally:
-        e.dispose()
+_rows = query_rows
 
 
 def _tables(url: sa.URL) -> set[str]:

@@ -18,6 +18,8 @@ from albackup.errors import IntegrityError
 from albackup.progress import Reporter
 from albackup.restore import RestoreOptions
 
+from .conftest import query_rows
+
 SCHEMA = [
     "CREATE SEQUENCE s_order START WITH 1000 INCREMENT BY 10 MINVALUE 5 MAXVALUE 999999 CACHE 20 CYCLE",
     "CREATE TABLE orders (id BIGINT NOT NULL DEFAULT NEXTVAL(s_order) PRIMARY KEY, note VARCHAR(20) "
@@ -121,13 +123,7 @@ def _same_schema(src: sa.URL, dst: sa.URL) -> None:
     assert a == b, diff
 
 
-def _rows(url: sa.URL, sql: str) -> list[tuple]:
-    e = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with e.connect() as c:
-            return [tuple(r) for r in c.exec_driver_sql(sql)]
-    finally:
-        e.dispose()
+_rows = query_rows
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -19,6 +19,8 @@ from albackup.cli import main
 from albackup.errors import RestoreError, RestoreRefused
 from albackup.restore import RestoreOptions
 
+from .conftest import query_rows
+
 # written as a DBA writes a schema file: three schemas, foreign keys across them, an enum, a
 # domain, a composite and a range type outside the default schema, a function returning a
 # table's rows, a trigger, a view on a view, a materialized view, an operator, an aggregate,
@@ -151,13 +153,7 @@ def _dba_source(make_db) -> sa.URL:
     return src
 
 
-def _rows(url: sa.URL, sql: str) -> list[tuple]:
-    e = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with e.connect() as c:
-            return [tuple(r) for r in c.exec_driver_sql(sql)]
-    finally:
-        e.dispose()
+_rows = query_rows
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
