@@ -25,7 +25,7 @@ from .codec import (LargeBase, LargeRows, LargeValue, array_header, hash_row_str
 from .compress import NAMES as COMPRESSION_NAMES
 from .compress import Compressor, decompress
 from .fsutil import fsync_dir
-from .errors import ArchiveError, BackupNotFound, StorageError, UnsupportedFormat
+from .errors import ArchiveError, BackupNotFound, RowTooLarge, StorageError, UnsupportedFormat
 from .model import LogicalType, Schema
 from .pgtext import ENCODING as TEXT_ENCODING
 from .pgtext import FEATURE as TEXT_FEATURE
@@ -224,7 +224,7 @@ class ChunkWriter:
     def _frame(self, parts: list[bytes]) -> None:
         raw_len = sum(map(len, parts))
         if raw_len >= MAX_FRAME:
-            raise ArchiveError(f"{self.rel}: a row of {raw_len:,} bytes (its values of up to 8 MiB each, or its "
+            raise RowTooLarge(f"{self.rel}: a row of {raw_len:,} bytes (its values of up to 8 MiB each, or its "
                                f"COPY text line) is over the format's limit of {MAX_FRAME >> 20} MiB for a frame")
         index = self._frames
         self._frames += 1

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from .archive import (LARGE_FEATURE, TEXT_ENCODING, TEXT_FEATURE, BackupWriter, ChunkWriter, Encryption, MAX_FRAME,
                       new_manifest)
 from .engines.base import Adapter, database_error_line
-from .errors import AlbackupError, ArchiveError, DumpError
+from .errors import AlbackupError, ArchiveError, DumpError, RowTooLarge
 from .gcpause import gc_paused
 from .pgtext import ORDERED as ORDERED_FEATURE
 from .pgtext import CopyTextRefused
@@ -120,6 +120,14 @@ def _frames(packed: list[bytes], total: int) -> Iterator[list[bytes]]:
 def dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
               progress: Reporter) -> UnitResult:
     """Dump one unit into its chunk file(s); a whole-table unit rolls over past CHUNK_BYTES."""
+    try:
+        return _dump_unit(conn, adapter, writer, unit, opts, progress)
+    except RowTooLarge as exc:
+        raise RowTooLarge(f"table {unit.table.key}: {exc}") from None
+
+
+def _dump_unit(conn: Connection, adapter: Adapter, writer: BackupWriter, unit: Unit, opts: DumpOptions,
+               progress: Reporter) -> UnitResult:
     with gc_paused():
         if unit.ranged and adapter.copy_text_ok(conn, unit.table, scan=False):
             # a range is one chunk file, dropped whole if the guarded COPY refuses a row: the

@@ -77,6 +77,11 @@ class UnreadObject(DumpError):
     fails (exclude it to dump the rest)."""
 
 
+class RowTooLarge(DumpError):
+    """A row is over the format's frame limit (a single value of more than 32 MiB that is not text
+    or binary, such as a large JSON document): the dump names the table and fails."""
+
+
 class RestoreError(AlbackupError):
     """The restore failed; what it had created in the target was removed."""
 

@@ -628,7 +628,7 @@ def test_writer_stays_within_the_frame_limit(tmp_path: Path) -> None:
     from albackup.codec import pack_each, row_packer
     from albackup.compress import Compressor
     from albackup.dump import _frames
-    from albackup.errors import ArchiveError
+    from albackup.errors import RowTooLarge
     from albackup.model import LogicalType
 
     packed = [b"a" * (10 << 20), b"b" * (30 << 20), b"c" * 100, b"d" * (20 << 20), b"e" * (20 << 20)]
@@ -643,6 +643,32 @@ def test_writer_stays_within_the_frame_limit(tmp_path: Path) -> None:
     [[row]] = [b for b in read_chunk(tmp_path / "ok.chunk", 1, "t", info.sha256, 1, expect_bytes=info.bytes)]
     assert row == [near]
     w = ChunkWriter(tmp_path / "big.chunk", "data/00001-00002.chunk", Compressor("zstd"), types)
-    with pytest.raises(ArchiveError, match=r"a row of 33,554,4\d\d bytes .* is over the format's limit of 32 MiB"):
+    with pytest.raises(RowTooLarge, match=r"a row of 33,554,4\d\d bytes .* is over the format's limit of 32 MiB"):
         w.write_packed(pack_each(row_packer(), [["x" * MAX_FRAME]]))
     w.abort()
+
+
+def test_a_row_over_the_frame_limit_fails_the_dump_naming_its_table(make_db, tmp_path: Path) -> None:
+    """A JSON document of 40 MB (not text or binary, so not stored in pieces) cannot be held in
+    one frame: the dump fails with exit 9, naming the table, and leaves no backup."""
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    src = make_db("postgresql", "bigrow")
+    e = sa.create_engine(src, poolclass=NullPool)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE docs (id int PRIMARY KEY, doc jsonb)")
+        c.exec_driver_sql("INSERT INTO docs VALUES (1, '{}'), (2, (SELECT jsonb_agg(md5(g::text)) "
+                          "FROM generate_series(1, 1100000) g))")
+    e.dispose()
+    out = tmp_path / "b"
+    p = subprocess.run([sys.executable, "-m", "albackup", "dump", "--url", src.render_as_string(hide_password=False),
+                        "--backup-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 9, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "table docs: data/" in lines[0] and "over the format's limit of 32 MiB" in lines[0], \
+        p.stderr
+    assert not out.exists() or not [x for x in out.iterdir() if not x.name.startswith(".")]
