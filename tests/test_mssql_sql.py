@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
+from .conftest import require_component
+
 from albackup.engines.base import adapter_class
 from albackup.engines.mssql import BEGIN_SQL, SNAPSHOT_OFF_DETAIL, SNAPSHOT_STATE_SQL, MSSQLAdapter
 from albackup.errors import IntegrityError, RestoreError, UnreadObject
@@ -38,6 +40,40 @@ class Result:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return list(self.rows)
+
+
+# ------------------------------------------------------------- an independent T-SQL grammar
+#: statements sqlglot's T-SQL grammar does not know (DBCC; the SNAPSHOT isolation level); each is checked by its
+#: exact expected text in the tests instead
+TSQL_UNPARSED = ("DBCC ", "SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
+_EMITTED: list[list[tuple[Any, ...]]] = []     # the logs of every FakeConnection of the running test
+
+
+def assert_tsql(sql: str) -> None:
+    """``sql`` parses as T-SQL with sqlglot's grammar (not SQLAlchemy's): a statement SQL Server
+    would reject for its syntax (an unbalanced bracket, a clause out of place) fails here."""
+    require_component("sqlglot", "the T-SQL parser sqlglot (pip install -r requirements-dev.txt)",
+                      installed_by_scripts=True)
+    import sqlglot
+    from sqlglot.errors import ParseError
+
+    if sql.lstrip().upper().startswith(TSQL_UNPARSED):
+        return
+    try:
+        sqlglot.parse(sql, read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
+    except ParseError as exc:
+        pytest.fail(f"not valid T-SQL for sqlglot: {str(exc).splitlines()[0]}\n{sql}")
+
+
+@pytest.fixture(autouse=True)
+def _every_statement_is_tsql() -> Iterator[None]:
+    """Every statement a test's fake connections were given parses as T-SQL."""
+    _EMITTED.clear()
+    yield
+    for log in _EMITTED:
+        for entry in log:
+            if entry[0] in ("sql", "execute", "executemany"):
+                assert_tsql(entry[1])
 
 
 class RecordingCursor:
@@ -89,6 +125,7 @@ class FakeConnection:
     def __init__(self, answer: Answer = no_rows, raise_on: Callable[[str], bool] = lambda sql: False,
                  fail_on: Callable[[str], bool] = lambda sql: False) -> None:
         self.log: list[tuple[Any, ...]] = []
+        _EMITTED.append(self.log)
         self.answer = answer
         self.raise_on = raise_on
         self.fail_on = fail_on
@@ -189,6 +226,7 @@ def test_create_table_every_logical_type(ad: MSSQLAdapter, dialect: sa.Dialect) 
         "every", md, sa.Column("id", sa.BIGINT(), sa.Identity(start=1, increment=1), primary_key=True),
         *[sa.Column(n, ad.target_type(Column(n, t, ""), None)[1]) for n, t in EVERY_TYPE], schema="dbo")
     assert str(sa.schema.CreateTable(table).compile(dialect=dialect)) == EXPECTED_CREATE
+    assert_tsql(EXPECTED_CREATE)
 
 
 def test_target_logical_types(ad: MSSQLAdapter) -> None:
@@ -601,6 +639,7 @@ def test_restore_plan_for_sql_server(ad: MSSQLAdapter) -> None:
         Column("state", L("enum", values=("new", "done")), "state_enum"),
     ], primary_key=["id"], primary_key_name="orders_pkey", uniques=[Unique("orders_code_key", ["code"])])
     tp = build_plan(Schema("postgresql", tables=[t]), [t], ad).tables[0]
+    assert_tsql(create_table_sql(tp, ad))
     lines = [ln.strip() for ln in create_table_sql(tp, ad).strip().splitlines()]
     assert lines[0] == "CREATE TABLE [orders] ("
     assert "[id] BIGINT NOT NULL IDENTITY(1,1)," in lines
@@ -626,6 +665,7 @@ def test_key_range_sql_uses_offset_fetch_and_spelled_out_comparisons() -> None:
     # pyodbc's qmark style: a '%' in a name stays as it is, and no parameters are None
     assert not a.formats and a.q("a%b") == "[a%b]"
     sql = a.nth_key_sql(t, ["grp", "n"], f" WHERE {cond}", 5)
+    assert_tsql(sql)
     assert sql == ('SELECT [grp], [n] FROM [dbo].[x"]]; DROP TABLE y; --] WHERE ([grp] < ? OR ([grp] = ? AND '
                    '[n] <= ?)) ORDER BY [grp], [n] OFFSET 4 ROWS FETCH NEXT 1 ROWS ONLY')
     # one connection: a SQL Server dump is never read by workers
@@ -652,6 +692,10 @@ def test_index_names_are_per_table_and_constraint_names_per_schema(ad: MSSQLAdap
         table("b", foreign_keys=[ForeignKey("fk_o", ["o"], "o", ["id"], "dbo")], indexes=[Index("by_o", ["o"])]),
     ])
     plan = build_plan(schema, schema.tables, ad)
+    from albackup.ddl import plan_sql
+
+    for stmt in plan_sql(plan, ad):
+        assert_tsql(stmt)
     by = {p.name: p for p in plan.tables}
     assert [ix.name for ix in by["a"].indexes] == ["by_o"] and [ix.name for ix in by["b"].indexes] == ["by_o"]
     assert [fk.name for fk in by["a"].foreign_keys] == ["fk_o"]
@@ -659,3 +703,12 @@ def test_index_names_are_per_table_and_constraint_names_per_schema(ad: MSSQLAdap
     assert [c.name for c in by["a"].checks] == ["o_2"]       # a table is named o
     assert by["b"].notes == ["foreign key 'fk_o' restored as 'fk_o_2' (the name is taken in mssql)"]
     assert by["a"].notes == ["check constraint 'o' restored as 'o_2' (the name is taken in mssql)"]
+
+
+def test_the_tsql_check_catches_what_sql_server_would_refuse() -> None:
+    """The grammar check is not a formality: malformed statements fail it."""
+    for bad in ("CREATE TABLE [t] ([a] INT NOT NULL, CONSTRAINT [pk] PRIMARY KEY ([a])",
+                "SELECT [a] FROM [t] WHERE", "INSERT INTO [t] ([a], [b] VALUES (?, ?)"):
+        with pytest.raises(pytest.fail.Exception, match="not valid T-SQL"):
+            assert_tsql(bad)
+    assert_tsql("SELECT [a] FROM [t] WHERE [a] > ? ORDER BY [a] OFFSET 4 ROWS FETCH NEXT 1 ROWS ONLY")

@@ -15,7 +15,8 @@ from .s3servers import weed_binary
 
 #: module -> what it is, for every optional component that requirements-dev.txt installs
 INSTALLED_BY_SCRIPTS = {"aiosmtpd": "the SMTP test server", "moto": "the S3 test server (moto)",
-                        "xdist": "pytest-xdist", "hypothesis": "hypothesis", "mkdocs": "MkDocs"}
+                        "xdist": "pytest-xdist", "hypothesis": "hypothesis", "mkdocs": "MkDocs",
+                        "sqlglot": "the T-SQL parser sqlglot"}
 
 
 @pytest.mark.parametrize("module", sorted(INSTALLED_BY_SCRIPTS))
