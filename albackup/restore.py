@@ -369,6 +369,8 @@ class Restorer:
         self.dropped: list[str] = []
         self.replaced: list[str] = []
         self.old_left: list[str] = []
+        #: --clean has begun to make the tables it replaces under new names (``_stage``)
+        self.staging = False
         self._marked: set[tuple[str, str, str]] | None = None     # see _mark_objects
         self._made_names: set[str] = set()
         #: --clean: the backup's views the target holds, dropped before they are made again
@@ -524,11 +526,15 @@ class Restorer:
 
     def _raise_failed(self, exc: BaseException, staged: bool) -> None:
         """Raise the failure of a restore: a database error as a RestoreError saying what was
-        left (``_failed_how``); albackup's own errors as they are, with that added where --clean
-        had touched the target, or would have, and DDL is not transactional."""
-        if isinstance(exc, AlbackupError) and not self.adapter.transactional_ddl \
-                and (staged or self.dropped or self.replaced):
-            raise type(exc)(f"{exc.message}; restore {self._failed_how()}") from None
+        left (``_failed_how``); albackup's own errors (also one that a failed rollback followed)
+        as they are, with that added where --clean had touched the target, or would have, and
+        DDL is not transactional."""
+        ours = exc if isinstance(exc, AlbackupError) else \
+            next((e for e in causes(exc) if isinstance(e, AlbackupError)), None)
+        if ours is not None:
+            if not self.adapter.transactional_ddl and (staged or self.staging or self.dropped or self.replaced):
+                raise type(ours)(f"{ours.message}; restore {self._failed_how()}") from None
+            raise ours from None
         mapped = self._as_restore_error(exc, self._failed_how())
         if mapped is None:
             raise exc
@@ -557,6 +563,7 @@ class Restorer:
         """--clean where DDL is not transactional (adapter.swaps_on_clean): each table to replace is
         made and loaded under a new name, beside the old one, and swapped in by ``_swap`` once
         its rows are in and checked. Returns (plan, final name, name the old table takes)."""
+        self.staging = True
         out = []
         limit = self.adapter.max_identifier
         for tp in plan.tables:

@@ -1050,7 +1050,7 @@ class MySQLAdapter(Adapter):
             warnings = [w for w in cur.fetchall() if str(w[0]).lower() != "note"]
         except _driver_error(raw) as exc:
             cls = LoadConflict if _code(exc) in LOCK_CONFLICT else RestoreError
-            raise cls(f"table {table.key}: LOAD DATA LOCAL INFILE failed: {exc}") from None
+            raise cls(f"table {table.key}: LOAD DATA LOCAL INFILE failed: {self.error_line(exc) or exc}") from None
         if warnings:
             shown = "; ".join(f"{w[0]} {w[1]}: {w[2]}" for w in warnings[:3])
             more = f" (and {len(warnings) - 3} more)" if len(warnings) > 3 else ""

@@ -1221,6 +1221,20 @@ class PostgreSQLAdapter(Adapter):
         # only a table this restore made (the cleanup of a failed one); --clean: drop_for_clean
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.qtable(name, schema)} CASCADE")
 
+    def error_line(self, exc: BaseException) -> str | None:
+        """A lost connection named as one: once the server ended the session (a terminated
+        backend, a restart), psycopg2 reports what it tried next ("invalid socket", "connection
+        already closed", "server closed the connection unexpectedly"), in no set order."""
+        first = super().error_line(exc)
+        if first is None:
+            return None
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        lost = isinstance(orig, self.dialect.dbapi.InterfaceError) or any(
+            m in first for m in ("invalid socket", "server closed the connection", "terminating connection",
+                                 "connection already closed", "SSL connection has been closed"))
+        return f"the connection to the server was lost ({first})" if lost and "connection to the server" \
+            not in first else first
+
     def server_identity(self, conn: Connection) -> tuple[Any, ...] | None:
         """The cluster's system identifier (pg_control_system(), the same through every address
         and socket; a streaming replica shares its primary's) and the database's name. Where the
