@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import logging
 import os
 import sqlite3
 import stat
@@ -97,18 +96,6 @@ def subproc(*argv: Any, cwd: Path) -> Run:
     p = subprocess.run([sys.executable, "-m", "albackup", *map(str, argv)], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=120)
     return Run(p.returncode, p.stdout, p.stderr)
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Any:
-    """The CLI installs its own stderr handler; do not let it outlive the captured stream."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for h in list(root.handlers):
-        if getattr(h, "_albackup", False):
-            root.removeHandler(h)
-    root.setLevel(level)
 
 
 def make_source(path: Path) -> Path:

@@ -657,7 +657,8 @@ class Adapter(abc.ABC):
     swaps_on_clean = False
 
     def rename_tables(self, conn: Connection, renames: list[tuple[str | None, str, str]]) -> None:
-        """(schema, name, new name) renamed all at once, in this order (``swaps_on_clean``)."""
+        """(schema, name, new name) renamed all at once, in this order. Called only where
+        ``swaps_on_clean`` is set."""
         raise NotImplementedError(f"{self.name} does not swap tables")
 
     def clashing_objects(self, conn: Connection, schema: Schema, same_engine: bool, routines: bool) -> list[str]:
@@ -741,8 +742,8 @@ class Adapter(abc.ABC):
     def ordered_steps(self, schema: Schema, plans: list[Any], routines: bool) -> tuple[list[Step], list[Step]]:
         """Where ``orders_objects``: the objects of a same-engine restore of ``plans`` (TablePlans;
         views, routines and triggers only when ``routines``), as the steps made before the load
-        and those made after it."""
-        raise NotImplementedError
+        and those made after it. Called only where ``orders_objects`` is set."""
+        raise NotImplementedError(f"{self.name} does not order a restore's objects itself")
 
     def type_exists(self, conn: Connection, name: str, schema: str | None) -> bool:
         return False
@@ -759,22 +760,25 @@ class Adapter(abc.ABC):
 
     def create_routines(self, conn: Connection, routines: list[Routine]) -> list[str]:
         """Create views/triggers/routines (same engine). Returns failures as messages."""
+        return self._create_in_turns(routines, lambda r: self.run_ddl(conn, self.literal_sql(self._view_name_once(r))))
+
+    @staticmethod
+    def _create_in_turns(routines: list[Routine], make: Callable[[Routine], Any]) -> list[str]:
+        """Each of ``routines`` made by ``make``, in turns: one that fails is tried again once
+        another was made. Returns the failures of the turn that made nothing, as messages."""
         pending = list(routines)
-        failures: list[str] = []
         while pending:
-            progress = False
             errors: list[str] = []
+            before = len(pending)
             for r in list(pending):
                 try:
-                    self.run_ddl(conn, self.literal_sql(self._view_name_once(r)))
+                    make(r)
                     pending.remove(r)
-                    progress = True
                 except sa.exc.DBAPIError as exc:
                     errors.append(f"{r.kind} {r.name}: {str(exc.orig).splitlines()[0]}")
-            if not progress:
-                failures = errors
-                break
-        return failures
+            if len(pending) == before:
+                return errors
+        return []
 
 
     def _view_name_once(self, r: Routine) -> str:

@@ -1268,24 +1268,13 @@ class MySQLAdapter(Adapter):
         """Each under the SQL mode it was made with (an event also in its time zone) and, where the
         restoring account may name it and it exists here, its definer; else it is made as the
         restoring account, and the log says so."""
-        pending = list(routines)
-        failures: list[str] = []
         as_self: list[str] = []
+
+        def make(r: Routine) -> None:
+            if not self._create_routine(conn, r):
+                as_self.append(f"{r.kind} {r.name} ({r.definer})")
         try:
-            while pending:
-                progress = False
-                errors: list[str] = []
-                for r in list(pending):
-                    try:
-                        if not self._create_routine(conn, r):
-                            as_self.append(f"{r.kind} {r.name} ({r.definer})")
-                        pending.remove(r)
-                        progress = True
-                    except sa.exc.DBAPIError as exc:
-                        errors.append(f"{r.kind} {r.name}: {str(exc.orig).splitlines()[0]}")
-                if not progress:
-                    failures = errors
-                    break
+            failures = self._create_in_turns(routines, make)
         finally:
             self._session(conn)
             conn.exec_driver_sql("SET NAMES utf8mb4")
